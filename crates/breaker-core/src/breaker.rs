@@ -1,0 +1,210 @@
+//! The call API: what stores implement and what adapters and custom clients use.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::{
+    Event, EventKind, Listeners, Outcome, Override, Permit, Policy, Rejected, Snapshot, StoreError,
+    Transition,
+};
+
+/// What recording an outcome did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// How the call counted, after the policy's slow-call rule.
+    pub outcome: Outcome,
+    /// Wall-clock time from the permit to the report, by the store's clock.
+    pub elapsed: Duration,
+    /// The transition this report made, if any (reported once across the fleet).
+    pub transition: Option<Transition>,
+}
+
+impl Recorded {
+    /// What a store reports after recording.
+    pub fn new(outcome: Outcome, elapsed: Duration, transition: Option<Transition>) -> Recorded {
+        Recorded {
+            outcome,
+            elapsed,
+            transition,
+        }
+    }
+}
+
+/// A named breaker whose state lives in a store, for blocking callers.
+///
+/// `acquire` before the call, `record` after it: a store answers each with one atomic step.
+/// Store failures never surface here: the policy's
+/// [`StoreFailurePolicy`](crate::StoreFailurePolicy) decides, and listeners are told.
+pub trait Breaker: Send + Sync {
+    /// The breaker's name.
+    fn name(&self) -> &str;
+    /// The breaker's policy.
+    fn policy(&self) -> &Policy;
+    /// The breaker's listeners.
+    fn listeners(&self) -> &Listeners;
+    /// Asks to make one call now.
+    fn acquire(&self) -> Result<Permit, Rejected>;
+    /// Reports the outcome of the call `permit` admitted.
+    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded;
+    /// The breaker's state, as the store holds it.
+    fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// Sets an operator override for every process sharing the store, for `duration` (forever if `None`).
+    fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError>;
+    /// Opens the breaker now, as an operator.
+    fn trip(&self) -> Result<Transition, StoreError>;
+    /// Closes the breaker now and clears its window, as an operator.
+    fn reset(&self) -> Result<Option<Transition>, StoreError>;
+}
+
+/// A named breaker whose state lives in a store, for async callers (runtime-agnostic).
+///
+/// The same contract as [`Breaker`].
+pub trait AsyncBreaker: Send + Sync {
+    /// The breaker's name.
+    fn name(&self) -> &str;
+    /// The breaker's policy.
+    fn policy(&self) -> &Policy;
+    /// The breaker's listeners.
+    fn listeners(&self) -> &Listeners;
+    /// Asks to make one call now.
+    fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send;
+    /// Reports the outcome of the call `permit` admitted.
+    fn record(&self, permit: Permit, outcome: Outcome) -> impl Future<Output = Recorded> + Send;
+}
+
+/// A call through [`call`] or [`call_async`] failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallError<E> {
+    /// The breaker rejected the call; it was not made.
+    Rejected(Rejected),
+    /// The call was made and returned this error.
+    Inner(E),
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(rejected) => write!(f, "call rejected: {rejected}"),
+            CallError::Inner(err) => err.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Rejected(rejected) => Some(rejected),
+            CallError::Inner(err) => Some(err),
+        }
+    }
+}
+
+/// The default classification of a call's result: `Ok` is a success, `Err` a failure.
+pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    }
+}
+
+/// Runs `f` through `breaker`: rejected at once if the breaker says so, otherwise run, and its
+/// result (`Ok` a success, `Err` a failure) recorded. Listeners hear of every step.
+///
+/// ```
+/// use breaker_core::{call, CallError, Outcome};
+/// # use breaker_core::{Breaker, Listeners, Override, Permit, PermitKind, Policy, Recorded,
+/// #     Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp, Transition};
+/// # struct AlwaysClosed(Policy, Listeners);
+/// # impl Breaker for AlwaysClosed {
+/// #     fn name(&self) -> &str { "demo" }
+/// #     fn policy(&self) -> &Policy { &self.0 }
+/// #     fn listeners(&self) -> &Listeners { &self.1 }
+/// #     fn acquire(&self) -> Result<Permit, Rejected> {
+/// #         Ok(Permit::new(0, PermitKind::Normal, Timestamp::ZERO, None))
+/// #     }
+/// #     fn record(&self, _: Permit, outcome: Outcome) -> Recorded {
+/// #         Recorded::new(outcome, Default::default(), None)
+/// #     }
+/// #     fn snapshot(&self) -> Result<Snapshot, StoreError> { Err(StoreError::new(StoreErrorKind::NotFound, "demo")) }
+/// #     fn set_override(&self, _: Override, _: Option<std::time::Duration>) -> Result<(), StoreError> { Ok(()) }
+/// #     fn trip(&self) -> Result<Transition, StoreError> { Err(StoreError::new(StoreErrorKind::NotFound, "demo")) }
+/// #     fn reset(&self) -> Result<Option<Transition>, StoreError> { Ok(None) }
+/// # }
+/// # let breaker = AlwaysClosed(Policy::default(), Listeners::new());
+/// let answer: Result<u32, CallError<std::io::Error>> = call(&breaker, || Ok(42));
+/// assert_eq!(answer.unwrap(), 42);
+/// ```
+pub fn call<B, T, E, F>(breaker: &B, f: F) -> Result<T, CallError<E>>
+where
+    B: Breaker + ?Sized,
+    F: FnOnce() -> Result<T, E>,
+{
+    call_classified(breaker, classify_result, f)
+}
+
+/// [`call`] with a classifier of your own (for example, some errors counted as successes).
+pub fn call_classified<B, T, E, F, C>(breaker: &B, classify: C, f: F) -> Result<T, CallError<E>>
+where
+    B: Breaker + ?Sized,
+    F: FnOnce() -> Result<T, E>,
+    C: FnOnce(&Result<T, E>) -> Outcome,
+{
+    let permit = admitted(breaker.name(), breaker.listeners(), breaker.acquire())?;
+    let result = f();
+    let recorded = breaker.record(permit, classify(&result));
+    report(breaker.name(), breaker.listeners(), &recorded);
+    result.map_err(CallError::Inner)
+}
+
+/// Runs the future `call` through `breaker`, as [`call`] does a closure. Works on any runtime.
+pub async fn call_async<B, T, E, Fut>(breaker: &B, call: Fut) -> Result<T, CallError<E>>
+where
+    B: AsyncBreaker + ?Sized,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let permit = admitted(breaker.name(), breaker.listeners(), breaker.acquire().await)?;
+    let result = call.await;
+    let recorded = breaker.record(permit, classify_result(&result)).await;
+    report(breaker.name(), breaker.listeners(), &recorded);
+    result.map_err(CallError::Inner)
+}
+
+/// Tells listeners of a rejection, or of the transition that granting a permit made.
+fn admitted<E>(
+    name: &str,
+    listeners: &Listeners,
+    decision: Result<Permit, Rejected>,
+) -> Result<Permit, CallError<E>> {
+    match decision {
+        Ok(permit) => {
+            if let Some(transition) = permit.transition() {
+                listeners.emit(&Event::new(name, EventKind::Transition(transition)));
+            }
+            Ok(permit)
+        }
+        Err(rejected) => {
+            listeners.emit(&Event::new(name, EventKind::Rejected(rejected)));
+            Err(CallError::Rejected(rejected))
+        }
+    }
+}
+
+/// Tells listeners how a recorded call counted and what it changed.
+pub fn report(name: &str, listeners: &Listeners, recorded: &Recorded) {
+    if listeners.is_empty() {
+        return;
+    }
+    let kind = match recorded.outcome {
+        Outcome::Success => Some(EventKind::Success),
+        Outcome::Failure => Some(EventKind::Failure),
+        Outcome::Ignored => None,
+    };
+    if let Some(kind) = kind {
+        listeners.emit(&Event::new(name, kind).with_elapsed(recorded.elapsed));
+    }
+    if let Some(transition) = recorded.transition {
+        listeners.emit(&Event::new(name, EventKind::Transition(transition)));
+    }
+}

@@ -1,0 +1,511 @@
+//! The state machine of one breaker (SPEC section 4), over time passed in.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::{Counts, Window};
+use crate::{Policy, Timestamp};
+
+/// The automatic state of a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Calls flow and are counted.
+    Closed,
+    /// Calls are rejected until the open period ends.
+    Open,
+    /// The open period has ended: a few probes go through, the rest are rejected.
+    HalfOpen,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// An operator's override, applied on top of the automatic state by every process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Override {
+    /// No override: the automatic state decides.
+    #[default]
+    Auto,
+    /// Reject every call.
+    ForcedOpen,
+    /// Allow every call; calls are still counted, but the breaker never trips.
+    ForcedClosed,
+}
+
+impl fmt::Display for Override {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Override::Auto => "auto",
+            Override::ForcedOpen => "forced-open",
+            Override::ForcedClosed => "forced-closed",
+        })
+    }
+}
+
+/// How one finished call counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Counted as a call.
+    Success,
+    /// Counted as a call and a failure.
+    Failure,
+    /// Counted nowhere (for example, a request that could not be built).
+    Ignored,
+}
+
+/// What a permit admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PermitKind {
+    /// An ordinary call while closed (or forced closed); its outcome is counted in the window.
+    Normal,
+    /// A half-open probe holding slot `ticket` until its lease ends.
+    Probe {
+        /// The probe's slot, unique within the breaker.
+        ticket: u64,
+    },
+    /// A call let through without the store's word (its store failed, policy fail-open);
+    /// its outcome is not counted.
+    Unchecked,
+}
+
+/// Leave to make one call; hand it back with the outcome.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a permit must be handed back with the call's outcome"]
+pub struct Permit {
+    generation: u64,
+    kind: PermitKind,
+    started: Timestamp,
+    transition: Option<Transition>,
+}
+
+impl Permit {
+    /// A permit; stores build these from their state machine's answer.
+    pub fn new(
+        generation: u64,
+        kind: PermitKind,
+        started: Timestamp,
+        transition: Option<Transition>,
+    ) -> Permit {
+        Permit {
+            generation,
+            kind,
+            started,
+            transition,
+        }
+    }
+
+    /// The breaker's generation (open/half-open cycle) when the permit was given.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What the permit admits.
+    pub fn kind(&self) -> PermitKind {
+        self.kind
+    }
+
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        matches!(self.kind, PermitKind::Probe { .. })
+    }
+
+    /// When the permit was given, by the clock of the store that gave it.
+    pub fn started(&self) -> Timestamp {
+        self.started
+    }
+
+    /// The transition that giving this permit made (the first probe after an open period
+    /// moves the breaker to half-open), reported once across the fleet.
+    pub fn transition(&self) -> Option<Transition> {
+        self.transition
+    }
+}
+
+/// Why a call was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The breaker is open.
+    Open,
+    /// The breaker is half-open and every probe slot is taken.
+    ProbesBusy,
+    /// An operator forced the breaker open.
+    ForcedOpen,
+    /// The store failed and the breaker's policy is fail-closed.
+    StoreUnavailable,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RejectReason::Open => "the breaker is open",
+            RejectReason::ProbesBusy => "the breaker is half-open and its probe slots are taken",
+            RejectReason::ForcedOpen => "the breaker is forced open",
+            RejectReason::StoreUnavailable => "the breaker's store is unavailable (fail-closed)",
+        })
+    }
+}
+
+/// A call the breaker refused, with how long until a call may be admitted again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rejected {
+    reason: RejectReason,
+    retry_after: Duration,
+}
+
+impl Rejected {
+    /// A rejection; stores build these from their state machine's answer.
+    pub fn new(reason: RejectReason, retry_after: Duration) -> Rejected {
+        Rejected {
+            reason,
+            retry_after,
+        }
+    }
+
+    /// Why the call was rejected.
+    pub fn reason(&self) -> RejectReason {
+        self.reason
+    }
+
+    /// How long until a probe may go (for an override with no expiry, the policy's `open_for`).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}; retry after {}",
+            self.reason,
+            humantime::format_duration(self.retry_after)
+        )
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// Why a breaker opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TripCause {
+    /// The window's counts met the policy's trip rule.
+    Threshold(Counts),
+    /// A half-open probe failed.
+    ProbeFailed,
+    /// An operator tripped it.
+    Operator,
+}
+
+/// A change of state, reported once across the fleet by whoever made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transition {
+    /// The breaker opened (generation `generation`) until `open_until`.
+    Tripped {
+        /// The new generation.
+        generation: u64,
+        /// When probes may start.
+        open_until: Timestamp,
+        /// How long this open period lasts (with backoff applied).
+        open_for: Duration,
+        /// What tripped it.
+        cause: TripCause,
+    },
+    /// The open period ended and the first probe was admitted.
+    HalfOpened {
+        /// The generation the probes belong to.
+        generation: u64,
+    },
+    /// The breaker closed (probes succeeded, or an operator reset it); the window was cleared.
+    Closed {
+        /// The generation of the cycle that ended.
+        generation: u64,
+    },
+}
+
+/// A read-only view of a breaker at some time, for operators and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The automatic state (an open breaker whose period has passed reads as half-open).
+    pub state: State,
+    /// The operator override in force.
+    pub override_mode: Override,
+    /// When the override ends, if it does.
+    pub override_until: Option<Timestamp>,
+    /// The current generation: it grows by one at each trip.
+    pub generation: u64,
+    /// When the current open period ends, if open.
+    pub open_until: Option<Timestamp>,
+    /// Calls and failures in the window.
+    pub counts: Counts,
+    /// Probes holding a slot.
+    pub probes_in_flight: u32,
+}
+
+/// One half-open probe slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lease {
+    ticket: u64,
+    until: Timestamp,
+}
+
+/// The control state of one breaker: everything but the window's counts.
+///
+/// Every decision of SPEC section 4 is made here, once; stores keep a `Circuit` (or, for Redis,
+/// a script checked against it by a differential test) and a [`Window`], and call these
+/// methods with the time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Circuit {
+    state: State,
+    generation: u64,
+    open_until: Timestamp,
+    open_ms: u64,
+    successes: u32,
+    probes: Vec<Lease>,
+    next_ticket: u64,
+    override_mode: Override,
+    override_until: Option<Timestamp>,
+}
+
+impl Default for Circuit {
+    fn default() -> Circuit {
+        Circuit::new()
+    }
+}
+
+impl Circuit {
+    /// A closed breaker, generation 0, no override.
+    pub fn new() -> Circuit {
+        Circuit {
+            state: State::Closed,
+            generation: 0,
+            open_until: Timestamp::ZERO,
+            open_ms: 0,
+            successes: 0,
+            probes: Vec::new(),
+            next_ticket: 0,
+            override_mode: Override::Auto,
+            override_until: None,
+        }
+    }
+
+    /// The generation whose ordinary permits can be given and whose successes recorded without
+    /// any decision, whatever the time: `Some` when closed with no override, or forced closed
+    /// with no expiry.
+    ///
+    /// A store may serve those two operations from this value alone (the memory store keeps
+    /// it in one atomic word), since [`Circuit::acquire`] would answer `Normal` with this
+    /// generation and [`Circuit::record`] of a success would only count it.
+    pub fn free_generation(&self) -> Option<u64> {
+        let free = match (self.override_mode, self.override_until) {
+            (Override::Auto, _) => self.state == State::Closed,
+            (Override::ForcedClosed, None) => true,
+            _ => false,
+        };
+        free.then_some(self.generation)
+    }
+
+    /// Asks to make a call at `now`.
+    pub fn acquire(&mut self, policy: &Policy, now: Timestamp) -> Result<Permit, Rejected> {
+        self.expire_override(now);
+        match self.override_mode {
+            Override::ForcedOpen => {
+                let retry_after = match self.override_until {
+                    Some(until) => until.saturating_since(now),
+                    None => policy.open_for(),
+                };
+                return Err(Rejected::new(RejectReason::ForcedOpen, retry_after));
+            }
+            Override::ForcedClosed => {
+                return Ok(Permit::new(self.generation, PermitKind::Normal, now, None));
+            }
+            Override::Auto => {}
+        }
+        let mut transition = None;
+        match self.state {
+            State::Closed => {
+                return Ok(Permit::new(self.generation, PermitKind::Normal, now, None));
+            }
+            State::Open if now < self.open_until => {
+                return Err(Rejected::new(
+                    RejectReason::Open,
+                    self.open_until.saturating_since(now),
+                ));
+            }
+            State::Open => {
+                self.state = State::HalfOpen;
+                self.successes = 0;
+                self.probes.clear();
+                transition = Some(Transition::HalfOpened {
+                    generation: self.generation,
+                });
+            }
+            State::HalfOpen => {}
+        }
+        self.probes.retain(|lease| lease.until > now);
+        if self.probes.len() < policy.half_open_probes() as usize {
+            self.next_ticket += 1;
+            let ticket = self.next_ticket;
+            self.probes.push(Lease {
+                ticket,
+                until: now.add_millis(policy.probe_lease_millis()),
+            });
+            Ok(Permit::new(
+                self.generation,
+                PermitKind::Probe { ticket },
+                now,
+                transition,
+            ))
+        } else {
+            let first_free = self.probes.iter().map(|lease| lease.until).min();
+            let retry_after = first_free.map_or(Duration::ZERO, |until| until.saturating_since(now));
+            Err(Rejected::new(RejectReason::ProbesBusy, retry_after))
+        }
+    }
+
+    /// Records the outcome of the call `permit` admitted, at `now`, counting it in `window`.
+    ///
+    /// Reports from an earlier generation, probes reported after the half-open cycle ended,
+    /// and unchecked permits are ignored.
+    pub fn record<W: Window + ?Sized>(
+        &mut self,
+        policy: &Policy,
+        now: Timestamp,
+        permit: &Permit,
+        outcome: Outcome,
+        window: &mut W,
+    ) -> Option<Transition> {
+        self.expire_override(now);
+        if permit.generation != self.generation {
+            return None;
+        }
+        match permit.kind {
+            PermitKind::Unchecked => None,
+            PermitKind::Normal => {
+                let failure = match outcome {
+                    Outcome::Ignored => return None,
+                    Outcome::Success => false,
+                    Outcome::Failure => true,
+                };
+                window.add(policy, now, failure);
+                let may_trip = failure
+                    && self.state == State::Closed
+                    && self.override_mode != Override::ForcedClosed;
+                if may_trip {
+                    let counts = window.counts(policy, now);
+                    if policy.trips(counts) {
+                        return Some(self.open(now, policy.open_for_millis(), TripCause::Threshold(counts)));
+                    }
+                }
+                None
+            }
+            PermitKind::Probe { ticket } => {
+                if self.state != State::HalfOpen {
+                    return None;
+                }
+                self.probes.retain(|lease| lease.ticket != ticket);
+                match outcome {
+                    Outcome::Ignored => None,
+                    Outcome::Success => {
+                        self.successes += 1;
+                        (self.successes >= policy.successes_to_close()).then(|| self.close(window))
+                    }
+                    Outcome::Failure => {
+                        let open_ms = policy.next_open_millis(self.open_ms);
+                        Some(self.open(now, open_ms, TripCause::ProbeFailed))
+                    }
+                }
+            }
+        }
+    }
+
+    /// An operator trip: opens the breaker for `open_for` from `now`, in a new generation.
+    pub fn trip(&mut self, policy: &Policy, now: Timestamp) -> Transition {
+        self.open(now, policy.open_for_millis(), TripCause::Operator)
+    }
+
+    /// An operator reset: closes the breaker and clears the window. Reports a transition
+    /// unless it was closed already.
+    pub fn reset<W: Window + ?Sized>(&mut self, window: &mut W) -> Option<Transition> {
+        let was_closed = self.state == State::Closed;
+        let transition = self.close(window);
+        (!was_closed).then_some(transition)
+    }
+
+    /// Sets the operator override, until `until` (forever if `None`).
+    pub fn set_override(&mut self, mode: Override, until: Option<Timestamp>) {
+        self.override_mode = mode;
+        self.override_until = if mode == Override::Auto { None } else { until };
+    }
+
+    /// A view of the breaker at `now`, with the window's counts.
+    pub fn snapshot<W: Window + ?Sized>(&self, policy: &Policy, now: Timestamp, window: &W) -> Snapshot {
+        let (override_mode, override_until) = match self.override_until {
+            Some(until) if until <= now => (Override::Auto, None),
+            until => (self.override_mode, until),
+        };
+        let state = match self.state {
+            State::Open if self.open_until <= now => State::HalfOpen,
+            state => state,
+        };
+        let live_probes = self.probes.iter().filter(|lease| lease.until > now).count();
+        Snapshot {
+            state,
+            override_mode,
+            override_until,
+            generation: self.generation,
+            open_until: (self.state == State::Open).then_some(self.open_until),
+            counts: window.counts(policy, now),
+            probes_in_flight: u32::try_from(live_probes).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn expire_override(&mut self, now: Timestamp) {
+        if self.override_until.is_some_and(|until| until <= now) {
+            self.override_mode = Override::Auto;
+            self.override_until = None;
+        }
+    }
+
+    fn open(&mut self, now: Timestamp, open_ms: u64, cause: TripCause) -> Transition {
+        self.generation += 1;
+        self.state = State::Open;
+        self.open_ms = open_ms;
+        self.open_until = now.add_millis(open_ms);
+        self.successes = 0;
+        self.probes.clear();
+        Transition::Tripped {
+            generation: self.generation,
+            open_until: self.open_until,
+            open_for: Duration::from_millis(open_ms),
+            cause,
+        }
+    }
+
+    fn close<W: Window + ?Sized>(&mut self, window: &mut W) -> Transition {
+        self.state = State::Closed;
+        self.open_ms = 0;
+        self.successes = 0;
+        self.probes.clear();
+        window.clear();
+        Transition::Closed {
+            generation: self.generation,
+        }
+    }
+}

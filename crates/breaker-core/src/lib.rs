@@ -1,0 +1,63 @@
+//! The circuit breaker's state machine, with no IO: time is passed in, state is a value.
+//!
+//! A breaker counts the outcomes of calls over a sliding window of fixed buckets; when at
+//! least `minimum_failures` calls failed, at least `minimum_calls` were made, and failures are
+//! `failure_rate` percent or more of them, it opens: calls are rejected at once for `open_for`.
+//! Then a few probes go through; their successes close it, a failure opens it again.
+//!
+//! This crate holds the [`Policy`], the [`Circuit`] state machine and its [`Window`], the
+//! [`Breaker`] call API that stores implement, and the events listeners receive. Stores
+//! (`breaker-store-memory`, `breaker-store-redis`) keep the state; adapters
+//! (`breaker-reqwest`, `breaker-ureq`) wrap HTTP clients.
+//!
+//! Driving the state machine by hand, with time passed in:
+//!
+//! ```
+//! use std::time::Duration;
+//! use breaker_core::{BucketWindow, Circuit, Outcome, Policy, State, Timestamp};
+//!
+//! let policy = Policy::builder()
+//!     .minimum_failures(2)
+//!     .failure_rate(50.0)
+//!     .open_for(Duration::from_secs(30))
+//!     .build()?;
+//! let mut circuit = Circuit::new();
+//! let mut window = BucketWindow::new(&policy);
+//! let now = Timestamp::from_millis(1_000);
+//!
+//! for _ in 0..2 {
+//!     let permit = circuit.acquire(&policy, now).expect("closed");
+//!     circuit.record(&policy, now, &permit, Outcome::Failure, &mut window);
+//! }
+//! let rejected = circuit.acquire(&policy, now).unwrap_err();
+//! assert_eq!(rejected.retry_after(), Duration::from_secs(30));
+//!
+//! let later = now.saturating_add(Duration::from_secs(30));
+//! let probe = circuit.acquire(&policy, later).expect("half-open probe");
+//! assert!(probe.is_probe());
+//! circuit.record(&policy, later, &probe, Outcome::Success, &mut window);
+//! assert_eq!(circuit.snapshot(&policy, later, &window).state, State::Closed);
+//! # Ok::<(), breaker_core::PolicyError>(())
+//! ```
+
+mod breaker;
+mod circuit;
+mod error;
+mod event;
+mod policy;
+mod time;
+mod window;
+
+pub use breaker::{
+    AsyncBreaker, Breaker, CallError, Recorded, call, call_async, call_classified, classify_result,
+    report,
+};
+pub use circuit::{
+    Circuit, Outcome, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State,
+    Transition, TripCause,
+};
+pub use error::{StoreError, StoreErrorKind};
+pub use event::{Event, EventKind, Listener, Listeners};
+pub use policy::{Policy, PolicyBuilder, PolicyError, StoreFailurePolicy};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use window::{BucketWindow, Counts, Window, bucket_is_live, bucket_of, slot_of};

@@ -1,0 +1,730 @@
+//! The configuration of one breaker, validated when it is built.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::Counts;
+
+/// Durations are kept in whole milliseconds below 2^53, so that a Lua script (whose numbers are
+/// doubles) computes with them exactly as Rust does.
+const MAX_MILLIS: u64 = (1 << 53) - 1;
+
+/// What a breaker does when its store cannot answer (down, slow, or holding unreadable data).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum StoreFailurePolicy {
+    /// Allow the call (the default): a store outage never takes the backend down with it.
+    #[default]
+    FailOpen,
+    /// Reject the call.
+    FailClosed,
+    /// Decide with an in-process breaker of the same policy until the store answers again.
+    Local,
+}
+
+/// The validated configuration of one breaker (SPEC section 2).
+///
+/// Build one with [`Policy::builder`], or deserialize it (durations are human-readable:
+/// `"60s"`, `"5m"`); both reject bad values with a [`PolicyError`] that names the field.
+///
+/// ```
+/// use std::time::Duration;
+/// use breaker_core::Policy;
+///
+/// // The original library's example: 5 or more failures that are 10 % or more of the calls
+/// // in the last 120 s open the breaker for 300 s.
+/// let policy = Policy::builder()
+///     .window(Duration::from_secs(120))
+///     .minimum_failures(5)
+///     .failure_rate(10.0)
+///     .open_for(Duration::from_secs(300))
+///     .build()?;
+/// assert_eq!(policy.window(), Duration::from_secs(120));
+///
+/// let err = Policy::builder().failure_rate(0.0).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_rate");
+/// # Ok::<(), breaker_core::PolicyError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PolicyConfig", into = "PolicyConfig")]
+pub struct Policy {
+    window_ms: u64,
+    bucket_ms: u64,
+    buckets: u32,
+    failure_rate: f64,
+    minimum_failures: u64,
+    minimum_calls: u64,
+    open_for_ms: u64,
+    half_open_probes: u32,
+    probe_lease_ms: u64,
+    successes_to_close: u32,
+    backoff: f64,
+    max_open_for_ms: u64,
+    slow_call_ms: Option<u64>,
+    on_store_failure: StoreFailurePolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        // The defaults are valid by construction; `validate` is the one place that builds a Policy.
+        match PolicyConfig::default().validate() {
+            Ok(policy) => policy,
+            Err(err) => unreachable!("the default policy is invalid: {err}"),
+        }
+    }
+}
+
+impl Policy {
+    /// A builder starting from the defaults of SPEC section 2.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            config: PolicyConfig::default(),
+        }
+    }
+
+    /// A builder starting from this policy's values.
+    pub fn to_builder(&self) -> PolicyBuilder {
+        PolicyBuilder {
+            config: PolicyConfig::from(self.clone()),
+        }
+    }
+
+    /// The sliding window over which calls are counted.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
+    /// The number of buckets the window is split into; events expire in steps of `window / buckets`.
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    /// The width of one bucket, in milliseconds.
+    pub fn bucket_millis(&self) -> u64 {
+        self.bucket_ms
+    }
+
+    /// Failure percentage (0 < rate <= 100) at or above which the breaker trips.
+    pub fn failure_rate(&self) -> f64 {
+        self.failure_rate
+    }
+
+    /// Never trip with fewer failures than this in the window.
+    pub fn minimum_failures(&self) -> u64 {
+        self.minimum_failures
+    }
+
+    /// Never trip with fewer calls than this in the window.
+    pub fn minimum_calls(&self) -> u64 {
+        self.minimum_calls
+    }
+
+    /// How long the breaker stays open after a trip from closed.
+    pub fn open_for(&self) -> Duration {
+        Duration::from_millis(self.open_for_ms)
+    }
+
+    /// Calls admitted at once, fleet-wide, once the open period has passed.
+    pub fn half_open_probes(&self) -> u32 {
+        self.half_open_probes
+    }
+
+    /// How long a probe that never reports back holds its slot.
+    pub fn probe_lease(&self) -> Duration {
+        Duration::from_millis(self.probe_lease_ms)
+    }
+
+    /// Probe successes needed to close again.
+    pub fn successes_to_close(&self) -> u32 {
+        self.successes_to_close
+    }
+
+    /// Factor applied to the open time on each consecutive re-trip.
+    pub fn backoff(&self) -> f64 {
+        self.backoff
+    }
+
+    /// Cap on the backed-off open time.
+    pub fn max_open_for(&self) -> Duration {
+        Duration::from_millis(self.max_open_for_ms)
+    }
+
+    /// Calls slower than this count as failures, if set.
+    pub fn slow_call(&self) -> Option<Duration> {
+        self.slow_call_ms.map(Duration::from_millis)
+    }
+
+    /// What the breaker does when its store fails.
+    pub fn on_store_failure(&self) -> StoreFailurePolicy {
+        self.on_store_failure
+    }
+
+    /// Whether `counts` (just after a failure was recorded) trip the breaker:
+    /// `failures >= minimum_failures && calls >= minimum_calls && failures * 100 >= failure_rate * calls`.
+    ///
+    /// The rate comparison uses IEEE doubles, exactly as the Redis script does; for whole-number
+    /// rates and counts below 2^53 it is exact.
+    pub fn trips(&self, counts: Counts) -> bool {
+        counts.failures >= self.minimum_failures
+            && counts.calls >= self.minimum_calls
+            && (counts.failures as f64) * 100.0 >= self.failure_rate * (counts.calls as f64)
+    }
+
+    /// The open time that follows one lasting `previous_ms`: multiplied by `backoff`, rounded
+    /// down to whole milliseconds, capped by `max_open_for`.
+    pub fn next_open_millis(&self, previous_ms: u64) -> u64 {
+        let next = ((previous_ms as f64) * self.backoff).floor();
+        if next >= self.max_open_for_ms as f64 {
+            self.max_open_for_ms
+        } else {
+            next as u64
+        }
+    }
+
+    /// Open time in milliseconds for the first trip from closed: `open_for`, capped by `max_open_for`.
+    pub fn open_for_millis(&self) -> u64 {
+        self.open_for_ms.min(self.max_open_for_ms)
+    }
+
+    /// Probe lease in milliseconds.
+    pub fn probe_lease_millis(&self) -> u64 {
+        self.probe_lease_ms
+    }
+
+    /// The window in milliseconds.
+    pub fn window_millis(&self) -> u64 {
+        self.window_ms
+    }
+
+    /// The outcome a call finally counts as: a success slower than `slow_call` is a failure.
+    pub fn classify(&self, outcome: crate::Outcome, elapsed: Duration) -> crate::Outcome {
+        match (outcome, self.slow_call_ms) {
+            (crate::Outcome::Success, Some(limit)) if elapsed > Duration::from_millis(limit) => {
+                crate::Outcome::Failure
+            }
+            (outcome, _) => outcome,
+        }
+    }
+}
+
+/// Builds a [`Policy`]; [`PolicyBuilder::build`] validates every field.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct PolicyBuilder {
+    config: PolicyConfig,
+}
+
+impl PolicyBuilder {
+    /// Sets the sliding window (default 60 s).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.config.window = window;
+        self
+    }
+
+    /// Sets the number of buckets (default 60).
+    pub fn buckets(mut self, buckets: u32) -> Self {
+        self.config.buckets = buckets;
+        self
+    }
+
+    /// Sets the failure percentage that trips the breaker (default 10).
+    pub fn failure_rate(mut self, percent: f64) -> Self {
+        self.config.failure_rate = percent;
+        self
+    }
+
+    /// Sets the minimum number of failures in the window to trip (default 5).
+    pub fn minimum_failures(mut self, failures: u64) -> Self {
+        self.config.minimum_failures = failures;
+        self
+    }
+
+    /// Sets the minimum number of calls in the window to trip (default 1).
+    pub fn minimum_calls(mut self, calls: u64) -> Self {
+        self.config.minimum_calls = calls;
+        self
+    }
+
+    /// Sets how long the breaker stays open after a trip (default 180 s).
+    pub fn open_for(mut self, open_for: Duration) -> Self {
+        self.config.open_for = open_for;
+        self
+    }
+
+    /// Sets how many probes are admitted at once when half-open (default 1).
+    pub fn half_open_probes(mut self, probes: u32) -> Self {
+        self.config.half_open_probes = probes;
+        self
+    }
+
+    /// Sets how long an unreported probe holds its slot (default 30 s).
+    pub fn probe_lease(mut self, lease: Duration) -> Self {
+        self.config.probe_lease = lease;
+        self
+    }
+
+    /// Sets how many probe successes close the breaker (default 1).
+    pub fn successes_to_close(mut self, successes: u32) -> Self {
+        self.config.successes_to_close = successes;
+        self
+    }
+
+    /// Sets the backoff factor on consecutive re-trips (default 1.0, a fixed open time).
+    pub fn backoff(mut self, factor: f64) -> Self {
+        self.config.backoff = factor;
+        self
+    }
+
+    /// Sets the cap on the backed-off open time (default 1 h).
+    pub fn max_open_for(mut self, max: Duration) -> Self {
+        self.config.max_open_for = max;
+        self
+    }
+
+    /// Counts calls slower than `limit` as failures (default off).
+    pub fn slow_call(mut self, limit: Option<Duration>) -> Self {
+        self.config.slow_call = limit;
+        self
+    }
+
+    /// Sets what happens when the store fails (default fail-open).
+    pub fn on_store_failure(mut self, policy: StoreFailurePolicy) -> Self {
+        self.config.on_store_failure = policy;
+        self
+    }
+
+    /// Validates every field and returns the policy, or an error naming the first bad field.
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        self.config.validate()
+    }
+}
+
+/// A policy value was rejected; the error names the field and the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    field: &'static str,
+    value: String,
+    reason: &'static str,
+}
+
+impl PolicyError {
+    fn new(field: &'static str, value: impl fmt::Display, reason: &'static str) -> PolicyError {
+        PolicyError {
+            field,
+            value: value.to_string(),
+            reason,
+        }
+    }
+
+    /// The name of the offending field, as in configuration files (`failure_rate`).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The rejected value, as written.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid breaker policy: {} = {}: {}",
+            self.field, self.value, self.reason
+        )
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// The unvalidated form of a policy, as written in configuration files.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PolicyConfig {
+    #[serde(with = "human_duration")]
+    window: Duration,
+    buckets: u32,
+    failure_rate: f64,
+    minimum_failures: u64,
+    minimum_calls: u64,
+    #[serde(with = "human_duration")]
+    open_for: Duration,
+    half_open_probes: u32,
+    #[serde(with = "human_duration")]
+    probe_lease: Duration,
+    successes_to_close: u32,
+    backoff: f64,
+    #[serde(with = "human_duration")]
+    max_open_for: Duration,
+    #[serde(with = "human_duration::option")]
+    slow_call: Option<Duration>,
+    on_store_failure: StoreFailurePolicy,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> PolicyConfig {
+        PolicyConfig {
+            window: Duration::from_secs(60),
+            buckets: 60,
+            failure_rate: 10.0,
+            minimum_failures: 5,
+            minimum_calls: 1,
+            open_for: Duration::from_secs(180),
+            half_open_probes: 1,
+            probe_lease: Duration::from_secs(30),
+            successes_to_close: 1,
+            backoff: 1.0,
+            max_open_for: Duration::from_secs(3600),
+            slow_call: None,
+            on_store_failure: StoreFailurePolicy::FailOpen,
+        }
+    }
+}
+
+fn millis(field: &'static str, value: Duration) -> Result<u64, PolicyError> {
+    let shown = || humantime::format_duration(value);
+    if value.subsec_nanos() % 1_000_000 != 0 {
+        return Err(PolicyError::new(
+            field,
+            shown(),
+            "must be a whole number of milliseconds",
+        ));
+    }
+    match u64::try_from(value.as_millis()) {
+        Ok(ms) if ms <= MAX_MILLIS => Ok(ms),
+        _ => Err(PolicyError::new(
+            field,
+            shown(),
+            "is too large (at most 2^53 - 1 milliseconds, about 285 000 years)",
+        )),
+    }
+}
+
+fn positive_millis(field: &'static str, value: Duration) -> Result<u64, PolicyError> {
+    match millis(field, value)? {
+        0 => Err(PolicyError::new(
+            field,
+            humantime::format_duration(value),
+            "must be greater than zero",
+        )),
+        ms => Ok(ms),
+    }
+}
+
+fn at_most_exact(field: &'static str, value: u64) -> Result<u64, PolicyError> {
+    if value > MAX_MILLIS {
+        Err(PolicyError::new(field, value, "is too large (at most 2^53 - 1)"))
+    } else {
+        Ok(value)
+    }
+}
+
+impl PolicyConfig {
+    fn validate(self) -> Result<Policy, PolicyError> {
+        let window_ms = positive_millis("window", self.window)?;
+        if self.buckets == 0 {
+            return Err(PolicyError::new(
+                "buckets",
+                self.buckets,
+                "must be at least 1",
+            ));
+        }
+        let bucket_ms = window_ms / u64::from(self.buckets);
+        if bucket_ms == 0 {
+            return Err(PolicyError::new(
+                "buckets",
+                self.buckets,
+                "makes buckets shorter than 1 ms (window / buckets must be at least 1 ms)",
+            ));
+        }
+        if window_ms % u64::from(self.buckets) != 0 {
+            return Err(PolicyError::new(
+                "buckets",
+                self.buckets,
+                "must divide the window into whole milliseconds",
+            ));
+        }
+        let rate = self.failure_rate;
+        if !(rate.is_finite() && rate > 0.0 && rate <= 100.0) {
+            return Err(PolicyError::new(
+                "failure_rate",
+                rate,
+                "must be a percentage greater than 0 and at most 100",
+            ));
+        }
+        let minimum_failures = at_most_exact("minimum_failures", self.minimum_failures)?;
+        let minimum_calls = at_most_exact("minimum_calls", self.minimum_calls)?;
+        let open_for_ms = positive_millis("open_for", self.open_for)?;
+        if self.half_open_probes == 0 {
+            return Err(PolicyError::new(
+                "half_open_probes",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let probe_lease_ms = positive_millis("probe_lease", self.probe_lease)?;
+        if self.successes_to_close == 0 {
+            return Err(PolicyError::new(
+                "successes_to_close",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let backoff = self.backoff;
+        if !(backoff.is_finite() && backoff >= 1.0) {
+            return Err(PolicyError::new(
+                "backoff",
+                backoff,
+                "must be a finite factor of at least 1.0",
+            ));
+        }
+        let max_open_for_ms = positive_millis("max_open_for", self.max_open_for)?;
+        if max_open_for_ms < open_for_ms {
+            return Err(PolicyError::new(
+                "max_open_for",
+                humantime::format_duration(self.max_open_for),
+                "must be at least open_for",
+            ));
+        }
+        let slow_call_ms = match self.slow_call {
+            Some(limit) => Some(positive_millis("slow_call", limit)?),
+            None => None,
+        };
+        Ok(Policy {
+            window_ms,
+            bucket_ms,
+            buckets: self.buckets,
+            failure_rate: rate,
+            minimum_failures,
+            minimum_calls,
+            open_for_ms,
+            half_open_probes: self.half_open_probes,
+            probe_lease_ms,
+            successes_to_close: self.successes_to_close,
+            backoff,
+            max_open_for_ms,
+            slow_call_ms,
+            on_store_failure: self.on_store_failure,
+        })
+    }
+}
+
+impl TryFrom<PolicyConfig> for Policy {
+    type Error = PolicyError;
+
+    fn try_from(config: PolicyConfig) -> Result<Policy, PolicyError> {
+        config.validate()
+    }
+}
+
+impl From<Policy> for PolicyConfig {
+    fn from(policy: Policy) -> PolicyConfig {
+        PolicyConfig {
+            window: policy.window(),
+            buckets: policy.buckets,
+            failure_rate: policy.failure_rate,
+            minimum_failures: policy.minimum_failures,
+            minimum_calls: policy.minimum_calls,
+            open_for: policy.open_for(),
+            half_open_probes: policy.half_open_probes,
+            probe_lease: policy.probe_lease(),
+            successes_to_close: policy.successes_to_close,
+            backoff: policy.backoff,
+            max_open_for: policy.max_open_for(),
+            slow_call: policy.slow_call(),
+            on_store_failure: policy.on_store_failure,
+        }
+    }
+}
+
+/// Serde for durations written as humans write them ("60s", "5m", "1h 30m", "250ms").
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map_err(|err| D::Error::custom(format_args!("invalid duration {text:?}: {err}")))
+    }
+
+    pub(super) mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(
+            value: &Option<Duration>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(duration) => super::serialize(duration, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Duration);
+            Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(duration)| duration))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(builder: PolicyBuilder) -> (&'static str, String) {
+        let err = builder.build().expect_err("policy should be rejected");
+        assert!(err.to_string().contains(err.field()), "{err}");
+        (err.field(), err.value().to_owned())
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let p = Policy::default();
+        assert_eq!(p.window(), Duration::from_secs(60));
+        assert_eq!(p.failure_rate(), 10.0);
+        assert_eq!(p.minimum_failures(), 5);
+        assert_eq!(p.minimum_calls(), 1);
+        assert_eq!(p.open_for(), Duration::from_secs(180));
+        assert_eq!(p.half_open_probes(), 1);
+        assert_eq!(p.probe_lease(), Duration::from_secs(30));
+        assert_eq!(p.successes_to_close(), 1);
+        assert_eq!(p.backoff(), 1.0);
+        assert_eq!(p.max_open_for(), Duration::from_secs(3600));
+        assert_eq!(p.slow_call(), None);
+        assert_eq!(p.buckets(), 60);
+        assert_eq!(p.bucket_millis(), 1000);
+        assert_eq!(p.on_store_failure(), StoreFailurePolicy::FailOpen);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_field() {
+        let b = Policy::builder;
+        let cases = [
+            (b().failure_rate(0.0), "failure_rate", "0"),
+            (b().failure_rate(100.5), "failure_rate", "100.5"),
+            (b().failure_rate(f64::NAN), "failure_rate", "NaN"),
+            (b().failure_rate(-3.0), "failure_rate", "-3"),
+            (b().window(Duration::ZERO), "window", "0s"),
+            (b().window(Duration::from_micros(1500)), "window", "1ms 500us"),
+            (b().buckets(0), "buckets", "0"),
+            (b().window(Duration::from_millis(10)).buckets(11), "buckets", "11"),
+            (b().window(Duration::from_millis(10)).buckets(3), "buckets", "3"),
+            (b().backoff(0.5), "backoff", "0.5"),
+            (b().backoff(f64::INFINITY), "backoff", "inf"),
+            (b().open_for(Duration::ZERO), "open_for", "0s"),
+            (b().open_for(Duration::MAX), "open_for", ""),
+            (b().window(Duration::from_secs(u64::MAX / 1000)), "window", ""),
+            (b().half_open_probes(0), "half_open_probes", "0"),
+            (b().successes_to_close(0), "successes_to_close", "0"),
+            (b().probe_lease(Duration::ZERO), "probe_lease", "0s"),
+            (b().max_open_for(Duration::from_secs(10)), "max_open_for", "10s"),
+            (b().slow_call(Some(Duration::ZERO)), "slow_call", "0s"),
+            (b().minimum_failures(u64::MAX), "minimum_failures", ""),
+        ];
+        for (builder, field, value) in cases {
+            let (got_field, got_value) = field_of(builder);
+            assert_eq!(got_field, field);
+            if !value.is_empty() {
+                assert_eq!(got_value, value);
+            }
+        }
+    }
+
+    #[test]
+    fn trip_rule_is_exact_at_its_boundary() {
+        let p = Policy::builder()
+            .failure_rate(50.0)
+            .minimum_failures(3)
+            .minimum_calls(4)
+            .build()
+            .unwrap();
+        let c = |calls, failures| Counts { calls, failures };
+        assert!(p.trips(c(6, 3)));
+        assert!(!p.trips(c(7, 3)), "3/7 is under 50 %");
+        assert!(!p.trips(c(2, 2)), "too few failures");
+        assert!(!p.trips(c(3, 3)), "too few calls");
+        assert!(p.trips(c(4, 4)));
+        let third = Policy::builder().failure_rate(100.0 / 3.0).minimum_failures(1).build().unwrap();
+        assert!(third.trips(c(3, 1)));
+    }
+
+    #[test]
+    fn backoff_multiplies_and_caps() {
+        let p = Policy::builder()
+            .open_for(Duration::from_secs(10))
+            .backoff(2.5)
+            .max_open_for(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        assert_eq!(p.open_for_millis(), 10_000);
+        assert_eq!(p.next_open_millis(10_000), 25_000);
+        assert_eq!(p.next_open_millis(25_000), 60_000);
+        assert_eq!(p.next_open_millis(60_000), 60_000);
+    }
+
+    #[test]
+    fn slow_successes_are_failures() {
+        let p = Policy::builder().slow_call(Some(Duration::from_millis(100))).build().unwrap();
+        use crate::Outcome::*;
+        assert_eq!(p.classify(Success, Duration::from_millis(100)), Success);
+        assert_eq!(p.classify(Success, Duration::from_millis(101)), Failure);
+        assert_eq!(p.classify(Ignored, Duration::from_secs(5)), Ignored);
+        assert_eq!(Policy::default().classify(Success, Duration::from_secs(500)), Success);
+    }
+
+    #[test]
+    fn deserializes_human_durations_and_validates() {
+        let p: Policy = toml::from_str(
+            r#"
+            window = "2m"
+            failure_rate = 10
+            minimum_failures = 5
+            open_for = "5m"
+            slow_call = "1s 500ms"
+            on_store_failure = "fail-closed"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.window(), Duration::from_secs(120));
+        assert_eq!(p.open_for(), Duration::from_secs(300));
+        assert_eq!(p.slow_call(), Some(Duration::from_millis(1500)));
+        assert_eq!(p.on_store_failure(), StoreFailurePolicy::FailClosed);
+        assert_eq!(p.buckets(), 60, "unset fields keep their defaults");
+
+        let err = toml::from_str::<Policy>("failure_rate = 0").unwrap_err();
+        assert!(err.to_string().contains("failure_rate = 0"), "{err}");
+        let err = toml::from_str::<Policy>(r#"window = "soon""#).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+        let err = toml::from_str::<Policy>("windw = 3").unwrap_err();
+        assert!(err.to_string().contains("windw"), "{err}");
+    }
+
+    #[test]
+    fn serde_round_trips() {
+        let p = Policy::builder()
+            .slow_call(Some(Duration::from_millis(250)))
+            .backoff(2.0)
+            .build()
+            .unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains(r#""window":"1m""#), "{json}");
+        assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
+        assert_eq!(p.to_builder().build().unwrap(), p);
+    }
+}

@@ -1,0 +1,157 @@
+//! Time as a value: the core never reads a clock, callers pass `now` in.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time, in whole milliseconds since an origin chosen by the [`Clock`] that made it.
+///
+/// Milliseconds in a `u64` are cheap to compare, to store in Redis and to compute with
+/// inside a Lua script, whose numbers are doubles (exact up to 2^53).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The origin of the clock.
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    /// The timestamp `millis` milliseconds after the origin.
+    pub const fn from_millis(millis: u64) -> Timestamp {
+        Timestamp(millis)
+    }
+
+    /// Milliseconds since the origin.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// This timestamp moved `millis` milliseconds later, saturating at the end of time.
+    pub const fn add_millis(self, millis: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(millis))
+    }
+
+    /// This timestamp moved `duration` later (whole milliseconds), saturating at the end of time.
+    pub fn saturating_add(self, duration: Duration) -> Timestamp {
+        self.add_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({}ms)", self.0)
+    }
+}
+
+/// A source of [`Timestamp`]s, for the crates around the core (stores and adapters).
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+}
+
+/// Wall-clock time: milliseconds since the Unix epoch.
+///
+/// This is the one place in the core that reads a clock; the state machine itself never does.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        // A system clock set before 1970 reads as the epoch rather than failing the call path.
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Timestamp(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A clock that moves only when told to, for tests. Clones share the same time.
+///
+/// ```
+/// use std::time::Duration;
+/// use breaker_core::{Clock, ManualClock, Timestamp};
+///
+/// let clock = ManualClock::new(Timestamp::from_millis(1_000));
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_secs(2));
+/// assert_eq!(shared.now(), Timestamp::from_millis(3_000));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock that reads `start` until moved.
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock {
+            now: Arc::new(AtomicU64::new(start.as_millis())),
+        }
+    }
+
+    /// Moves the clock forward by `by` (whole milliseconds).
+    pub fn advance(&self, by: Duration) {
+        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(millis))
+            });
+    }
+
+    /// Sets the clock to `to`, which may be earlier than its current time.
+    pub fn set(&self, to: Timestamp) {
+        self.now.store(to.as_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_saturate() {
+        let end = Timestamp::from_millis(u64::MAX - 1);
+        assert_eq!(end.add_millis(10).as_millis(), u64::MAX);
+        assert_eq!(
+            Timestamp::from_millis(5).saturating_since(Timestamp::from_millis(9)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Timestamp::from_millis(9).saturating_since(Timestamp::from_millis(5)),
+            Duration::from_millis(4)
+        );
+    }
+
+    #[test]
+    fn system_clock_is_after_2020() {
+        assert!(SystemClock.now() > Timestamp::from_millis(1_577_836_800_000));
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(Timestamp::from_millis(7));
+        assert_eq!(clock.now(), Timestamp::from_millis(7));
+        clock.advance(Duration::from_millis(3));
+        assert_eq!(clock.now(), Timestamp::from_millis(10));
+        clock.set(Timestamp::from_millis(2));
+        assert_eq!(clock.now(), Timestamp::from_millis(2));
+    }
+}

@@ -1,0 +1,171 @@
+//! Random event sequences driven through two breakers at once, demanding identical decisions.
+
+use std::time::Duration;
+
+use breaker_core::{
+    ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected, Snapshot,
+    Transition,
+};
+use proptest::prelude::*;
+
+use crate::Subject;
+
+/// One step of a scenario.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Move the clock forward.
+    Advance(u64),
+    /// Ask for a permit and hold it.
+    Acquire,
+    /// Report the held permit at this index (modulo the number held) with this outcome.
+    Record(usize, Outcome),
+    /// Operator trip.
+    Trip,
+    /// Operator reset.
+    Reset,
+    /// Operator override for this many milliseconds (forever if `None`).
+    Override(Override, Option<u64>),
+}
+
+/// A policy small enough that scenarios of a few hundred steps visit every state.
+pub fn policies() -> impl Strategy<Value = Policy> {
+    (
+        (1u64..=8, prop::sample::select(vec![1u32, 2, 4, 5, 10])),
+        prop::sample::select(vec![10.0, 100.0 / 3.0, 50.0, 75.0, 100.0]),
+        0u64..=4,
+        0u64..=6,
+        1u64..=4,
+        (1u32..=3, 1u32..=3),
+        prop::sample::select(vec![1.0, 1.5, 2.0]),
+        (1u64..=3, prop::option::of(200u64..=900)),
+    )
+        .prop_map(
+            |(
+                (window_s, buckets),
+                rate,
+                minimum_failures,
+                minimum_calls,
+                open_s,
+                (probes, successes),
+                backoff,
+                (lease_s, slow_ms),
+            )| {
+                Policy::builder()
+                    .window(Duration::from_secs(window_s))
+                    .buckets(buckets)
+                    .failure_rate(rate)
+                    .minimum_failures(minimum_failures)
+                    .minimum_calls(minimum_calls)
+                    .open_for(Duration::from_secs(open_s))
+                    .max_open_for(Duration::from_secs(open_s * 3))
+                    .half_open_probes(probes)
+                    .successes_to_close(successes)
+                    .backoff(backoff)
+                    .probe_lease(Duration::from_secs(lease_s))
+                    .slow_call(slow_ms.map(Duration::from_millis))
+                    .build()
+                    .expect("generated policies are valid")
+            },
+        )
+}
+
+fn outcomes() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        4 => Just(Outcome::Success),
+        4 => Just(Outcome::Failure),
+        1 => Just(Outcome::Ignored),
+    ]
+}
+
+/// One random step; most steps are calls, a few are operator actions.
+pub fn steps() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        12 => Just(Step::Acquire),
+        14 => (any::<usize>(), outcomes()).prop_map(|(which, outcome)| Step::Record(which, outcome)),
+        6 => prop_oneof![0u64..=50, 0u64..=1_500, 0u64..=9_000].prop_map(Step::Advance),
+        1 => Just(Step::Trip),
+        1 => Just(Step::Reset),
+        1 => (
+            prop::sample::select(vec![Override::Auto, Override::ForcedOpen, Override::ForcedClosed]),
+            prop::option::of(1u64..=5_000),
+        )
+            .prop_map(|(mode, until)| Step::Override(mode, until)),
+    ]
+}
+
+/// A policy and a sequence of steps.
+pub fn scenarios(max_steps: usize) -> impl Strategy<Value = (Policy, Vec<Step>)> {
+    (policies(), prop::collection::vec(steps(), 1..max_steps))
+}
+
+/// Permit and rejection as compared: tickets are each implementation's own numbering.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    Permit {
+        generation: u64,
+        probe: bool,
+        unchecked: bool,
+        started: u64,
+        transition: Option<Transition>,
+    },
+    Rejected(Rejected),
+}
+
+fn decision(result: &Result<Permit, Rejected>) -> Decision {
+    match result {
+        Ok(permit) => Decision::Permit {
+            generation: permit.generation(),
+            probe: permit.is_probe(),
+            unchecked: permit.kind() == PermitKind::Unchecked,
+            started: permit.started().as_millis(),
+            transition: permit.transition(),
+        },
+        Err(rejected) => Decision::Rejected(*rejected),
+    }
+}
+
+/// Drives `steps` through `expected` and `actual`, which both read `clock`, and fails at the
+/// first step where their decisions, transitions or snapshots differ.
+pub fn check(
+    clock: &ManualClock,
+    expected: &dyn Subject,
+    actual: &dyn Subject,
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
+    let mut held: Vec<(Permit, Permit)> = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        match step {
+            Step::Advance(ms) => clock.advance(Duration::from_millis(*ms)),
+            Step::Acquire => {
+                let (want, got) = (expected.acquire(), actual.acquire());
+                prop_assert_eq!(decision(&want), decision(&got), "step {}: {:?}", index, step);
+                if let (Ok(want), Ok(got)) = (want, got) {
+                    held.push((want, got));
+                }
+            }
+            Step::Record(which, outcome) => {
+                if held.is_empty() {
+                    continue;
+                }
+                let (want, got) = held.swap_remove(which % held.len());
+                let want: Recorded = expected.record(want, *outcome);
+                let got: Recorded = actual.record(got, *outcome);
+                prop_assert_eq!(want, got, "step {}: {:?}", index, step);
+            }
+            Step::Trip => {
+                prop_assert_eq!(expected.trip(), actual.trip(), "step {}: {:?}", index, step);
+            }
+            Step::Reset => {
+                prop_assert_eq!(expected.reset(), actual.reset(), "step {}: {:?}", index, step);
+            }
+            Step::Override(mode, ms) => {
+                let duration = ms.map(Duration::from_millis);
+                expected.set_override(*mode, duration);
+                actual.set_override(*mode, duration);
+            }
+        }
+        let (want, got): (Snapshot, Snapshot) = (expected.snapshot(), actual.snapshot());
+        prop_assert_eq!(want, got, "snapshot after step {}: {:?}", index, step);
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Test kit shared by every store: one conformance suite, one naive reference model, and one
+//! differential runner, written once.
+//!
+//! A store's test binary implements [`Fixture`] and expands [`conformance_suite!`]; it can
+//! also run [`differential::check`] under proptest against [`CoreSubject`] (the core's own
+//! state machine), as the core itself is checked against [`model::Model`].
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod conformance;
+pub mod differential;
+pub mod model;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use breaker_core::{
+    Breaker, BucketWindow, Circuit, Clock, ManualClock, Outcome, Override, Permit, Policy, Recorded,
+    Rejected, Snapshot, Transition,
+};
+
+/// One breaker under test, driven on the fixture's manual clock.
+pub trait Subject: Send + Sync {
+    /// Asks to make a call now.
+    fn acquire(&self) -> Result<Permit, Rejected>;
+    /// Reports an outcome now.
+    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded;
+    /// The state now.
+    fn snapshot(&self) -> Snapshot;
+    /// Sets an override for `duration` (forever if `None`).
+    fn set_override(&self, mode: Override, duration: Option<Duration>);
+    /// Operator trip.
+    fn trip(&self) -> Transition;
+    /// Operator reset.
+    fn reset(&self) -> Option<Transition>;
+}
+
+impl<B: Breaker> Subject for B {
+    fn acquire(&self) -> Result<Permit, Rejected> {
+        Breaker::acquire(self)
+    }
+
+    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        Breaker::record(self, permit, outcome)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Breaker::snapshot(self).expect("snapshot")
+    }
+
+    fn set_override(&self, mode: Override, duration: Option<Duration>) {
+        Breaker::set_override(self, mode, duration).expect("set_override");
+    }
+
+    fn trip(&self) -> Transition {
+        Breaker::trip(self).expect("trip")
+    }
+
+    fn reset(&self) -> Option<Transition> {
+        Breaker::reset(self).expect("reset")
+    }
+}
+
+/// What a store's test binary provides to the shared suites.
+pub trait Fixture: Sync {
+    /// The manual clock every breaker of this fixture reads.
+    fn clock(&self) -> &ManualClock;
+    /// A fresh breaker (a name no other test uses) with `policy`.
+    fn breaker(&self, name: &str, policy: Policy) -> Box<dyn Subject>;
+}
+
+/// The core's state machine with a plain window, behind a lock: the reference that stores are
+/// compared with.
+#[derive(Debug)]
+pub struct CoreSubject {
+    policy: Policy,
+    clock: ManualClock,
+    state: Mutex<(Circuit, BucketWindow)>,
+}
+
+impl CoreSubject {
+    /// A closed breaker with `policy`, on `clock`.
+    pub fn new(policy: Policy, clock: ManualClock) -> CoreSubject {
+        let window = BucketWindow::new(&policy);
+        CoreSubject {
+            policy,
+            clock,
+            state: Mutex::new((Circuit::new(), window)),
+        }
+    }
+}
+
+impl Subject for CoreSubject {
+    fn acquire(&self) -> Result<Permit, Rejected> {
+        let mut state = self.state.lock().unwrap();
+        state.0.acquire(&self.policy, self.clock.now())
+    }
+
+    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        let now = self.clock.now();
+        let elapsed = now.saturating_since(permit.started());
+        let outcome = self.policy.classify(outcome, elapsed);
+        let mut state = self.state.lock().unwrap();
+        let (circuit, window) = &mut *state;
+        let transition = circuit.record(&self.policy, now, &permit, outcome, window);
+        Recorded::new(outcome, elapsed, transition)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock().unwrap();
+        state.0.snapshot(&self.policy, self.clock.now(), &state.1)
+    }
+
+    fn set_override(&self, mode: Override, duration: Option<Duration>) {
+        let until = duration.map(|duration| self.clock.now().saturating_add(duration));
+        self.state.lock().unwrap().0.set_override(mode, until);
+    }
+
+    fn trip(&self) -> Transition {
+        self.state.lock().unwrap().0.trip(&self.policy, self.clock.now())
+    }
+
+    fn reset(&self) -> Option<Transition> {
+        let mut state = self.state.lock().unwrap();
+        let (circuit, window) = &mut *state;
+        circuit.reset(window)
+    }
+}

@@ -23,6 +23,7 @@ pub struct Recorded {
 
 impl Recorded {
     /// What a store reports after recording.
+    #[inline]
     pub fn new(outcome: Outcome, elapsed: Duration, transition: Option<Transition>) -> Recorded {
         Recorded {
             outcome,
@@ -122,7 +123,7 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     fn policy(&self) -> &Policy { &self.0 }
 /// #     fn listeners(&self) -> &Listeners { &self.1 }
 /// #     fn acquire(&self) -> Result<Permit, Rejected> {
-/// #         Ok(Permit::new(0, PermitKind::Normal, Timestamp::ZERO, None))
+/// #         Ok(Permit::new(0, PermitKind::Normal, Timestamp::ZERO, false))
 /// #     }
 /// #     fn record(&self, _: Permit, outcome: Outcome) -> Recorded {
 /// #         Recorded::new(outcome, Default::default(), None)

@@ -86,43 +86,63 @@ pub enum PermitKind {
 #[must_use = "a permit must be handed back with the call's outcome"]
 pub struct Permit {
     generation: u64,
-    kind: PermitKind,
     started: Timestamp,
-    transition: Option<Transition>,
+    ticket: u64,
+    /// The kind (`KIND_*`) and `HALF_OPENED`, packed in a whole word: a permit made only of
+    /// words moves through registers on the hot path, where a byte-sized field made the
+    /// compiler store and reload it through the stack.
+    flags: u64,
 }
 
+const KIND_NORMAL: u64 = 0;
+const KIND_PROBE: u64 = 1;
+const KIND_UNCHECKED: u64 = 2;
+const KIND_MASK: u64 = 3;
+const HALF_OPENED: u64 = 4;
+
 impl Permit {
-    /// A permit; stores build these from their state machine's answer.
-    pub fn new(
-        generation: u64,
-        kind: PermitKind,
-        started: Timestamp,
-        transition: Option<Transition>,
-    ) -> Permit {
+    /// A permit; stores build these from their state machine's answer. `half_opened` says
+    /// that giving it moved the breaker from open to half-open.
+    #[inline]
+    pub fn new(generation: u64, kind: PermitKind, started: Timestamp, half_opened: bool) -> Permit {
+        let (kind, ticket) = match kind {
+            PermitKind::Normal => (KIND_NORMAL, 0),
+            PermitKind::Probe { ticket } => (KIND_PROBE, ticket),
+            PermitKind::Unchecked => (KIND_UNCHECKED, 0),
+        };
         Permit {
             generation,
-            kind,
             started,
-            transition,
+            ticket,
+            flags: kind | if half_opened { HALF_OPENED } else { 0 },
         }
     }
 
     /// The breaker's generation (open/half-open cycle) when the permit was given.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
     /// What the permit admits.
+    #[inline]
     pub fn kind(&self) -> PermitKind {
-        self.kind
+        match self.flags & KIND_MASK {
+            KIND_NORMAL => PermitKind::Normal,
+            KIND_PROBE => PermitKind::Probe {
+                ticket: self.ticket,
+            },
+            _ => PermitKind::Unchecked,
+        }
     }
 
     /// Whether this permit is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        matches!(self.kind, PermitKind::Probe { .. })
+        self.flags & KIND_MASK == KIND_PROBE
     }
 
     /// When the permit was given, by the clock of the store that gave it.
+    #[inline]
     pub fn started(&self) -> Timestamp {
         self.started
     }
@@ -130,7 +150,10 @@ impl Permit {
     /// The transition that giving this permit made (the first probe after an open period
     /// moves the breaker to half-open), reported once across the fleet.
     pub fn transition(&self) -> Option<Transition> {
-        self.transition
+        // Kept as a flag, not a `Transition`, so that a permit stays small on the hot path.
+        (self.flags & HALF_OPENED != 0).then_some(Transition::HalfOpened {
+            generation: self.generation,
+        })
     }
 }
 
@@ -333,14 +356,14 @@ impl Circuit {
                 return Err(Rejected::new(RejectReason::ForcedOpen, retry_after));
             }
             Override::ForcedClosed => {
-                return Ok(Permit::new(self.generation, PermitKind::Normal, now, None));
+                return Ok(Permit::new(self.generation, PermitKind::Normal, now, false));
             }
             Override::Auto => {}
         }
-        let mut transition = None;
+        let mut half_opened = false;
         match self.state {
             State::Closed => {
-                return Ok(Permit::new(self.generation, PermitKind::Normal, now, None));
+                return Ok(Permit::new(self.generation, PermitKind::Normal, now, false));
             }
             State::Open if now < self.open_until => {
                 return Err(Rejected::new(
@@ -352,9 +375,7 @@ impl Circuit {
                 self.state = State::HalfOpen;
                 self.successes = 0;
                 self.probes.clear();
-                transition = Some(Transition::HalfOpened {
-                    generation: self.generation,
-                });
+                half_opened = true;
             }
             State::HalfOpen => {}
         }
@@ -370,11 +391,12 @@ impl Circuit {
                 self.generation,
                 PermitKind::Probe { ticket },
                 now,
-                transition,
+                half_opened,
             ))
         } else {
             let first_free = self.probes.iter().map(|lease| lease.until).min();
-            let retry_after = first_free.map_or(Duration::ZERO, |until| until.saturating_since(now));
+            let retry_after =
+                first_free.map_or(Duration::ZERO, |until| until.saturating_since(now));
             Err(Rejected::new(RejectReason::ProbesBusy, retry_after))
         }
     }
@@ -395,7 +417,7 @@ impl Circuit {
         if permit.generation != self.generation {
             return None;
         }
-        match permit.kind {
+        match permit.kind() {
             PermitKind::Unchecked => None,
             PermitKind::Normal => {
                 let failure = match outcome {
@@ -410,7 +432,11 @@ impl Circuit {
                 if may_trip {
                     let counts = window.counts(policy, now);
                     if policy.trips(counts) {
-                        return Some(self.open(now, policy.open_for_millis(), TripCause::Threshold(counts)));
+                        return Some(self.open(
+                            now,
+                            policy.open_for_millis(),
+                            TripCause::Threshold(counts),
+                        ));
                     }
                 }
                 None
@@ -455,7 +481,12 @@ impl Circuit {
     }
 
     /// A view of the breaker at `now`, with the window's counts.
-    pub fn snapshot<W: Window + ?Sized>(&self, policy: &Policy, now: Timestamp, window: &W) -> Snapshot {
+    pub fn snapshot<W: Window + ?Sized>(
+        &self,
+        policy: &Policy,
+        now: Timestamp,
+        window: &W,
+    ) -> Snapshot {
         let (override_mode, override_until) = match self.override_until {
             Some(until) if until <= now => (Override::Auto, None),
             until => (self.override_mode, until),

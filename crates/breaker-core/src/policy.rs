@@ -200,6 +200,7 @@ impl Policy {
     }
 
     /// The outcome a call finally counts as: a success slower than `slow_call` is a failure.
+    #[inline]
     pub fn classify(&self, outcome: crate::Outcome, elapsed: Duration) -> crate::Outcome {
         match (outcome, self.slow_call_ms) {
             (crate::Outcome::Success, Some(limit)) if elapsed > Duration::from_millis(limit) => {
@@ -418,7 +419,11 @@ fn positive_millis(field: &'static str, value: Duration) -> Result<u64, PolicyEr
 
 fn at_most_exact(field: &'static str, value: u64) -> Result<u64, PolicyError> {
     if value > MAX_MILLIS {
-        Err(PolicyError::new(field, value, "is too large (at most 2^53 - 1)"))
+        Err(PolicyError::new(
+            field,
+            value,
+            "is too large (at most 2^53 - 1)",
+        ))
     } else {
         Ok(value)
     }
@@ -548,11 +553,16 @@ mod human_duration {
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&humantime::format_duration(*value))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
         humantime::parse_duration(&text)
             .map_err(|err| D::Error::custom(format_args!("invalid duration {text:?}: {err}")))
@@ -621,19 +631,39 @@ mod tests {
             (b().failure_rate(f64::NAN), "failure_rate", "NaN"),
             (b().failure_rate(-3.0), "failure_rate", "-3"),
             (b().window(Duration::ZERO), "window", "0s"),
-            (b().window(Duration::from_micros(1500)), "window", "1ms 500us"),
+            (
+                b().window(Duration::from_micros(1500)),
+                "window",
+                "1ms 500us",
+            ),
             (b().buckets(0), "buckets", "0"),
-            (b().window(Duration::from_millis(10)).buckets(11), "buckets", "11"),
-            (b().window(Duration::from_millis(10)).buckets(3), "buckets", "3"),
+            (
+                b().window(Duration::from_millis(10)).buckets(11),
+                "buckets",
+                "11",
+            ),
+            (
+                b().window(Duration::from_millis(10)).buckets(3),
+                "buckets",
+                "3",
+            ),
             (b().backoff(0.5), "backoff", "0.5"),
             (b().backoff(f64::INFINITY), "backoff", "inf"),
             (b().open_for(Duration::ZERO), "open_for", "0s"),
             (b().open_for(Duration::MAX), "open_for", ""),
-            (b().window(Duration::from_secs(u64::MAX / 1000)), "window", ""),
+            (
+                b().window(Duration::from_secs(u64::MAX / 1000)),
+                "window",
+                "",
+            ),
             (b().half_open_probes(0), "half_open_probes", "0"),
             (b().successes_to_close(0), "successes_to_close", "0"),
             (b().probe_lease(Duration::ZERO), "probe_lease", "0s"),
-            (b().max_open_for(Duration::from_secs(10)), "max_open_for", "10s"),
+            (
+                b().max_open_for(Duration::from_secs(10)),
+                "max_open_for",
+                "10s",
+            ),
             (b().slow_call(Some(Duration::ZERO)), "slow_call", "0s"),
             (b().minimum_failures(u64::MAX), "minimum_failures", ""),
         ];
@@ -660,7 +690,11 @@ mod tests {
         assert!(!p.trips(c(2, 2)), "too few failures");
         assert!(!p.trips(c(3, 3)), "too few calls");
         assert!(p.trips(c(4, 4)));
-        let third = Policy::builder().failure_rate(100.0 / 3.0).minimum_failures(1).build().unwrap();
+        let third = Policy::builder()
+            .failure_rate(100.0 / 3.0)
+            .minimum_failures(1)
+            .build()
+            .unwrap();
         assert!(third.trips(c(3, 1)));
     }
 
@@ -680,12 +714,18 @@ mod tests {
 
     #[test]
     fn slow_successes_are_failures() {
-        let p = Policy::builder().slow_call(Some(Duration::from_millis(100))).build().unwrap();
+        let p = Policy::builder()
+            .slow_call(Some(Duration::from_millis(100)))
+            .build()
+            .unwrap();
         use crate::Outcome::*;
         assert_eq!(p.classify(Success, Duration::from_millis(100)), Success);
         assert_eq!(p.classify(Success, Duration::from_millis(101)), Failure);
         assert_eq!(p.classify(Ignored, Duration::from_secs(5)), Ignored);
-        assert_eq!(Policy::default().classify(Success, Duration::from_secs(500)), Success);
+        assert_eq!(
+            Policy::default().classify(Success, Duration::from_secs(500)),
+            Success
+        );
     }
 
     #[test]

@@ -17,11 +17,13 @@ impl Timestamp {
     pub const ZERO: Timestamp = Timestamp(0);
 
     /// The timestamp `millis` milliseconds after the origin.
+    #[inline]
     pub const fn from_millis(millis: u64) -> Timestamp {
         Timestamp(millis)
     }
 
     /// Milliseconds since the origin.
+    #[inline]
     pub const fn as_millis(self) -> u64 {
         self.0
     }
@@ -37,6 +39,7 @@ impl Timestamp {
     }
 
     /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    #[inline]
     pub fn saturating_since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }

@@ -137,10 +137,28 @@ mod tests {
         let mut w = BucketWindow::new(&p);
         w.add(&p, at(500), true);
         w.add(&p, at(1_500), false);
-        assert_eq!(w.counts(&p, at(1_999)), Counts { calls: 2, failures: 1 });
+        assert_eq!(
+            w.counts(&p, at(1_999)),
+            Counts {
+                calls: 2,
+                failures: 1
+            }
+        );
         // The first event's bucket (0..1000) stops counting at 10 000 ms.
-        assert_eq!(w.counts(&p, at(9_999)), Counts { calls: 2, failures: 1 });
-        assert_eq!(w.counts(&p, at(10_000)), Counts { calls: 1, failures: 0 });
+        assert_eq!(
+            w.counts(&p, at(9_999)),
+            Counts {
+                calls: 2,
+                failures: 1
+            }
+        );
+        assert_eq!(
+            w.counts(&p, at(10_000)),
+            Counts {
+                calls: 1,
+                failures: 0
+            }
+        );
         assert_eq!(w.counts(&p, at(11_000)), Counts::default());
     }
 
@@ -152,7 +170,13 @@ mod tests {
             w.add(&p, at(second * 1_000), second % 2 == 0);
         }
         assert_eq!(w.slots.len(), 10);
-        assert_eq!(w.counts(&p, at(999_000)), Counts { calls: 10, failures: 5 });
+        assert_eq!(
+            w.counts(&p, at(999_000)),
+            Counts {
+                calls: 10,
+                failures: 5
+            }
+        );
     }
 
     #[test]
@@ -161,7 +185,13 @@ mod tests {
         let mut w = BucketWindow::new(&p);
         w.add(&p, at(20_000), false);
         w.add(&p, at(10_000), true);
-        assert_eq!(w.counts(&p, at(20_000)), Counts { calls: 2, failures: 1 });
+        assert_eq!(
+            w.counts(&p, at(20_000)),
+            Counts {
+                calls: 2,
+                failures: 1
+            }
+        );
         w.clear();
         assert_eq!(w.counts(&p, at(20_000)), Counts::default());
     }
@@ -169,6 +199,13 @@ mod tests {
     #[test]
     fn failure_rate_of_counts() {
         assert_eq!(Counts::default().failure_rate(), 0.0);
-        assert_eq!(Counts { calls: 4, failures: 1 }.failure_rate(), 25.0);
+        assert_eq!(
+            Counts {
+                calls: 4,
+                failures: 1
+            }
+            .failure_rate(),
+            25.0
+        );
     }
 }

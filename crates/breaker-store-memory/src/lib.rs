@@ -126,7 +126,11 @@ impl MemoryStore {
 
     /// The names of every breaker in the store, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.breakers.iter().map(|entry| entry.key().to_string()).collect();
+        let mut names: Vec<String> = self
+            .breakers
+            .iter()
+            .map(|entry| entry.key().to_string())
+            .collect();
         names.sort();
         names
     }
@@ -179,14 +183,19 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, Circuit> {
         // The state machine never panics while holding the lock, and its state is valid
         // between any two calls, so a poisoned lock is still safe to use.
-        self.circuit.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.circuit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn publish(&self, circuit: &Circuit) {
-        let word = circuit.free_generation().map_or(0, |generation| generation << 1 | 1);
+        let word = circuit
+            .free_generation()
+            .map_or(0, |generation| generation << 1 | 1);
         self.free.0.store(word, Ordering::Release);
     }
 
+    #[inline]
     fn free_generation(&self) -> Option<u64> {
         let word = self.free.0.load(Ordering::Acquire);
         (word & 1 == 1).then_some(word >> 1)
@@ -202,11 +211,17 @@ impl MemoryBreaker {
     }
 
     /// Asks to make one call at `now` (for callers that keep their own time).
+    #[inline]
     pub fn acquire_at(&self, now: Timestamp) -> Result<Permit, Rejected> {
-        let inner = &*self.inner;
-        if let Some(generation) = inner.free_generation() {
-            return Ok(Permit::new(generation, PermitKind::Normal, now, None));
+        match self.inner.free_generation() {
+            Some(generation) => Ok(Permit::new(generation, PermitKind::Normal, now, false)),
+            None => self.acquire_locked(now),
         }
+    }
+
+    #[cold]
+    fn acquire_locked(&self, now: Timestamp) -> Result<Permit, Rejected> {
+        let inner = &*self.inner;
         let mut circuit = inner.lock();
         let decision = circuit.acquire(&inner.policy, now);
         inner.publish(&circuit);
@@ -214,6 +229,7 @@ impl MemoryBreaker {
     }
 
     /// Reports at `now` the outcome of the call `permit` admitted.
+    #[inline]
     pub fn record_at(&self, now: Timestamp, permit: Permit, outcome: Outcome) -> Recorded {
         let inner = &*self.inner;
         let elapsed = now.saturating_since(permit.started());
@@ -223,9 +239,21 @@ impl MemoryBreaker {
             && inner.free_generation() == Some(permit.generation())
         {
             // What `Circuit::record` does for a success on a free generation: count it.
-            inner.window.add(&inner.policy, now, false);
+            inner.window.add(now, false);
             return Recorded::new(outcome, elapsed, None);
         }
+        self.record_locked(now, permit, outcome, elapsed)
+    }
+
+    #[cold]
+    fn record_locked(
+        &self,
+        now: Timestamp,
+        permit: Permit,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) -> Recorded {
+        let inner = &*self.inner;
         let mut circuit = inner.lock();
         let mut window = window::Shared(&inner.window);
         let transition = circuit.record(&inner.policy, now, &permit, outcome, &mut window);
@@ -240,7 +268,10 @@ impl MemoryBreaker {
         circuit.snapshot(&inner.policy, now, &window::Shared(&inner.window))
     }
 
-    fn with_circuit<T>(&self, change: impl FnOnce(&mut Circuit, &mut window::Shared<'_>) -> T) -> T {
+    fn with_circuit<T>(
+        &self,
+        change: impl FnOnce(&mut Circuit, &mut window::Shared<'_>) -> T,
+    ) -> T {
         let inner = &*self.inner;
         let mut circuit = inner.lock();
         let result = change(&mut circuit, &mut window::Shared(&inner.window));

@@ -1,5 +1,5 @@
 //! The hot path (permit + record of a success on a closed breaker) allocates nothing.
-#![allow(unsafe_code)]
+#![allow(unsafe_code, clippy::unwrap_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,5 +51,11 @@ fn success_path_does_not_allocate() {
     }
     let after = ALLOCATIONS.load(Ordering::SeqCst);
     assert_eq!(after - before, 0, "the success path allocated");
-    assert!(breaker.snapshot_at(Timestamp::from_millis(1 + 99_999 * 7)).counts.calls > 0);
+    assert!(
+        breaker
+            .snapshot_at(Timestamp::from_millis(1 + 99_999 * 7))
+            .counts
+            .calls
+            > 0
+    );
 }

@@ -1,4 +1,5 @@
 //! The memory store against the shared conformance suite, and against the core's state
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 //! machine on random scenarios.
 
 use breaker_core::{Breaker, ManualClock, Policy, Timestamp};
@@ -52,7 +53,11 @@ fn one_name_one_policy() {
     let first = store.breaker("api", Policy::default()).unwrap();
     let again = store.breaker("api", Policy::default()).unwrap();
     Breaker::trip(&first).unwrap();
-    assert_eq!(Breaker::snapshot(&again).unwrap().generation, 1, "same name, same breaker");
+    assert_eq!(
+        Breaker::snapshot(&again).unwrap().generation,
+        1,
+        "same name, same breaker"
+    );
     let other = Policy::builder().minimum_failures(1).build().unwrap();
     let err = store.breaker("api", other).unwrap_err();
     assert!(err.to_string().contains("different policy"), "{err}");

@@ -20,7 +20,9 @@ fn secs(s: u64) -> Duration {
 }
 
 fn call(breaker: &dyn Subject, outcome: Outcome) -> Option<Transition> {
-    let permit = breaker.acquire().expect("the breaker should admit this call");
+    let permit = breaker
+        .acquire()
+        .expect("the breaker should admit this call");
     breaker.record(permit, outcome).transition
 }
 
@@ -31,24 +33,46 @@ fn is_trip(transition: Option<Transition>) -> bool {
 /// With `minimum_failures = 3` and `failure_rate = 50`: failure, failure, success, success
 /// leaves it closed; one more failure (3 of 5, 60 %) opens it.
 pub fn trips_on_rate_and_minimum(f: &dyn Fixture) {
-    let p = policy().minimum_failures(3).failure_rate(50.0).build().unwrap();
+    let p = policy()
+        .minimum_failures(3)
+        .failure_rate(50.0)
+        .build()
+        .unwrap();
     let b = f.breaker("rate-and-minimum", p);
-    for outcome in [Outcome::Failure, Outcome::Failure, Outcome::Success, Outcome::Success] {
+    for outcome in [
+        Outcome::Failure,
+        Outcome::Failure,
+        Outcome::Success,
+        Outcome::Success,
+    ] {
         assert_eq!(call(&*b, outcome), None);
     }
     assert_eq!(b.snapshot().state, State::Closed);
     let tripped = call(&*b, Outcome::Failure);
-    let Some(Transition::Tripped { cause, generation, .. }) = tripped else {
+    let Some(Transition::Tripped {
+        cause, generation, ..
+    }) = tripped
+    else {
         panic!("expected a trip, got {tripped:?}");
     };
-    assert_eq!(cause, TripCause::Threshold(Counts { calls: 5, failures: 3 }));
+    assert_eq!(
+        cause,
+        TripCause::Threshold(Counts {
+            calls: 5,
+            failures: 3
+        })
+    );
     assert_eq!(generation, 1);
     assert_eq!(b.snapshot().state, State::Open);
 }
 
 /// The rate rule at its boundary: 2 failures in 5 calls is under 50 %, 3 in 6 is exactly 50 %.
 pub fn rate_boundary_is_exact(f: &dyn Fixture) {
-    let p = policy().minimum_failures(1).failure_rate(50.0).build().unwrap();
+    let p = policy()
+        .minimum_failures(1)
+        .failure_rate(50.0)
+        .build()
+        .unwrap();
     let b = f.breaker("rate-boundary", p);
     for _ in 0..3 {
         call(&*b, Outcome::Success);
@@ -60,7 +84,12 @@ pub fn rate_boundary_is_exact(f: &dyn Fixture) {
 
 /// `minimum_calls` gates on volume even when every call failed.
 pub fn minimum_calls_gates_volume(f: &dyn Fixture) {
-    let p = policy().minimum_failures(1).minimum_calls(4).failure_rate(50.0).build().unwrap();
+    let p = policy()
+        .minimum_failures(1)
+        .minimum_calls(4)
+        .failure_rate(50.0)
+        .build()
+        .unwrap();
     let b = f.breaker("minimum-calls", p);
     for _ in 0..3 {
         assert_eq!(call(&*b, Outcome::Failure), None);
@@ -75,10 +104,25 @@ pub fn late_success_does_not_close(f: &dyn Fixture) {
     let b = f.breaker("late-success", p);
     let permits: Vec<Permit> = (0..4).map(|_| b.acquire().unwrap()).collect();
     let mut permits = permits.into_iter();
-    assert_eq!(b.record(permits.next().unwrap(), Outcome::Failure).transition, None);
-    assert!(is_trip(b.record(permits.next().unwrap(), Outcome::Failure).transition));
-    assert_eq!(b.record(permits.next().unwrap(), Outcome::Failure).transition, None);
-    assert_eq!(b.record(permits.next().unwrap(), Outcome::Success).transition, None);
+    assert_eq!(
+        b.record(permits.next().unwrap(), Outcome::Failure)
+            .transition,
+        None
+    );
+    assert!(is_trip(
+        b.record(permits.next().unwrap(), Outcome::Failure)
+            .transition
+    ));
+    assert_eq!(
+        b.record(permits.next().unwrap(), Outcome::Failure)
+            .transition,
+        None
+    );
+    assert_eq!(
+        b.record(permits.next().unwrap(), Outcome::Success)
+            .transition,
+        None
+    );
     assert_eq!(b.snapshot().state, State::Open);
     assert_eq!(b.acquire().unwrap_err().reason(), RejectReason::Open);
 }
@@ -100,11 +144,18 @@ pub fn open_for_exactly_then_probes(f: &dyn Fixture) {
     f.clock().advance(Duration::from_millis(1));
     let probes: Vec<Permit> = (0..3).map(|_| b.acquire().expect("a probe slot")).collect();
     assert!(probes.iter().all(Permit::is_probe));
-    assert!(matches!(probes[0].transition(), Some(Transition::HalfOpened { generation: 1 })));
+    assert!(matches!(
+        probes[0].transition(),
+        Some(Transition::HalfOpened { generation: 1 })
+    ));
     assert!(probes[1..].iter().all(|probe| probe.transition().is_none()));
     let busy = b.acquire().unwrap_err();
     assert_eq!(busy.reason(), RejectReason::ProbesBusy);
-    assert_eq!(busy.retry_after(), secs(30), "the first lease ends after probe_lease");
+    assert_eq!(
+        busy.retry_after(),
+        secs(30),
+        "the first lease ends after probe_lease"
+    );
     assert_eq!(b.snapshot().state, State::HalfOpen);
     assert_eq!(b.snapshot().probes_in_flight, 3);
     for probe in probes {
@@ -123,13 +174,27 @@ pub fn probe_successes_close_and_clear(f: &dyn Fixture) {
     let b = f.breaker("probes-close", p);
     call(&*b, Outcome::Failure);
     f.clock().advance(secs(10));
-    assert_eq!(call(&*b, Outcome::Success), None, "one success is not enough");
+    assert_eq!(
+        call(&*b, Outcome::Success),
+        None,
+        "one success is not enough"
+    );
     assert_eq!(b.snapshot().state, State::HalfOpen);
-    assert_eq!(call(&*b, Outcome::Success), Some(Transition::Closed { generation: 1 }));
+    assert_eq!(
+        call(&*b, Outcome::Success),
+        Some(Transition::Closed { generation: 1 })
+    );
     let snapshot = b.snapshot();
     assert_eq!(snapshot.state, State::Closed);
-    assert_eq!(snapshot.counts, Counts::default(), "closing clears the window");
-    assert!(is_trip(call(&*b, Outcome::Failure)), "a fresh window counts again");
+    assert_eq!(
+        snapshot.counts,
+        Counts::default(),
+        "closing clears the window"
+    );
+    assert!(
+        is_trip(call(&*b, Outcome::Failure)),
+        "a fresh window counts again"
+    );
 }
 
 /// A probe failure re-opens at once, each re-trip for `backoff` times longer, capped.
@@ -147,10 +212,19 @@ pub fn probe_failure_reopens_with_backoff(f: &dyn Fixture) {
         let waited = b.acquire().unwrap_err().retry_after();
         f.clock().advance(waited);
         let reopened = call(&*b, Outcome::Failure);
-        let Some(Transition::Tripped { generation: g, open_for: d, cause, .. }) = reopened else {
+        let Some(Transition::Tripped {
+            generation: g,
+            open_for: d,
+            cause,
+            ..
+        }) = reopened
+        else {
             panic!("expected a re-trip, got {reopened:?}");
         };
-        assert_eq!((g, d, cause), (generation, secs(open_for), TripCause::ProbeFailed));
+        assert_eq!(
+            (g, d, cause),
+            (generation, secs(open_for), TripCause::ProbeFailed)
+        );
     }
     // A close ends the streak: the next trip is back to `open_for`.
     f.clock().advance(secs(30));
@@ -174,18 +248,25 @@ pub fn crashed_probe_frees_its_slot(f: &dyn Fixture) {
     f.clock().advance(secs(5));
     let lost = b.acquire().unwrap();
     assert!(lost.is_probe());
-    std::mem::forget(lost);
+    drop(lost); // The probe crashed: its outcome never arrives.
     f.clock().advance(Duration::from_millis(19_999));
     assert_eq!(b.acquire().unwrap_err().reason(), RejectReason::ProbesBusy);
     f.clock().advance(Duration::from_millis(1));
     let probe = b.acquire().expect("the lease has ended");
     assert!(probe.is_probe());
-    assert!(matches!(b.record(probe, Outcome::Success).transition, Some(Transition::Closed { .. })));
+    assert!(matches!(
+        b.record(probe, Outcome::Success).transition,
+        Some(Transition::Closed { .. })
+    ));
 }
 
 /// A report from an earlier cycle (its generation) changes nothing.
 pub fn stale_generation_is_ignored(f: &dyn Fixture) {
-    let p = policy().minimum_failures(1).open_for(secs(1)).build().unwrap();
+    let p = policy()
+        .minimum_failures(1)
+        .open_for(secs(1))
+        .build()
+        .unwrap();
     let b = f.breaker("stale-generation", p);
     let old = b.acquire().unwrap();
     call(&*b, Outcome::Failure);
@@ -211,8 +292,18 @@ pub fn window_slides(f: &dyn Fixture) {
     call(&*b, Outcome::Failure);
     f.clock().advance(secs(10));
     assert_eq!(b.snapshot().counts, Counts::default());
-    assert_eq!(call(&*b, Outcome::Failure), None, "the first two have left the window");
-    assert_eq!(b.snapshot().counts, Counts { calls: 1, failures: 1 });
+    assert_eq!(
+        call(&*b, Outcome::Failure),
+        None,
+        "the first two have left the window"
+    );
+    assert_eq!(
+        b.snapshot().counts,
+        Counts {
+            calls: 1,
+            failures: 1
+        }
+    );
 }
 
 /// Ignored calls count nowhere.
@@ -235,7 +326,10 @@ pub fn slow_calls_fail(f: &dyn Fixture) {
     let quick = b.acquire().unwrap();
     f.clock().advance(Duration::from_millis(100));
     let recorded = b.record(quick, Outcome::Success);
-    assert_eq!((recorded.outcome, recorded.elapsed), (Outcome::Success, Duration::from_millis(100)));
+    assert_eq!(
+        (recorded.outcome, recorded.elapsed),
+        (Outcome::Success, Duration::from_millis(100))
+    );
     let slow = b.acquire().unwrap();
     f.clock().advance(Duration::from_millis(101));
     let recorded = b.record(slow, Outcome::Success);
@@ -248,7 +342,10 @@ pub fn overrides(f: &dyn Fixture) {
     let b = f.breaker("overrides", policy().minimum_failures(2).build().unwrap());
     b.set_override(Override::ForcedOpen, Some(secs(60)));
     let rejected = b.acquire().unwrap_err();
-    assert_eq!((rejected.reason(), rejected.retry_after()), (RejectReason::ForcedOpen, secs(60)));
+    assert_eq!(
+        (rejected.reason(), rejected.retry_after()),
+        (RejectReason::ForcedOpen, secs(60))
+    );
     f.clock().advance(secs(60));
     assert_eq!(b.snapshot().override_mode, Override::Auto);
     assert!(b.acquire().is_ok_and(|permit| !permit.is_probe()));
@@ -257,7 +354,13 @@ pub fn overrides(f: &dyn Fixture) {
     for _ in 0..5 {
         assert_eq!(call(&*b, Outcome::Failure), None);
     }
-    assert_eq!(b.snapshot().counts, Counts { calls: 5, failures: 5 });
+    assert_eq!(
+        b.snapshot().counts,
+        Counts {
+            calls: 5,
+            failures: 5
+        }
+    );
     b.set_override(Override::Auto, None);
     assert!(is_trip(call(&*b, Outcome::Failure)));
 
@@ -271,7 +374,10 @@ pub fn overrides(f: &dyn Fixture) {
 pub fn operator_trip_and_reset(f: &dyn Fixture) {
     let b = f.breaker("operator", policy().open_for(secs(42)).build().unwrap());
     call(&*b, Outcome::Failure);
-    let Transition::Tripped { open_for, cause, .. } = b.trip() else {
+    let Transition::Tripped {
+        open_for, cause, ..
+    } = b.trip()
+    else {
         panic!("trip reports a trip");
     };
     assert_eq!((open_for, cause), (secs(42), TripCause::Operator));
@@ -279,17 +385,37 @@ pub fn operator_trip_and_reset(f: &dyn Fixture) {
     assert!(matches!(b.reset(), Some(Transition::Closed { .. })));
     assert_eq!(b.reset(), None, "already closed");
     let snapshot = b.snapshot();
-    assert_eq!((snapshot.state, snapshot.counts), (State::Closed, Counts::default()));
+    assert_eq!(
+        (snapshot.state, snapshot.counts),
+        (State::Closed, Counts::default())
+    );
 }
 
 /// Breakers of different names never share state, whatever the names.
 pub fn names_are_distinct(f: &dyn Fixture) {
     let long = "x".repeat(10 * 1024);
-    let names = ["", "{tag}", "a:b", "a", "b", "ünïcödé ✓", long.as_str(), "{", "}"];
+    let names = [
+        "",
+        "{tag}",
+        "a:b",
+        "a",
+        "b",
+        "ünïcödé ✓",
+        long.as_str(),
+        "{",
+        "}",
+    ];
     let p = policy().minimum_failures(1).build().unwrap();
-    let breakers: Vec<_> = names.iter().map(|name| f.breaker(name, p.clone())).collect();
+    let breakers: Vec<_> = names
+        .iter()
+        .map(|name| f.breaker(name, p.clone()))
+        .collect();
     for (tripped, breaker) in breakers.iter().enumerate() {
-        assert!(is_trip(call(&**breaker, Outcome::Failure)), "{:?}", names[tripped]);
+        assert!(
+            is_trip(call(&**breaker, Outcome::Failure)),
+            "{:?}",
+            names[tripped]
+        );
         for other in &breakers[tripped + 1..] {
             assert_eq!(other.snapshot().state, State::Closed);
             assert_eq!(other.snapshot().counts, Counts::default());
@@ -308,14 +434,31 @@ pub fn concurrent_records_are_exact(f: &dyn Fixture) {
             scope.spawn(move || {
                 for call_no in 0..500 {
                     let failed = (call_no + thread) % 2 == 0;
-                    call(&**counted, if failed { Outcome::Failure } else { Outcome::Success });
+                    call(
+                        &**counted,
+                        if failed {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Success
+                        },
+                    );
                 }
             });
         }
     });
-    assert_eq!(counted.snapshot().counts, Counts { calls: 2000, failures: 1000 });
+    assert_eq!(
+        counted.snapshot().counts,
+        Counts {
+            calls: 2000,
+            failures: 1000
+        }
+    );
 
-    let p = policy().minimum_failures(50).failure_rate(50.0).build().unwrap();
+    let p = policy()
+        .minimum_failures(50)
+        .failure_rate(50.0)
+        .build()
+        .unwrap();
     let racing = f.breaker("concurrent-trip", p);
     let trips = AtomicUsize::new(0);
     let start = std::sync::Barrier::new(4);
@@ -333,13 +476,22 @@ pub fn concurrent_records_are_exact(f: &dyn Fixture) {
             });
         }
     });
-    assert_eq!(trips.load(Ordering::SeqCst), 1, "exactly one trip is reported");
+    assert_eq!(
+        trips.load(Ordering::SeqCst),
+        1,
+        "exactly one trip is reported"
+    );
     assert_eq!(racing.snapshot().generation, 1);
 }
 
 /// When half-open, a crowd asking at once gets exactly `half_open_probes` probes.
 pub fn half_open_crowd_gets_exact_probes(f: &dyn Fixture) {
-    let p = policy().minimum_failures(1).open_for(secs(1)).half_open_probes(3).build().unwrap();
+    let p = policy()
+        .minimum_failures(1)
+        .open_for(secs(1))
+        .half_open_probes(3)
+        .build()
+        .unwrap();
     let b = f.breaker("crowd", p);
     call(&*b, Outcome::Failure);
     f.clock().advance(secs(1));
@@ -359,7 +511,11 @@ pub fn half_open_crowd_gets_exact_probes(f: &dyn Fixture) {
     let granted = granted.into_inner().unwrap();
     assert_eq!(granted.len(), 3);
     let half_opened: HashSet<_> = granted.iter().filter_map(Permit::transition).collect();
-    assert_eq!(half_opened.len(), 1, "one caller reports the half-open transition");
+    assert_eq!(
+        half_opened.len(),
+        1,
+        "one caller reports the half-open transition"
+    );
     for permit in granted {
         b.record(permit, Outcome::Ignored);
     }

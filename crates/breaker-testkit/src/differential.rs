@@ -138,7 +138,13 @@ pub fn check(
             Step::Advance(ms) => clock.advance(Duration::from_millis(*ms)),
             Step::Acquire => {
                 let (want, got) = (expected.acquire(), actual.acquire());
-                prop_assert_eq!(decision(&want), decision(&got), "step {}: {:?}", index, step);
+                prop_assert_eq!(
+                    decision(&want),
+                    decision(&got),
+                    "step {}: {:?}",
+                    index,
+                    step
+                );
                 if let (Ok(want), Ok(got)) = (want, got) {
                     held.push((want, got));
                 }
@@ -156,7 +162,13 @@ pub fn check(
                 prop_assert_eq!(expected.trip(), actual.trip(), "step {}: {:?}", index, step);
             }
             Step::Reset => {
-                prop_assert_eq!(expected.reset(), actual.reset(), "step {}: {:?}", index, step);
+                prop_assert_eq!(
+                    expected.reset(),
+                    actual.reset(),
+                    "step {}: {:?}",
+                    index,
+                    step
+                );
             }
             Step::Override(mode, ms) => {
                 let duration = ms.map(Duration::from_millis);

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use breaker_core::{
-    Breaker, BucketWindow, Circuit, Clock, ManualClock, Outcome, Override, Permit, Policy, Recorded,
-    Rejected, Snapshot, Transition,
+    Breaker, BucketWindow, Circuit, Clock, ManualClock, Outcome, Override, Permit, Policy,
+    Recorded, Rejected, Snapshot, Transition,
 };
 
 /// One breaker under test, driven on the fixture's manual clock.
@@ -116,7 +116,11 @@ impl Subject for CoreSubject {
     }
 
     fn trip(&self) -> Transition {
-        self.state.lock().unwrap().0.trip(&self.policy, self.clock.now())
+        self.state
+            .lock()
+            .unwrap()
+            .0
+            .trip(&self.policy, self.clock.now())
     }
 
     fn reset(&self) -> Option<Transition> {

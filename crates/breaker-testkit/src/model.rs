@@ -56,7 +56,10 @@ impl Inner {
     fn counts(&self, policy: &Policy, now: u64) -> Counts {
         let width = policy.bucket_millis();
         let buckets = u64::from(policy.buckets());
-        let live = self.calls.iter().filter(|(t, _)| now / width < t / width + buckets);
+        let live = self
+            .calls
+            .iter()
+            .filter(|(t, _)| now / width < t / width + buckets);
         let mut counts = Counts::default();
         for (_, failed) in live {
             counts.calls += 1;
@@ -120,14 +123,14 @@ impl Subject for Model {
                 return Err(Rejected::new(RejectReason::ForcedOpen, retry));
             }
             Override::ForcedClosed => {
-                return Ok(Permit::new(m.generation, PermitKind::Normal, at, None));
+                return Ok(Permit::new(m.generation, PermitKind::Normal, at, false));
             }
             _ => {}
         }
         if !m.open && !m.half_open {
-            return Ok(Permit::new(m.generation, PermitKind::Normal, at, None));
+            return Ok(Permit::new(m.generation, PermitKind::Normal, at, false));
         }
-        let mut transition = None;
+        let mut half_opened = false;
         if m.open {
             if now < m.open_until {
                 return Err(Rejected::new(
@@ -139,18 +142,27 @@ impl Subject for Model {
             m.half_open = true;
             m.successes = 0;
             m.probes.clear();
-            transition = Some(Transition::HalfOpened {
-                generation: m.generation,
-            });
+            half_opened = true;
         }
         m.probes.retain(|(_, until)| *until > now);
         if m.probes.len() < policy.half_open_probes() as usize {
             m.tickets += 1;
             let ticket = m.tickets;
-            m.probes.push((ticket, now + policy.probe_lease().as_millis() as u64));
-            Ok(Permit::new(m.generation, PermitKind::Probe { ticket }, at, transition))
+            m.probes
+                .push((ticket, now + policy.probe_lease().as_millis() as u64));
+            Ok(Permit::new(
+                m.generation,
+                PermitKind::Probe { ticket },
+                at,
+                half_opened,
+            ))
         } else {
-            let first = m.probes.iter().map(|(_, until)| *until).min().unwrap_or(now);
+            let first = m
+                .probes
+                .iter()
+                .map(|(_, until)| *until)
+                .min()
+                .unwrap_or(now);
             Err(Rejected::new(
                 RejectReason::ProbesBusy,
                 Duration::from_millis(first - now),
@@ -243,7 +255,8 @@ impl Subject for Model {
         snapshot.generation = m.generation;
         snapshot.open_until = m.open.then(|| Timestamp::from_millis(m.open_until));
         snapshot.counts = m.counts(&self.policy, now);
-        snapshot.probes_in_flight = m.probes.iter().filter(|(_, until)| *until > now).count() as u32;
+        snapshot.probes_in_flight =
+            m.probes.iter().filter(|(_, until)| *until > now).count() as u32;
         snapshot
     }
 
@@ -259,7 +272,10 @@ impl Subject for Model {
     fn trip(&self) -> Transition {
         let now = self.now();
         let open_ms = self.policy.open_for().as_millis() as u64;
-        self.inner.lock().unwrap().open(now, open_ms, TripCause::Operator)
+        self.inner
+            .lock()
+            .unwrap()
+            .open(now, open_ms, TripCause::Operator)
     }
 
     fn reset(&self) -> Option<Transition> {

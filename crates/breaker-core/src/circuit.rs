@@ -540,3 +540,123 @@ impl Circuit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BucketWindow;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn tripping() -> Policy {
+        Policy::builder()
+            .minimum_failures(1)
+            .open_for(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn free_generation_only_when_no_decision_is_needed() {
+        let policy = tripping();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        assert_eq!(circuit.free_generation(), Some(0));
+        circuit.set_override(Override::ForcedClosed, Some(at(5)));
+        assert_eq!(
+            circuit.free_generation(),
+            None,
+            "an expiring override needs the time"
+        );
+        circuit.set_override(Override::ForcedClosed, None);
+        assert_eq!(circuit.free_generation(), Some(0));
+        circuit.set_override(Override::ForcedOpen, None);
+        assert_eq!(circuit.free_generation(), None);
+        circuit.set_override(Override::Auto, Some(at(5)));
+        assert_eq!(
+            circuit.snapshot(&policy, at(0), &window).override_until,
+            None
+        );
+        let permit = circuit.acquire(&policy, at(0)).unwrap();
+        assert!(
+            circuit
+                .record(&policy, at(0), &permit, Outcome::Failure, &mut window)
+                .is_some()
+        );
+        assert_eq!(circuit.free_generation(), None, "open");
+    }
+
+    #[test]
+    fn snapshot_reads_a_passed_open_period_as_half_open_without_changing_it() {
+        let policy = tripping();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        circuit.trip(&policy, at(0));
+        let before = circuit.clone();
+        let snapshot = circuit.snapshot(&policy, at(10_000), &window);
+        assert_eq!(snapshot.state, State::HalfOpen);
+        assert_eq!(snapshot.open_until, Some(at(10_000)));
+        assert_eq!(circuit, before);
+        let probe = circuit.acquire(&policy, at(10_000)).unwrap();
+        assert_eq!(
+            probe.transition(),
+            Some(Transition::HalfOpened { generation: 1 })
+        );
+        assert_eq!(
+            circuit
+                .snapshot(&policy, at(10_000), &window)
+                .probes_in_flight,
+            1
+        );
+        circuit.record(&policy, at(10_001), &probe, Outcome::Ignored, &mut window);
+        assert_eq!(
+            circuit
+                .snapshot(&policy, at(10_001), &window)
+                .probes_in_flight,
+            0
+        );
+    }
+
+    #[test]
+    fn unchecked_permits_count_nowhere() {
+        let policy = tripping();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        let unchecked = Permit::new(0, PermitKind::Unchecked, at(0), false);
+        assert_eq!(unchecked.kind(), PermitKind::Unchecked);
+        assert_eq!(
+            circuit.record(&policy, at(0), &unchecked, Outcome::Failure, &mut window),
+            None
+        );
+        assert_eq!(window.counts(&policy, at(0)), Counts::default());
+    }
+
+    #[test]
+    fn permits_keep_their_fields() {
+        let probe = Permit::new(7, PermitKind::Probe { ticket: 42 }, at(9), true);
+        assert_eq!(probe.generation(), 7);
+        assert_eq!(probe.kind(), PermitKind::Probe { ticket: 42 });
+        assert_eq!(probe.started(), at(9));
+        assert!(probe.is_probe());
+        assert_eq!(
+            probe.transition(),
+            Some(Transition::HalfOpened { generation: 7 })
+        );
+        let normal = Permit::new(3, PermitKind::Normal, at(1), false);
+        assert!(!normal.is_probe());
+        assert_eq!(normal.transition(), None);
+    }
+
+    #[test]
+    fn rejections_say_why_and_when() {
+        let rejected = Rejected::new(RejectReason::Open, Duration::from_millis(1500));
+        assert_eq!(
+            rejected.to_string(),
+            "the breaker is open; retry after 1s 500ms"
+        );
+        assert_eq!(State::HalfOpen.to_string(), "half-open");
+        assert_eq!(Override::ForcedClosed.to_string(), "forced-closed");
+    }
+}

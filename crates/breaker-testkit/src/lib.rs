@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod differential;
 pub mod model;
+pub mod redis_server;
 
 use std::sync::Mutex;
 use std::time::Duration;

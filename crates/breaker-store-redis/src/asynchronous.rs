@@ -1,0 +1,425 @@
+//! The async store (tokio).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{
+    AsyncBreaker, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
+    StoreError, StoreErrorKind, Transition,
+};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value,
+};
+use tokio::sync::Mutex;
+
+use crate::config::{Deployment, RedisConfig, redact};
+use crate::engine::{Engine, RecordPlan, Settings};
+use crate::error::{config_error, store_error, store_error_in, timed_out};
+use crate::registry::{self, BreakerInfo};
+use crate::script::{self, Op};
+
+/// A Sentinel-managed master: found through the Sentinels, and found again after an error
+/// (the master may have moved).
+struct SentinelConnection {
+    sentinels: Mutex<SentinelClient>,
+    current: Mutex<Option<MultiplexedConnection>>,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(MultiplexedConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Standalone(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Connection::Sentinel(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Standalone(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+            Connection::Sentinel(conn) => conn.get_db(),
+        }
+    }
+}
+
+enum Connector {
+    Ready(Connection),
+    Sentinel(Box<SentinelConnection>),
+}
+
+struct Inner {
+    connector: Connector,
+    settings: Settings,
+    description: String,
+}
+
+/// A Redis store for async callers: many breakers sharing one multiplexed connection (or one
+/// cluster connection). Cheap to clone.
+///
+/// Connections recover by themselves when Redis comes back. Every call waits at most the
+/// configured timeout; past it, each breaker's store-failure policy decides.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("redis", &self.inner.description)
+            .field("prefix", &self.inner.settings.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store for `config`. A malformed URL is an error; an unreachable server is not (the
+    /// connection is made in the background, and calls follow the failure policy until it
+    /// is), except for a Cluster, whose topology must be read once.
+    pub async fn connect(config: RedisConfig) -> Result<RedisStore, StoreError> {
+        let settings = config.settings()?;
+        let timeout = settings.timeout;
+        let description = format!("{:?}", config.deployment);
+        let connector = match &config.deployment {
+            Deployment::Standalone(url) => {
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|err| config_error(url, err))?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+                    .map_err(|err| config_error(url, err))?;
+                Connector::Ready(Connection::Standalone(manager))
+            }
+            Deployment::Cluster(urls) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(timeout)
+                        .response_timeout(timeout)
+                        .retries(1)
+                        .build()
+                        .map_err(|err| config_error(&urls.join(","), err))?;
+                let connection = tokio::time::timeout(timeout * 20, client.get_async_connection())
+                    .await
+                    .map_err(|_| timed_out("connecting to the Redis Cluster"))?
+                    .map_err(|err| {
+                        let nodes: Vec<String> = urls.iter().map(|url| redact(url)).collect();
+                        store_error_in(
+                            &format!(
+                                "could not connect to the Redis Cluster at {}",
+                                nodes.join(",")
+                            ),
+                            err,
+                        )
+                    })?;
+                Connector::Ready(Connection::Cluster(connection))
+            }
+            Deployment::Sentinel { sentinels, master } => {
+                let client = SentinelClient::build(
+                    sentinels.iter().map(String::as_str).collect(),
+                    master.clone(),
+                    None,
+                    SentinelServerType::Master,
+                )
+                .map_err(|err| config_error(&sentinels.join(","), err))?;
+                Connector::Sentinel(Box::new(SentinelConnection {
+                    sentinels: Mutex::new(client),
+                    current: Mutex::new(None),
+                    timeout,
+                }))
+            }
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                connector,
+                settings,
+                description,
+            }),
+        })
+    }
+
+    async fn connection(&self) -> Result<Connection, StoreError> {
+        match &self.inner.connector {
+            Connector::Ready(connection) => Ok(connection.clone()),
+            Connector::Sentinel(sentinel) => {
+                let mut current = sentinel.current.lock().await;
+                if let Some(connection) = &*current {
+                    return Ok(Connection::Sentinel(connection.clone()));
+                }
+                let client = sentinel
+                    .sentinels
+                    .lock()
+                    .await
+                    .async_get_client()
+                    .await
+                    .map_err(store_error)?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(sentinel.timeout))
+                    .set_response_timeout(Some(sentinel.timeout));
+                let connection = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(store_error)?;
+                *current = Some(connection.clone());
+                Ok(Connection::Sentinel(connection))
+            }
+        }
+    }
+
+    /// Runs `request` on a connection, within the store's timeout.
+    async fn request<T, F, Fut>(&self, what: &str, request: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let connection = self.connection().await?;
+            request(connection).await.map_err(store_error)
+        };
+        let result = match tokio::time::timeout(self.inner.settings.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out(what)),
+        };
+        if result.is_err() {
+            if let Connector::Sentinel(sentinel) = &self.inner.connector {
+                // The master may have moved: ask the Sentinels again next time.
+                *sentinel.current.lock().await = None;
+            }
+        }
+        result
+    }
+
+    async fn invoke(
+        &self,
+        call: ScriptInvocation<'static>,
+        what: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.request(what, |mut connection| async move {
+            call.invoke_async(&mut connection).await
+        })
+        .await
+    }
+
+    async fn query<T: FromRedisValue + Send + 'static>(
+        &self,
+        cmd: Cmd,
+        what: &str,
+    ) -> Result<T, StoreError> {
+        self.request(what, |mut connection| async move {
+            cmd.query_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Checks that Redis answers (one `PING`), within the timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(redis::cmd("PING"), "PING").await?;
+        Ok(())
+    }
+
+    /// The breaker named `name` with `policy`, registered in the store's registry (one
+    /// round trip now, none later). A registration that fails is reported to tracing and the
+    /// breaker still works, under its store-failure policy.
+    pub async fn breaker(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
+        let engine = Engine::new(name, policy, self.inner.settings.clone());
+        let now = engine.now();
+        let ttl_ms = u64::try_from(self.inner.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
+        for cmd in registry::register(&engine.keys, name, &engine.policy, now, ttl_ms)? {
+            if let Err(err) = self.query::<()>(cmd, "registering the breaker").await {
+                tracing::warn!(breaker = name, error = %err, "breaker registration failed");
+                break;
+            }
+        }
+        Ok(RedisBreaker {
+            engine: Arc::new(engine),
+            store: self.clone(),
+        })
+    }
+
+    /// Every registered breaker with its live state and the policies it was registered
+    /// with (more than one: processes disagree). Breakers whose keys have expired are
+    /// dropped from the registry.
+    pub async fn list(&self) -> Result<Vec<BreakerInfo>, StoreError> {
+        let prefix = &self.inner.settings.prefix;
+        let raw: HashMap<String, String> = self
+            .query(registry::names(prefix), "reading the registry")
+            .await?;
+        let mut breakers = Vec::new();
+        for (name, first_seen) in registry::parse_names(raw) {
+            let keys = crate::keys::Keys::new(prefix, &name);
+            let raw: HashMap<String, String> = self
+                .query(Cmd::hgetall(&keys.policies), "reading a breaker's policies")
+                .await?;
+            let (policies, last_seen) = registry::parse_policies(raw);
+            let Some(policy) = policies.first().cloned() else {
+                self.query::<()>(Cmd::hdel(&keys.registry, &name), "pruning the registry")
+                    .await?;
+                continue;
+            };
+            let engine = Engine::new(&name, policy, self.inner.settings.clone());
+            let reply = self
+                .invoke(
+                    engine.invocation(engine.now(), Op::Snapshot),
+                    "reading a breaker",
+                )
+                .await?;
+            let (snapshot, _) = script::parse_snapshot(&reply)?;
+            breakers.push(BreakerInfo {
+                name,
+                first_seen,
+                last_seen,
+                policies,
+                snapshot,
+            });
+        }
+        Ok(breakers)
+    }
+}
+
+/// One breaker in a [`RedisStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisBreaker {
+    engine: Arc<Engine>,
+    store: RedisStore,
+}
+
+impl fmt::Debug for RedisBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBreaker")
+            .field("name", &self.engine.name)
+            .field("policy", &self.engine.policy)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl RedisBreaker {
+    /// This breaker with `listeners`.
+    #[must_use]
+    pub fn with_listeners(self, listeners: Listeners) -> RedisBreaker {
+        let mut engine = Engine::new(
+            &self.engine.name,
+            self.engine.policy.clone(),
+            self.engine.settings.clone(),
+        );
+        engine.listeners = listeners;
+        RedisBreaker {
+            engine: Arc::new(engine),
+            store: self.store,
+        }
+    }
+
+    async fn operator(&self, op: Op, what: &str) -> Result<Vec<i64>, StoreError> {
+        let now = self.engine.now();
+        let reply = self
+            .store
+            .invoke(self.engine.invocation(now, op), what)
+            .await?;
+        Ok(reply)
+    }
+
+    /// The breaker's state, read from Redis.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let reply = self.operator(Op::Snapshot, "reading the breaker").await?;
+        Ok(script::parse_snapshot(&reply)?.0)
+    }
+
+    /// Sets an operator override for every process, for `duration` (forever if `None`).
+    pub async fn set_override(
+        &self,
+        mode: Override,
+        duration: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let reply = self
+            .operator(Op::Override { mode, duration_ms }, "setting an override")
+            .await?;
+        self.engine.after_operator(&script::parse_tail(&reply)?);
+        Ok(())
+    }
+
+    /// Opens the breaker now for every process.
+    pub async fn trip(&self) -> Result<Transition, StoreError> {
+        let reply = self.operator(Op::Trip, "tripping the breaker").await?;
+        let (transition, tail) = script::parse_transition(&reply, "trip")?;
+        self.engine.after_operator(&tail);
+        transition
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "trip reported no transition"))
+    }
+
+    /// Closes the breaker now for every process, clearing its window.
+    pub async fn reset(&self) -> Result<Option<Transition>, StoreError> {
+        let reply = self.operator(Op::Reset, "resetting the breaker").await?;
+        let (transition, tail) = script::parse_transition(&reply, "reset")?;
+        self.engine.after_operator(&tail);
+        Ok(transition)
+    }
+}
+
+impl AsyncBreaker for RedisBreaker {
+    fn name(&self) -> &str {
+        &self.engine.name
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.engine.policy
+    }
+
+    fn listeners(&self) -> &Listeners {
+        &self.engine.listeners
+    }
+
+    async fn acquire(&self) -> Result<Permit, Rejected> {
+        let now = self.engine.now();
+        if let Some(decision) = self.engine.cached_acquire(now) {
+            return decision;
+        }
+        let reply = self
+            .store
+            .invoke(self.engine.invocation(now, Op::Acquire), "acquire")
+            .await;
+        self.engine.finish_acquire(now, reply)
+    }
+
+    async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        match self.engine.plan_record(permit, outcome) {
+            RecordPlan::Done(recorded) => recorded,
+            RecordPlan::Send(call, context) => {
+                let reply = self.store.invoke(call, "record").await;
+                self.engine.finish_record(context, reply)
+            }
+        }
+    }
+}

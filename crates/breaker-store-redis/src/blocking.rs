@@ -1,0 +1,366 @@
+//! The blocking store: a pool of plain connections, each request bounded by the timeout.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use breaker_core::{
+    Breaker, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
+    StoreError, StoreErrorKind, Transition,
+};
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, RedisResult, ScriptInvocation};
+
+use crate::config::{Deployment, RedisConfig};
+use crate::engine::{Engine, RecordPlan, Settings};
+use crate::error::{config_error, store_error};
+use crate::registry::{self, BreakerInfo};
+use crate::script::{self, Op};
+
+enum Client {
+    Standalone(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+    Sentinel(Mutex<SentinelClient>),
+}
+
+/// Makes pooled connections with timeouts on every socket operation.
+struct Manager {
+    client: Client,
+    timeout: Duration,
+}
+
+enum Socket {
+    Standalone(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+/// A pooled connection. After any error it is dropped rather than reused: a reply that
+/// arrives after a timeout would otherwise be read as the answer to the next request.
+struct Conn {
+    socket: Socket,
+    broken: bool,
+}
+
+impl Conn {
+    fn set_timeout(&self, timeout: Duration) -> RedisResult<()> {
+        match &self.socket {
+            Socket::Standalone(conn) => {
+                conn.set_read_timeout(Some(timeout))?;
+                conn.set_write_timeout(Some(timeout))
+            }
+            Socket::Cluster(conn) => {
+                conn.set_read_timeout(Some(timeout))?;
+                conn.set_write_timeout(Some(timeout))
+            }
+        }
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn ConnectionLike {
+        match &mut self.socket {
+            Socket::Standalone(conn) => conn,
+            Socket::Cluster(conn) => &mut **conn,
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = RedisError;
+
+    fn connect(&self) -> Result<Conn, RedisError> {
+        let socket = match &self.client {
+            Client::Standalone(client) => {
+                Socket::Standalone(client.get_connection_with_timeout(self.timeout)?)
+            }
+            Client::Cluster(client) => Socket::Cluster(Box::new(client.get_connection()?)),
+            Client::Sentinel(sentinels) => {
+                let client = sentinels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .get_client()?;
+                Socket::Standalone(client.get_connection_with_timeout(self.timeout)?)
+            }
+        };
+        let conn = Conn {
+            socket,
+            broken: false,
+        };
+        conn.set_timeout(self.timeout)?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), RedisError> {
+        redis::cmd("PING")
+            .query::<String>(conn.as_dyn())
+            .map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || !conn.as_dyn().is_open()
+    }
+}
+
+struct Inner {
+    pool: r2d2::Pool<Manager>,
+    settings: Settings,
+    description: String,
+}
+
+/// A Redis store for blocking callers: a pool of connections shared by many breakers.
+/// Cheap to clone. It uses the same keys and script as [`RedisStore`](crate::RedisStore), so
+/// blocking and async processes share breakers.
+#[derive(Clone)]
+pub struct BlockingRedisStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for BlockingRedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingRedisStore")
+            .field("redis", &self.inner.description)
+            .field("prefix", &self.inner.settings.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingRedisStore {
+    /// A store for `config`. A malformed URL is an error; an unreachable server is not
+    /// (connections are made when needed, and calls follow the failure policy until then).
+    pub fn connect(config: RedisConfig) -> Result<BlockingRedisStore, StoreError> {
+        let settings = config.settings()?;
+        let timeout = settings.timeout;
+        let client = match &config.deployment {
+            Deployment::Standalone(url) => Client::Standalone(
+                redis::Client::open(url.as_str()).map_err(|err| config_error(url, err))?,
+            ),
+            Deployment::Cluster(urls) => Client::Cluster(
+                redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(|err| config_error(&urls.join(","), err))?,
+            ),
+            Deployment::Sentinel { sentinels, master } => Client::Sentinel(Mutex::new(
+                SentinelClient::build(
+                    sentinels.iter().map(String::as_str).collect(),
+                    master.clone(),
+                    None,
+                    SentinelServerType::Master,
+                )
+                .map_err(|err| config_error(&sentinels.join(","), err))?,
+            )),
+        };
+        // No test on checkout: it would cost a PING round trip per call. Broken connections
+        // are found by `has_broken` instead.
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(timeout)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Manager { client, timeout });
+        Ok(BlockingRedisStore {
+            inner: Arc::new(Inner {
+                pool,
+                description: format!("{:?}", config.deployment),
+                settings,
+            }),
+        })
+    }
+
+    /// Runs `request` on a pooled connection; checkout and request together take at most
+    /// the store's timeout.
+    fn request<T>(
+        &self,
+        what: &str,
+        request: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let timeout = self.inner.settings.timeout;
+        let started = Instant::now();
+        let mut conn = self.inner.pool.get_timeout(timeout).map_err(|err| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!("no connection to redis within {timeout:?} ({what}): {err}"),
+            )
+        })?;
+        let remaining = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        let result = conn
+            .set_timeout(remaining)
+            .and_then(|()| request(conn.as_dyn()));
+        if result.is_err() {
+            conn.broken = true;
+        }
+        result.map_err(store_error)
+    }
+
+    fn invoke(&self, call: &ScriptInvocation<'static>, what: &str) -> Result<Vec<i64>, StoreError> {
+        self.request(what, |conn| call.invoke(conn))
+    }
+
+    fn query<T: FromRedisValue>(&self, cmd: &Cmd, what: &str) -> Result<T, StoreError> {
+        self.request(what, |conn| cmd.query(conn))
+    }
+
+    /// Checks that Redis answers (one `PING`), within the timeout.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(&redis::cmd("PING"), "PING")?;
+        Ok(())
+    }
+
+    /// The breaker named `name` with `policy`, registered in the store's registry. A
+    /// registration that fails is reported to tracing and the breaker still works, under its
+    /// store-failure policy.
+    pub fn breaker(&self, name: &str, policy: Policy) -> Result<BlockingRedisBreaker, StoreError> {
+        let engine = Engine::new(name, policy, self.inner.settings.clone());
+        let ttl_ms = u64::try_from(self.inner.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
+        for cmd in registry::register(&engine.keys, name, &engine.policy, engine.now(), ttl_ms)? {
+            if let Err(err) = self.query::<()>(&cmd, "registering the breaker") {
+                tracing::warn!(breaker = name, error = %err, "breaker registration failed");
+                break;
+            }
+        }
+        Ok(BlockingRedisBreaker {
+            engine: Arc::new(engine),
+            store: self.clone(),
+        })
+    }
+
+    /// Every registered breaker with its live state; see [`RedisStore::list`](crate::RedisStore::list).
+    pub fn list(&self) -> Result<Vec<BreakerInfo>, StoreError> {
+        let prefix = &self.inner.settings.prefix;
+        let raw: HashMap<String, String> =
+            self.query(&registry::names(prefix), "reading the registry")?;
+        let mut breakers = Vec::new();
+        for (name, first_seen) in registry::parse_names(raw) {
+            let keys = crate::keys::Keys::new(prefix, &name);
+            let raw: HashMap<String, String> = self.query(
+                &Cmd::hgetall(&keys.policies),
+                "reading a breaker's policies",
+            )?;
+            let (policies, last_seen) = registry::parse_policies(raw);
+            let Some(policy) = policies.first().cloned() else {
+                self.query::<()>(&Cmd::hdel(&keys.registry, &name), "pruning the registry")?;
+                continue;
+            };
+            let engine = Engine::new(&name, policy, self.inner.settings.clone());
+            let reply = self.invoke(
+                &engine.invocation(engine.now(), Op::Snapshot),
+                "reading a breaker",
+            )?;
+            let (snapshot, _) = script::parse_snapshot(&reply)?;
+            breakers.push(BreakerInfo {
+                name,
+                first_seen,
+                last_seen,
+                policies,
+                snapshot,
+            });
+        }
+        Ok(breakers)
+    }
+}
+
+/// One breaker in a [`BlockingRedisStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct BlockingRedisBreaker {
+    engine: Arc<Engine>,
+    store: BlockingRedisStore,
+}
+
+impl fmt::Debug for BlockingRedisBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingRedisBreaker")
+            .field("name", &self.engine.name)
+            .field("policy", &self.engine.policy)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl BlockingRedisBreaker {
+    /// This breaker with `listeners`.
+    #[must_use]
+    pub fn with_listeners(self, listeners: Listeners) -> BlockingRedisBreaker {
+        let mut engine = Engine::new(
+            &self.engine.name,
+            self.engine.policy.clone(),
+            self.engine.settings.clone(),
+        );
+        engine.listeners = listeners;
+        BlockingRedisBreaker {
+            engine: Arc::new(engine),
+            store: self.store,
+        }
+    }
+
+    fn operator(&self, op: Op, what: &str) -> Result<Vec<i64>, StoreError> {
+        let now = self.engine.now();
+        self.store.invoke(&self.engine.invocation(now, op), what)
+    }
+}
+
+impl Breaker for BlockingRedisBreaker {
+    fn name(&self) -> &str {
+        &self.engine.name
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.engine.policy
+    }
+
+    fn listeners(&self) -> &Listeners {
+        &self.engine.listeners
+    }
+
+    fn acquire(&self) -> Result<Permit, Rejected> {
+        let now = self.engine.now();
+        if let Some(decision) = self.engine.cached_acquire(now) {
+            return decision;
+        }
+        let reply = self
+            .store
+            .invoke(&self.engine.invocation(now, Op::Acquire), "acquire");
+        self.engine.finish_acquire(now, reply)
+    }
+
+    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        match self.engine.plan_record(permit, outcome) {
+            RecordPlan::Done(recorded) => recorded,
+            RecordPlan::Send(call, context) => {
+                let reply = self.store.invoke(&call, "record");
+                self.engine.finish_record(context, reply)
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let reply = self.operator(Op::Snapshot, "reading the breaker")?;
+        Ok(script::parse_snapshot(&reply)?.0)
+    }
+
+    fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
+        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let reply = self.operator(Op::Override { mode, duration_ms }, "setting an override")?;
+        self.engine.after_operator(&script::parse_tail(&reply)?);
+        Ok(())
+    }
+
+    fn trip(&self) -> Result<Transition, StoreError> {
+        let reply = self.operator(Op::Trip, "tripping the breaker")?;
+        let (transition, tail) = script::parse_transition(&reply, "trip")?;
+        self.engine.after_operator(&tail);
+        transition
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "trip reported no transition"))
+    }
+
+    fn reset(&self) -> Result<Option<Transition>, StoreError> {
+        let reply = self.operator(Op::Reset, "resetting the breaker")?;
+        let (transition, tail) = script::parse_transition(&reply, "reset")?;
+        self.engine.after_operator(&tail);
+        Ok(transition)
+    }
+}

@@ -1,0 +1,323 @@
+-- One breaker's record-and-decide step, atomic in Redis. It mirrors breaker-core's
+-- `Circuit` (circuit.rs) and `BucketWindow` (window.rs) decision for decision; the
+-- differential test in tests/redis.rs drives both with the same events and demands
+-- identical answers. Keep the two in step.
+--
+-- KEYS[1]  the breaker's hash: state fields and window buckets.
+-- ARGV[1]  op: acquire | record | snapshot | trip | reset | override
+-- ARGV[2]  now in ms, or "" for the server's clock (TIME)
+-- ARGV[3..13] policy: bucket_ms buckets rate min_failures min_calls open_ms probes
+--          lease_ms successes backoff max_open_ms
+-- ARGV[14] idle TTL in ms
+-- ARGV[15..] op arguments: record: generation kind(0 normal, 1 probe) ticket
+--          outcome(0 success, 1 failure, 2 ignored); override: mode(0 auto,
+--          1 forced-open, 2 forced-closed) duration_ms(-1 forever)
+--
+-- Every reply starts with the op's own values and ends with the state the caller caches:
+-- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override.
+
+local key = KEYS[1]
+local op = ARGV[1]
+
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local bucket_ms = tonumber(ARGV[3])
+local buckets = tonumber(ARGV[4])
+local rate = tonumber(ARGV[5])
+local min_failures = tonumber(ARGV[6])
+local min_calls = tonumber(ARGV[7])
+local open_ms_policy = tonumber(ARGV[8])
+local max_probes = tonumber(ARGV[9])
+local lease_ms = tonumber(ARGV[10])
+local to_close = tonumber(ARGV[11])
+local backoff = tonumber(ARGV[12])
+local max_open_ms = tonumber(ARGV[13])
+local idle_ttl = tonumber(ARGV[14])
+
+local CLOSED, OPEN, HALF = 0, 1, 2
+local AUTO, FORCED_OPEN, FORCED_CLOSED = 0, 1, 2
+
+-- A field that is missing reads as 0; anything but a whole number >= 0 is corruption.
+local function whole(value, field)
+  if not value then return 0 end
+  local n = tonumber(value)
+  if n == nil or n ~= n or n < 0 or n ~= math.floor(n) or n >= 9007199254740992 then
+    error({corrupt = 'field ' .. field .. ' holds ' .. string.sub(tostring(value), 1, 40)})
+  end
+  return n
+end
+
+local FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr'}
+
+local function load()
+  local v = redis.call('HMGET', key, unpack(FIELDS))
+  local s = {
+    st = whole(v[1], 'st'), gen = whole(v[2], 'gen'), ou = whole(v[3], 'ou'),
+    om = whole(v[4], 'om'), sc = whole(v[5], 'sc'), tk = whole(v[6], 'tk'),
+    ov = whole(v[7], 'ov'), ovu = whole(v[8], 'ovu'), probes = {},
+  }
+  if s.st > HALF then error({corrupt = 'field st holds ' .. s.st}) end
+  if s.ov > FORCED_CLOSED then error({corrupt = 'field ov holds ' .. s.ov}) end
+  if v[9] and v[9] ~= '' then
+    for ticket, untl in string.gmatch(v[9], '([^:,]+):([^,]+)') do
+      table.insert(s.probes, {whole(ticket, 'pr'), whole(untl, 'pr')})
+    end
+  end
+  return s
+end
+
+local function save(s)
+  local pr = {}
+  for _, p in ipairs(s.probes) do table.insert(pr, p[1] .. ':' .. p[2]) end
+  redis.call('HSET', key, 'st', s.st, 'gen', s.gen, 'ou', s.ou, 'om', s.om, 'sc', s.sc,
+    'tk', s.tk, 'ov', s.ov, 'ovu', s.ovu, 'pr', table.concat(pr, ','))
+  -- Keep the key while it matters (an open period, an override with an expiry), and at
+  -- least idle_ttl after the last call; an abandoned breaker disappears.
+  local ttl = idle_ttl
+  if s.st ~= CLOSED and s.ou - now + lease_ms + idle_ttl > ttl then
+    ttl = s.ou - now + lease_ms + idle_ttl
+  end
+  if s.ovu > now and s.ovu - now + idle_ttl > ttl then ttl = s.ovu - now + idle_ttl end
+  redis.call('PEXPIRE', key, math.floor(ttl))
+end
+
+local function expire_override(s)
+  if s.ovu ~= 0 and s.ovu <= now then
+    s.ov = AUTO
+    s.ovu = 0
+  end
+end
+
+local function free(s)
+  if s.ov == AUTO then return s.st == CLOSED end
+  return s.ov == FORCED_CLOSED and s.ovu == 0
+end
+
+local function tail(reply, s)
+  local is_free = 0
+  if free(s) then is_free = 1 end
+  table.insert(reply, s.st)
+  table.insert(reply, s.gen)
+  table.insert(reply, s.ou)
+  table.insert(reply, is_free)
+  table.insert(reply, now)
+  table.insert(reply, s.ov)
+  return reply
+end
+
+-- The window: slot i holds t<i> (bucket + 1), c<i> (calls), f<i> (failures).
+local function window_add(failure)
+  local bucket = math.floor(now / bucket_ms)
+  local slot = bucket % buckets
+  local tag = bucket + 1
+  local t = whole(redis.call('HGET', key, 't' .. slot), 't' .. slot)
+  local fail = 0
+  if failure then fail = 1 end
+  if t < tag then
+    redis.call('HSET', key, 't' .. slot, tag, 'c' .. slot, 1, 'f' .. slot, fail)
+  else
+    redis.call('HINCRBY', key, 'c' .. slot, 1)
+    if failure then redis.call('HINCRBY', key, 'f' .. slot, 1) end
+  end
+end
+
+local function window_counts()
+  local fields = {}
+  for i = 0, buckets - 1 do
+    table.insert(fields, 't' .. i)
+    table.insert(fields, 'c' .. i)
+    table.insert(fields, 'f' .. i)
+  end
+  local v = redis.call('HMGET', key, unpack(fields))
+  local now_bucket = math.floor(now / bucket_ms)
+  local calls, failures = 0, 0
+  for i = 0, buckets - 1 do
+    local t = whole(v[3 * i + 1], 't' .. i)
+    if t ~= 0 and now_bucket < t - 1 + buckets then
+      calls = calls + whole(v[3 * i + 2], 'c' .. i)
+      failures = failures + whole(v[3 * i + 3], 'f' .. i)
+    end
+  end
+  return calls, failures
+end
+
+local function window_clear()
+  local fields = {}
+  for i = 0, buckets - 1 do
+    table.insert(fields, 't' .. i)
+    table.insert(fields, 'c' .. i)
+    table.insert(fields, 'f' .. i)
+  end
+  redis.call('HDEL', key, unpack(fields))
+end
+
+-- Transitions: {kind(1 tripped, 2 half-opened, 3 closed), generation, open_until, open_ms,
+-- cause(1 threshold, 2 probe failed, 3 operator), calls, failures}.
+local NONE = {0, 0, 0, 0, 0, 0, 0}
+
+local function open(s, ms, cause, calls, failures)
+  s.gen = s.gen + 1
+  s.st = OPEN
+  s.om = ms
+  s.ou = now + ms
+  s.sc = 0
+  s.probes = {}
+  return {1, s.gen, s.ou, ms, cause, calls or 0, failures or 0}
+end
+
+local function close(s)
+  s.st = CLOSED
+  s.om = 0
+  s.sc = 0
+  s.probes = {}
+  window_clear()
+  return {3, s.gen, 0, 0, 0, 0, 0}
+end
+
+local function acquire(s)
+  -- {kind(0 rejected, 1 normal, 2 probe), ticket, half_opened, reason(1 open, 2 probes
+  -- busy, 3 forced open), retry_after_ms}
+  expire_override(s)
+  if s.ov == FORCED_OPEN then
+    local retry = open_ms_policy
+    if s.ovu ~= 0 then retry = s.ovu - now end
+    return {0, 0, 0, 3, retry}
+  end
+  if s.ov == FORCED_CLOSED or s.st == CLOSED then
+    return {1, 0, 0, 0, 0}
+  end
+  local half_opened = 0
+  if s.st == OPEN then
+    if now < s.ou then return {0, 0, 0, 1, s.ou - now} end
+    s.st = HALF
+    s.sc = 0
+    s.probes = {}
+    half_opened = 1
+  end
+  local live = {}
+  for _, p in ipairs(s.probes) do
+    if p[2] > now then table.insert(live, p) end
+  end
+  s.probes = live
+  if #s.probes < max_probes then
+    s.tk = s.tk + 1
+    table.insert(s.probes, {s.tk, now + lease_ms})
+    return {2, s.tk, half_opened, 0, 0}
+  end
+  local first = nil
+  for _, p in ipairs(s.probes) do
+    if first == nil or p[2] < first then first = p[2] end
+  end
+  return {0, 0, 0, 2, (first or now) - now}
+end
+
+local function trips(calls, failures)
+  return failures >= min_failures and calls >= min_calls and failures * 100 >= rate * calls
+end
+
+local function record(s)
+  expire_override(s)
+  local generation = tonumber(ARGV[15])
+  local kind = tonumber(ARGV[16])
+  local ticket = tonumber(ARGV[17])
+  local outcome = tonumber(ARGV[18])
+  if generation ~= s.gen then return NONE end
+  if kind == 0 then
+    if outcome == 2 then return NONE end
+    local failure = outcome == 1
+    window_add(failure)
+    if failure and s.st == CLOSED and s.ov ~= FORCED_CLOSED then
+      local calls, failures = window_counts()
+      if trips(calls, failures) then
+        return open(s, math.min(open_ms_policy, max_open_ms), 1, calls, failures)
+      end
+    end
+    return NONE
+  end
+  if s.st ~= HALF then return NONE end
+  local kept = {}
+  for _, p in ipairs(s.probes) do
+    if p[1] ~= ticket then table.insert(kept, p) end
+  end
+  s.probes = kept
+  if outcome == 2 then return NONE end
+  if outcome == 0 then
+    s.sc = s.sc + 1
+    if s.sc >= to_close then return close(s) end
+    return NONE
+  end
+  local next_ms = math.floor(s.om * backoff)
+  if next_ms >= max_open_ms then next_ms = max_open_ms end
+  return open(s, next_ms, 2)
+end
+
+local function snapshot(s)
+  -- {state, override, override_until, generation, open_until(0 if not open), calls,
+  -- failures, probes_in_flight}
+  local ov, ovu = s.ov, s.ovu
+  if ovu ~= 0 and ovu <= now then ov, ovu = AUTO, 0 end
+  local state = s.st
+  if state == OPEN and s.ou <= now then state = HALF end
+  local open_until = 0
+  if s.st == OPEN then open_until = s.ou end
+  local live = 0
+  for _, p in ipairs(s.probes) do
+    if p[2] > now then live = live + 1 end
+  end
+  local calls, failures = window_counts()
+  return {state, ov, ovu, s.gen, open_until, calls, failures, live}
+end
+
+local function main()
+  local s = load()
+  local reply
+  if op == 'acquire' then
+    reply = acquire(s)
+  elseif op == 'record' then
+    reply = record(s)
+  elseif op == 'snapshot' then
+    return tail(snapshot(s), s)
+  elseif op == 'trip' then
+    reply = open(s, math.min(open_ms_policy, max_open_ms), 3)
+  elseif op == 'reset' then
+    if s.st == CLOSED then
+      close(s)
+      reply = NONE
+    else
+      reply = close(s)
+    end
+  elseif op == 'override' then
+    local mode = tonumber(ARGV[15])
+    local duration = tonumber(ARGV[16])
+    s.ov = mode
+    s.ovu = 0
+    if mode ~= AUTO and duration >= 0 then s.ovu = now + duration end
+    reply = {}
+  else
+    return redis.error_reply('BREAKER unknown op ' .. tostring(op))
+  end
+  save(s)
+  return tail(reply, s)
+end
+
+local ok, result = pcall(main)
+if ok then return result end
+if type(result) == 'table' and result.corrupt then
+  -- Unreadable state is dropped so that the breaker starts afresh on the next call.
+  redis.call('DEL', key)
+  return redis.error_reply('BREAKER_CORRUPT ' .. result.corrupt)
+end
+local message = tostring(result)
+if type(result) == 'table' and result.err then message = result.err end
+if string.find(message, 'WRONGTYPE', 1, true) then
+  -- The key is not a hash: drop it the same way.
+  redis.call('DEL', key)
+  return redis.error_reply('BREAKER_CORRUPT ' .. message)
+end
+return redis.error_reply('BREAKER ' .. message)

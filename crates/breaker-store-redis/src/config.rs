@@ -1,0 +1,236 @@
+//! How to reach Redis, and the store's settings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{Clock, StoreError, StoreErrorKind, SystemClock};
+
+use crate::engine::Settings;
+use crate::keys::check_prefix;
+
+/// Which Redis deployment to use.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Deployment {
+    Standalone(String),
+    Cluster(Vec<String>),
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+/// Where the store's Redis is and how the store behaves. Credentials in URLs never appear
+/// in `Debug` output or in errors.
+///
+/// ```
+/// use std::time::Duration;
+/// use breaker_store_redis::RedisConfig;
+///
+/// let config = RedisConfig::standalone("redis://app:secret@127.0.0.1:6379")
+///     .prefix("payments")
+///     .timeout(Duration::from_millis(50))
+///     .max_staleness(Duration::from_secs(1));
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub(crate) deployment: Deployment,
+    prefix: String,
+    timeout: Duration,
+    max_staleness: Duration,
+    idle_ttl: Duration,
+    clock: Arc<dyn Clock>,
+    inject_time: bool,
+    pub(crate) pool_size: u32,
+}
+
+impl RedisConfig {
+    fn new(deployment: Deployment) -> RedisConfig {
+        RedisConfig {
+            deployment,
+            prefix: "breaker".to_owned(),
+            timeout: Duration::from_millis(50),
+            max_staleness: Duration::from_secs(1),
+            idle_ttl: Duration::from_secs(24 * 3600),
+            clock: Arc::new(SystemClock),
+            inject_time: false,
+            pool_size: 16,
+        }
+    }
+
+    /// One Redis server: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS
+    /// (with the `tls-rustls` feature).
+    pub fn standalone(url: impl Into<String>) -> RedisConfig {
+        RedisConfig::new(Deployment::Standalone(url.into()))
+    }
+
+    /// A Redis Cluster, reached through any of `urls`.
+    pub fn cluster<I, S>(urls: I) -> RedisConfig
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisConfig::new(Deployment::Cluster(
+            urls.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// The master named `master`, found through the Sentinels at `sentinels`.
+    pub fn sentinel<I, S>(sentinels: I, master: impl Into<String>) -> RedisConfig
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisConfig::new(Deployment::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master.into(),
+        })
+    }
+
+    /// Prefix of every key (default `breaker`), to keep applications apart.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> RedisConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Longest wait for any store call (default 50 ms); past it the breaker's
+    /// store-failure policy decides.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> RedisConfig {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long the state from the last round trip may answer the pre-call check
+    /// (default 1 s; zero asks Redis before every call).
+    #[must_use]
+    pub fn max_staleness(mut self, max_staleness: Duration) -> RedisConfig {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    /// How long a breaker's keys outlive its last call (default 24 h).
+    #[must_use]
+    pub fn idle_ttl(mut self, idle_ttl: Duration) -> RedisConfig {
+        self.idle_ttl = idle_ttl;
+        self
+    }
+
+    /// Connections kept by the blocking store's pool (default 16).
+    #[must_use]
+    pub fn pool_size(mut self, size: u32) -> RedisConfig {
+        self.pool_size = size;
+        self
+    }
+
+    /// Takes time from `clock` and sends it to Redis instead of using the server's `TIME`:
+    /// for tests that drive time with a [`ManualClock`](breaker_core::ManualClock).
+    #[must_use]
+    pub fn injected_clock(mut self, clock: impl Clock + 'static) -> RedisConfig {
+        self.clock = Arc::new(clock);
+        self.inject_time = true;
+        self
+    }
+
+    pub(crate) fn settings(&self) -> Result<Settings, StoreError> {
+        check_prefix(&self.prefix)?;
+        if self.timeout.is_zero() {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "store timeout must be greater than zero",
+            ));
+        }
+        if self.idle_ttl < Duration::from_millis(1) {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "idle_ttl must be at least 1 ms",
+            ));
+        }
+        Ok(Settings {
+            prefix: self.prefix.clone(),
+            timeout: self.timeout,
+            max_staleness: self.max_staleness,
+            idle_ttl: self.idle_ttl,
+            clock: self.clock.clone(),
+            inject_time: self.inject_time,
+        })
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: it could be anything, a password included, so it is not repeated.
+        return "(not a URL)".to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            // `redis://password@host` puts the password in the user part.
+            None => format!("{scheme}://***@{host}{path}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |urls: &[String]| urls.iter().map(|url| redact(url)).collect::<Vec<_>>();
+        match self {
+            Deployment::Standalone(url) => f.debug_tuple("Standalone").field(&redact(url)).finish(),
+            Deployment::Cluster(urls) => f.debug_tuple("Cluster").field(&redacted(urls)).finish(),
+            Deployment::Sentinel { sentinels, master } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &redacted(sentinels))
+                .field("master", master)
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("deployment", &self.deployment)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("max_staleness", &self.max_staleness)
+            .field("idle_ttl", &self.idle_ttl)
+            .field("inject_time", &self.inject_time)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://u:pw@h:6379/0"), "redis://u:***@h:6379/0");
+        assert_eq!(redact("rediss://:pw@h"), "rediss://:***@h");
+        assert_eq!(redact("redis://pw@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact("garbage pw"), "(not a URL)");
+        let config = RedisConfig::cluster(["redis://a:s3cret@h1", "redis://a:s3cret@h2"]);
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let config = RedisConfig::sentinel(["redis://:s3cret@s1"], "mymaster");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_settings_are_errors() {
+        let bad_prefix = RedisConfig::standalone("redis://h").prefix("a{b}");
+        assert_eq!(
+            bad_prefix.settings().unwrap_err().kind(),
+            StoreErrorKind::Config
+        );
+        let zero = RedisConfig::standalone("redis://h").timeout(Duration::ZERO);
+        assert!(zero.settings().unwrap_err().to_string().contains("timeout"));
+    }
+}

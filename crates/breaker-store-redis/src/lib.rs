@@ -1,0 +1,44 @@
+//! A Redis store for [`breaker_core`] breakers: many processes share one breaker's state, so
+//! what one observed protects all the others.
+//!
+//! - One atomic Lua script per call records the outcome and returns the state: the closed
+//!   path costs at most one round trip. The pre-call check is answered from the state the
+//!   last round trip returned while it is younger than `max_staleness`; while open, no round
+//!   trip at all until the open period ends.
+//! - Time comes from the Redis server (`TIME`), so hosts with skewed clocks agree.
+//! - Counters live in fixed buckets (hash fields): memory per breaker is bounded by the
+//!   policy's `buckets`. All keys of a breaker share a hash tag (Cluster works), every key has
+//!   a TTL, any UTF-8 name works.
+//! - Every call has a timeout (default 50 ms); when Redis fails, the breaker's
+//!   [`StoreFailurePolicy`](breaker_core::StoreFailurePolicy) decides (allow, reject, or an
+//!   in-process breaker), listeners and `tracing` are told, and connections recover by
+//!   themselves.
+//!
+//! [`RedisStore`] serves async callers (tokio); [`BlockingRedisStore`] blocking ones. Both
+//! use the same keys and script, so they share breakers.
+//!
+//! ```no_run
+//! use breaker_core::{call_async, CallError, Policy};
+//! use breaker_store_redis::{RedisConfig, RedisStore};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect(RedisConfig::standalone("redis://127.0.0.1:6379")).await?;
+//! let breaker = store.breaker("payments-api", Policy::default()).await?;
+//! let answer: Result<u32, CallError<std::io::Error>> = call_async(&breaker, async { Ok(42) }).await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod asynchronous;
+mod blocking;
+mod config;
+mod engine;
+mod error;
+mod keys;
+mod registry;
+mod script;
+
+pub use asynchronous::{RedisBreaker, RedisStore};
+pub use blocking::{BlockingRedisBreaker, BlockingRedisStore};
+pub use config::RedisConfig;
+pub use registry::BreakerInfo;

@@ -1,0 +1,90 @@
+//! The registry: which breakers exist, with which policies. Written when a breaker is
+//! created, never on the call path.
+
+use std::collections::HashMap;
+
+use breaker_core::{Policy, Snapshot, StoreError, StoreErrorKind, Timestamp};
+use redis::Cmd;
+
+use crate::keys::Keys;
+
+/// One breaker as the registry knows it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerInfo {
+    /// The breaker's name.
+    pub name: String,
+    /// When a process first registered it (milliseconds since the Unix epoch, or the
+    /// injected clock's time).
+    pub first_seen: Timestamp,
+    /// When a process last registered it.
+    pub last_seen: Timestamp,
+    /// Every policy processes registered it with, newest first: more than one means processes
+    /// disagree.
+    pub policies: Vec<Policy>,
+    /// Its live state, read with the newest policy.
+    pub snapshot: Snapshot,
+}
+
+impl BreakerInfo {
+    /// Whether processes registered this breaker with different policies.
+    pub fn policy_conflict(&self) -> bool {
+        self.policies.len() > 1
+    }
+}
+
+/// Registration: the name in the registry (first-seen kept), the policy in the breaker's
+/// policies hash, both with a TTL. Plain commands, one key each: in a Cluster the registry
+/// and the breaker live in different slots, and the blocking cluster client has no pipelines.
+pub(crate) fn register(
+    keys: &Keys,
+    name: &str,
+    policy: &Policy,
+    now: Timestamp,
+    ttl_ms: u64,
+) -> Result<[Cmd; 4], StoreError> {
+    let policy_json = serde_json::to_string(policy).map_err(|err| {
+        StoreError::new(
+            StoreErrorKind::Config,
+            format!("policy of {name:?} cannot be encoded"),
+        )
+        .with_source(err)
+    })?;
+    let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+    Ok([
+        Cmd::hset_nx(&keys.registry, name, now.as_millis()),
+        Cmd::pexpire(&keys.registry, ttl_ms),
+        Cmd::hset(&keys.policies, policy_json, now.as_millis()),
+        Cmd::pexpire(&keys.policies, ttl_ms),
+    ])
+}
+
+/// Reads the registry's names and first-seen times.
+pub(crate) fn names(keys_prefix: &str) -> Cmd {
+    Cmd::hgetall(format!("{keys_prefix}:registry"))
+}
+
+/// Parses the registry hash.
+pub(crate) fn parse_names(raw: HashMap<String, String>) -> Vec<(String, Timestamp)> {
+    let mut names: Vec<(String, Timestamp)> = raw
+        .into_iter()
+        .map(|(name, first)| (name, Timestamp::from_millis(first.parse().unwrap_or(0))))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Parses one breaker's policies hash: policies newest first, with the last time seen.
+/// Entries that do not parse are skipped, so one bad writer cannot hide the others.
+pub(crate) fn parse_policies(raw: HashMap<String, String>) -> (Vec<Policy>, Timestamp) {
+    let mut seen: Vec<(u64, Policy)> = raw
+        .into_iter()
+        .filter_map(|(json, at)| Some((at.parse().ok()?, serde_json::from_str(&json).ok()?)))
+        .collect();
+    seen.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let last = seen.first().map_or(0, |(at, _)| *at);
+    (
+        seen.into_iter().map(|(_, policy)| policy).collect(),
+        Timestamp::from_millis(last),
+    )
+}

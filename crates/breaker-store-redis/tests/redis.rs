@@ -1,0 +1,691 @@
+//! The Redis store against real `redis-server` processes started by the test kit: the shared
+//! conformance suite (async and blocking, single node and cluster), a differential test
+//! against the core, failures of Redis under load, and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use breaker_core::{
+    AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Override, Permit,
+    PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreErrorKind,
+    StoreFailurePolicy, Timestamp, Transition,
+};
+use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
+use breaker_testkit::differential::{check, scenarios};
+use breaker_testkit::redis_server::{RedisCluster, RedisServer};
+use breaker_testkit::{CoreSubject, Fixture, Subject};
+use proptest::prelude::*;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+fn single() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::start)
+}
+
+/// A key prefix no other test of this process uses.
+fn unique_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("test{}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+fn start_clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_millis(1_700_000_000_000))
+}
+
+/// Generous for the conformance suite, which checks decisions, not latency: the machine may
+/// be busy with other tests.
+const RELAXED: Duration = Duration::from_secs(2);
+
+enum Deployment {
+    Single,
+    Cluster,
+}
+
+fn config(deployment: &Deployment) -> RedisConfig {
+    match deployment {
+        Deployment::Single => RedisConfig::standalone(single().url()),
+        Deployment::Cluster => RedisConfig::cluster(cluster().urls()),
+    }
+}
+
+struct AsyncSubject(RedisBreaker);
+
+impl Subject for AsyncSubject {
+    fn acquire(&self) -> Result<Permit, Rejected> {
+        RUNTIME.block_on(AsyncBreaker::acquire(&self.0))
+    }
+    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        RUNTIME.block_on(AsyncBreaker::record(&self.0, permit, outcome))
+    }
+    fn snapshot(&self) -> Snapshot {
+        RUNTIME.block_on(self.0.snapshot()).unwrap()
+    }
+    fn set_override(&self, mode: Override, duration: Option<Duration>) {
+        RUNTIME
+            .block_on(self.0.set_override(mode, duration))
+            .unwrap();
+    }
+    fn trip(&self) -> Transition {
+        RUNTIME.block_on(self.0.trip()).unwrap()
+    }
+    fn reset(&self) -> Option<Transition> {
+        RUNTIME.block_on(self.0.reset()).unwrap()
+    }
+}
+
+struct AsyncFixture {
+    clock: ManualClock,
+    store: RedisStore,
+}
+
+impl AsyncFixture {
+    fn new(deployment: Deployment) -> AsyncFixture {
+        AsyncFixture::with(deployment, Duration::from_secs(1))
+    }
+
+    fn with(deployment: Deployment, max_staleness: Duration) -> AsyncFixture {
+        let clock = start_clock();
+        let config = config(&deployment)
+            .prefix(unique_prefix())
+            .timeout(RELAXED)
+            .max_staleness(max_staleness)
+            .injected_clock(clock.clone());
+        let store = RUNTIME.block_on(RedisStore::connect(config)).unwrap();
+        AsyncFixture { clock, store }
+    }
+}
+
+impl Fixture for AsyncFixture {
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+    fn breaker(&self, name: &str, policy: Policy) -> Box<dyn Subject> {
+        Box::new(AsyncSubject(
+            RUNTIME.block_on(self.store.breaker(name, policy)).unwrap(),
+        ))
+    }
+}
+
+struct BlockingFixture {
+    clock: ManualClock,
+    store: BlockingRedisStore,
+}
+
+impl BlockingFixture {
+    fn new(deployment: Deployment) -> BlockingFixture {
+        let clock = start_clock();
+        let config = config(&deployment)
+            .prefix(unique_prefix())
+            .timeout(RELAXED)
+            .injected_clock(clock.clone());
+        BlockingFixture {
+            store: BlockingRedisStore::connect(config).unwrap(),
+            clock,
+        }
+    }
+}
+
+impl Fixture for BlockingFixture {
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+    fn breaker(&self, name: &str, policy: Policy) -> Box<dyn Subject> {
+        Box::new(self.store.breaker(name, policy).unwrap())
+    }
+}
+
+mod async_single {
+    use super::*;
+    breaker_testkit::conformance_suite!(AsyncFixture::new(Deployment::Single));
+}
+
+mod blocking_single {
+    use super::*;
+    breaker_testkit::conformance_suite!(BlockingFixture::new(Deployment::Single));
+}
+
+mod async_cluster {
+    use super::*;
+    breaker_testkit::conformance_suite!(AsyncFixture::new(Deployment::Cluster));
+}
+
+mod blocking_cluster {
+    use super::*;
+    breaker_testkit::conformance_suite!(BlockingFixture::new(Deployment::Cluster));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Every decision made by the script (no cache) matches the core's.
+    #[test]
+    fn script_agrees_with_the_core((policy, steps) in scenarios(120)) {
+        let fixture = AsyncFixture::with(Deployment::Single, Duration::ZERO);
+        let core = CoreSubject::new(policy.clone(), fixture.clock.clone());
+        let redis = fixture.breaker("differential", policy);
+        check(&fixture.clock, &core, &*redis, &steps)?;
+    }
+
+    /// With the cache answering pre-call checks, one process still sees the core's decisions.
+    #[test]
+    fn cached_store_agrees_with_the_core((policy, steps) in scenarios(120)) {
+        let fixture = AsyncFixture::with(Deployment::Single, Duration::from_secs(1));
+        let core = CoreSubject::new(policy.clone(), fixture.clock.clone());
+        let redis = fixture.breaker("differential", policy);
+        check(&fixture.clock, &core, &*redis, &steps)?;
+    }
+}
+
+fn policy(on_store_failure: StoreFailurePolicy) -> Policy {
+    Policy::builder()
+        .minimum_failures(3)
+        .failure_rate(50.0)
+        .on_store_failure(on_store_failure)
+        .build()
+        .unwrap()
+}
+
+/// Store errors reported to listeners: their kind and how they print.
+type ErrorLog = Arc<Mutex<Vec<(StoreErrorKind, String)>>>;
+
+/// Every store error a breaker reports, by kind.
+fn error_log() -> (Listeners, ErrorLog) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let listeners = Listeners::new().with(move |event: &Event<'_>| {
+        if let EventKind::StoreError(err) = event.kind {
+            sink.lock()
+                .unwrap()
+                .push((err.kind(), format!("{err} {err:?}")));
+        }
+    });
+    (listeners, log)
+}
+
+fn info_field(server: &RedisServer, section: &str, field: &str) -> u64 {
+    let info = server.command(&["INFO", section]).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .map_or(0, |rest| {
+            // cmdstat lines read `calls=N,usec=...`; plain fields are numbers.
+            let value = rest.strip_prefix("calls=").unwrap_or(rest);
+            value.split(',').next().unwrap().trim().parse().unwrap()
+        })
+}
+
+#[test]
+fn closed_path_costs_one_script_call_per_call() {
+    let server = RedisServer::start();
+    let store = BlockingRedisStore::connect(RedisConfig::standalone(server.url()).timeout(RELAXED))
+        .unwrap();
+    let breaker = store.breaker("one-round-trip", Policy::default()).unwrap();
+    // Warm up: the script is loaded and the state cached.
+    for _ in 0..10 {
+        let permit = Breaker::acquire(&breaker).unwrap();
+        Breaker::record(&breaker, permit, Outcome::Success);
+    }
+    let scripts = || {
+        info_field(&server, "commandstats", "cmdstat_evalsha")
+            + info_field(&server, "commandstats", "cmdstat_eval")
+    };
+    let before = scripts();
+    let calls = 1_000;
+    for _ in 0..calls {
+        let permit = Breaker::acquire(&breaker).unwrap();
+        assert_eq!(permit.kind(), PermitKind::Normal);
+        Breaker::record(&breaker, permit, Outcome::Success);
+    }
+    let per_call = (scripts() - before) as f64 / calls as f64;
+    assert!(per_call <= 1.0, "{per_call} script calls per call");
+    assert_eq!(
+        Breaker::snapshot(&breaker).unwrap().counts.calls,
+        calls + 10
+    );
+}
+
+#[test]
+fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
+    let cluster = cluster();
+    let prefix = unique_prefix();
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(
+        RedisConfig::cluster(cluster.urls())
+            .prefix(&prefix)
+            .timeout(RELAXED)
+            .injected_clock(clock.clone()),
+    )
+    .unwrap();
+    let p = Policy::builder()
+        .window(Duration::from_secs(10))
+        .buckets(10)
+        .build()
+        .unwrap();
+    let breaker = store.breaker("bounded {x}", p).unwrap();
+    for second in 0..100 {
+        for _ in 0..5 {
+            let permit = Breaker::acquire(&breaker).unwrap();
+            Breaker::record(&breaker, permit, Outcome::Success);
+        }
+        clock.advance(Duration::from_millis(1_000 + second % 3));
+    }
+    let node = &cluster.nodes()[0];
+    let state = format!("{prefix}:{{=bounded %7Bx%7D}}");
+    let policies = format!("{state}:policies");
+    let slot = |key: &str| node.command(&["CLUSTER", "KEYSLOT", key]).unwrap();
+    assert_eq!(slot(&state), slot(&policies));
+    let owner = |key: &str| {
+        cluster
+            .nodes()
+            .iter()
+            .find(|node| node.command(&["EXISTS", key]).as_deref() == Ok("1"))
+            .unwrap_or_else(|| panic!("no node holds {key}"))
+    };
+    for key in [&state, &policies, &format!("{prefix}:registry")] {
+        let ttl: i64 = owner(key).command(&["PTTL", key]).unwrap().parse().unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+    let fields: usize = owner(&state)
+        .command(&["HLEN", &state])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(fields <= 3 * 10 + 9, "{fields} fields for 10 buckets");
+}
+
+#[test]
+fn garbage_in_keys_is_a_store_error_and_heals() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let store = BlockingRedisStore::connect(
+        RedisConfig::standalone(single().url())
+            .prefix(&prefix)
+            .timeout(RELAXED)
+            .max_staleness(Duration::ZERO)
+            .injected_clock(clock),
+    )
+    .unwrap();
+    let (listeners, log) = error_log();
+    let breaker = store
+        .breaker("garbage", policy(StoreFailurePolicy::FailClosed))
+        .unwrap()
+        .with_listeners(listeners);
+    let key = format!("{prefix}:{{=garbage}}");
+    let garbage: [&[&str]; 4] = [
+        &["HSET", &key, "gen", "not a number"],
+        &["HSET", &key, "st", "7"],
+        &["HSET", &key, "t3", "-1"],
+        &["SET", &key, "a string, not a hash"],
+    ];
+    for (round, command) in garbage.iter().enumerate() {
+        // A healthy call first, so the key exists with good data.
+        let permit = Breaker::acquire(&breaker).unwrap();
+        Breaker::record(&breaker, permit, Outcome::Failure);
+        single().command(command).unwrap();
+        // Reading every bucket (a snapshot) meets the garbage wherever it is.
+        let err = Breaker::snapshot(&breaker).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{command:?}: {err}");
+        // The bad key was dropped: the breaker starts afresh.
+        let permit = Breaker::acquire(&breaker).expect("healed");
+        Breaker::record(&breaker, permit, Outcome::Success);
+        assert_eq!(
+            Breaker::snapshot(&breaker).unwrap().counts.calls,
+            1,
+            "round {round}"
+        );
+    }
+    // A call that meets garbage follows the failure policy (fail-closed here).
+    single().command(&["HSET", &key, "ov", "x"]).unwrap();
+    let rejected = Breaker::acquire(&breaker).unwrap_err();
+    assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
+    let logged = log.lock().unwrap();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].0, StoreErrorKind::Corrupt);
+}
+
+#[test]
+fn bad_urls_are_clear_errors_and_secrets_stay_secret() {
+    for url in [
+        "http://127.0.0.1:6379",
+        "redis://:s3cret@[bad",
+        "not a url at all s3cret",
+    ] {
+        let err = BlockingRedisStore::connect(RedisConfig::standalone(url)).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config, "{url}: {err}");
+        assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+        let err = RUNTIME
+            .block_on(RedisStore::connect(RedisConfig::standalone(url)))
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+    }
+    let prefix = RedisConfig::standalone(single().url()).prefix("{oops}");
+    assert_eq!(
+        BlockingRedisStore::connect(prefix).unwrap_err().kind(),
+        StoreErrorKind::Config
+    );
+}
+
+#[test]
+fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://user:s3cret@127.0.0.1:{port}");
+    let timeout = Duration::from_millis(50);
+    let blocking =
+        BlockingRedisStore::connect(RedisConfig::standalone(&url).timeout(timeout)).unwrap();
+    let store = RUNTIME
+        .block_on(RedisStore::connect(
+            RedisConfig::standalone(&url).timeout(timeout),
+        ))
+        .unwrap();
+    assert!(!format!("{store:?} {blocking:?}").contains("s3cret"));
+    for (failure, expect_permit) in [
+        (StoreFailurePolicy::FailOpen, true),
+        (StoreFailurePolicy::FailClosed, false),
+        (StoreFailurePolicy::Local, true),
+    ] {
+        let (listeners, log) = error_log();
+        let sync = blocking
+            .breaker("unreachable", policy(failure))
+            .unwrap()
+            .with_listeners(listeners.clone());
+        let started = Instant::now();
+        let decision = Breaker::acquire(&sync);
+        assert!(
+            started.elapsed() < timeout + Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(decision.is_ok(), expect_permit, "{failure:?}");
+        if let Ok(permit) = decision {
+            let recorded = Breaker::record(&sync, permit, Outcome::Success);
+            assert_eq!(
+                recorded.outcome,
+                Outcome::Success,
+                "the call's outcome stands"
+            );
+        }
+        let r#async = RUNTIME
+            .block_on(store.breaker("unreachable", policy(failure)))
+            .unwrap()
+            .with_listeners(listeners);
+        let started = Instant::now();
+        let decision = RUNTIME.block_on(AsyncBreaker::acquire(&r#async));
+        assert!(
+            started.elapsed() < timeout + Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(decision.is_ok(), expect_permit, "{failure:?}");
+        let logged = log.lock().unwrap();
+        assert!(!logged.is_empty());
+        for (_, text) in logged.iter() {
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+    }
+    let err = blocking.ping().unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("s3cret"));
+}
+
+#[test]
+fn local_fallback_trips_on_its_own_while_redis_is_away() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = BlockingRedisStore::connect(
+        RedisConfig::standalone(format!("redis://127.0.0.1:{port}"))
+            .timeout(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let breaker = store
+        .breaker("local", policy(StoreFailurePolicy::Local))
+        .unwrap();
+    let mut tripped = false;
+    for _ in 0..3 {
+        let permit = Breaker::acquire(&breaker).unwrap();
+        tripped |= matches!(
+            Breaker::record(&breaker, permit, Outcome::Failure).transition,
+            Some(Transition::Tripped { .. })
+        );
+    }
+    assert!(tripped, "the local breaker counted the failures");
+    assert_eq!(
+        Breaker::acquire(&breaker).unwrap_err().reason(),
+        RejectReason::Open
+    );
+}
+
+#[test]
+fn wrong_password_is_reported_without_the_password() {
+    let server = RedisServer::start_with(&["--requirepass", "right-password"]);
+    let url = format!("redis://:wrong-password@127.0.0.1:{}", server.port());
+    let store =
+        BlockingRedisStore::connect(RedisConfig::standalone(&url).timeout(RELAXED)).unwrap();
+    let err = store.ping().unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("wrong-password"), "{text}");
+    let (listeners, log) = error_log();
+    let breaker = store
+        .breaker("auth", policy(StoreFailurePolicy::FailOpen))
+        .unwrap()
+        .with_listeners(listeners);
+    let permit = Breaker::acquire(&breaker).unwrap();
+    assert_eq!(permit.kind(), PermitKind::Unchecked);
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .all(|(_, text)| !text.contains("wrong-password"))
+    );
+    let right = format!("redis://:right-password@127.0.0.1:{}", server.port());
+    BlockingRedisStore::connect(RedisConfig::standalone(right).timeout(RELAXED))
+        .unwrap()
+        .ping()
+        .unwrap();
+}
+
+#[test]
+fn registry_lists_breakers_and_policy_conflicts() {
+    let prefix = unique_prefix();
+    let config = || {
+        RedisConfig::standalone(single().url())
+            .prefix(&prefix)
+            .timeout(RELAXED)
+    };
+    let one = RUNTIME.block_on(RedisStore::connect(config())).unwrap();
+    let two = BlockingRedisStore::connect(config()).unwrap();
+    let api = RUNTIME
+        .block_on(one.breaker("api", Policy::default()))
+        .unwrap();
+    two.breaker("api", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    two.breaker("db", Policy::default()).unwrap();
+    RUNTIME.block_on(api.trip()).unwrap();
+    let listed = RUNTIME.block_on(one.list()).unwrap();
+    let names: Vec<&str> = listed.iter().map(|info| info.name.as_str()).collect();
+    assert_eq!(names, ["api", "db"]);
+    assert!(listed[0].policy_conflict());
+    assert_eq!(listed[0].policies.len(), 2);
+    assert_eq!(listed[0].snapshot.state, State::Open);
+    assert!(!listed[1].policy_conflict());
+    assert_eq!(two.list().unwrap(), listed);
+    // A breaker whose keys expired is dropped from the list.
+    single()
+        .command(&["DEL", &format!("{prefix}:{{=db}}:policies")])
+        .unwrap();
+    let listed = two.list().unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[test]
+fn time_comes_from_the_redis_server() {
+    let store = RUNTIME
+        .block_on(RedisStore::connect(
+            RedisConfig::standalone(single().url())
+                .prefix(unique_prefix())
+                .timeout(RELAXED),
+        ))
+        .unwrap();
+    let breaker = RUNTIME
+        .block_on(store.breaker("server-time", Policy::default()))
+        .unwrap();
+    let Transition::Tripped {
+        open_until,
+        open_for,
+        ..
+    } = RUNTIME.block_on(breaker.trip()).unwrap()
+    else {
+        panic!("a trip");
+    };
+    let server_now: u64 = {
+        // TIME answers an array; the test kit's client reads simple replies, so ask Lua.
+        let ms = single()
+            .command(&[
+                "EVAL",
+                "local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)",
+                "0",
+            ])
+            .unwrap();
+        ms.parse().unwrap()
+    };
+    let opened_at = open_until.as_millis() - open_for.as_millis() as u64;
+    assert!(
+        server_now.abs_diff(opened_at) < 5_000,
+        "{server_now} vs {opened_at}"
+    );
+}
+
+/// Redis killed, paused and restarted while tasks make calls: no call waits past the timeout
+/// plus a margin, each failure policy is honoured, and sharing resumes by itself.
+#[test]
+fn redis_failures_under_load() {
+    let mut server = RedisServer::start();
+    let timeout = Duration::from_millis(50);
+    let margin = Duration::from_millis(200);
+    let config = || {
+        RedisConfig::standalone(server.url())
+            .timeout(timeout)
+            .max_staleness(Duration::ZERO)
+    };
+    let store = RUNTIME.block_on(RedisStore::connect(config())).unwrap();
+    let observer = BlockingRedisStore::connect(config().timeout(RELAXED)).unwrap();
+    let never_trips = |failure| {
+        Policy::builder()
+            .minimum_failures(1 << 40)
+            .on_store_failure(failure)
+            .build()
+            .unwrap()
+    };
+    let open = RUNTIME
+        .block_on(store.breaker("fail-open", never_trips(StoreFailurePolicy::FailOpen)))
+        .unwrap();
+    let closed = RUNTIME
+        .block_on(store.breaker("fail-closed", never_trips(StoreFailurePolicy::FailClosed)))
+        .unwrap();
+    let watched = observer
+        .breaker("fail-open", never_trips(StoreFailurePolicy::FailOpen))
+        .unwrap();
+
+    #[derive(Default)]
+    struct Tally {
+        slowest: Duration,
+        unchecked: usize,
+        counted: usize,
+        unavailable: usize,
+    }
+    let run_phase = |length: Duration| -> Tally {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        RUNTIME.block_on(async {
+            let mut tasks = Vec::new();
+            for task in 0..8 {
+                let (open, closed, tally) = (open.clone(), closed.clone(), tally.clone());
+                tasks.push(tokio::spawn(async move {
+                    let end = Instant::now() + length;
+                    while Instant::now() < end {
+                        let breaker = if task % 2 == 0 { &open } else { &closed };
+                        let started = Instant::now();
+                        let decision = AsyncBreaker::acquire(breaker).await;
+                        let mut outcome = None;
+                        if let Ok(permit) = decision {
+                            outcome = Some(permit.kind());
+                            AsyncBreaker::record(breaker, permit, Outcome::Success).await;
+                        } else if let Err(rejected) = decision {
+                            assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
+                        }
+                        let took = started.elapsed();
+                        {
+                            let mut tally = tally.lock().unwrap();
+                            tally.slowest = tally.slowest.max(took);
+                            match outcome {
+                                Some(PermitKind::Unchecked) => tally.unchecked += 1,
+                                Some(_) => tally.counted += 1,
+                                None => tally.unavailable += 1,
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap()
+    };
+    let calls_seen = || Breaker::snapshot(&watched).map(|s| s.counts.calls);
+
+    let healthy = run_phase(Duration::from_millis(300));
+    assert!(healthy.counted > 0 && healthy.unchecked == 0 && healthy.unavailable == 0);
+    let before = calls_seen().unwrap();
+    assert!(before > 0, "the other process sees the calls");
+
+    server.pause();
+    let paused = run_phase(Duration::from_millis(400));
+    server.resume();
+    assert!(
+        paused.slowest < timeout + margin,
+        "a call took {:?} while Redis was paused",
+        paused.slowest
+    );
+    assert!(paused.unchecked > 0, "fail-open let calls through");
+    assert!(paused.unavailable > 0, "fail-closed rejected calls");
+
+    server.kill();
+    let killed = run_phase(Duration::from_millis(300));
+    assert!(
+        killed.slowest < timeout + margin,
+        "a call took {:?} while Redis was down",
+        killed.slowest
+    );
+    assert!(killed.unchecked > 0 && killed.unavailable > 0);
+
+    server.restart();
+    // Sharing resumes without restarting anything: calls are counted in Redis again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let recovered = run_phase(Duration::from_millis(200));
+        if recovered.counted > 0 && calls_seen().is_ok_and(|calls| calls > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not reconnect");
+    }
+}

@@ -1,0 +1,279 @@
+//! Throwaway `redis-server` processes on free loopback ports, for tests: a single node or a
+//! three-node cluster. They stop when dropped, and also when the test process exits however
+//! it exits (each server runs under a small shell that kills it when its stdin closes).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOW_TO_INSTALL: &str = "redis-server was not found on PATH. Install it with \
+`apt-get update && apt-get install -y redis-server redis-tools` (as root), or run \
+`cargo xtask test`, which installs it when run as root.";
+
+/// One running `redis-server`.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    shell: Option<(Child, ChildStdin)>,
+    pid: u32,
+}
+
+/// A free loopback port below 55535 (a cluster node also uses port + 10000).
+fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        if port < 55535 {
+            return port;
+        }
+    }
+}
+
+impl RedisServer {
+    /// A fresh single node, with no persistence.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// A fresh node with extra `redis-server` arguments (`--requirepass`, `--cluster-enabled`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("breaker-redis-{}-{port}", std::process::id()));
+        let mut server = RedisServer {
+            port,
+            dir,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            shell: None,
+            pid: 0,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            panic!("{HOW_TO_INSTALL}");
+        }
+        std::fs::create_dir_all(&self.dir).expect("create a directory for redis-server");
+        let mut args = vec![
+            "--port".to_owned(),
+            self.port.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--save".to_owned(),
+            String::new(),
+            "--appendonly".to_owned(),
+            "no".to_owned(),
+            "--dir".to_owned(),
+            self.dir.display().to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        // The shell starts the server, prints its pid, and once stdin closes (this value is
+        // dropped, or the test process ends however it ends) kills it and removes its files.
+        let script = r#"redis-server "$@" >/dev/null 2>&1 & pid=$!; echo $pid; read _; kill -CONT $pid 2>/dev/null; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$BREAKER_REDIS_DIR""#;
+        let mut child = Command::new("sh")
+            .env("BREAKER_REDIS_DIR", &self.dir)
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sh for redis-server");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read redis-server's pid");
+        self.pid = line.trim().parse().expect("redis-server's pid");
+        self.shell = Some((child, stdin));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // A server with a password answers NOAUTH: it is up all the same.
+        while !matches!(command(self.port, &["PING"]), Ok(pong) if pong == "PONG")
+            && !matches!(command(self.port, &["PING"]), Err(err) if err.starts_with("NOAUTH"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some((mut child, stdin)) = self.shell.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        signal("STOP", self.pid);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        signal("CONT", self.pid);
+    }
+
+    /// Sends one command and returns the reply as text (errors as `Err`).
+    pub fn command(&self, args: &[&str]) -> Result<String, String> {
+        command(self.port, args)
+    }
+}
+
+fn signal(name: &str, pid: u32) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume_quietly();
+        self.kill();
+    }
+}
+
+impl RedisServer {
+    fn resume_quietly(&self) {
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
+
+/// A three-node Redis Cluster (three masters, no replicas).
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, joins them, and waits until the cluster is ready.
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let config_file = format!("nodes-{}.conf", free_port());
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &config_file,
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|err| panic!("redis-cli could not run ({err}). {HOW_TO_INSTALL}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            loop {
+                let info = node.command(&["CLUSTER", "INFO"]).unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not become ready: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
+
+/// Sends `args` as one RESP command to 127.0.0.1:`port` and reads a simple reply.
+fn command(port: u16, args: &[&str]) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|err| err.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|err| err.to_string())?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|err| err.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|err| err.to_string())?;
+    let line = line.trim_end();
+    match line.split_at_checked(1) {
+        Some(("+", rest)) | Some((":", rest)) => Ok(rest.to_owned()),
+        Some(("-", rest)) => Err(rest.to_owned()),
+        Some(("$", len)) => {
+            let len: i64 = len.parse().map_err(|_| format!("bad reply {line:?}"))?;
+            if len < 0 {
+                return Ok(String::new());
+            }
+            let mut body = vec![0; len as usize + 2];
+            reader
+                .read_exact(&mut body)
+                .map_err(|err| err.to_string())?;
+            body.truncate(len as usize);
+            String::from_utf8(body).map_err(|err| err.to_string())
+        }
+        _ => Err(format!("unexpected reply {line:?}")),
+    }
+}

@@ -7,8 +7,14 @@ use std::process::Command;
 
 use crate::{Result, cargo, root};
 
-const BEGIN: &str = "<!-- memory-store:begin (written by cargo xtask bench) -->";
-const END: &str = "<!-- memory-store:end -->";
+const MEMORY: (&str, &str) = (
+    "<!-- memory-store:begin (written by cargo xtask bench memory) -->",
+    "<!-- memory-store:end -->",
+);
+const REDIS: (&str, &str) = (
+    "<!-- redis-store:begin (written by cargo xtask bench redis) -->",
+    "<!-- redis-store:end -->",
+);
 
 /// Median time of one criterion iteration, in nanoseconds.
 fn median_ns(group: &str, bench: &str) -> Result<f64> {
@@ -63,23 +69,63 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "**not met**" }
 }
 
-fn run_benches(args: &[String]) -> Result {
-    let mut command = cargo(&[
+fn run_bench(package: &str, bench: &str) -> Result {
+    crate::run(cargo(&[
         "bench",
         "--package",
-        "breaker-store-memory",
+        package,
         "--bench",
-        "hot_path",
+        bench,
         "--locked",
-    ]);
-    if !args.is_empty() {
-        command.arg("--").args(args);
-    }
-    crate::run(command)
+    ]))
 }
 
+/// `cargo xtask bench [memory|redis|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
-    run_benches(args)?;
+    match args.first().map(String::as_str).unwrap_or("all") {
+        "memory" => memory(),
+        "redis" => redis(),
+        "all" => memory().and_then(|()| redis()),
+        other => Err(format!("unknown bench {other:?}: use memory, redis or all")),
+    }
+}
+
+fn header(section: &mut String, marks: (&str, &str), title: &str, command: &str) {
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let _ = writeln!(section, "{}", marks.0);
+    let _ = writeln!(section, "## {title}\n");
+    let _ = writeln!(section, "- Command: `{command}`");
+    let _ = writeln!(section, "- Date: {date}");
+    let _ = writeln!(section, "- Machine: {}", machine());
+}
+
+/// Replaces the section between `marks` in docs/benchmarks.md (or appends it).
+fn write_section(marks: (&str, &str), section: &str) -> Result {
+    let (begin_mark, end_mark) = marks;
+    let path = root().join("docs/benchmarks.md");
+    let existing = fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nFigures measured on this project's machines with the commands given; only \
+         ratios between benches of the same run are meaningful.\n\n"
+            .to_owned()
+    });
+    let updated = match (existing.find(begin_mark), existing.find(end_mark)) {
+        (Some(begin), Some(end)) if begin < end => format!(
+            "{}{}{}",
+            &existing[..begin],
+            section.trim_end(),
+            &existing[end + end_mark.len()..]
+        ),
+        _ => format!("{}\n\n{section}", existing.trim_end()),
+    };
+    fs::write(&path, updated)
+        .map_err(|err| format!("could not write {}: {err}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    print!("{section}");
+    Ok(())
+}
+
+fn memory() -> Result {
+    run_bench("breaker-store-memory", "hot_path")?;
     let one_atomic = median_ns("one_thread", "atomic_fetch_add")?;
     let one_memory = median_ns("one_thread", "memory_store")?;
     let one_failsafe = median_ns("one_thread", "failsafe")?;
@@ -95,15 +141,12 @@ pub(crate) fn run(args: &[String]) -> Result {
     let vs_failsafe_one = one_failsafe / one_memory;
 
     let mut section = String::new();
-    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let _ = writeln!(section, "{BEGIN}");
-    let _ = writeln!(
-        section,
-        "## Memory store: permit + record on the success path\n"
+    header(
+        &mut section,
+        MEMORY,
+        "Memory store: permit + record on the success path",
+        "cargo xtask bench memory",
     );
-    let _ = writeln!(section, "- Command: `cargo xtask bench`");
-    let _ = writeln!(section, "- Date: {date}");
-    let _ = writeln!(section, "- Machine: {}", machine());
     let _ = writeln!(
         section,
         "- What runs: one closed breaker (default policy), `acquire_at(now)` then `record_at(now, Success)`, \
@@ -156,28 +199,122 @@ pub(crate) fn run(args: &[String]) -> Result {
         section,
         "| no heap allocation on the success path | checked by `crates/breaker-store-memory/tests/no_alloc.rs` (a counting allocator) on every `cargo xtask test` | met |"
     );
-    let _ = writeln!(section, "{END}");
+    let _ = writeln!(section, "{}", MEMORY.1);
+    write_section(MEMORY, &section)
+}
 
-    let path = root().join("docs/benchmarks.md");
-    let existing = fs::read_to_string(&path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nFigures measured on this project's machines with the commands given; only \
-         ratios between benches of the same run are meaningful.\n\n"
-            .to_owned()
-    });
-    let updated = match (existing.find(BEGIN), existing.find(END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            format!(
-                "{}{}{}",
-                &existing[..begin],
-                section.trim_end(),
-                &existing[end + END.len()..]
-            )
-        }
-        _ => format!("{}\n{section}", existing.trim_end()),
+/// `key=value` lines written by the Redis bench.
+fn redis_figures() -> Result<std::collections::HashMap<String, String>> {
+    let path = root().join("target/breaker-bench/redis.txt");
+    let text = fs::read_to_string(&path)
+        .map_err(|err| format!("no Redis bench figures at {}: {err}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect())
+}
+
+fn redis() -> Result {
+    run_bench("breaker-store-redis", "redis")?;
+    let figures = redis_figures()?;
+    let get = |key: &str| -> Result<&str> {
+        figures
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("the Redis bench wrote no {key}"))
     };
-    fs::write(&path, updated)
-        .map_err(|err| format!("could not write {}: {err}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
-    print!("{section}");
-    Ok(())
+    let number =
+        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
+    let mut section = String::new();
+    header(
+        &mut section,
+        REDIS,
+        "Redis store",
+        "cargo xtask bench redis",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: a throwaway `redis-server` (Redis 7, loopback) started by the bench; one \
+         breaker that never trips (every call takes the closed path), window 10 min; the async \
+         store (`RedisStore`) with the default `max_staleness` of 1 s.\n"
+    );
+    let _ = writeln!(
+        section,
+        "### Round trips and commands per call (closed path, 10 000 calls, `INFO commandstats`)\n"
+    );
+    let _ = writeln!(
+        section,
+        "| layout | round trips per call | commands Redis ran per call |"
+    );
+    let _ = writeln!(section, "|---|---|---|");
+    let trips = number("store_round_trips_per_call")?;
+    let _ = writeln!(
+        section,
+        "| this store (one `EVALSHA`) | {trips:.2} | {:.2} ({}) |",
+        number("store_commands_per_call")?,
+        get("store_commands_detail")?
+    );
+    let _ = writeln!(
+        section,
+        "| original library's layout (GET, pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET) | 3 | {:.2} |",
+        number("sorted_set_commands_per_call")?
+    );
+    let _ = writeln!(
+        section,
+        "\nBar: at most 1 round trip per call in steady state: **{}** ({trips:.2}).\n",
+        verdict(trips <= 1.0)
+    );
+    let _ = writeln!(
+        section,
+        "### Memory of one breaker (`MEMORY USAGE ... SAMPLES 0`)\n"
+    );
+    let _ = writeln!(
+        section,
+        "| calls in one window | this store | sorted set, one member per call |"
+    );
+    let _ = writeln!(section, "|---|---|---|");
+    for n in ["1000", "1000000"] {
+        let _ = writeln!(
+            section,
+            "| {n} | {} bytes | {} bytes |",
+            get(&format!("store_memory_{n}"))?,
+            get(&format!("sorted_set_memory_{n}"))?
+        );
+    }
+    let small = number("store_memory_1000")?;
+    let large = number("store_memory_1000000")?;
+    let _ = writeln!(
+        section,
+        "\nBar: the same after 1e3 and 1e6 calls: **{}** ({small} vs {large} bytes; the 1e6 calls took {} s through the store at concurrency 64).\n",
+        verdict(small == large),
+        get("store_seconds_1000000")?
+    );
+    let _ = writeln!(section, "### Calls per second (criterion, median)\n");
+    let _ = writeln!(
+        section,
+        "| concurrency | this store (acquire + record) | the same script, bare through redis-rs | ratio |"
+    );
+    let _ = writeln!(section, "|---|---|---|---|");
+    let mut worst: f64 = f64::INFINITY;
+    for concurrency in ["1", "64"] {
+        let store = median_ns("redis_throughput", &format!("store_{concurrency}"))?;
+        let bare = median_ns("redis_throughput", &format!("bare_script_{concurrency}"))?;
+        let ratio = bare / store;
+        worst = worst.min(ratio);
+        let _ = writeln!(
+            section,
+            "| {concurrency} | {:.0} calls/s | {:.0} calls/s | {:.0} % |",
+            1e9 / store,
+            1e9 / bare,
+            ratio * 100.0
+        );
+    }
+    let _ = writeln!(
+        section,
+        "\nBar: at least 80 % of the bare script at the same concurrency: **{}**.",
+        verdict(worst >= 0.8)
+    );
+    let _ = writeln!(section, "{}", REDIS.1);
+    write_section(REDIS, &section)
 }

@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `test`: every test of the workspace (unit, integration, doc, and benches in test mode).
+//! - `test`: makes sure `redis-server` is installed (the Redis tests start their own servers),
+//!   then runs every test of the workspace (unit, integration, doc, benches in test mode).
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
 //!   check, `test`, and rustdoc with `-D warnings`.
 //! - `bench`: the criterion benchmarks, then `docs/benchmarks.md` written from their results.
@@ -60,8 +61,53 @@ fn run(mut command: Command) -> Result {
 }
 
 fn test() -> Result {
+    ensure_redis()?;
     run(cargo(&["test", "--workspace", "--all-targets", "--locked"]))?;
     run(cargo(&["test", "--workspace", "--doc", "--locked"]))
+}
+
+fn found(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// The Redis tests start throwaway `redis-server` processes (and `redis-cli` for the cluster):
+/// install Debian's package when they are missing and this runs as root.
+fn ensure_redis() -> Result {
+    if found("redis-server") && found("redis-cli") {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    if !root {
+        return Err("redis-server and redis-cli are needed by the Redis tests: install them                     with `sudo apt-get install -y redis-server redis-tools` (or your system's                     package), then run `cargo xtask test` again"
+            .to_owned());
+    }
+    eprintln!("xtask: installing redis-server and redis-tools from Debian's packages");
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "redis-server",
+            "redis-tools",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)?;
+    if found("redis-server") && found("redis-cli") {
+        Ok(())
+    } else {
+        Err("redis-server is still missing after apt-get install".to_owned())
+    }
 }
 
 fn ci() -> Result {

@@ -689,3 +689,42 @@ fn redis_failures_under_load() {
         assert!(Instant::now() < deadline, "the store did not reconnect");
     }
 }
+
+#[test]
+fn sentinel_finds_the_master_for_both_stores() {
+    let master = RedisServer::start();
+    let sentinel = RedisServer::start_sentinel(&master, "breaker-master");
+    let config = || {
+        RedisConfig::sentinel([sentinel.url()], "breaker-master")
+            .prefix(unique_prefix())
+            .timeout(RELAXED)
+    };
+    let prefix = unique_prefix();
+    let blocking = BlockingRedisStore::connect(config().prefix(&prefix)).unwrap();
+    let store = RUNTIME
+        .block_on(RedisStore::connect(config().prefix(&prefix)))
+        .unwrap();
+    let one = blocking.breaker("sentinel", Policy::default()).unwrap();
+    let two = RUNTIME
+        .block_on(store.breaker("sentinel", Policy::default()))
+        .unwrap();
+    assert!(matches!(
+        Breaker::trip(&one).unwrap(),
+        Transition::Tripped { .. }
+    ));
+    let seen = RUNTIME.block_on(two.snapshot()).unwrap();
+    assert_eq!(seen.state, State::Open, "both reached the same master");
+    assert_eq!(
+        RUNTIME
+            .block_on(AsyncBreaker::acquire(&two))
+            .unwrap_err()
+            .reason(),
+        RejectReason::Open
+    );
+    assert!(
+        master
+            .command(&["EXISTS", &format!("{prefix}:{{=sentinel}}")])
+            .unwrap()
+            == "1"
+    );
+}

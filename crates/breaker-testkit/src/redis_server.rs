@@ -17,6 +17,8 @@ const HOW_TO_INSTALL: &str = "redis-server was not found on PATH. Install it wit
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// A configuration file passed first (Sentinel needs one it can rewrite).
+    config: Option<String>,
     extra: Vec<String>,
     shell: Option<(Child, ChildStdin)>,
     pid: u32,
@@ -46,6 +48,7 @@ impl RedisServer {
         let mut server = RedisServer {
             port,
             dir,
+            config: None,
             extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
             shell: None,
             pid: 0,
@@ -63,7 +66,13 @@ impl RedisServer {
             panic!("{HOW_TO_INSTALL}");
         }
         std::fs::create_dir_all(&self.dir).expect("create a directory for redis-server");
-        let mut args = vec![
+        let mut args = Vec::new();
+        if let Some(config) = &self.config {
+            let path = self.dir.join("redis.conf");
+            std::fs::write(&path, config).expect("write redis-server's configuration");
+            args.push(path.display().to_string());
+        }
+        args.extend([
             "--port".to_owned(),
             self.port.to_string(),
             "--bind".to_owned(),
@@ -74,7 +83,7 @@ impl RedisServer {
             "no".to_owned(),
             "--dir".to_owned(),
             self.dir.display().to_string(),
-        ];
+        ]);
         args.extend(self.extra.iter().cloned());
         // The shell starts the server, prints its pid, and once stdin closes (this value is
         // dropped, or the test process ends however it ends) kills it and removes its files.
@@ -109,6 +118,24 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A Sentinel watching `master` under the name `name` (quorum 1).
+    pub fn start_sentinel(master: &RedisServer, name: &str) -> RedisServer {
+        let port = free_port();
+        let mut sentinel = RedisServer {
+            port,
+            dir: std::env::temp_dir().join(format!("breaker-redis-{}-{port}", std::process::id())),
+            config: Some(format!(
+                "sentinel monitor {name} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {name} 1000\n",
+                master.port
+            )),
+            extra: vec!["--sentinel".to_owned()],
+            shell: None,
+            pid: 0,
+        };
+        sentinel.launch();
+        sentinel
     }
 
     /// The server's port on 127.0.0.1.

@@ -6,8 +6,10 @@
 //! state machine), as the core itself is checked against [`model::Model`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod adapter;
 pub mod conformance;
 pub mod differential;
+pub mod http_server;
 pub mod model;
 pub mod redis_server;
 

@@ -1,0 +1,308 @@
+//! Listener events with HTTP details, `tracing` events and `metrics` counters (SPEC section 7).
+//!
+//! Listener events are handed to one background thread, so a slow listener never stalls a
+//! call (when it falls 4096 events behind, newer events are dropped and counted in
+//! `breaker_listener_events_dropped_total`); a listener that panics is contained by
+//! [`Listeners::emit`].
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use breaker_core::{Event, EventKind, Listeners, Outcome, Recorded, Rejected, State, Transition};
+use metrics::{Counter, Gauge};
+
+/// What listeners learn of the HTTP call behind an event, as its `context`
+/// (`event.context.and_then(|c| c.downcast_ref::<HttpContext>())`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpContext {
+    /// The request method.
+    pub method: String,
+    /// The request URL, without credentials.
+    pub url: String,
+    /// The response status, if a response arrived.
+    pub status: Option<u16>,
+    /// The error, if the call failed without a response.
+    pub error: Option<String>,
+    /// Request headers (secrets redacted unless the client reveals them).
+    pub request_headers: Vec<(String, String)>,
+    /// Response headers (secrets redacted unless the client reveals them).
+    pub response_headers: Vec<(String, String)>,
+    /// The first bytes of the response body of a failed call, when the client captures them.
+    pub body_prefix: Option<Vec<u8>>,
+}
+
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
+
+/// The headers as text, with secrets (`Authorization`, `Cookie`, `Set-Cookie`,
+/// `Proxy-Authorization`) replaced by `[redacted]` unless `reveal`.
+pub fn header_list(headers: &http::HeaderMap, reveal: bool) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let secret = SECRET_HEADERS.contains(&name.as_str());
+            let value = if secret && !reveal {
+                "[redacted]".to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+/// `url` without a `user:password@` part.
+pub fn url_without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{}", &rest[end..]),
+        None => url.to_owned(),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Success,
+    Failure,
+    Rejected(Rejected),
+    Transition(Transition),
+}
+
+struct Job {
+    listeners: Listeners,
+    name: Arc<str>,
+    kind: Kind,
+    elapsed: Option<Duration>,
+    context: Arc<HttpContext>,
+}
+
+fn deliver(jobs: Receiver<Job>) {
+    for job in jobs {
+        let kind = match job.kind {
+            Kind::Success => EventKind::Success,
+            Kind::Failure => EventKind::Failure,
+            Kind::Rejected(rejected) => EventKind::Rejected(rejected),
+            Kind::Transition(transition) => EventKind::Transition(transition),
+        };
+        let mut event = Event::new(&job.name, kind).with_context(&*job.context);
+        event.elapsed = job.elapsed;
+        job.listeners.emit(&event);
+    }
+}
+
+/// The sender to the listener thread, started on first use.
+fn dispatcher() -> Option<SyncSender<Job>> {
+    static SENDER: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
+    SENDER
+        .get_or_init(|| {
+            let (sender, receiver) = sync_channel(4096);
+            std::thread::Builder::new()
+                .name("breaker-listeners".to_owned())
+                .spawn(move || deliver(receiver))
+                .ok()
+                .map(|_| Mutex::new(sender))
+        })
+        .as_ref()
+        .map(|sender| {
+            sender
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+        })
+}
+
+/// Reports one breaker's calls: to its listeners (with [`HttpContext`]), `tracing` and
+/// `metrics`. Metric handles are taken when it is made, so install a metrics recorder before
+/// building clients.
+pub struct Observer {
+    name: Arc<str>,
+    listeners: Listeners,
+    sender: Option<SyncSender<Job>>,
+    successes: Counter,
+    failures: Counter,
+    ignored: Counter,
+    rejections: Counter,
+    trips: Counter,
+    half_opens: Counter,
+    closes: Counter,
+    dropped: Counter,
+    state: Gauge,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn state_value(state: State) -> f64 {
+    match state {
+        State::Closed => 0.0,
+        State::Open => 1.0,
+        State::HalfOpen => 2.0,
+    }
+}
+
+impl Observer {
+    /// An observer of breaker `name`, telling `listeners`.
+    pub fn new(name: &str, listeners: Listeners) -> Observer {
+        let label = name.to_owned();
+        let calls = |outcome: &'static str| metrics::counter!("breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
+        let transitions = |to: &'static str| metrics::counter!("breaker_transitions_total", "breaker" => label.clone(), "to" => to);
+        Observer {
+            name: Arc::from(name),
+            sender: if listeners.is_empty() {
+                None
+            } else {
+                dispatcher()
+            },
+            listeners,
+            successes: calls("success"),
+            failures: calls("failure"),
+            ignored: calls("ignored"),
+            rejections: metrics::counter!("breaker_rejections_total", "breaker" => label.clone()),
+            trips: transitions("open"),
+            half_opens: transitions("half-open"),
+            closes: transitions("closed"),
+            dropped: metrics::counter!("breaker_listener_events_dropped_total", "breaker" => label.clone()),
+            state: metrics::gauge!("breaker_state", "breaker" => label),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether anyone listens: callers skip building an [`HttpContext`] otherwise.
+    pub fn wants_context(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    fn send(&self, kind: Kind, elapsed: Option<Duration>, context: &Arc<HttpContext>) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        let job = Job {
+            listeners: self.listeners.clone(),
+            name: self.name.clone(),
+            kind,
+            elapsed,
+            context: context.clone(),
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(job) {
+            self.dropped.increment(1);
+        }
+    }
+
+    /// A call was rejected.
+    pub fn rejected(&self, rejected: &Rejected, context: impl FnOnce() -> HttpContext) {
+        self.rejections.increment(1);
+        tracing::debug!(breaker = %self.name, reason = %rejected.reason(), retry_after = ?rejected.retry_after(), "call rejected by circuit breaker");
+        if self.wants_context() {
+            self.send(Kind::Rejected(*rejected), None, &Arc::new(context()));
+        }
+    }
+
+    /// Giving a permit moved the breaker (open to half-open).
+    pub fn admitted(&self, transition: Option<Transition>, context: impl FnOnce() -> HttpContext) {
+        if let Some(transition) = transition {
+            self.transition(transition);
+            if self.wants_context() {
+                self.send(Kind::Transition(transition), None, &Arc::new(context()));
+            }
+        }
+    }
+
+    /// A call finished and was recorded.
+    pub fn finished(&self, recorded: &Recorded, context: impl FnOnce() -> HttpContext) {
+        let kind = match recorded.outcome {
+            Outcome::Success => {
+                self.successes.increment(1);
+                Some(Kind::Success)
+            }
+            Outcome::Failure => {
+                self.failures.increment(1);
+                Some(Kind::Failure)
+            }
+            Outcome::Ignored => {
+                self.ignored.increment(1);
+                None
+            }
+        };
+        if let Some(transition) = recorded.transition {
+            self.transition(transition);
+        }
+        if self.wants_context() {
+            let context = Arc::new(context());
+            if let Some(kind) = kind {
+                self.send(kind, Some(recorded.elapsed), &context);
+            }
+            if let Some(transition) = recorded.transition {
+                self.send(Kind::Transition(transition), None, &context);
+            }
+        }
+    }
+
+    fn transition(&self, transition: Transition) {
+        let name = &self.name;
+        match transition {
+            Transition::Tripped {
+                open_for, cause, ..
+            } => {
+                self.trips.increment(1);
+                self.state.set(state_value(State::Open));
+                tracing::warn!(breaker = %name, ?open_for, ?cause, "circuit breaker opened");
+            }
+            Transition::HalfOpened { .. } => {
+                self.half_opens.increment(1);
+                self.state.set(state_value(State::HalfOpen));
+                tracing::info!(breaker = %name, "circuit breaker half-open: probing");
+            }
+            Transition::Closed { .. } => {
+                self.closes.increment(1);
+                self.state.set(state_value(State::Closed));
+                tracing::info!(breaker = %name, "circuit breaker closed");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_unless_revealed() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer s3cret".parse().unwrap());
+        headers.insert("cookie", "id=s3cret".parse().unwrap());
+        headers.insert("x-request-id", "42".parse().unwrap());
+        let hidden = header_list(&headers, false);
+        assert!(hidden.iter().all(|(_, value)| !value.contains("s3cret")));
+        assert!(hidden.contains(&("x-request-id".to_owned(), "42".to_owned())));
+        let shown = header_list(&headers, true);
+        assert!(shown.contains(&("authorization".to_owned(), "Bearer s3cret".to_owned())));
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            url_without_credentials("https://u:p@h:1/a?b@c"),
+            "https://h:1/a?b@c"
+        );
+        assert_eq!(url_without_credentials("http://h/x"), "http://h/x");
+    }
+}

@@ -1,0 +1,113 @@
+//! The reqwest middleware against the shared adapter suite, on a real local HTTP server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use breaker_core::{Listeners, ManualClock, Policy, Timestamp};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen, Rejection};
+use breaker_store_memory::{MemoryBreaker, MemoryStore};
+use breaker_testkit::adapter::{Adapter, Answer, Client, Failed, Spec};
+use reqwest_middleware::ClientWithMiddleware;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+struct Reqwest {
+    clock: ManualClock,
+    store: MemoryStore,
+}
+
+impl Reqwest {
+    fn new() -> Reqwest {
+        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+        Reqwest {
+            store: MemoryStore::with_clock(clock.clone()),
+            clock,
+        }
+    }
+}
+
+struct ReqwestClient(ClientWithMiddleware);
+
+impl Client for ReqwestClient {
+    fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, Failed> {
+        RUNTIME.block_on(async {
+            let mut request = self.0.get(url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let headers = response
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                        .collect();
+                    let rejection = response.extensions().get::<Rejection>().cloned();
+                    let body = response
+                        .text()
+                        .await
+                        .map_err(|err| Failed::Client(err.to_string()))?;
+                    Ok(Answer {
+                        status,
+                        headers,
+                        body,
+                        rejection,
+                    })
+                }
+                Err(reqwest_middleware::Error::Middleware(err)) => {
+                    match err.downcast::<BreakerOpen>() {
+                        Ok(open) => Err(Failed::Open(open)),
+                        Err(err) => Err(Failed::Client(err.to_string())),
+                    }
+                }
+                Err(err) => Err(Failed::Client(err.to_string())),
+            }
+        })
+    }
+}
+
+impl Adapter for Reqwest {
+    type Breaker = MemoryBreaker;
+
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> MemoryBreaker {
+        self.store
+            .breaker(name, policy)
+            .unwrap()
+            .with_listeners(listeners)
+    }
+
+    fn client(&self, spec: Spec<MemoryBreaker>) -> Box<dyn Client> {
+        let mut middleware = BreakerMiddleware::new()
+            .rejection_mode(spec.mode)
+            .classifier(spec.classifier);
+        if let Some(bytes) = spec.capture_body {
+            middleware = middleware.capture_body(bytes);
+        }
+        for (prefix, breaker) in spec.mounts {
+            middleware = middleware.mount(&prefix, breaker).unwrap();
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Box::new(ReqwestClient(
+            reqwest_middleware::ClientBuilder::new(client)
+                .with(middleware)
+                .build(),
+        ))
+    }
+}
+
+breaker_testkit::adapter_suite!(Reqwest::new());

@@ -1,0 +1,518 @@
+//! The behaviour every HTTP adapter must show, written once, against a real local server.
+//! Expand [`adapter_suite!`](crate::adapter_suite) in an adapter's test binary.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use breaker_core::{Event, EventKind, Listeners, ManualClock, Outcome, Policy, Transition};
+use breaker_http::{
+    Attempt, BreakerOpen, Classifier, HttpContext, Rejection, RejectionMode, default_classify,
+};
+
+use crate::http_server::{Reply, TestServer, refused_url};
+
+/// How a client is set up for one case.
+pub struct Spec<B> {
+    /// Breakers and the prefixes they are mounted on.
+    pub mounts: Vec<(String, B)>,
+    /// What rejected calls return.
+    pub mode: RejectionMode,
+    /// How calls count.
+    pub classifier: Classifier,
+    /// Body bytes captured for listeners on failures.
+    pub capture_body: Option<usize>,
+}
+
+impl<B> Spec<B> {
+    /// One breaker on one prefix, defaults otherwise.
+    pub fn one(prefix: String, breaker: B) -> Spec<B> {
+        Spec {
+            mounts: vec![(prefix, breaker)],
+            mode: RejectionMode::Response,
+            classifier: Classifier::default(),
+            capture_body: None,
+        }
+    }
+}
+
+/// What a call returned, as the caller sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: String,
+    /// The synthetic-rejection marker, if the response carries it.
+    pub rejection: Option<Rejection>,
+}
+
+impl Answer {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A call that did not return a response.
+#[derive(Debug)]
+pub enum Failed {
+    /// The breaker rejected it in error mode.
+    Open(BreakerOpen),
+    /// The client failed (transport error).
+    Client(String),
+}
+
+/// A client built by the adapter under test.
+pub trait Client: Send + Sync {
+    /// `GET url` with extra request headers.
+    fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, Failed>;
+}
+
+/// What an adapter's test binary provides.
+pub trait Adapter: Sync {
+    /// The breaker type the adapter takes.
+    type Breaker;
+    /// The clock the breakers read.
+    fn clock(&self) -> &ManualClock;
+    /// A fresh breaker with `policy` and `listeners`.
+    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> Self::Breaker;
+    /// A client set up as `spec` says.
+    fn client(&self, spec: Spec<Self::Breaker>) -> Box<dyn Client>;
+}
+
+fn policy(minimum_failures: u64, failure_rate: f64) -> Policy {
+    Policy::builder()
+        .minimum_failures(minimum_failures)
+        .failure_rate(failure_rate)
+        .open_for(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn get(client: &dyn Client, url: &str) -> Answer {
+    client
+        .get(url, &[])
+        .unwrap_or_else(|err| panic!("GET {url} failed: {err:?}"))
+}
+
+fn is_synthetic(answer: &Answer) -> bool {
+    answer.rejection.is_some() && answer.header("x-circuit-breaker") == Some("breaker tripped")
+}
+
+/// Events as listeners received them, with the context's fields.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The breaker name.
+    pub breaker: String,
+    /// `success`, `failure`, `rejected`, `trip`, `half-open`, `closed`, `store-error`.
+    pub kind: &'static str,
+    /// Elapsed time, for finished calls.
+    pub elapsed: Option<Duration>,
+    /// The HTTP details.
+    pub context: Option<HttpContext>,
+}
+
+/// Listeners that record every event.
+pub fn recorder() -> (Listeners, Arc<Mutex<Vec<Seen>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let listeners = Listeners::new().with(move |event: &Event<'_>| {
+        let kind = match event.kind {
+            EventKind::Success => "success",
+            EventKind::Failure => "failure",
+            EventKind::Rejected(_) => "rejected",
+            EventKind::Transition(Transition::Tripped { .. }) => "trip",
+            EventKind::Transition(Transition::HalfOpened { .. }) => "half-open",
+            EventKind::Transition(Transition::Closed { .. }) => "closed",
+            EventKind::StoreError(_) => "store-error",
+            _ => "other",
+        };
+        sink.lock().unwrap().push(Seen {
+            breaker: event.breaker.to_owned(),
+            kind,
+            elapsed: event.elapsed,
+            context: event
+                .context
+                .and_then(|c| c.downcast_ref::<HttpContext>())
+                .cloned(),
+        });
+    });
+    (listeners, seen)
+}
+
+/// Waits (polling, with a deadline) until `seen` holds `count` events.
+pub fn wait_for(seen: &Mutex<Vec<Seen>>, count: usize) -> Vec<Seen> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = seen.lock().unwrap().clone();
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} events, got {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The trip rule at its boundaries: with `minimum_failures = 3` and 50 %, 500, 500, 200, 200
+/// leaves it closed; one more 500 opens it; then nothing reaches the server.
+pub fn trips_at_the_boundary<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let breaker = a.breaker("boundary", policy(3, 50.0), Listeners::new());
+    let client = a.client(Spec::one(server.url(""), breaker));
+    server.push([500, 500, 200, 200].map(Reply::Status));
+    for expected in [500, 500, 200, 200] {
+        assert_eq!(get(&*client, &server.url("/x")).status, expected);
+    }
+    server.push([Reply::Status(500)]);
+    let fifth = get(&*client, &server.url("/x"));
+    assert!(!is_synthetic(&fifth), "the fifth call reached the server");
+    assert_eq!(server.hits(), 5);
+    for _ in 0..10 {
+        assert!(is_synthetic(&get(&*client, &server.url("/x"))));
+    }
+    assert_eq!(server.hits(), 5, "no request reaches the server while open");
+}
+
+/// The synthetic response, byte for byte.
+pub fn synthetic_response_in_every_detail<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let breaker = a.breaker("pay\"ments", policy(1, 10.0), Listeners::new());
+    let client = a.client(Spec::one(server.url(""), breaker));
+    server.push([Reply::Status(503)]);
+    get(&*client, &server.url("/"));
+    a.clock().advance(Duration::from_millis(500));
+    let answer = get(&*client, &server.url("/"));
+    assert_eq!(answer.status, 500);
+    assert_eq!(answer.header("x-circuit-breaker"), Some("breaker tripped"));
+    assert_eq!(
+        answer.header("retry-after"),
+        Some("30"),
+        "29.5 s, rounded up"
+    );
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(
+        answer.body,
+        r#"{"errors": [{"msg": "Circuit breaker pay\"ments tripped"}]}"#
+    );
+    let rejection = answer.rejection.expect("marked as a rejection");
+    assert_eq!(rejection.name, "pay\"ments");
+    assert_eq!(rejection.retry_after, Duration::from_millis(29_500));
+    // A real 500 carries no marker.
+    let other = TestServer::start();
+    other.push([Reply::Status(500)]);
+    let real = get(&*client, &other.url("/"));
+    assert!(real.rejection.is_none() && real.header("x-circuit-breaker").is_none());
+}
+
+/// Error mode: a `BreakerOpen` with the name and the time to wait.
+pub fn error_mode<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let breaker = a.breaker("error-mode", policy(1, 10.0), Listeners::new());
+    let mut spec = Spec::one(server.url(""), breaker);
+    spec.mode = RejectionMode::Error;
+    let client = a.client(spec);
+    server.push([Reply::Status(500)]);
+    assert_eq!(get(&*client, &server.url("/")).status, 500);
+    match client.get(&server.url("/"), &[]) {
+        Err(Failed::Open(open)) => {
+            assert_eq!(open.name, "error-mode");
+            assert_eq!(open.retry_after, Duration::from_secs(30));
+        }
+        other => panic!("expected BreakerOpen, got {other:?}"),
+    }
+    assert_eq!(server.hits(), 1);
+}
+
+/// Half-open: of a crowd, exactly `half_open_probes` requests reach the server.
+pub fn half_open_probes_reach_the_server<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let p = Policy::builder()
+        .minimum_failures(1)
+        .open_for(Duration::from_secs(10))
+        .half_open_probes(2)
+        .build()
+        .unwrap();
+    let breaker = a.breaker("probes", p, Listeners::new());
+    let client = a.client(Spec::one(server.url(""), breaker));
+    server.push([Reply::Status(500)]);
+    get(&*client, &server.url("/"));
+    a.clock().advance(Duration::from_secs(10));
+    // Probes are slow, so they overlap with the rest of the crowd.
+    server.set_default(Reply::Delayed(Duration::from_millis(300), 200));
+    let synthetic = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                if is_synthetic(&get(&*client, &server.url("/"))) {
+                    synthetic.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        server.hits(),
+        1 + 2,
+        "exactly two probes reached the server"
+    );
+    assert_eq!(synthetic.load(Ordering::SeqCst), 6);
+}
+
+/// The longest prefix decides; unmatched requests pass through untouched.
+pub fn prefix_routing<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let other = TestServer::start();
+    let api = a.breaker("routing-api", policy(1, 10.0), Listeners::new());
+    let host = a.breaker("routing-host", policy(1, 10.0), Listeners::new());
+    let client = a.client(Spec {
+        mounts: vec![(server.url("/api"), api), (server.url(""), host)],
+        mode: RejectionMode::Response,
+        classifier: Classifier::default(),
+        capture_body: None,
+    });
+    server.push([Reply::Status(500)]);
+    get(&*client, &server.url("/api/users"));
+    assert!(
+        is_synthetic(&get(&*client, &server.url("/api/users"))),
+        "/api is open"
+    );
+    assert!(
+        !is_synthetic(&get(&*client, &server.url("/apix"))),
+        "/apix is the host's"
+    );
+    assert!(!is_synthetic(&get(&*client, &server.url("/other"))));
+    // Another host: no breaker, its failures count nowhere.
+    other.set_default(Reply::Status(500));
+    for _ in 0..3 {
+        assert_eq!(get(&*client, &other.url("/api")).status, 500);
+    }
+    assert_eq!(other.hits(), 3);
+}
+
+/// A classifier of one's own: 429 fails, 404 is ignored; the default counts 404 as success.
+pub fn classifier<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let (listeners, seen) = recorder();
+    let breaker = a.breaker("classifier", policy(2, 100.0), listeners);
+    let mut spec = Spec::one(server.url(""), breaker);
+    spec.classifier = Classifier::new(|attempt: &Attempt<'_>| match attempt {
+        Attempt::Response { status: 429 } => Outcome::Failure,
+        Attempt::Response { status: 404 } => Outcome::Ignored,
+        other => default_classify(other),
+    });
+    let client = a.client(spec);
+    server.push([404, 404, 429, 404, 429].map(Reply::Status));
+    for _ in 0..5 {
+        get(&*client, &server.url("/"));
+    }
+    assert!(
+        is_synthetic(&get(&*client, &server.url("/"))),
+        "two 429s of two counted calls"
+    );
+    let events = wait_for(&seen, 4);
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds[..3],
+        ["failure", "failure", "trip"],
+        "404s count nowhere: {kinds:?}"
+    );
+}
+
+/// Refused and dropped connections are failures.
+pub fn transport_errors_are_failures<A: Adapter>(a: &A) {
+    let refused = refused_url("");
+    let breaker = a.breaker("refused", policy(1, 10.0), Listeners::new());
+    let client = a.client(Spec::one(refused.clone(), breaker));
+    assert!(matches!(
+        client.get(&format!("{refused}/x"), &[]),
+        Err(Failed::Client(_))
+    ));
+    assert!(is_synthetic(&get(&*client, &format!("{refused}/x"))));
+
+    let server = TestServer::start();
+    let breaker = a.breaker("dropped", policy(1, 10.0), Listeners::new());
+    let client = a.client(Spec::one(server.url(""), breaker));
+    server.set_default(Reply::Drop);
+    assert!(client.get(&server.url("/"), &[]).is_err());
+    assert!(is_synthetic(&get(&*client, &server.url("/"))));
+}
+
+/// A call slower than `slow_call` is a failure (the server moves the breaker's clock).
+pub fn slow_calls_fail<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let p = Policy::builder()
+        .minimum_failures(1)
+        .slow_call(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let breaker = a.breaker("slow", p, Listeners::new());
+    let client = a.client(Spec::one(server.url(""), breaker));
+    let clock = a.clock().clone();
+    let tick = clock.clone();
+    server.push([Reply::Hook(
+        Arc::new(move || tick.advance(Duration::from_millis(100))),
+        200,
+    )]);
+    get(&*client, &server.url("/"));
+    assert!(
+        !is_synthetic(&get(&*client, &server.url("/"))),
+        "100 ms is not slow"
+    );
+    server.push([Reply::Hook(
+        Arc::new(move || clock.advance(Duration::from_millis(101))),
+        200,
+    )]);
+    assert_eq!(
+        get(&*client, &server.url("/")).status,
+        200,
+        "the caller keeps the response"
+    );
+    assert!(is_synthetic(&get(&*client, &server.url("/"))));
+}
+
+/// Listeners hear every step, with the HTTP details; secrets are redacted; a failure's body
+/// prefix is captured while the caller gets the whole body.
+pub fn listener_events_and_fields<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let (listeners, seen) = recorder();
+    let breaker = a.breaker("events", policy(1, 10.0), listeners);
+    let mut spec = Spec::one(server.url(""), breaker);
+    spec.capture_body = Some(5);
+    let client = a.client(spec);
+    let secret = [("authorization", "Bearer s3cret"), ("x-trace", "t-1")];
+    get(&*client, &server.url("/ok"));
+    server.push([Reply::Body(500, "0123456789".to_owned())]);
+    let failed = client.get(&server.url("/fail?q=1"), &secret).unwrap();
+    assert_eq!(failed.body, "0123456789", "the caller gets the whole body");
+    assert!(
+        server
+            .last_request_headers()
+            .contains(&("authorization".to_owned(), "Bearer s3cret".to_owned()))
+    );
+    get(&*client, &server.url("/rejected"));
+    let events = wait_for(&seen, 4);
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["success", "failure", "trip", "rejected"]);
+    assert!(events.iter().all(|e| e.breaker == "events"));
+    let success = events[0].context.clone().unwrap();
+    assert_eq!(
+        (success.method.as_str(), success.status),
+        ("GET", Some(200))
+    );
+    assert_eq!(success.url, server.url("/ok"));
+    assert!(events[0].elapsed.is_some());
+    let failure = events[1].context.clone().unwrap();
+    assert_eq!(failure.status, Some(500));
+    assert_eq!(failure.url, server.url("/fail?q=1"));
+    assert_eq!(failure.body_prefix.as_deref(), Some(&b"01234"[..]));
+    let header = |list: &[(String, String)], name: &str| {
+        list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header(&failure.request_headers, "authorization").as_deref(),
+        Some("[redacted]")
+    );
+    assert_eq!(
+        header(&failure.request_headers, "x-trace").as_deref(),
+        Some("t-1")
+    );
+    assert_eq!(
+        header(&failure.response_headers, "set-cookie").as_deref(),
+        Some("[redacted]")
+    );
+    assert_eq!(
+        header(&failure.response_headers, "x-test").as_deref(),
+        Some("yes")
+    );
+    let rejected = events[3].context.clone().unwrap();
+    assert_eq!(
+        (rejected.status, rejected.url),
+        (None, server.url("/rejected"))
+    );
+}
+
+/// A panicking listener breaks nothing; a slow one stalls nothing.
+pub fn misbehaving_listeners<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let (recording, seen) = recorder();
+    let listeners = recording
+        .with(|_: &Event<'_>| panic!("listener bug"))
+        .with(|_: &Event<'_>| std::thread::sleep(Duration::from_millis(300)));
+    let breaker = a.breaker("misbehaving", policy(100, 50.0), listeners);
+    let client = a.client(Spec::one(server.url(""), breaker));
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(&*client, &server.url("/")).status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "five calls took {:?} behind a 300 ms listener",
+        started.elapsed()
+    );
+    assert_eq!(
+        wait_for(&seen, 5).len(),
+        5,
+        "the other listener still hears every call"
+    );
+}
+
+/// Half-open probe success closes; a listener sees half-open and closed.
+pub fn probe_success_closes<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let (listeners, seen) = recorder();
+    let breaker = a.breaker("recovers", policy(1, 10.0), listeners);
+    let client = a.client(Spec::one(server.url(""), breaker));
+    server.push([Reply::Status(500)]);
+    get(&*client, &server.url("/"));
+    let rejected = get(&*client, &server.url("/"));
+    assert_eq!(
+        rejected.rejection.map(|r| r.retry_after),
+        Some(Duration::from_secs(30))
+    );
+    a.clock().advance(Duration::from_secs(30));
+    assert_eq!(get(&*client, &server.url("/")).status, 200);
+    assert_eq!(get(&*client, &server.url("/")).status, 200);
+    assert_eq!(server.hits(), 3);
+    let kinds: Vec<_> = wait_for(&seen, 7).iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "failure",
+            "trip",
+            "rejected",
+            "half-open",
+            "success",
+            "closed",
+            "success"
+        ]
+    );
+}
+
+/// One `#[test]` per adapter case, given an expression that makes the [`Adapter`].
+#[macro_export]
+macro_rules! adapter_suite {
+    ($adapter:expr) => {
+        $crate::adapter_suite!(@cases $adapter;
+            trips_at_the_boundary, synthetic_response_in_every_detail, error_mode,
+            half_open_probes_reach_the_server, prefix_routing, classifier,
+            transport_errors_are_failures, slow_calls_fail, listener_events_and_fields,
+            misbehaving_listeners, probe_success_closes);
+    };
+    (@cases $adapter:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let adapter = $adapter;
+                $crate::adapter::$case(&adapter);
+            }
+        )*
+    };
+}

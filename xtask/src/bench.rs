@@ -11,6 +11,10 @@ const MEMORY: (&str, &str) = (
     "<!-- memory-store:begin (written by cargo xtask bench memory) -->",
     "<!-- memory-store:end -->",
 );
+const ADAPTERS: (&str, &str) = (
+    "<!-- adapters:begin (written by cargo xtask bench adapters) -->",
+    "<!-- adapters:end -->",
+);
 const REDIS: (&str, &str) = (
     "<!-- redis-store:begin (written by cargo xtask bench redis) -->",
     "<!-- redis-store:end -->",
@@ -80,13 +84,16 @@ fn run_bench(package: &str, bench: &str) -> Result {
     ]))
 }
 
-/// `cargo xtask bench [memory|redis|all]`.
+/// `cargo xtask bench [memory|redis|adapters|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
         "redis" => redis(),
-        "all" => memory().and_then(|()| redis()),
-        other => Err(format!("unknown bench {other:?}: use memory, redis or all")),
+        "adapters" => adapters(),
+        "all" => memory().and_then(|()| redis()).and_then(|()| adapters()),
+        other => Err(format!(
+            "unknown bench {other:?}: use memory, redis, adapters or all"
+        )),
     }
 }
 
@@ -203,9 +210,9 @@ fn memory() -> Result {
     write_section(MEMORY, &section)
 }
 
-/// `key=value` lines written by the Redis bench.
-fn redis_figures() -> Result<std::collections::HashMap<String, String>> {
-    let path = root().join("target/breaker-bench/redis.txt");
+/// `key=value` lines written by a bench into `target/breaker-bench/<file>`.
+fn figures(file: &str) -> Result<std::collections::HashMap<String, String>> {
+    let path = root().join("target/breaker-bench").join(file);
     let text = fs::read_to_string(&path)
         .map_err(|err| format!("no Redis bench figures at {}: {err}", path.display()))?;
     Ok(text
@@ -217,7 +224,7 @@ fn redis_figures() -> Result<std::collections::HashMap<String, String>> {
 
 fn redis() -> Result {
     run_bench("breaker-store-redis", "redis")?;
-    let figures = redis_figures()?;
+    let figures = figures("redis.txt")?;
     let get = |key: &str| -> Result<&str> {
         figures
             .get(key)
@@ -320,4 +327,92 @@ fn redis() -> Result {
     );
     let _ = writeln!(section, "{}", REDIS.1);
     write_section(REDIS, &section)
+}
+
+fn adapters() -> Result {
+    run_bench("breaker-reqwest", "latency")?;
+    run_bench("breaker-ureq", "latency")?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        ADAPTERS,
+        "HTTP adapters: latency added per call",
+        "cargo xtask bench adapters",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: GET of a 2-byte body from a keep-alive HTTP/1.1 server on 127.0.0.1 started \
+         by the bench; the bare client, the client with a breaker on the memory store, and the \
+         client with a breaker on the Redis store (a throwaway `redis-server`, default \
+         `max_staleness`), called in turn, round after round (20 000 rounds after 2 000 to warm \
+         up), so that the machine's noise falls on all three alike.\n"
+    );
+    let _ = writeln!(
+        section,
+        "| client | p50 | p99 | added p50 | added p99 | Redis round trips per call |"
+    );
+    let _ = writeln!(section, "|---|---|---|---|---|---|");
+    let mut bars = Vec::new();
+    for adapter in ["reqwest", "ureq"] {
+        let figures = figures(&format!("{adapter}.txt"))?;
+        let ns = |key: &str| -> Result<f64> {
+            figures
+                .get(key)
+                .ok_or_else(|| format!("the {adapter} bench wrote no {key}"))?
+                .parse()
+                .map_err(|err| format!("{key}: {err}"))
+        };
+        let (bare50, bare99) = (ns("bare_p50_ns")?, ns("bare_p99_ns")?);
+        let trips = ns("redis_round_trips_per_call")?;
+        for (store, label) in [
+            ("bare", "bare"),
+            ("memory", "memory store"),
+            ("redis", "Redis store"),
+        ] {
+            let (p50, p99) = (
+                ns(&format!("{store}_p50_ns"))?,
+                ns(&format!("{store}_p99_ns"))?,
+            );
+            let added = |value: f64, base: f64| {
+                if store == "bare" {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{:+.1} µs ({:+.1} %)",
+                        (value - base) / 1e3,
+                        (value - base) / base * 100.0
+                    )
+                }
+            };
+            let trips = if store == "redis" {
+                format!("{trips:.2}")
+            } else {
+                "-".to_owned()
+            };
+            let _ = writeln!(
+                section,
+                "| {adapter}, {label} | {:.1} µs | {:.1} µs | {} | {} | {trips} |",
+                p50 / 1e3,
+                p99 / 1e3,
+                added(p50, bare50),
+                added(p99, bare99)
+            );
+        }
+        let memory_added = (ns("memory_p50_ns")? - bare50) / bare50;
+        bars.push(format!(
+            "{adapter}, memory store: added p50 under 2 % of the bare p50: {} ({:+.1} %)",
+            verdict(memory_added < 0.02),
+            memory_added * 100.0
+        ));
+        bars.push(format!(
+            "{adapter}, Redis store: at most one Redis round trip added per call: {} ({trips:.2})",
+            verdict(trips <= 1.0)
+        ));
+    }
+    let _ = writeln!(section);
+    for bar in bars {
+        let _ = writeln!(section, "- Bar: {bar}");
+    }
+    let _ = writeln!(section, "{}", ADAPTERS.1);
+    write_section(ADAPTERS, &section)
 }

@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
 //! - `test`: makes sure `redis-server` is installed (the Redis tests start their own servers),
-//!   then runs every test of the workspace (unit, integration, doc, benches in test mode).
+//!   then runs every test of the workspace (unit, integration, doc, benches in test mode) and
+//!   the adapters' examples.
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
 //!   check, `test`, and rustdoc with `-D warnings`.
 //! - `bench`: the criterion benchmarks, then `docs/benchmarks.md` written from their results.
@@ -60,10 +61,33 @@ fn run(mut command: Command) -> Result {
     }
 }
 
+/// The adapters' example programs, each run with the memory store and with Redis.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("breaker-reqwest", "reqwest_breaker"),
+    ("breaker-ureq", "ureq_breaker"),
+];
+
 fn test() -> Result {
     ensure_redis()?;
     run(cargo(&["test", "--workspace", "--all-targets", "--locked"]))?;
-    run(cargo(&["test", "--workspace", "--doc", "--locked"]))
+    run(cargo(&["test", "--workspace", "--doc", "--locked"]))?;
+    for (package, example) in EXAMPLES {
+        for extra in [&[][..], &["--redis"][..]] {
+            let mut command = cargo(&[
+                "run",
+                "--quiet",
+                "--locked",
+                "--package",
+                package,
+                "--example",
+                example,
+                "--",
+            ]);
+            command.args(extra);
+            run(command)?;
+        }
+    }
+    Ok(())
 }
 
 fn found(program: &str) -> bool {

@@ -10,6 +10,7 @@ pub mod adapter;
 pub mod conformance;
 pub mod differential;
 pub mod http_server;
+pub mod latency;
 pub mod model;
 pub mod redis_server;
 

@@ -1,0 +1,163 @@
+//! `breaker`: a demo of the circuit breaker, a way to try a policy against a real endpoint,
+//! and the operator's tool for breakers shared through Redis.
+//!
+//! Exit codes: 0 on success, 1 when the command failed (Redis unreachable, unknown breaker),
+//! 2 on bad usage (unknown flags, invalid values).
+
+mod backend;
+mod demo;
+mod operate;
+mod run;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use breaker_core::{Policy, PolicyError};
+use clap::{Args, Parser, Subcommand};
+
+/// A distributed circuit breaker for HTTP clients.
+#[derive(Debug, Parser)]
+#[command(name = "breaker", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watch a breaker protect a local backend that turns healthy, failing, then healthy again.
+    Demo(demo::DemoArgs),
+    /// Send GET requests to a URL through one breaker and report what happened.
+    Run(run::RunArgs),
+    /// List every breaker registered in a Redis store, with its live state.
+    Status(operate::StatusArgs),
+    /// Open a breaker now, for every process sharing the store.
+    Trip(operate::NameArgs),
+    /// Close a breaker now and clear its window, for every process sharing the store.
+    Reset(operate::NameArgs),
+    /// Reject every call through a breaker until `auto` (or for a while).
+    ForceOpen(operate::OverrideArgs),
+    /// Let every call through a breaker, counting but never tripping, until `auto`.
+    ForceClosed(operate::OverrideArgs),
+    /// Lift an operator override: the breaker decides by itself again.
+    Auto(operate::NameArgs),
+}
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad usage: exit code 2.
+    Usage(String),
+    /// The command failed: exit code 1.
+    Failed(String),
+}
+
+impl From<PolicyError> for Failure {
+    fn from(err: PolicyError) -> Failure {
+        Failure::Usage(err.to_string())
+    }
+}
+
+/// The policy flags shared by `run` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PolicyArgs {
+    /// Sliding window over which calls are counted.
+    #[arg(long, value_parser = parse_duration)]
+    window: Option<Duration>,
+    /// Trip when failures are at least this percentage of calls (0 < rate <= 100).
+    #[arg(long)]
+    failure_rate: Option<f64>,
+    /// Never trip with fewer failures than this in the window.
+    #[arg(long)]
+    minimum_failures: Option<u64>,
+    /// Never trip with fewer calls than this in the window.
+    #[arg(long)]
+    minimum_calls: Option<u64>,
+    /// How long the breaker stays open after a trip.
+    #[arg(long, value_parser = parse_duration)]
+    open_for: Option<Duration>,
+    /// Calls admitted at once when half-open.
+    #[arg(long)]
+    half_open_probes: Option<u32>,
+    /// Probe successes needed to close again.
+    #[arg(long)]
+    successes_to_close: Option<u32>,
+}
+
+impl PolicyArgs {
+    /// The policy: `base` with the flags given applied, validated.
+    pub(crate) fn policy(&self, base: Policy) -> Result<Policy, Failure> {
+        let mut builder = base.to_builder();
+        if let Some(window) = self.window {
+            builder = builder.window(window);
+        }
+        if let Some(rate) = self.failure_rate {
+            builder = builder.failure_rate(rate);
+        }
+        if let Some(failures) = self.minimum_failures {
+            builder = builder.minimum_failures(failures);
+        }
+        if let Some(calls) = self.minimum_calls {
+            builder = builder.minimum_calls(calls);
+        }
+        if let Some(open_for) = self.open_for {
+            builder = builder
+                .open_for(open_for)
+                .max_open_for(open_for.max(base.max_open_for()));
+        }
+        if let Some(probes) = self.half_open_probes {
+            builder = builder.half_open_probes(probes);
+        }
+        if let Some(successes) = self.successes_to_close {
+            builder = builder.successes_to_close(successes);
+        }
+        Ok(builder.build()?)
+    }
+}
+
+/// A duration as people write it: `500ms`, `30s`, `5m`, `1h 30m`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write durations like 500ms, 30s, 5m)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::demo(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Status(args) => operate::status(args).await,
+            Command::Trip(args) => operate::trip(args).await,
+            Command::Reset(args) => operate::reset(args).await,
+            Command::ForceOpen(args) => {
+                operate::force(args, breaker_core::Override::ForcedOpen).await
+            }
+            Command::ForceClosed(args) => {
+                operate::force(args, breaker_core::Override::ForcedClosed).await
+            }
+            Command::Auto(args) => operate::auto(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

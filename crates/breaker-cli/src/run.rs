@@ -1,0 +1,282 @@
+//! `breaker run`: N GET requests to a URL through one breaker, and what happened.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use breaker_core::{
+    AsyncBreaker, Breaker, Listeners, Outcome, Permit, Policy, Recorded, Rejected, State,
+    Transition,
+};
+use breaker_http::{Attempt, ErrorKind, default_classify};
+use breaker_reqwest::{BreakerMiddleware, Rejection};
+use breaker_store_memory::MemoryStore;
+use clap::Args;
+use serde_json::json;
+
+use crate::operate::{connect, store_failure};
+use crate::{Failure, PolicyArgs, parse_duration};
+
+/// `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The URL to GET.
+    #[arg(long, value_parser = parse_url)]
+    url: reqwest::Url,
+    /// How many requests to send.
+    #[arg(long, default_value_t = 20)]
+    requests: u64,
+    /// How many at once (1: strictly one after another).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: u64,
+    /// The breaker's name (default: the URL's host).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where the breaker's state lives: `memory`, or a Redis URL to share it between processes.
+    #[arg(long, default_value = "memory")]
+    store: String,
+    /// Key prefix in Redis.
+    #[arg(long, default_value = "breaker")]
+    prefix: String,
+    /// How long the state from Redis may answer the pre-call check (0s: ask every time).
+    #[arg(long, value_parser = parse_duration)]
+    max_staleness: Option<Duration>,
+    /// Timeout of each request.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    timeout: Duration,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|err| format!("{err} (expected http[s]://host[:port]/path)"))?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        _ => Err("expected an http:// or https:// URL with a host".to_owned()),
+    }
+}
+
+/// A breaker that remembers the transitions its calls made, with their times.
+pub(crate) struct Recording<B> {
+    inner: B,
+    started: Instant,
+    transitions: Arc<Mutex<Vec<(Duration, Transition)>>>,
+}
+
+impl<B> Recording<B> {
+    pub(crate) fn new(inner: B) -> Recording<B> {
+        Recording {
+            inner,
+            started: Instant::now(),
+            transitions: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub(crate) fn transitions(&self) -> Arc<Mutex<Vec<(Duration, Transition)>>> {
+        self.transitions.clone()
+    }
+
+    fn note(&self, transition: Option<Transition>) {
+        if let Some(transition) = transition {
+            let mut transitions = self
+                .transitions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            transitions.push((self.started.elapsed(), transition));
+        }
+    }
+}
+
+impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn policy(&self) -> &Policy {
+        self.inner.policy()
+    }
+
+    fn listeners(&self) -> &Listeners {
+        self.inner.listeners()
+    }
+
+    async fn acquire(&self) -> Result<Permit, Rejected> {
+        let decision = self.inner.acquire().await;
+        if let Ok(permit) = &decision {
+            self.note(permit.transition());
+        }
+        decision
+    }
+
+    async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        let recorded = self.inner.record(permit, outcome).await;
+        self.note(recorded.transition);
+        recorded
+    }
+}
+
+/// What happened to the requests.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: AtomicU64,
+    rejected: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    ignored: AtomicU64,
+}
+
+pub(crate) fn state_after(transition: &Transition) -> &'static str {
+    match transition {
+        Transition::Tripped { .. } => "open",
+        Transition::HalfOpened { .. } => "half-open",
+        Transition::Closed { .. } => "closed",
+        _ => "unknown",
+    }
+}
+
+async fn drive<B: AsyncBreaker + 'static>(
+    args: &RunArgs,
+    breaker: Recording<B>,
+) -> Result<(Tally, Vec<(Duration, Transition)>), Failure> {
+    let transitions = breaker.transitions();
+    let middleware = BreakerMiddleware::new()
+        .mount(
+            &format!("{}://{}", args.url.scheme(), args.url.authority()),
+            breaker,
+        )
+        .map_err(|err| Failure::Usage(err.to_string()))?;
+    let http = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .build()
+        .map_err(|err| Failure::Failed(format!("cannot build the HTTP client: {err}")))?;
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(middleware)
+        .build();
+    let tally = Arc::new(Tally::default());
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..args.concurrency.min(args.requests.max(1)))
+        .map(|_| {
+            let (client, tally, next, url, total) =
+                (client.clone(), tally.clone(), next.clone(), args.url.clone(), args.requests);
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::SeqCst) < total {
+                    let counter = match client.get(url.clone()).send().await {
+                        Ok(response) if response.extensions().get::<Rejection>().is_some() => &tally.rejected,
+                        Ok(response) => {
+                            tally.sent.fetch_add(1, Ordering::SeqCst);
+                            let status = response.status().as_u16();
+                            // Read the body so the connection can be reused.
+                            let _ = response.bytes().await;
+                            match default_classify(&Attempt::Response { status }) {
+                                Outcome::Success => &tally.successes,
+                                Outcome::Failure => &tally.failures,
+                                _ => &tally.ignored,
+                            }
+                        }
+                        Err(err) => {
+                            let not_sent = matches!(&err, reqwest_middleware::Error::Reqwest(e) if e.is_builder());
+                            let kind = if not_sent { ErrorKind::NotSent } else { ErrorKind::Transport };
+                            if !not_sent {
+                                tally.sent.fetch_add(1, Ordering::SeqCst);
+                            }
+                            match default_classify(&Attempt::Error { kind, error: &err }) {
+                                Outcome::Failure => &tally.failures,
+                                _ => &tally.ignored,
+                            }
+                        }
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker
+            .await
+            .map_err(|err| Failure::Failed(format!("a request task failed: {err}")))?;
+    }
+    let tally = Arc::try_unwrap(tally).unwrap_or_default();
+    let transitions = transitions
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    Ok((tally, transitions))
+}
+
+fn report(
+    args: &RunArgs,
+    name: &str,
+    tally: &Tally,
+    state: State,
+    transitions: &[(Duration, Transition)],
+) {
+    let load = |n: &AtomicU64| n.load(Ordering::SeqCst);
+    if args.json {
+        let transitions: Vec<_> = transitions
+            .iter()
+            .map(|(at, t)| json!({"at_ms": at.as_millis() as u64, "to": state_after(t)}))
+            .collect();
+        let object = json!({
+            "name": name,
+            "sent": load(&tally.sent),
+            "rejected": load(&tally.rejected),
+            "successes": load(&tally.successes),
+            "failures": load(&tally.failures),
+            "ignored": load(&tally.ignored),
+            "state": state.to_string(),
+            "transitions": transitions,
+        });
+        println!("{object}");
+        return;
+    }
+    println!(
+        "breaker {name:?} after {} requests to {}:",
+        args.requests, args.url
+    );
+    println!("  sent      {}", load(&tally.sent));
+    println!("  rejected  {}", load(&tally.rejected));
+    println!("  successes {}", load(&tally.successes));
+    println!("  failures  {}", load(&tally.failures));
+    println!("  ignored   {}", load(&tally.ignored));
+    println!("  state     {state}");
+    for (at, transition) in transitions {
+        println!(
+            "  at {:>7.3} s: {}",
+            at.as_secs_f64(),
+            state_after(transition)
+        );
+    }
+}
+
+pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
+    let policy = args.policy.policy(Policy::default())?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| args.url.host_str().unwrap_or("breaker").to_owned());
+    if args.store == "memory" {
+        let breaker = MemoryStore::new()
+            .breaker(&name, policy)
+            .map_err(store_failure)?;
+        let (tally, transitions) = drive(&args, Recording::new(breaker.clone())).await?;
+        let state = Breaker::snapshot(&breaker).map_err(store_failure)?.state;
+        report(&args, &name, &tally, state, &transitions);
+        return Ok(());
+    }
+    if !args.store.starts_with("redis://") && !args.store.starts_with("rediss://") {
+        return Err(Failure::Usage(format!(
+            "--store must be `memory` or a redis:// URL, not {:?}",
+            args.store
+        )));
+    }
+    let store = connect(&args.store, &args.prefix, args.max_staleness).await?;
+    let breaker = store.breaker(&name, policy).await.map_err(store_failure)?;
+    let (tally, transitions) = drive(&args, Recording::new(breaker.clone())).await?;
+    let state = breaker.snapshot().await.map_err(store_failure)?.state;
+    report(&args, &name, &tally, state, &transitions);
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Latency added per call by the reqwest middleware, against the bare client, on one local
+//! server, in one run: with the memory store, and with the async Redis store (whose Redis
+//! round trips per call are counted from `INFO commandstats`).
+//!
+//! Writes `target/breaker-bench/reqwest.txt` for `cargo xtask bench adapters`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use breaker_core::Policy;
+use breaker_reqwest::BreakerMiddleware;
+use breaker_store_memory::MemoryStore;
+use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_testkit::http_server::TestServer;
+use breaker_testkit::latency::{Variant, as_lines, compare};
+use breaker_testkit::redis_server::RedisServer;
+use reqwest_middleware::ClientWithMiddleware;
+
+fn evalsha(redis: &RedisServer) -> u64 {
+    let info = redis.command(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+fn main() {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let (warmup, rounds) = if measuring { (2_000, 20_000) } else { (10, 20) };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = TestServer::start();
+    let redis = RedisServer::start();
+    let url = server.url("/");
+    let policy = Policy::builder().minimum_failures(1 << 40).build().unwrap();
+
+    let bare = reqwest::Client::new();
+    let memory: ClientWithMiddleware =
+        reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(
+                BreakerMiddleware::new()
+                    .mount(
+                        &server.url(""),
+                        MemoryStore::new().breaker("bench", policy.clone()).unwrap(),
+                    )
+                    .unwrap(),
+            )
+            .build();
+    let with_redis: ClientWithMiddleware = runtime.block_on(async {
+        let store = RedisStore::connect(RedisConfig::standalone(redis.url()))
+            .await
+            .unwrap();
+        let breaker = store.breaker("bench", policy).await.unwrap();
+        reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(
+                BreakerMiddleware::new()
+                    .mount(&server.url(""), breaker)
+                    .unwrap(),
+            )
+            .build()
+    });
+
+    let before = evalsha(&redis);
+    let mut variants = [
+        Variant {
+            name: "bare",
+            call: Box::new(|| {
+                runtime
+                    .block_on(async { bare.get(&url).send().await.unwrap().text().await.unwrap() });
+            }),
+        },
+        Variant {
+            name: "memory",
+            call: Box::new(|| {
+                runtime.block_on(async {
+                    memory.get(&url).send().await.unwrap().text().await.unwrap()
+                });
+            }),
+        },
+        Variant {
+            name: "redis",
+            call: Box::new(|| {
+                runtime.block_on(async {
+                    with_redis
+                        .get(&url)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap()
+                });
+            }),
+        },
+    ];
+    let results = compare(&mut variants, warmup, rounds);
+    let redis_calls = (warmup + rounds) as f64;
+    let mut out = as_lines(&results);
+    out.push_str(&format!(
+        "redis_round_trips_per_call={:.3}\n",
+        (evalsha(&redis) - before) as f64 / redis_calls
+    ));
+    print!("{out}");
+    if measuring {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("reqwest.txt"), out).unwrap();
+    }
+}

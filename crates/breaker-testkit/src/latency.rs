@@ -1,0 +1,67 @@
+//! Latency of calls, side by side: variants run interleaved, round by round, so that a
+//! noisy machine slows them alike; percentiles come from every call.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// One way of making a call, measured by [`compare`].
+pub struct Variant<'a> {
+    /// Its name in the results.
+    pub name: &'static str,
+    /// Makes one call.
+    pub call: Box<dyn FnMut() + 'a>,
+}
+
+/// p50 and p99 of one variant.
+#[derive(Clone, Debug)]
+pub struct Percentiles {
+    /// The variant's name.
+    pub name: &'static str,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+/// Runs `warmup` then `rounds` rounds, each making one call of every variant (in an order
+/// that rotates), and returns each variant's percentiles.
+pub fn compare(variants: &mut [Variant<'_>], warmup: usize, rounds: usize) -> Vec<Percentiles> {
+    for _ in 0..warmup {
+        for variant in variants.iter_mut() {
+            (variant.call)();
+        }
+    }
+    let count = variants.len();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); count];
+    for round in 0..rounds {
+        for offset in 0..count {
+            let index = (round + offset) % count;
+            let started = Instant::now();
+            (variants[index].call)();
+            times[index].push(started.elapsed());
+        }
+    }
+    variants
+        .iter()
+        .zip(times)
+        .map(|(variant, mut times)| {
+            times.sort();
+            let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+            Percentiles {
+                name: variant.name,
+                p50: at(0.50),
+                p99: at(0.99),
+            }
+        })
+        .collect()
+}
+
+/// The results as `name_p50_ns=...` and `name_p99_ns=...` lines.
+pub fn as_lines(results: &[Percentiles]) -> String {
+    let mut out = String::new();
+    for result in results {
+        let _ = writeln!(out, "{}_p50_ns={}", result.name, result.p50.as_nanos());
+        let _ = writeln!(out, "{}_p99_ns={}", result.name, result.p99.as_nanos());
+    }
+    out
+}

@@ -1,0 +1,86 @@
+//! Latency added per call by the ureq middleware, against the bare agent, on one local
+//! server, in one run: with the memory store, and with the blocking Redis store (whose
+//! Redis round trips per call are counted from `INFO commandstats`).
+//!
+//! Writes `target/breaker-bench/ureq.txt` for `cargo xtask bench adapters`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use breaker_core::Policy;
+use breaker_store_memory::MemoryStore;
+use breaker_store_redis::{BlockingRedisStore, RedisConfig};
+use breaker_testkit::http_server::TestServer;
+use breaker_testkit::latency::{Variant, as_lines, compare};
+use breaker_testkit::redis_server::RedisServer;
+use breaker_ureq::BreakerMiddleware;
+
+fn evalsha(redis: &RedisServer) -> u64 {
+    let info = redis.command(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+fn main() {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let (warmup, rounds) = if measuring { (2_000, 20_000) } else { (10, 20) };
+    let server = TestServer::start();
+    let redis = RedisServer::start();
+    let url = server.url("/");
+    let policy = Policy::builder().minimum_failures(1 << 40).build().unwrap();
+
+    let bare: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let memory: ureq::Agent = ureq::Agent::config_builder()
+        .middleware(
+            BreakerMiddleware::new()
+                .mount(
+                    &server.url(""),
+                    MemoryStore::new().breaker("bench", policy.clone()).unwrap(),
+                )
+                .unwrap(),
+        )
+        .build()
+        .into();
+    let store = BlockingRedisStore::connect(RedisConfig::standalone(redis.url())).unwrap();
+    let with_redis: ureq::Agent = ureq::Agent::config_builder()
+        .middleware(
+            BreakerMiddleware::new()
+                .mount(&server.url(""), store.breaker("bench", policy).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .into();
+    let get = |agent: &ureq::Agent| {
+        let mut response = agent.get(&url).call().unwrap();
+        response.body_mut().read_to_string().unwrap();
+    };
+
+    let before = evalsha(&redis);
+    let mut variants = [
+        Variant {
+            name: "bare",
+            call: Box::new(|| get(&bare)),
+        },
+        Variant {
+            name: "memory",
+            call: Box::new(|| get(&memory)),
+        },
+        Variant {
+            name: "redis",
+            call: Box::new(|| get(&with_redis)),
+        },
+    ];
+    let results = compare(&mut variants, warmup, rounds);
+    let redis_calls = (warmup + rounds) as f64;
+    let mut out = as_lines(&results);
+    out.push_str(&format!(
+        "redis_round_trips_per_call={:.3}\n",
+        (evalsha(&redis) - before) as f64 / redis_calls
+    ));
+    print!("{out}");
+    if measuring {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ureq.txt"), out).unwrap();
+    }
+}

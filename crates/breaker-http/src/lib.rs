@@ -18,7 +18,7 @@ pub use reject::{
     BREAKER_HEADER, BREAKER_HEADER_VALUE, BreakerOpen, Rejection, RejectionMode, rejection_body,
     rejection_response, retry_after_secs,
 };
-pub use route::{Mount, MountError, Routes};
+pub use route::{Mount, MountError, Mounted, Mounts, Routes};
 
 /// What a client does besides routing: rejection mode, classification, failure details.
 #[derive(Clone, Debug, Default)]

@@ -33,6 +33,36 @@ pub struct HttpContext {
     pub body_prefix: Option<Vec<u8>>,
 }
 
+impl HttpContext {
+    /// The request's side: method, URL (without credentials) and headers (secrets redacted
+    /// unless `reveal`).
+    pub fn for_request(
+        method: &str,
+        url: &str,
+        headers: &http::HeaderMap,
+        reveal: bool,
+    ) -> HttpContext {
+        HttpContext {
+            method: method.to_owned(),
+            url: url_without_credentials(url),
+            request_headers: header_list(headers, reveal),
+            ..HttpContext::default()
+        }
+    }
+
+    /// `request` (if one was taken) with the call's status or error.
+    pub fn ended(
+        request: Option<&HttpContext>,
+        status: Option<u16>,
+        error: Option<String>,
+    ) -> HttpContext {
+        let mut context = request.cloned().unwrap_or_default();
+        context.status = status;
+        context.error = error;
+        context
+    }
+}
+
 const SECRET_HEADERS: [&str; 4] = [
     "authorization",
     "cookie",

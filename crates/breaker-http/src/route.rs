@@ -155,6 +155,68 @@ impl<B> Routes<B> {
     }
 }
 
+/// A breaker mounted on a client, with the [`Observer`](crate::Observer) that reports on it.
+#[derive(Debug)]
+pub struct Mounted<B> {
+    /// The breaker.
+    pub breaker: B,
+    /// What tells its listeners, `tracing` and `metrics`.
+    pub observer: crate::Observer,
+}
+
+/// What an adapter keeps: its mounted breakers and its [`HttpOptions`](crate::HttpOptions).
+#[derive(Debug)]
+pub struct Mounts<B> {
+    routes: Routes<std::sync::Arc<Mounted<B>>>,
+    /// Rejection mode, classifier, body capture, secrets.
+    pub options: crate::HttpOptions,
+}
+
+impl<B> Default for Mounts<B> {
+    fn default() -> Self {
+        Mounts {
+            routes: Routes::new(),
+            options: crate::HttpOptions::default(),
+        }
+    }
+}
+
+impl<B> Mounts<B> {
+    /// Mounts `breaker` (named `name`, telling `listeners`) on `prefix`.
+    pub fn mount(
+        self,
+        prefix: &str,
+        breaker: B,
+        name: &str,
+        listeners: breaker_core::Listeners,
+    ) -> Result<Mounts<B>, MountError> {
+        let observer = crate::Observer::new(name, listeners);
+        let routes = self
+            .routes
+            .mount(prefix, std::sync::Arc::new(Mounted { breaker, observer }))?;
+        Ok(Mounts {
+            routes,
+            options: self.options,
+        })
+    }
+
+    /// The mounted breaker for a request to these URL parts.
+    pub fn route(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: Option<u16>,
+        path: &str,
+    ) -> Option<std::sync::Arc<Mounted<B>>> {
+        self.routes.route(scheme, host, port, path).cloned()
+    }
+
+    /// The mounted breaker for a request to `uri`.
+    pub fn route_uri(&self, uri: &http::Uri) -> Option<std::sync::Arc<Mounted<B>>> {
+        self.routes.route_uri(uri).cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,10 +30,8 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
 use breaker_core::{AsyncBreaker, Outcome, Rejected};
-use breaker_http::{Attempt, ErrorKind, HttpOptions, Observer, Routes};
+use breaker_http::{Attempt, ErrorKind, Mounts};
 pub use breaker_http::{
     BreakerOpen, Classifier, HttpContext, MountError, Rejection, RejectionMode,
 };
@@ -43,23 +41,16 @@ use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 
-/// One mounted breaker with what reports on it.
-struct Mounted<B> {
-    breaker: B,
-    observer: Observer,
-}
-
 /// Circuit breakers for a reqwest client, mounted on URL prefixes. Works with any store whose
 /// breakers implement [`AsyncBreaker`] (memory, Redis).
 pub struct BreakerMiddleware<B> {
-    routes: Routes<Arc<Mounted<B>>>,
-    options: HttpOptions,
+    mounts: Mounts<B>,
 }
 
 impl<B> std::fmt::Debug for BreakerMiddleware<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BreakerMiddleware")
-            .field("options", &self.options)
+            .field("options", &self.mounts.options)
             .finish_non_exhaustive()
     }
 }
@@ -74,32 +65,29 @@ impl<B: AsyncBreaker> BreakerMiddleware<B> {
     /// No breakers yet: every request passes through.
     pub fn new() -> BreakerMiddleware<B> {
         BreakerMiddleware {
-            routes: Routes::new(),
-            options: HttpOptions::default(),
+            mounts: Mounts::default(),
         }
     }
 
     /// Mounts `breaker` on `prefix` (`scheme://host[:port][/path]`). Its listeners receive
     /// every event with an [`HttpContext`].
     pub fn mount(mut self, prefix: &str, breaker: B) -> Result<BreakerMiddleware<B>, MountError> {
-        let observer = Observer::new(breaker.name(), breaker.listeners().clone());
-        self.routes = self
-            .routes
-            .mount(prefix, Arc::new(Mounted { breaker, observer }))?;
+        let (name, listeners) = (breaker.name().to_owned(), breaker.listeners().clone());
+        self.mounts = self.mounts.mount(prefix, breaker, &name, listeners)?;
         Ok(self)
     }
 
     /// What rejected calls return (default: the synthetic response).
     #[must_use]
     pub fn rejection_mode(mut self, mode: RejectionMode) -> BreakerMiddleware<B> {
-        self.options.rejection = mode;
+        self.mounts.options.rejection = mode;
         self
     }
 
     /// How finished calls count (default: 5xx and transport errors fail).
     #[must_use]
     pub fn classifier(mut self, classifier: Classifier) -> BreakerMiddleware<B> {
-        self.options.classifier = classifier;
+        self.mounts.options.classifier = classifier;
         self
     }
 
@@ -107,25 +95,16 @@ impl<B: AsyncBreaker> BreakerMiddleware<B> {
     /// receives all of it.
     #[must_use]
     pub fn capture_body(mut self, bytes: usize) -> BreakerMiddleware<B> {
-        self.options.capture_body = Some(bytes);
+        self.mounts.options.capture_body = Some(bytes);
         self
     }
 
     /// Shows secret headers (`Authorization`, cookies) to listeners instead of redacting them.
     #[must_use]
     pub fn reveal_secrets(mut self, reveal: bool) -> BreakerMiddleware<B> {
-        self.options.reveal_secrets = reveal;
+        self.mounts.options.reveal_secrets = reveal;
         self
     }
-}
-
-/// The request as listeners see it, taken before the request is sent.
-fn request_context(request: &Request, reveal: bool) -> HttpContext {
-    let mut context = HttpContext::default();
-    context.method = request.method().to_string();
-    context.url = breaker_http::url_without_credentials(request.url().as_str());
-    context.request_headers = breaker_http::header_list(request.headers(), reveal);
-    context
 }
 
 fn error_kind(error: &reqwest_middleware::Error) -> ErrorKind {
@@ -196,33 +175,29 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let url = request.url();
-        let route = self.routes.route(
+        let route = self.mounts.route(
             url.scheme(),
             url.host_str().unwrap_or_default(),
             url.port_or_known_default(),
             url.path(),
         );
-        let Some(mounted) = route.cloned() else {
+        let Some(mounted) = route else {
             return next.run(request, extensions).await;
         };
         let (breaker, observer) = (&mounted.breaker, &mounted.observer);
-        let reveal = self.options.reveal_secrets;
+        let reveal = self.mounts.options.reveal_secrets;
         // Built only when someone listens; the request is gone once sent.
-        let context = observer
-            .wants_context()
-            .then(|| request_context(&request, reveal));
-        let context_with = |status: Option<u16>, error: Option<String>| {
-            let mut context = context.clone().unwrap_or_default();
-            context.status = status;
-            context.error = error;
-            context
-        };
+        let context = observer.wants_context().then(|| {
+            let (method, url) = (request.method().as_str(), request.url().as_str());
+            HttpContext::for_request(method, url, request.headers(), reveal)
+        });
+        let context_with = |status, error| HttpContext::ended(context.as_ref(), status, error);
 
         let permit = match breaker.acquire().await {
             Ok(permit) => permit,
             Err(rejected) => {
                 observer.rejected(&rejected, || context_with(None, None));
-                return match self.options.rejection {
+                return match self.mounts.options.rejection {
                     RejectionMode::Error => {
                         Err(reqwest_middleware::Error::middleware(BreakerOpen {
                             name: breaker.name().to_owned(),
@@ -237,28 +212,29 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
 
         let result = next.run(request, extensions).await;
         let outcome = match &result {
-            Ok(response) => self.options.classifier.classify(&Attempt::Response {
+            Ok(response) => self.mounts.options.classifier.classify(&Attempt::Response {
                 status: response.status().as_u16(),
             }),
-            Err(err) => self.options.classifier.classify(&Attempt::Error {
+            Err(err) => self.mounts.options.classifier.classify(&Attempt::Error {
                 kind: error_kind(err),
                 error: err,
             }),
         };
-        let (result, body_prefix, response_headers) = match (result, self.options.capture_body) {
-            (Ok(response), Some(limit))
-                if outcome == Outcome::Failure && observer.wants_context() =>
-            {
-                let headers = breaker_http::header_list(response.headers(), reveal);
-                let (response, prefix) = capture(response, limit).await;
-                (Ok(response), Some(prefix), headers)
-            }
-            (Ok(response), _) if observer.wants_context() => {
-                let headers = breaker_http::header_list(response.headers(), reveal);
-                (Ok(response), None, headers)
-            }
-            (result, _) => (result, None, Vec::new()),
-        };
+        let (result, body_prefix, response_headers) =
+            match (result, self.mounts.options.capture_body) {
+                (Ok(response), Some(limit))
+                    if outcome == Outcome::Failure && observer.wants_context() =>
+                {
+                    let headers = breaker_http::header_list(response.headers(), reveal);
+                    let (response, prefix) = capture(response, limit).await;
+                    (Ok(response), Some(prefix), headers)
+                }
+                (Ok(response), _) if observer.wants_context() => {
+                    let headers = breaker_http::header_list(response.headers(), reveal);
+                    (Ok(response), None, headers)
+                }
+                (result, _) => (result, None, Vec::new()),
+            };
         let recorded = breaker.record(permit, outcome).await;
         observer.finished(&recorded, || {
             let status = result

@@ -35,22 +35,6 @@ fn policy() -> Policy {
         .unwrap()
 }
 
-fn commandstats(server: &RedisServer) -> HashMap<String, u64> {
-    let info = server.command(&["INFO", "commandstats"]).unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
-
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
     after
         .iter()
@@ -136,9 +120,9 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
         let calls = 10_000;
         let breaker = store.breaker("count", policy()).await.unwrap();
         store_calls(&breaker, 100).await;
-        let before = commandstats(server);
+        let before = server.command_calls();
         store_calls(&breaker, calls).await;
-        let ours = delta(&before, &commandstats(server));
+        let ours = delta(&before, &server.command_calls());
         let client_commands: u64 = ["evalsha", "eval"]
             .iter()
             .filter_map(|c| ours.get(*c))
@@ -164,11 +148,11 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
         for member in 0..100 {
             sorted_set_call(&mut conn, "zset-count", member).await;
         }
-        let before = commandstats(server);
+        let before = server.command_calls();
         for member in 0..calls as u64 {
             sorted_set_call(&mut conn, "zset-count", 100 + member).await;
         }
-        let theirs = delta(&before, &commandstats(server));
+        let theirs = delta(&before, &server.command_calls());
         let all: u64 = theirs.values().sum();
         // GET, one pipeline, SET: three round trips per call, by construction.
         let _ = writeln!(out, "sorted_set_round_trips_per_call=3");

@@ -127,14 +127,19 @@ local function window_add(failure)
   end
 end
 
-local function window_counts()
+-- Every bucket's fields, in slot order: t0 c0 f0 t1 c1 f1 ...
+local function bucket_fields()
   local fields = {}
   for i = 0, buckets - 1 do
     table.insert(fields, 't' .. i)
     table.insert(fields, 'c' .. i)
     table.insert(fields, 'f' .. i)
   end
-  local v = redis.call('HMGET', key, unpack(fields))
+  return fields
+end
+
+local function window_counts()
+  local v = redis.call('HMGET', key, unpack(bucket_fields()))
   local now_bucket = math.floor(now / bucket_ms)
   local calls, failures = 0, 0
   for i = 0, buckets - 1 do
@@ -148,13 +153,7 @@ local function window_counts()
 end
 
 local function window_clear()
-  local fields = {}
-  for i = 0, buckets - 1 do
-    table.insert(fields, 't' .. i)
-    table.insert(fields, 'c' .. i)
-    table.insert(fields, 'f' .. i)
-  end
-  redis.call('HDEL', key, unpack(fields))
+  redis.call('HDEL', key, unpack(bucket_fields()))
 end
 
 -- Transitions: {kind(1 tripped, 2 half-opened, 3 closed), generation, open_until, open_ms,

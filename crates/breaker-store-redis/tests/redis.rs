@@ -216,17 +216,6 @@ fn error_log() -> (Listeners, ErrorLog) {
     (listeners, log)
 }
 
-fn info_field(server: &RedisServer, section: &str, field: &str) -> u64 {
-    let info = server.command(&["INFO", section]).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .map_or(0, |rest| {
-            // cmdstat lines read `calls=N,usec=...`; plain fields are numbers.
-            let value = rest.strip_prefix("calls=").unwrap_or(rest);
-            value.split(',').next().unwrap().trim().parse().unwrap()
-        })
-}
-
 #[test]
 fn closed_path_costs_one_script_call_per_call() {
     let server = RedisServer::start();
@@ -239,8 +228,8 @@ fn closed_path_costs_one_script_call_per_call() {
         Breaker::record(&breaker, permit, Outcome::Success);
     }
     let scripts = || {
-        info_field(&server, "commandstats", "cmdstat_evalsha")
-            + info_field(&server, "commandstats", "cmdstat_eval")
+        let calls = server.command_calls();
+        calls.get("evalsha").copied().unwrap_or(0) + calls.get("eval").copied().unwrap_or(0)
     };
     let before = scripts();
     let calls = 1_000;

@@ -172,6 +172,23 @@ impl RedisServer {
         signal("CONT", self.pid);
     }
 
+    /// How many times each command has run (`INFO commandstats`), by lower-case name.
+    pub fn command_calls(&self) -> std::collections::HashMap<String, u64> {
+        let info = self.command(&["INFO", "commandstats"]).unwrap_or_default();
+        info.lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
     /// Sends one command and returns the reply as text (errors as `Err`).
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         command(self.port, args)

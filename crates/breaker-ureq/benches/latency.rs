@@ -14,10 +14,7 @@ use breaker_testkit::redis_server::RedisServer;
 use breaker_ureq::BreakerMiddleware;
 
 fn evalsha(redis: &RedisServer) -> u64 {
-    let info = redis.command(&["INFO", "commandstats"]).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    redis.command_calls().get("evalsha").copied().unwrap_or(0)
 }
 
 fn main() {

@@ -28,32 +28,25 @@
 //! ```
 
 use std::io::{Cursor, Read};
-use std::sync::Arc;
 
 use breaker_core::{Breaker, Outcome, Rejected};
-use breaker_http::{Attempt, ErrorKind, HttpOptions, Observer, Routes};
+use breaker_http::{Attempt, ErrorKind, Mounts};
 pub use breaker_http::{
     BreakerOpen, Classifier, HttpContext, MountError, Rejection, RejectionMode,
 };
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, SendBody};
 
-struct Mounted<B> {
-    breaker: B,
-    observer: Observer,
-}
-
 /// Circuit breakers for a ureq agent, mounted on URL prefixes. Works with any store whose
 /// breakers implement [`Breaker`] (memory, blocking Redis).
 pub struct BreakerMiddleware<B> {
-    routes: Routes<Arc<Mounted<B>>>,
-    options: HttpOptions,
+    mounts: Mounts<B>,
 }
 
 impl<B> std::fmt::Debug for BreakerMiddleware<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BreakerMiddleware")
-            .field("options", &self.options)
+            .field("options", &self.mounts.options)
             .finish_non_exhaustive()
     }
 }
@@ -68,32 +61,29 @@ impl<B: Breaker> BreakerMiddleware<B> {
     /// No breakers yet: every request passes through.
     pub fn new() -> BreakerMiddleware<B> {
         BreakerMiddleware {
-            routes: Routes::new(),
-            options: HttpOptions::default(),
+            mounts: Mounts::default(),
         }
     }
 
     /// Mounts `breaker` on `prefix` (`scheme://host[:port][/path]`). Its listeners receive
     /// every event with an [`HttpContext`].
     pub fn mount(mut self, prefix: &str, breaker: B) -> Result<BreakerMiddleware<B>, MountError> {
-        let observer = Observer::new(breaker.name(), breaker.listeners().clone());
-        self.routes = self
-            .routes
-            .mount(prefix, Arc::new(Mounted { breaker, observer }))?;
+        let (name, listeners) = (breaker.name().to_owned(), breaker.listeners().clone());
+        self.mounts = self.mounts.mount(prefix, breaker, &name, listeners)?;
         Ok(self)
     }
 
     /// What rejected calls return (default: the synthetic response).
     #[must_use]
     pub fn rejection_mode(mut self, mode: RejectionMode) -> BreakerMiddleware<B> {
-        self.options.rejection = mode;
+        self.mounts.options.rejection = mode;
         self
     }
 
     /// How finished calls count (default: 5xx and transport errors fail).
     #[must_use]
     pub fn classifier(mut self, classifier: Classifier) -> BreakerMiddleware<B> {
-        self.options.classifier = classifier;
+        self.mounts.options.classifier = classifier;
         self
     }
 
@@ -102,14 +92,14 @@ impl<B: Breaker> BreakerMiddleware<B> {
     /// error with no body to capture.)
     #[must_use]
     pub fn capture_body(mut self, bytes: usize) -> BreakerMiddleware<B> {
-        self.options.capture_body = Some(bytes);
+        self.mounts.options.capture_body = Some(bytes);
         self
     }
 
     /// Shows secret headers (`Authorization`, cookies) to listeners instead of redacting them.
     #[must_use]
     pub fn reveal_secrets(mut self, reveal: bool) -> BreakerMiddleware<B> {
-        self.options.reveal_secrets = reveal;
+        self.mounts.options.reveal_secrets = reveal;
         self
     }
 }
@@ -156,30 +146,22 @@ impl<B: Breaker + 'static> Middleware for BreakerMiddleware<B> {
         request: http::Request<SendBody<'_>>,
         next: MiddlewareNext<'_>,
     ) -> Result<http::Response<Body>, ureq::Error> {
-        let Some(mounted) = self.routes.route_uri(request.uri()).cloned() else {
+        let Some(mounted) = self.mounts.route_uri(request.uri()) else {
             return next.handle(request);
         };
         let (breaker, observer) = (&mounted.breaker, &mounted.observer);
-        let reveal = self.options.reveal_secrets;
+        let reveal = self.mounts.options.reveal_secrets;
         let context = observer.wants_context().then(|| {
-            let mut context = HttpContext::default();
-            context.method = request.method().to_string();
-            context.url = breaker_http::url_without_credentials(&request.uri().to_string());
-            context.request_headers = breaker_http::header_list(request.headers(), reveal);
-            context
+            let url = request.uri().to_string();
+            HttpContext::for_request(request.method().as_str(), &url, request.headers(), reveal)
         });
-        let context_with = |status: Option<u16>, error: Option<String>| {
-            let mut context = context.clone().unwrap_or_default();
-            context.status = status;
-            context.error = error;
-            context
-        };
+        let context_with = |status, error| HttpContext::ended(context.as_ref(), status, error);
 
         let permit = match breaker.acquire() {
             Ok(permit) => permit,
             Err(rejected) => {
                 observer.rejected(&rejected, || context_with(None, None));
-                return match self.options.rejection {
+                return match self.mounts.options.rejection {
                     RejectionMode::Error => Err(ureq::Error::Other(Box::new(BreakerOpen {
                         name: breaker.name().to_owned(),
                         retry_after: rejected.retry_after(),
@@ -199,29 +181,31 @@ impl<B: Breaker + 'static> Middleware for BreakerMiddleware<B> {
         };
         let outcome = match (&result, attempt_status) {
             (_, Some(status)) => self
+                .mounts
                 .options
                 .classifier
                 .classify(&Attempt::Response { status }),
-            (Err(err), None) => self.options.classifier.classify(&Attempt::Error {
+            (Err(err), None) => self.mounts.options.classifier.classify(&Attempt::Error {
                 kind: error_kind(err),
                 error: err,
             }),
             (Ok(_), None) => Outcome::Success,
         };
-        let (result, body_prefix, response_headers) = match (result, self.options.capture_body) {
-            (Ok(response), Some(limit))
-                if outcome == Outcome::Failure && observer.wants_context() =>
-            {
-                let headers = breaker_http::header_list(response.headers(), reveal);
-                let (response, prefix) = capture(response, limit);
-                (Ok(response), Some(prefix), headers)
-            }
-            (Ok(response), _) if observer.wants_context() => {
-                let headers = breaker_http::header_list(response.headers(), reveal);
-                (Ok(response), None, headers)
-            }
-            (result, _) => (result, None, Vec::new()),
-        };
+        let (result, body_prefix, response_headers) =
+            match (result, self.mounts.options.capture_body) {
+                (Ok(response), Some(limit))
+                    if outcome == Outcome::Failure && observer.wants_context() =>
+                {
+                    let headers = breaker_http::header_list(response.headers(), reveal);
+                    let (response, prefix) = capture(response, limit);
+                    (Ok(response), Some(prefix), headers)
+                }
+                (Ok(response), _) if observer.wants_context() => {
+                    let headers = breaker_http::header_list(response.headers(), reveal);
+                    (Ok(response), None, headers)
+                }
+                (result, _) => (result, None, Vec::new()),
+            };
         let recorded = breaker.record(permit, outcome);
         observer.finished(&recorded, || {
             let error = result

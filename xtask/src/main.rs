@@ -4,7 +4,7 @@
 //!   then runs every test of the workspace (unit, integration, doc, benches in test mode) and
 //!   the adapters' examples.
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
-//!   check, `test`, and rustdoc with `-D warnings`.
+//!   check, a build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
 //! - `bench`: the criterion benchmarks, then `docs/benchmarks.md` written from their results.
 //! - `deps`: fails if `breaker-core` depends on any runtime, network or Redis crate.
 
@@ -146,6 +146,15 @@ fn ci() -> Result {
         "warnings",
     ]))?;
     core_has_no_io()?;
+    // TLS is an opt-in feature of the Redis store: check that it still builds.
+    run(cargo(&[
+        "check",
+        "--package",
+        "breaker-store-redis",
+        "--features",
+        "tls-rustls",
+        "--locked",
+    ]))?;
     test()?;
     let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--locked"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");

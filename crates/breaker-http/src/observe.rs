@@ -336,3 +336,146 @@ mod tests {
         assert_eq!(url_without_credentials("http://h/x"), "http://h/x");
     }
 }
+
+#[cfg(test)]
+mod metrics_tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use breaker_core::{Counts, RejectReason, Timestamp, TripCause};
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+
+    use super::*;
+
+    /// Keeps every counter and gauge by its key, written out with labels.
+    #[derive(Default)]
+    struct Memory {
+        values: Mutex<HashMap<String, Arc<Value>>>,
+    }
+
+    #[derive(Default)]
+    struct Value(AtomicU64);
+
+    impl CounterFn for Value {
+        fn increment(&self, by: u64) {
+            self.0.fetch_add(by, Ordering::SeqCst);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, Ordering::SeqCst);
+        }
+    }
+
+    impl GaugeFn for Value {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            self.0.store(value as u64, Ordering::SeqCst);
+        }
+    }
+
+    impl Memory {
+        fn value(&self, key: &Key) -> Arc<Value> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            self.values.lock().unwrap().entry(name).or_default().clone()
+        }
+
+        fn get(&self, name: &str) -> u64 {
+            self.values
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |v| v.0.load(Ordering::SeqCst))
+        }
+    }
+
+    impl Recorder for Memory {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.value(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.value(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn counters_and_the_state_gauge() {
+        let recorder = Memory::default();
+        let observer =
+            metrics::with_local_recorder(&recorder, || Observer::new("api", Listeners::new()));
+        let tripped = Transition::Tripped {
+            generation: 1,
+            open_until: Timestamp::from_millis(10),
+            open_for: Duration::from_secs(1),
+            cause: TripCause::Threshold(Counts {
+                calls: 1,
+                failures: 1,
+            }),
+        };
+        observer.finished(
+            &Recorded::new(Outcome::Success, Duration::ZERO, None),
+            HttpContext::default,
+        );
+        observer.finished(
+            &Recorded::new(Outcome::Failure, Duration::ZERO, Some(tripped)),
+            HttpContext::default,
+        );
+        observer.finished(
+            &Recorded::new(Outcome::Ignored, Duration::ZERO, None),
+            HttpContext::default,
+        );
+        observer.rejected(
+            &Rejected::new(RejectReason::Open, Duration::from_secs(1)),
+            HttpContext::default,
+        );
+        assert_eq!(
+            recorder.get("breaker_calls_total{breaker=api,outcome=success}"),
+            1
+        );
+        assert_eq!(
+            recorder.get("breaker_calls_total{breaker=api,outcome=failure}"),
+            1
+        );
+        assert_eq!(
+            recorder.get("breaker_calls_total{breaker=api,outcome=ignored}"),
+            1
+        );
+        assert_eq!(recorder.get("breaker_rejections_total{breaker=api}"), 1);
+        assert_eq!(
+            recorder.get("breaker_transitions_total{breaker=api,to=open}"),
+            1
+        );
+        assert_eq!(recorder.get("breaker_state{breaker=api}"), 1, "open");
+        observer.admitted(
+            Some(Transition::HalfOpened { generation: 1 }),
+            HttpContext::default,
+        );
+        assert_eq!(recorder.get("breaker_state{breaker=api}"), 2, "half-open");
+        observer.finished(
+            &Recorded::new(
+                Outcome::Success,
+                Duration::ZERO,
+                Some(Transition::Closed { generation: 1 }),
+            ),
+            HttpContext::default,
+        );
+        assert_eq!(recorder.get("breaker_state{breaker=api}"), 0, "closed");
+        assert_eq!(
+            recorder.get("breaker_transitions_total{breaker=api,to=closed}"),
+            1
+        );
+    }
+}

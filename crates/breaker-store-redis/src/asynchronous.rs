@@ -326,19 +326,21 @@ impl fmt::Debug for RedisBreaker {
 }
 
 impl RedisBreaker {
-    /// This breaker with `listeners`.
+    /// This breaker with `listeners`. Call it when the breaker is made: a handle that
+    /// shares its breaker with clones gets a fresh cache of the breaker's state.
     #[must_use]
-    pub fn with_listeners(self, listeners: Listeners) -> RedisBreaker {
-        let mut engine = Engine::new(
-            &self.engine.name,
-            self.engine.policy.clone(),
-            self.engine.settings.clone(),
-        );
-        engine.listeners = listeners;
-        RedisBreaker {
-            engine: Arc::new(engine),
-            store: self.store,
+    pub fn with_listeners(mut self, listeners: Listeners) -> RedisBreaker {
+        match Arc::get_mut(&mut self.engine) {
+            Some(engine) => engine.listeners = listeners,
+            None => {
+                let engine = &self.engine;
+                let mut fresh =
+                    Engine::new(&engine.name, engine.policy.clone(), engine.settings.clone());
+                fresh.listeners = listeners;
+                self.engine = Arc::new(fresh);
+            }
         }
+        self
     }
 
     async fn operator(&self, op: Op, what: &str) -> Result<Vec<i64>, StoreError> {

@@ -490,6 +490,41 @@ fn wrong_password_is_reported_without_the_password() {
         .unwrap()
         .ping()
         .unwrap();
+
+    // An ACL user with its own password, for both stores.
+    let admin = redis::Client::open(format!(
+        "redis://:right-password@127.0.0.1:{}",
+        server.port()
+    ))
+    .unwrap();
+    let mut admin = admin.get_connection().unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">app-secret", "~*", "+@all"][..])
+        .query(&mut admin)
+        .unwrap();
+    let acl = format!("redis://app:app-secret@127.0.0.1:{}", server.port());
+    let blocking =
+        BlockingRedisStore::connect(RedisConfig::standalone(&acl).timeout(RELAXED)).unwrap();
+    let breaker = blocking.breaker("acl", Policy::default()).unwrap();
+    assert!(matches!(
+        Breaker::trip(&breaker).unwrap(),
+        Transition::Tripped { .. }
+    ));
+    let store = RUNTIME
+        .block_on(RedisStore::connect(
+            RedisConfig::standalone(&acl).timeout(RELAXED),
+        ))
+        .unwrap();
+    let seen = RUNTIME.block_on(async {
+        store
+            .breaker("acl", Policy::default())
+            .await
+            .unwrap()
+            .snapshot()
+            .await
+    });
+    assert_eq!(seen.unwrap().state, State::Open);
+    assert!(!format!("{store:?} {blocking:?} {breaker:?}").contains("app-secret"));
 }
 
 #[test]

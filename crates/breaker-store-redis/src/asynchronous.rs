@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use breaker_core::{
     AsyncBreaker, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
-    StoreError, StoreErrorKind, Transition,
+    StoreError, Transition,
 };
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -24,7 +24,7 @@ use crate::config::{Deployment, RedisConfig, redact};
 use crate::engine::{Engine, RecordPlan, Settings};
 use crate::error::{config_error, store_error, store_error_in, timed_out};
 use crate::registry::{self, BreakerInfo};
-use crate::script::{self, Op};
+use crate::script::Op;
 
 /// A Sentinel-managed master: found through the Sentinels, and found again after an error
 /// (the master may have moved).
@@ -289,13 +289,9 @@ impl RedisStore {
                 continue;
             };
             let engine = Engine::new(&name, policy, self.inner.settings.clone());
-            let reply = self
-                .invoke(
-                    engine.invocation(engine.now(), Op::Snapshot),
-                    "reading a breaker",
-                )
-                .await?;
-            let (snapshot, _) = script::parse_snapshot(&reply)?;
+            let call = engine.operator_call(Op::Snapshot);
+            let snapshot =
+                engine.finish_snapshot(&self.invoke(call, "reading a breaker").await?)?;
             breakers.push(BreakerInfo {
                 name,
                 first_seen,
@@ -330,32 +326,15 @@ impl RedisBreaker {
     /// shares its breaker with clones gets a fresh cache of the breaker's state.
     #[must_use]
     pub fn with_listeners(mut self, listeners: Listeners) -> RedisBreaker {
-        match Arc::get_mut(&mut self.engine) {
-            Some(engine) => engine.listeners = listeners,
-            None => {
-                let engine = &self.engine;
-                let mut fresh =
-                    Engine::new(&engine.name, engine.policy.clone(), engine.settings.clone());
-                fresh.listeners = listeners;
-                self.engine = Arc::new(fresh);
-            }
-        }
+        self.engine = Engine::with_listeners(self.engine, listeners);
         self
-    }
-
-    async fn operator(&self, op: Op, what: &str) -> Result<Vec<i64>, StoreError> {
-        let now = self.engine.now();
-        let reply = self
-            .store
-            .invoke(self.engine.invocation(now, op), what)
-            .await?;
-        Ok(reply)
     }
 
     /// The breaker's state, read from Redis.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let reply = self.operator(Op::Snapshot, "reading the breaker").await?;
-        Ok(script::parse_snapshot(&reply)?.0)
+        let call = self.engine.operator_call(Op::Snapshot);
+        self.engine
+            .finish_snapshot(&self.store.invoke(call, "reading the breaker").await?)
     }
 
     /// Sets an operator override for every process, for `duration` (forever if `None`).
@@ -364,29 +343,23 @@ impl RedisBreaker {
         mode: Override,
         duration: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let reply = self
-            .operator(Op::Override { mode, duration_ms }, "setting an override")
-            .await?;
-        self.engine.after_operator(&script::parse_tail(&reply)?);
-        Ok(())
+        let call = self.engine.override_call(mode, duration);
+        self.engine
+            .finish_override(&self.store.invoke(call, "setting an override").await?)
     }
 
     /// Opens the breaker now for every process.
     pub async fn trip(&self) -> Result<Transition, StoreError> {
-        let reply = self.operator(Op::Trip, "tripping the breaker").await?;
-        let (transition, tail) = script::parse_transition(&reply, "trip")?;
-        self.engine.after_operator(&tail);
-        transition
-            .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "trip reported no transition"))
+        let call = self.engine.operator_call(Op::Trip);
+        self.engine
+            .finish_trip(&self.store.invoke(call, "tripping the breaker").await?)
     }
 
     /// Closes the breaker now for every process, clearing its window.
     pub async fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        let reply = self.operator(Op::Reset, "resetting the breaker").await?;
-        let (transition, tail) = script::parse_transition(&reply, "reset")?;
-        self.engine.after_operator(&tail);
-        Ok(transition)
+        let call = self.engine.operator_call(Op::Reset);
+        self.engine
+            .finish_reset(&self.store.invoke(call, "resetting the breaker").await?)
     }
 }
 

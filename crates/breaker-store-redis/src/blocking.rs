@@ -16,7 +16,7 @@ use crate::config::{Deployment, RedisConfig};
 use crate::engine::{Engine, RecordPlan, Settings};
 use crate::error::{config_error, store_error};
 use crate::registry::{self, BreakerInfo};
-use crate::script::{self, Op};
+use crate::script::Op;
 
 enum Client {
     Standalone(redis::Client),
@@ -247,11 +247,8 @@ impl BlockingRedisStore {
                 continue;
             };
             let engine = Engine::new(&name, policy, self.inner.settings.clone());
-            let reply = self.invoke(
-                &engine.invocation(engine.now(), Op::Snapshot),
-                "reading a breaker",
-            )?;
-            let (snapshot, _) = script::parse_snapshot(&reply)?;
+            let call = engine.operator_call(Op::Snapshot);
+            let snapshot = engine.finish_snapshot(&self.invoke(&call, "reading a breaker")?)?;
             breakers.push(BreakerInfo {
                 name,
                 first_seen,
@@ -286,22 +283,8 @@ impl BlockingRedisBreaker {
     /// shares its breaker with clones gets a fresh cache of the breaker's state.
     #[must_use]
     pub fn with_listeners(mut self, listeners: Listeners) -> BlockingRedisBreaker {
-        match Arc::get_mut(&mut self.engine) {
-            Some(engine) => engine.listeners = listeners,
-            None => {
-                let engine = &self.engine;
-                let mut fresh =
-                    Engine::new(&engine.name, engine.policy.clone(), engine.settings.clone());
-                fresh.listeners = listeners;
-                self.engine = Arc::new(fresh);
-            }
-        }
+        self.engine = Engine::with_listeners(self.engine, listeners);
         self
-    }
-
-    fn operator(&self, op: Op, what: &str) -> Result<Vec<i64>, StoreError> {
-        let now = self.engine.now();
-        self.store.invoke(&self.engine.invocation(now, op), what)
     }
 }
 
@@ -340,29 +323,26 @@ impl Breaker for BlockingRedisBreaker {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let reply = self.operator(Op::Snapshot, "reading the breaker")?;
-        Ok(script::parse_snapshot(&reply)?.0)
+        let call = self.engine.operator_call(Op::Snapshot);
+        self.engine
+            .finish_snapshot(&self.store.invoke(&call, "reading the breaker")?)
     }
 
     fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
-        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let reply = self.operator(Op::Override { mode, duration_ms }, "setting an override")?;
-        self.engine.after_operator(&script::parse_tail(&reply)?);
-        Ok(())
+        let call = self.engine.override_call(mode, duration);
+        self.engine
+            .finish_override(&self.store.invoke(&call, "setting an override")?)
     }
 
     fn trip(&self) -> Result<Transition, StoreError> {
-        let reply = self.operator(Op::Trip, "tripping the breaker")?;
-        let (transition, tail) = script::parse_transition(&reply, "trip")?;
-        self.engine.after_operator(&tail);
-        transition
-            .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "trip reported no transition"))
+        let call = self.engine.operator_call(Op::Trip);
+        self.engine
+            .finish_trip(&self.store.invoke(&call, "tripping the breaker")?)
     }
 
     fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        let reply = self.operator(Op::Reset, "resetting the breaker")?;
-        let (transition, tail) = script::parse_transition(&reply, "reset")?;
-        self.engine.after_operator(&tail);
-        Ok(transition)
+        let call = self.engine.operator_call(Op::Reset);
+        self.engine
+            .finish_reset(&self.store.invoke(&call, "resetting the breaker")?)
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use breaker_core::{
     BucketWindow, Circuit, Clock, Event, EventKind, Listeners, Outcome, Override, Permit,
-    PermitKind, Policy, Recorded, RejectReason, Rejected, State, StoreError, StoreFailurePolicy,
-    Timestamp,
+    PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError,
+    StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
 };
 use redis::ScriptInvocation;
 
@@ -250,10 +250,66 @@ impl Engine {
         }
     }
 
-    /// After an operator call: cache its tail.
-    pub(crate) fn after_operator(&self, tail: &Tail) {
+    /// `engine` with `listeners`: set in place when no clone shares it, otherwise on a fresh
+    /// engine (with an empty cache and local fallback).
+    pub(crate) fn with_listeners(mut engine: Arc<Engine>, listeners: Listeners) -> Arc<Engine> {
+        match Arc::get_mut(&mut engine) {
+            Some(only) => only.listeners = listeners,
+            None => {
+                let mut fresh =
+                    Engine::new(&engine.name, engine.policy.clone(), engine.settings.clone());
+                fresh.listeners = listeners;
+                engine = Arc::new(fresh);
+            }
+        }
+        engine
+    }
+
+    /// The script call for an operator request (or a snapshot), now.
+    pub(crate) fn operator_call(&self, op: Op) -> ScriptInvocation<'static> {
+        self.invocation(self.now(), op)
+    }
+
+    /// The script call that sets an override for `duration` (forever if `None`).
+    pub(crate) fn override_call(
+        &self,
+        mode: Override,
+        duration: Option<Duration>,
+    ) -> ScriptInvocation<'static> {
+        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.operator_call(Op::Override { mode, duration_ms })
+    }
+
+    /// After an operator call: the cache holds what the reply says, nothing older.
+    fn after_operator(&self, tail: &Tail) {
         self.forget();
         self.remember(self.now(), tail);
+    }
+
+    /// The reply to a snapshot.
+    pub(crate) fn finish_snapshot(&self, reply: &[i64]) -> Result<Snapshot, StoreError> {
+        Ok(script::parse_snapshot(reply)?.0)
+    }
+
+    /// The reply to an override.
+    pub(crate) fn finish_override(&self, reply: &[i64]) -> Result<(), StoreError> {
+        self.after_operator(&script::parse_tail(reply)?);
+        Ok(())
+    }
+
+    /// The reply to a trip.
+    pub(crate) fn finish_trip(&self, reply: &[i64]) -> Result<Transition, StoreError> {
+        let (transition, tail) = script::parse_transition(reply, "trip")?;
+        self.after_operator(&tail);
+        transition
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "trip reported no transition"))
+    }
+
+    /// The reply to a reset.
+    pub(crate) fn finish_reset(&self, reply: &[i64]) -> Result<Option<Transition>, StoreError> {
+        let (transition, tail) = script::parse_transition(reply, "reset")?;
+        self.after_operator(&tail);
+        Ok(transition)
     }
 
     /// Tells listeners and tracing that the store failed.

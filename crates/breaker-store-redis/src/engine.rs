@@ -42,6 +42,9 @@ struct Cached {
     free_until: Timestamp,
     /// While automatically open: when the open period ends, by the local clock.
     open_until: Option<Timestamp>,
+    /// The generation and script time of the reply cached, so that a reply overtaken by a
+    /// newer one (concurrent calls) does not replace it.
+    seen: (u64, Timestamp),
 }
 
 /// One breaker's logic.
@@ -131,6 +134,10 @@ impl Engine {
     /// Remembers what a reply said, received at local time `now`.
     fn remember(&self, now: Timestamp, tail: &Tail) {
         let mut cached = lock(&self.cached);
+        if (tail.generation, tail.now) < cached.seen {
+            return;
+        }
+        cached.seen = (tail.generation, tail.now);
         cached.free = tail.free.then_some(tail.generation);
         cached.free_until = now.saturating_add(self.settings.max_staleness);
         // The open period is kept in local time: the same length from now as the script saw.
@@ -317,5 +324,58 @@ impl Engine {
         tracing::warn!(breaker = %self.name, error = %err, policy = ?self.policy.on_store_failure(), "breaker store failed");
         self.listeners
             .emit(&Event::new(&self.name, EventKind::StoreError(err)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use breaker_core::{ManualClock, RejectReason};
+
+    use super::*;
+
+    fn engine(clock: &ManualClock) -> Engine {
+        let settings = Settings {
+            prefix: "test".to_owned(),
+            timeout: Duration::from_millis(50),
+            max_staleness: Duration::from_secs(1),
+            idle_ttl: Duration::from_secs(60),
+            clock: Arc::new(clock.clone()),
+            inject_time: true,
+        };
+        Engine::new("cache", Policy::default(), settings)
+    }
+
+    fn tail(state: State, generation: u64, open_until: u64, now: u64) -> Tail {
+        Tail {
+            state,
+            generation,
+            open_until: Timestamp::from_millis(open_until),
+            free: state == State::Closed,
+            now: Timestamp::from_millis(now),
+            override_mode: Override::Auto,
+        }
+    }
+
+    #[test]
+    fn an_overtaken_reply_does_not_replace_a_newer_one() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000));
+        let engine = engine(&clock);
+        let now = clock.now();
+        // A trip (generation 1) arrives before an older success's reply (generation 0).
+        engine.remember(now, &tail(State::Open, 1, 31_000, 1_000));
+        engine.remember(now, &tail(State::Closed, 0, 0, 999));
+        let decision = engine.cached_acquire(now).expect("cached");
+        assert_eq!(decision.unwrap_err().reason(), RejectReason::Open);
+        // The open period ends: the cache no longer answers.
+        clock.advance(Duration::from_secs(30));
+        assert!(engine.cached_acquire(clock.now()).is_none());
+        // A newer reply (a close, generation 1) is taken.
+        engine.remember(clock.now(), &tail(State::Closed, 1, 0, 31_000));
+        assert!(engine.cached_acquire(clock.now()).expect("cached").is_ok());
+        // Staleness: after max_staleness the cache asks again.
+        clock.advance(Duration::from_secs(1));
+        assert!(engine.cached_acquire(clock.now()).is_none());
     }
 }

@@ -162,6 +162,15 @@ pub struct Mounted<B> {
     pub breaker: B,
     /// What tells its listeners, `tracing` and `metrics`.
     pub observer: crate::Observer,
+    /// What its rejected calls return, if not the client's choice.
+    pub rejection: Option<crate::RejectionMode>,
+}
+
+impl<B> Mounted<B> {
+    /// What a call this breaker rejects returns, given the client's `options`.
+    pub fn rejection_mode(&self, options: &crate::HttpOptions) -> crate::RejectionMode {
+        self.rejection.unwrap_or(options.rejection)
+    }
 }
 
 /// What an adapter keeps: its mounted breakers and its [`HttpOptions`](crate::HttpOptions).
@@ -182,18 +191,23 @@ impl<B> Default for Mounts<B> {
 }
 
 impl<B> Mounts<B> {
-    /// Mounts `breaker` (named `name`, telling `listeners`) on `prefix`.
+    /// Mounts `breaker` (named `name`, telling `listeners`) on `prefix`; `rejection`
+    /// overrides the client's rejection mode for this breaker.
     pub fn mount(
         self,
         prefix: &str,
         breaker: B,
         name: &str,
         listeners: breaker_core::Listeners,
+        rejection: Option<crate::RejectionMode>,
     ) -> Result<Mounts<B>, MountError> {
         let observer = crate::Observer::new(name, listeners);
-        let routes = self
-            .routes
-            .mount(prefix, std::sync::Arc::new(Mounted { breaker, observer }))?;
+        let mounted = Mounted {
+            breaker,
+            observer,
+            rejection,
+        };
+        let routes = self.routes.mount(prefix, std::sync::Arc::new(mounted))?;
         Ok(Mounts {
             routes,
             options: self.options,

@@ -71,9 +71,22 @@ impl<B: AsyncBreaker> BreakerMiddleware<B> {
 
     /// Mounts `breaker` on `prefix` (`scheme://host[:port][/path]`). Its listeners receive
     /// every event with an [`HttpContext`].
-    pub fn mount(mut self, prefix: &str, breaker: B) -> Result<BreakerMiddleware<B>, MountError> {
+    pub fn mount(self, prefix: &str, breaker: B) -> Result<BreakerMiddleware<B>, MountError> {
+        self.mount_with(prefix, breaker, None)
+    }
+
+    /// Mounts `breaker` on `prefix`, choosing what its rejected calls return (`None`: the
+    /// client's [`rejection_mode`](Self::rejection_mode)).
+    pub fn mount_with(
+        mut self,
+        prefix: &str,
+        breaker: B,
+        rejection: Option<RejectionMode>,
+    ) -> Result<BreakerMiddleware<B>, MountError> {
         let (name, listeners) = (breaker.name().to_owned(), breaker.listeners().clone());
-        self.mounts = self.mounts.mount(prefix, breaker, &name, listeners)?;
+        self.mounts = self
+            .mounts
+            .mount(prefix, breaker, &name, listeners, rejection)?;
         Ok(self)
     }
 
@@ -197,7 +210,7 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
             Ok(permit) => permit,
             Err(rejected) => {
                 observer.rejected(&rejected, || context_with(None, None));
-                return match self.mounts.options.rejection {
+                return match mounted.rejection_mode(&self.mounts.options) {
                     RejectionMode::Error => {
                         Err(reqwest_middleware::Error::middleware(BreakerOpen {
                             name: breaker.name().to_owned(),

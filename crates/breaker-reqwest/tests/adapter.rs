@@ -95,8 +95,8 @@ impl Adapter for Reqwest {
         if let Some(bytes) = spec.capture_body {
             middleware = middleware.capture_body(bytes);
         }
-        for (prefix, breaker) in spec.mounts {
-            middleware = middleware.mount(&prefix, breaker).unwrap();
+        for (prefix, breaker, rejection) in spec.mounts {
+            middleware = middleware.mount_with(&prefix, breaker, rejection).unwrap();
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

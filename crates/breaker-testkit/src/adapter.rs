@@ -14,8 +14,8 @@ use crate::http_server::{Reply, TestServer, refused_url};
 
 /// How a client is set up for one case.
 pub struct Spec<B> {
-    /// Breakers and the prefixes they are mounted on.
-    pub mounts: Vec<(String, B)>,
+    /// Breakers, the prefixes they are mounted on, and their own rejection modes.
+    pub mounts: Vec<(String, B, Option<RejectionMode>)>,
     /// What rejected calls return.
     pub mode: RejectionMode,
     /// How calls count.
@@ -25,14 +25,19 @@ pub struct Spec<B> {
 }
 
 impl<B> Spec<B> {
-    /// One breaker on one prefix, defaults otherwise.
-    pub fn one(prefix: String, breaker: B) -> Spec<B> {
+    /// These mounts, defaults otherwise.
+    pub fn mounted(mounts: Vec<(String, B, Option<RejectionMode>)>) -> Spec<B> {
         Spec {
-            mounts: vec![(prefix, breaker)],
+            mounts,
             mode: RejectionMode::Response,
             classifier: Classifier::default(),
             capture_body: None,
         }
+    }
+
+    /// One breaker on one prefix, defaults otherwise.
+    pub fn one(prefix: String, breaker: B) -> Spec<B> {
+        Spec::mounted(vec![(prefix, breaker, None)])
     }
 }
 
@@ -213,7 +218,8 @@ pub fn synthetic_response_in_every_detail<A: Adapter>(a: &A) {
     assert!(real.rejection.is_none() && real.header("x-circuit-breaker").is_none());
 }
 
-/// Error mode: a `BreakerOpen` with the name and the time to wait.
+/// Error mode, for the client or for one breaker: a `BreakerOpen` with the name and the time
+/// to wait.
 pub fn error_mode<A: Adapter>(a: &A) {
     let server = TestServer::start();
     let breaker = a.breaker("error-mode", policy(1, 10.0), Listeners::new());
@@ -230,6 +236,21 @@ pub fn error_mode<A: Adapter>(a: &A) {
         other => panic!("expected BreakerOpen, got {other:?}"),
     }
     assert_eq!(server.hits(), 1);
+
+    // One breaker in error mode on a client that answers rejections with responses.
+    let strict = a.breaker("strict", policy(1, 10.0), Listeners::new());
+    let lenient = a.breaker("lenient", policy(1, 10.0), Listeners::new());
+    let client = a.client(Spec::mounted(vec![
+        (server.url("/strict"), strict, Some(RejectionMode::Error)),
+        (server.url("/lenient"), lenient, None),
+    ]));
+    server.push([Reply::Status(500), Reply::Status(500)]);
+    get(&*client, &server.url("/strict"));
+    get(&*client, &server.url("/lenient"));
+    assert!(
+        matches!(client.get(&server.url("/strict"), &[]), Err(Failed::Open(open)) if open.name == "strict")
+    );
+    assert!(is_synthetic(&get(&*client, &server.url("/lenient"))));
 }
 
 /// Half-open: of a crowd, exactly `half_open_probes` requests reach the server.
@@ -272,12 +293,10 @@ pub fn prefix_routing<A: Adapter>(a: &A) {
     let other = TestServer::start();
     let api = a.breaker("routing-api", policy(1, 10.0), Listeners::new());
     let host = a.breaker("routing-host", policy(1, 10.0), Listeners::new());
-    let client = a.client(Spec {
-        mounts: vec![(server.url("/api"), api), (server.url(""), host)],
-        mode: RejectionMode::Response,
-        classifier: Classifier::default(),
-        capture_body: None,
-    });
+    let client = a.client(Spec::mounted(vec![
+        (server.url("/api"), api, None),
+        (server.url(""), host, None),
+    ]));
     server.push([Reply::Status(500)]);
     get(&*client, &server.url("/api/users"));
     assert!(

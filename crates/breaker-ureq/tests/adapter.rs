@@ -81,8 +81,8 @@ impl Adapter for Ureq {
         if let Some(bytes) = spec.capture_body {
             middleware = middleware.capture_body(bytes);
         }
-        for (prefix, breaker) in spec.mounts {
-            middleware = middleware.mount(&prefix, breaker).unwrap();
+        for (prefix, breaker, rejection) in spec.mounts {
+            middleware = middleware.mount_with(&prefix, breaker, rejection).unwrap();
         }
         // Statuses as responses, so the suite reads 5xx bodies; the default (statuses as
         // errors) is covered by tests/ureq_defaults.rs.

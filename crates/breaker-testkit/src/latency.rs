@@ -23,8 +23,9 @@ pub struct Percentiles {
     pub p99: Duration,
 }
 
-/// Runs `warmup` then `rounds` rounds, each making one call of every variant (in an order
-/// that rotates), and returns each variant's percentiles.
+/// Runs `warmup` then `rounds` rounds, each making one call of every variant in a shuffled
+/// order (a call can leave the machine warmer or colder for the next one, so no variant
+/// always follows the same other), and returns each variant's percentiles.
 pub fn compare(variants: &mut [Variant<'_>], warmup: usize, rounds: usize) -> Vec<Percentiles> {
     for _ in 0..warmup {
         for variant in variants.iter_mut() {
@@ -33,9 +34,17 @@ pub fn compare(variants: &mut [Variant<'_>], warmup: usize, rounds: usize) -> Ve
     }
     let count = variants.len();
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); count];
-    for round in 0..rounds {
-        for offset in 0..count {
-            let index = (round + offset) % count;
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..rounds {
+        // Fisher-Yates with xorshift: a fixed seed, so runs shuffle alike.
+        for i in (1..count).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        for &index in &order {
             let started = Instant::now();
             (variants[index].call)();
             times[index].push(started.elapsed());

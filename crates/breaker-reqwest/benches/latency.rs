@@ -63,21 +63,13 @@ fn main() {
     // reqwest-middleware's own cost, with no middleware in it: what any middleware pays.
     let framework: ClientWithMiddleware =
         reqwest_middleware::ClientBuilder::new(bare.clone()).build();
+    let through = |client: &ClientWithMiddleware| {
+        runtime.block_on(async { client.get(&url).send().await.unwrap().text().await.unwrap() });
+    };
     let mut variants = [
         Variant {
             name: "framework",
-            call: Box::new(|| {
-                runtime.block_on(async {
-                    framework
-                        .get(&url)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap()
-                });
-            }),
+            call: Box::new(|| through(&framework)),
         },
         Variant {
             name: "bare",
@@ -88,26 +80,11 @@ fn main() {
         },
         Variant {
             name: "memory",
-            call: Box::new(|| {
-                runtime.block_on(async {
-                    memory.get(&url).send().await.unwrap().text().await.unwrap()
-                });
-            }),
+            call: Box::new(|| through(&memory)),
         },
         Variant {
             name: "redis",
-            call: Box::new(|| {
-                runtime.block_on(async {
-                    with_redis
-                        .get(&url)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap()
-                });
-            }),
+            call: Box::new(|| through(&with_redis)),
         },
     ];
     let results = compare(&mut variants, warmup, rounds);

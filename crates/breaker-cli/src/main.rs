@@ -7,13 +7,15 @@
 mod backend;
 mod demo;
 mod operate;
+mod policy_file;
 mod run;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use breaker_core::{Policy, PolicyError};
-use clap::{Args, Parser, Subcommand};
+use breaker_core::{Policy, PolicyError, StoreFailurePolicy};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A distributed circuit breaker for HTTP clients.
 #[derive(Debug, Parser)]
@@ -28,7 +30,8 @@ enum Command {
     /// Watch a breaker protect a local backend that turns healthy, failing, then healthy again.
     Demo(demo::DemoArgs),
     /// Send GET requests to a URL through one breaker and report what happened.
-    Run(run::RunArgs),
+    // Boxed because its many flags make it far larger than the other commands' arguments.
+    Run(Box<run::RunArgs>),
     /// List every breaker registered in a Redis store, with its live state.
     Status(operate::StatusArgs),
     /// Open a breaker now, for every process sharing the store.
@@ -59,11 +62,20 @@ impl From<PolicyError> for Failure {
 }
 
 /// The policy flags shared by `run` and `demo`.
+///
+/// Every flag is optional with no clap default: a flag the user did not give leaves the base
+/// policy's value (the command's own defaults, or the `--policy` file) untouched.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PolicyArgs {
+    /// A TOML policy file (fields as in the README's policy table); the flags given override it.
+    #[arg(long = "policy", value_name = "FILE")]
+    policy_file: Option<PathBuf>,
     /// Sliding window over which calls are counted.
     #[arg(long, value_parser = parse_duration)]
     window: Option<Duration>,
+    /// How many buckets the window is split into: calls expire in steps of window / buckets.
+    #[arg(long)]
+    buckets: Option<u32>,
     /// Trip when failures are at least this percentage of calls (0 < rate <= 100).
     #[arg(long)]
     failure_rate: Option<f64>,
@@ -73,23 +85,81 @@ pub(crate) struct PolicyArgs {
     /// Never trip with fewer calls than this in the window.
     #[arg(long)]
     minimum_calls: Option<u64>,
-    /// How long the breaker stays open after a trip.
+    /// How long the breaker stays open after a trip (raises the --max-open-for cap if needed,
+    /// unless that is given too).
     #[arg(long, value_parser = parse_duration)]
     open_for: Option<Duration>,
     /// Calls admitted at once when half-open.
     #[arg(long)]
     half_open_probes: Option<u32>,
+    /// A probe that never reports back frees its slot after this.
+    #[arg(long, value_parser = parse_duration)]
+    probe_lease: Option<Duration>,
     /// Probe successes needed to close again.
     #[arg(long)]
     successes_to_close: Option<u32>,
+    /// Each consecutive re-trip multiplies the open time by this factor (at least 1.0).
+    #[arg(long)]
+    backoff: Option<f64>,
+    /// Cap on the backed-off open time.
+    #[arg(long, value_parser = parse_duration)]
+    max_open_for: Option<Duration>,
+    /// A call slower than this counts as a failure (`off`: never).
+    #[arg(long, value_parser = parse_slow_call, value_name = "DURATION|off")]
+    slow_call: Option<SlowCall>,
+    /// What the breaker does when its store cannot answer.
+    #[arg(long, value_enum)]
+    on_store_failure: Option<OnStoreFailure>,
+}
+
+/// The `--slow-call` value: a limit, or `off` to lift one a policy file set.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlowCall(Option<Duration>);
+
+/// `--slow-call`: a duration, or `off`.
+fn parse_slow_call(text: &str) -> Result<SlowCall, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(SlowCall(None));
+    }
+    parse_duration(text).map(|limit| SlowCall(Some(limit)))
+}
+
+/// The `--on-store-failure` values; core's `StoreFailurePolicy` is non-exhaustive, so the
+/// command lists the choices it offers itself.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum OnStoreFailure {
+    /// Allow the call.
+    FailOpen,
+    /// Reject the call.
+    FailClosed,
+    /// Decide with an in-process breaker until the store answers again.
+    Local,
+}
+
+impl From<OnStoreFailure> for StoreFailurePolicy {
+    fn from(choice: OnStoreFailure) -> StoreFailurePolicy {
+        match choice {
+            OnStoreFailure::FailOpen => StoreFailurePolicy::FailOpen,
+            OnStoreFailure::FailClosed => StoreFailurePolicy::FailClosed,
+            OnStoreFailure::Local => StoreFailurePolicy::Local,
+        }
+    }
 }
 
 impl PolicyArgs {
-    /// The policy: `base` with the flags given applied, validated.
+    /// The policy: `base` (or, with `--policy`, the file's policy instead) with the flags given
+    /// applied, validated.
     pub(crate) fn policy(&self, base: Policy) -> Result<Policy, Failure> {
+        let base = match &self.policy_file {
+            Some(path) => policy_file::load(path)?,
+            None => base,
+        };
         let mut builder = base.to_builder();
         if let Some(window) = self.window {
             builder = builder.window(window);
+        }
+        if let Some(buckets) = self.buckets {
+            builder = builder.buckets(buckets);
         }
         if let Some(rate) = self.failure_rate {
             builder = builder.failure_rate(rate);
@@ -101,15 +171,33 @@ impl PolicyArgs {
             builder = builder.minimum_calls(calls);
         }
         if let Some(open_for) = self.open_for {
-            builder = builder
-                .open_for(open_for)
-                .max_open_for(open_for.max(base.max_open_for()));
+            builder = builder.open_for(open_for);
+            // `--open-for 2h` alone should not fail because the default cap is 1 h; a cap the
+            // user gives explicitly is kept as given, and validated.
+            if self.max_open_for.is_none() {
+                builder = builder.max_open_for(open_for.max(base.max_open_for()));
+            }
+        }
+        if let Some(max) = self.max_open_for {
+            builder = builder.max_open_for(max);
         }
         if let Some(probes) = self.half_open_probes {
             builder = builder.half_open_probes(probes);
         }
+        if let Some(lease) = self.probe_lease {
+            builder = builder.probe_lease(lease);
+        }
         if let Some(successes) = self.successes_to_close {
             builder = builder.successes_to_close(successes);
+        }
+        if let Some(factor) = self.backoff {
+            builder = builder.backoff(factor);
+        }
+        if let Some(SlowCall(limit)) = self.slow_call {
+            builder = builder.slow_call(limit);
+        }
+        if let Some(choice) = self.on_store_failure {
+            builder = builder.on_store_failure(choice.into());
         }
         Ok(builder.build()?)
     }
@@ -136,7 +224,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await,
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(*args).await,
             Command::Status(args) => operate::status(args).await,
             Command::Trip(args) => operate::trip(args).await,
             Command::Reset(args) => operate::reset(args).await,

@@ -1,4 +1,5 @@
-//! `breaker run`: N GET requests to a URL through one breaker, and what happened.
+//! `breaker run`: GET requests to a URL through one breaker (a number of them, for a while, at a
+//! rate), and what happened.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,9 +24,16 @@ pub(crate) struct RunArgs {
     /// The URL to GET.
     #[arg(long, value_parser = parse_url)]
     url: reqwest::Url,
-    /// How many requests to send.
-    #[arg(long, default_value_t = 20)]
-    requests: u64,
+    /// How many requests to send [default: 20, or no limit with --duration].
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Send until this much time has passed (with --requests too, whichever ends first);
+    /// requests in flight then still complete.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Requests started per second, in total, spread evenly (default: as fast as they complete).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
     /// How many at once (1: strictly one after another).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: u64,
@@ -49,6 +57,20 @@ pub(crate) struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Requests sent when neither `--requests` nor `--duration` is given.
+const DEFAULT_REQUESTS: u64 = 20;
+
+/// `--rate`: a positive number of requests per second whose spacing is at least 1 ns.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| "expected a number of requests per second, like 50 or 0.5".to_owned())?;
+    match Duration::try_from_secs_f64(1.0 / rate) {
+        Ok(spacing) if rate > 0.0 && !spacing.is_zero() => Ok(rate),
+        _ => Err("must be a number of requests per second, above 0 and at most 1e9".to_owned()),
+    }
 }
 
 fn parse_url(text: &str) -> Result<reqwest::Url, String> {
@@ -138,10 +160,49 @@ pub(crate) fn state_after(transition: &Transition) -> &'static str {
     }
 }
 
+/// The shared schedule of `--rate`: one start every `1 / rate` seconds, for all workers together.
+struct Pacer {
+    /// Behind a lock so that each tick releases exactly one request, whichever worker waits.
+    interval: tokio::sync::Mutex<tokio::time::Interval>,
+}
+
+impl Pacer {
+    fn new(start: tokio::time::Instant, rate: f64) -> Pacer {
+        // `parse_rate` guarantees a representable, non-zero spacing; the fallback is never used.
+        let spacing = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::from_secs(1));
+        let mut interval = tokio::time::interval_at(start, spacing.max(Duration::from_nanos(1)));
+        // Request i starts at start + i / rate. When requests fall behind (a slow backend, too few
+        // workers), the schedule slips rather than bursting to catch up: a burst is not the load
+        // the user asked for.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Pacer {
+            interval: tokio::sync::Mutex::new(interval),
+        }
+    }
+
+    /// Waits for the next start and returns when it was due, or `None` once `end` has come
+    /// first (so a slow rate never holds the run past its duration).
+    async fn next(&self, end: Option<tokio::time::Instant>) -> Option<tokio::time::Instant> {
+        let tick = async { self.interval.lock().await.tick().await };
+        match end {
+            Some(end) => tokio::time::timeout_at(end, tick).await.ok(),
+            None => Some(tick.await),
+        }
+    }
+}
+
+/// What a run did.
+struct Run {
+    tally: Tally,
+    transitions: Vec<(Duration, Transition)>,
+    /// From the first request's start to the last one's end.
+    elapsed: Duration,
+}
+
 async fn drive<B: AsyncBreaker + 'static>(
     args: &RunArgs,
     breaker: Recording<B>,
-) -> Result<(Tally, Vec<(Duration, Transition)>), Failure> {
+) -> Result<Run, Failure> {
     let transitions = breaker.transitions();
     let middleware = BreakerMiddleware::new()
         .mount(
@@ -158,12 +219,32 @@ async fn drive<B: AsyncBreaker + 'static>(
         .build();
     let tally = Arc::new(Tally::default());
     let next = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..args.concurrency.min(args.requests.max(1)))
+    let limit = match (args.requests, args.duration) {
+        (Some(requests), _) => Some(requests),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_REQUESTS),
+    };
+    let started = tokio::time::Instant::now();
+    // A deadline too far away to represent is no deadline.
+    let end = args
+        .duration
+        .and_then(|duration| started.checked_add(duration));
+    let pacer = args.rate.map(|rate| Arc::new(Pacer::new(started, rate)));
+    let workers: Vec<_> = (0..limit.map_or(args.concurrency, |n| args.concurrency.min(n.max(1))))
         .map(|_| {
-            let (client, tally, next, url, total) =
-                (client.clone(), tally.clone(), next.clone(), args.url.clone(), args.requests);
+            let (client, tally, next, url, pacer) =
+                (client.clone(), tally.clone(), next.clone(), args.url.clone(), pacer.clone());
             tokio::spawn(async move {
-                while next.fetch_add(1, Ordering::SeqCst) < total {
+                // Each request takes a number first, so that `--requests` counts exactly
+                // however many workers share the work.
+                while limit.is_none_or(|limit| next.fetch_add(1, Ordering::SeqCst) < limit) {
+                    let due = match &pacer {
+                        Some(pacer) => pacer.next(end).await,
+                        None => Some(tokio::time::Instant::now()),
+                    };
+                    if due.is_none_or(|due| end.is_some_and(|end| due >= end)) {
+                        break;
+                    }
                     let counter = match client.get(url.clone()).send().await {
                         Ok(response) if response.extensions().get::<Rejection>().is_some() => &tally.rejected,
                         Ok(response) => {
@@ -199,24 +280,26 @@ async fn drive<B: AsyncBreaker + 'static>(
             .await
             .map_err(|err| Failure::Failed(format!("a request task failed: {err}")))?;
     }
+    let elapsed = started.elapsed();
     let tally = Arc::try_unwrap(tally).unwrap_or_default();
     let transitions = transitions
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .clone();
-    Ok((tally, transitions))
+    Ok(Run {
+        tally,
+        transitions,
+        elapsed,
+    })
 }
 
-fn report(
-    args: &RunArgs,
-    name: &str,
-    tally: &Tally,
-    state: State,
-    transitions: &[(Duration, Transition)],
-) {
+/// Prints what the run did: one JSON object with `--json`, a few lines of text otherwise.
+fn report(args: &RunArgs, name: &str, run: &Run, state: State) {
     let load = |n: &AtomicU64| n.load(Ordering::SeqCst);
+    let tally = &run.tally;
     if args.json {
-        let transitions: Vec<_> = transitions
+        let transitions: Vec<_> = run
+            .transitions
             .iter()
             .map(|(at, t)| json!({"at_ms": at.as_millis() as u64, "to": state_after(t)}))
             .collect();
@@ -228,14 +311,21 @@ fn report(
             "failures": load(&tally.failures),
             "ignored": load(&tally.ignored),
             "state": state.to_string(),
+            "elapsed_ms": run.elapsed.as_millis() as u64,
             "transitions": transitions,
         });
         println!("{object}");
         return;
     }
+    // Every request ends in exactly one of these counters, so their sum is how many were made
+    // (which, with --duration, no flag says in advance).
+    let requests = load(&tally.rejected)
+        + load(&tally.successes)
+        + load(&tally.failures)
+        + load(&tally.ignored);
     println!(
-        "breaker {name:?} after {} requests to {}:",
-        args.requests, args.url
+        "breaker {name:?} after {requests} requests to {}:",
+        args.url
     );
     println!("  sent      {}", load(&tally.sent));
     println!("  rejected  {}", load(&tally.rejected));
@@ -243,7 +333,8 @@ fn report(
     println!("  failures  {}", load(&tally.failures));
     println!("  ignored   {}", load(&tally.ignored));
     println!("  state     {state}");
-    for (at, transition) in transitions {
+    println!("  elapsed   {:.3} s", run.elapsed.as_secs_f64());
+    for (at, transition) in &run.transitions {
         println!(
             "  at {:>7.3} s: {}",
             at.as_secs_f64(),
@@ -252,6 +343,7 @@ fn report(
     }
 }
 
+/// `run`.
 pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
     let policy = args.policy.policy(Policy::default())?;
     let name = args
@@ -262,9 +354,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         let breaker = MemoryStore::new()
             .breaker(&name, policy)
             .map_err(store_failure)?;
-        let (tally, transitions) = drive(&args, Recording::new(breaker.clone())).await?;
+        let run = drive(&args, Recording::new(breaker.clone())).await?;
         let state = Breaker::snapshot(&breaker).map_err(store_failure)?.state;
-        report(&args, &name, &tally, state, &transitions);
+        report(&args, &name, &run, state);
         return Ok(());
     }
     if !args.store.starts_with("redis://") && !args.store.starts_with("rediss://") {
@@ -275,8 +367,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
     }
     let store = connect(&args.store, &args.prefix, args.max_staleness).await?;
     let breaker = store.breaker(&name, policy).await.map_err(store_failure)?;
-    let (tally, transitions) = drive(&args, Recording::new(breaker.clone())).await?;
+    let run = drive(&args, Recording::new(breaker.clone())).await?;
     let state = breaker.snapshot().await.map_err(store_failure)?.state;
-    report(&args, &name, &tally, state, &transitions);
+    report(&args, &name, &run, state);
     Ok(())
 }

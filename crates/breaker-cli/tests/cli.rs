@@ -2,8 +2,10 @@
 //! a throwaway Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
@@ -39,6 +41,35 @@ fn json_of(output: &Output) -> Value {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `breaker args` fails with `code` and exactly one error line, which contains `message`.
+fn assert_one_error_line(args: &[&str], code: i32, message: &str) {
+    let out = breaker(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(err.contains(message), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(
+        err.lines().filter(|line| line.starts_with("error")).count() == 1,
+        "{args:?}: {err}"
+    );
+}
+
+/// Writes `contents` to a fresh file in this test binary's scratch directory.
+fn policy_file(name: &str, contents: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("breaker-cli-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// How many requests a `--json` report says were made, sent or not.
+fn requests_of(report: &Value) -> u64 {
+    ["rejected", "successes", "failures", "ignored"]
+        .iter()
+        .map(|field| report[field].as_u64().unwrap())
+        .sum()
 }
 
 #[test]
@@ -227,15 +258,7 @@ fn bad_input_is_one_clear_line_and_the_right_exit_code() {
         (&["status"], 2, "REDIS_URL"),
     ];
     for (args, code, message) in cases {
-        let out = breaker(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        assert!(err.contains(message), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert!(
-            err.lines().filter(|line| line.starts_with("error")).count() == 1,
-            "{args:?}: {err}"
-        );
+        assert_one_error_line(args, code, message);
     }
     let help = breaker(&["run", "--help"]);
     assert!(
@@ -243,4 +266,242 @@ fn bad_input_is_one_clear_line_and_the_right_exit_code() {
     );
     let bad_flag = breaker(&["run", "--nope"]);
     assert_eq!(bad_flag.status.code(), Some(2));
+}
+
+#[test]
+fn flags_override_the_policy_file() {
+    let server = TestServer::start();
+    server.set_default(Reply::Status(500));
+    let url = server.url("/");
+    let file = policy_file(
+        "override",
+        "minimum_failures = 100\nminimum_calls = 3\nfailure_rate = 50\nopen_for = \"5m\"\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--url", &url, "--policy", &file, "--requests", "6"];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        json_of(&breaker(&args))
+    };
+
+    let from_file = run(&[]);
+    assert_eq!(
+        (from_file["sent"].as_u64(), from_file["state"].as_str()),
+        (Some(6), Some("closed")),
+        "the file's minimum_failures = 100 holds: {from_file}"
+    );
+
+    // The flag lowers minimum_failures to 2; the file's minimum_calls = 3 still holds, so the
+    // third failure trips the breaker, not the second.
+    let overridden = run(&["--minimum-failures", "2"]);
+    assert_eq!(overridden["sent"], 3, "{overridden}");
+    assert_eq!(overridden["rejected"], 3, "{overridden}");
+    assert_eq!(overridden["state"], "open", "{overridden}");
+    assert_eq!(server.hits(), 6 + 3);
+}
+
+#[test]
+fn a_bad_policy_file_is_one_line_naming_the_file_and_the_field() {
+    let server = TestServer::start();
+    let url = server.url("/");
+    let cases = [
+        ("rate", "failure_rate = 0\n", "failure_rate = 0"),
+        (
+            "duration",
+            "failure_rate = 20\nwindow = \"soon\"\n",
+            "line 2, window: invalid duration \"soon\"",
+        ),
+        ("type", "buckets = \"many\"\n", "buckets"),
+        ("unknown", "windw = \"1s\"\n", "unknown field `windw`"),
+        ("syntax", "window = \n", "line 1"),
+        (
+            "store",
+            "on_store_failure = \"bogus\"\n",
+            "on_store_failure",
+        ),
+    ];
+    for (name, contents, message) in cases {
+        let file = policy_file(name, contents);
+        assert_one_error_line(&["run", "--url", &url, "--policy", &file], 2, &file);
+        assert_one_error_line(&["run", "--url", &url, "--policy", &file], 2, message);
+    }
+    let missing = policy_file("missing", "");
+    std::fs::remove_file(&missing).unwrap();
+    assert_one_error_line(
+        &["run", "--url", &url, "--policy", &missing],
+        2,
+        &format!("cannot read the policy file {missing}"),
+    );
+    assert_eq!(server.hits(), 0, "nothing is sent with a bad policy");
+}
+
+#[test]
+fn every_policy_field_has_a_flag() {
+    let server = TestServer::start();
+    let url = server.url("/");
+    let all = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--requests",
+        "3",
+        "--window",
+        "30s",
+        "--buckets",
+        "30",
+        "--failure-rate",
+        "50",
+        "--minimum-failures",
+        "2",
+        "--minimum-calls",
+        "2",
+        "--open-for",
+        "1m",
+        "--half-open-probes",
+        "2",
+        "--probe-lease",
+        "5s",
+        "--successes-to-close",
+        "2",
+        "--backoff",
+        "2",
+        "--max-open-for",
+        "10m",
+        "--slow-call",
+        "5s",
+        "--on-store-failure",
+        "local",
+        "--json",
+    ]));
+    assert_eq!(
+        (all["successes"].as_u64(), all["state"].as_str()),
+        (Some(3), Some("closed"))
+    );
+
+    // A success slower than --slow-call counts as a failure: two of them trip the breaker.
+    server.set_default(Reply::Delayed(Duration::from_millis(100), 200));
+    let slow = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--requests",
+        "4",
+        "--minimum-failures",
+        "2",
+        "--slow-call",
+        "20ms",
+        "--json",
+    ]));
+    assert_eq!(slow["sent"], 2, "{slow}");
+    assert_eq!(slow["rejected"], 2, "{slow}");
+    assert_eq!(slow["state"], "open", "{slow}");
+    // `off` lifts a limit the policy file set.
+    let file = policy_file("slow", "slow_call = \"20ms\"\nminimum_failures = 2\n");
+    let off = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--requests",
+        "3",
+        "--policy",
+        &file,
+        "--slow-call",
+        "off",
+        "--json",
+    ]));
+    assert_eq!(
+        (off["successes"].as_u64(), off["state"].as_str()),
+        (Some(3), Some("closed"))
+    );
+
+    let cases: [(&[&str], &str); 9] = [
+        (&["--buckets", "0"], "buckets = 0"),
+        (&["--backoff", "0.5"], "backoff = 0.5"),
+        (&["--on-store-failure", "bogus"], "--on-store-failure"),
+        (&["--slow-call", "0s"], "slow_call = 0s"),
+        (&["--slow-call", "soon"], "--slow-call"),
+        (&["--probe-lease", "0s"], "probe_lease = 0s"),
+        (
+            &["--max-open-for", "1s", "--open-for", "1m"],
+            "max_open_for = 1s",
+        ),
+        (&["--rate", "0"], "--rate"),
+        (&["--duration", "forever"], "--duration"),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["run", "--url", &url];
+        args.extend_from_slice(flags);
+        assert_one_error_line(&args, 2, message);
+    }
+}
+
+#[test]
+fn rate_and_duration_pace_the_run() {
+    let server = TestServer::start();
+    let url = server.url("/");
+    for concurrency in ["1", "4"] {
+        let began = Instant::now();
+        let report = json_of(&breaker(&[
+            "run",
+            "--url",
+            &url,
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--concurrency",
+            concurrency,
+            "--json",
+        ]));
+        let took = began.elapsed();
+        // 50 per second for 1 s, whatever the concurrency: the rate is the total.
+        let requests = requests_of(&report);
+        assert!((35..=60).contains(&requests), "{concurrency}: {report}");
+        assert_eq!(report["sent"].as_u64(), Some(requests), "{report}");
+        assert!(report["elapsed_ms"].as_u64().unwrap() >= 900, "{report}");
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        assert!(
+            took < Duration::from_secs(30),
+            "it stops by itself: {took:?}"
+        );
+    }
+}
+
+#[test]
+fn requests_end_a_run_before_its_duration() {
+    let server = TestServer::start();
+    let url = server.url("/");
+    let began = Instant::now();
+    let report = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--duration",
+        "10m",
+        "--requests",
+        "5",
+        "--json",
+    ]));
+    assert_eq!(report["sent"], 5, "{report}");
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        began.elapsed()
+    );
+
+    // The text report says how many requests were made and how long it took.
+    let text = breaker(&["run", "--url", &url, "--requests", "3", "--rate", "100"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("after 3 requests"), "{text}");
+    assert!(text.contains("elapsed"), "{text}");
+}
+
+#[test]
+fn windows_that_do_not_divide_into_the_default_buckets_work() {
+    let server = TestServer::start();
+    let url = server.url("/");
+    for window in ["10s", "7s", "1s"] {
+        let out = breaker(&["run", "--url", &url, "--requests", "3", "--window", window]);
+        assert!(out.status.success(), "--window {window}: {}", stderr(&out));
+    }
 }

@@ -254,9 +254,10 @@ pub enum Transition {
         /// The generation the probes belong to.
         generation: u64,
     },
-    /// The breaker closed (probes succeeded, or an operator reset it); the window was cleared.
+    /// The breaker closed (probes succeeded, or an operator reset it); the window was cleared
+    /// and a new generation began.
     Closed {
-        /// The generation of the cycle that ended.
+        /// The generation of the cycle that ended (the new one is one more).
         generation: u64,
     },
 }
@@ -271,7 +272,7 @@ pub struct Snapshot {
     pub override_mode: Override,
     /// When the override ends, if it does.
     pub override_until: Option<Timestamp>,
-    /// The current generation: it grows by one at each trip.
+    /// The current generation (cycle): it grows by one at each trip and at each close.
     pub generation: u64,
     /// When the current open period ends, if open.
     pub open_until: Option<Timestamp>,
@@ -452,6 +453,8 @@ impl Circuit {
                         self.successes += 1;
                         (self.successes >= policy.successes_to_close()).then(|| self.close(window))
                     }
+                    // Forced closed never trips, whatever probe was in flight when it was set.
+                    Outcome::Failure if self.override_mode == Override::ForcedClosed => None,
                     Outcome::Failure => {
                         let open_ms = policy.next_open_millis(self.open_ms);
                         Some(self.open(now, open_ms, TripCause::ProbeFailed))
@@ -472,6 +475,25 @@ impl Circuit {
         let was_closed = self.state == State::Closed;
         let transition = self.close(window);
         (!was_closed).then_some(transition)
+    }
+
+    /// Sets the operator override for `duration` from `now` (forever if `None`, or if longer
+    /// than [`MAX_DURATION`](crate::MAX_DURATION)).
+    pub fn set_override_for(&mut self, mode: Override, now: Timestamp, duration: Option<Duration>) {
+        let until = Circuit::override_millis(duration).map(|ms| now.add_millis(ms));
+        self.set_override(mode, until);
+    }
+
+    /// An override's duration in whole milliseconds, as every store keeps it: `None` (forever)
+    /// for `None` or anything longer than [`MAX_DURATION`](crate::MAX_DURATION), whose meaning
+    /// is "forever" too, so that no duration overflows a store's arithmetic or key expiry.
+    pub fn override_millis(duration: Option<Duration>) -> Option<u64> {
+        match duration {
+            Some(duration) if duration <= crate::MAX_DURATION => {
+                u64::try_from(duration.as_millis()).ok()
+            }
+            _ => None,
+        }
     }
 
     /// Sets the operator override, until `until` (forever if `None`).
@@ -530,14 +552,16 @@ impl Circuit {
     }
 
     fn close<W: Window + ?Sized>(&mut self, window: &mut W) -> Transition {
+        let ended = self.generation;
+        // A close starts a new cycle as a trip does: a permit given before it reports into a
+        // window that no longer exists, so its outcome must change nothing.
+        self.generation += 1;
         self.state = State::Closed;
         self.open_ms = 0;
         self.successes = 0;
         self.probes.clear();
         window.clear();
-        Transition::Closed {
-            generation: self.generation,
-        }
+        Transition::Closed { generation: ended }
     }
 }
 

@@ -17,6 +17,9 @@ pub enum StoreErrorKind {
     Config,
     /// No breaker of that name is known to the store.
     NotFound,
+    /// The breaker's state was lost by the store (a restart with no persistence, a flushed
+    /// database, an eviction or an expiry) and started afresh; the store's new state is used.
+    StateLost,
 }
 
 /// A store failed. The message never contains credentials.

@@ -58,6 +58,8 @@ pub use circuit::{
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};
-pub use policy::{Policy, PolicyBuilder, PolicyError, StoreFailurePolicy};
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use policy::{
+    MAX_BUCKETS, MAX_DURATION, Policy, PolicyBuilder, PolicyError, StoreFailurePolicy,
+};
+pub use time::{Clock, ManualClock, MonotonicClock, SystemClock, Timestamp};
 pub use window::{BucketWindow, Counts, Window, bucket_is_live, bucket_of, slot_of};

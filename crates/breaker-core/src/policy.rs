@@ -7,9 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::window::Counts;
 
-/// Durations are kept in whole milliseconds below 2^53, so that a Lua script (whose numbers are
-/// doubles) computes with them exactly as Rust does.
-const MAX_MILLIS: u64 = (1 << 53) - 1;
+/// Durations are kept in whole milliseconds at most 2^50 (about 35 000 years), so that a time
+/// plus a duration stays below 2^53 and a Lua script (whose numbers are doubles) computes with
+/// them exactly as Rust does; Redis's `PEXPIRE` takes far more.
+pub(crate) const MAX_MILLIS: u64 = 1 << 50;
+
+/// The longest duration a policy holds, and the longest an operator override lasts before it
+/// means "forever": 2^50 ms, about 35 000 years.
+pub const MAX_DURATION: Duration = Duration::from_millis(MAX_MILLIS);
+
+/// The most buckets a window may have: every store serves it (the Redis script reads a
+/// window's buckets in one command, and Lua limits how many values one call may take).
+pub const MAX_BUCKETS: u32 = 1_000;
 
 /// What a breaker does when its store cannot answer (down, slow, or holding unreadable data).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,7 +62,10 @@ pub enum StoreFailurePolicy {
 pub struct Policy {
     window_ms: u64,
     bucket_ms: u64,
-    buckets: u32,
+    /// As configured (kept for serialization).
+    configured_buckets: u32,
+    /// As counted: see [`Policy::buckets`].
+    slots: u32,
     failure_rate: f64,
     minimum_failures: u64,
     minimum_calls: u64,
@@ -97,9 +109,16 @@ impl Policy {
         Duration::from_millis(self.window_ms)
     }
 
-    /// The number of buckets the window is split into; events expire in steps of `window / buckets`.
+    /// The number of buckets the window is counted in; events expire in steps of
+    /// [`bucket_millis`](Policy::bucket_millis).
+    ///
+    /// When `window` divides evenly into the configured `buckets` whole milliseconds, this is
+    /// `buckets`. Otherwise each bucket is `window / buckets` rounded up to a whole millisecond
+    /// and this is the fewest such buckets that cover the window (at most the configured
+    /// number): the counted window is then `buckets() * bucket_millis()`, between `window` and
+    /// `window` plus one bucket.
     pub fn buckets(&self) -> u32 {
-        self.buckets
+        self.slots
     }
 
     /// The width of one bucket, in milliseconds.
@@ -401,7 +420,7 @@ fn millis(field: &'static str, value: Duration) -> Result<u64, PolicyError> {
         _ => Err(PolicyError::new(
             field,
             shown(),
-            "is too large (at most 2^53 - 1 milliseconds, about 285 000 years)",
+            "is too large (at most 2^50 milliseconds, about 35 000 years)",
         )),
     }
 }
@@ -422,7 +441,7 @@ fn at_most_exact(field: &'static str, value: u64) -> Result<u64, PolicyError> {
         Err(PolicyError::new(
             field,
             value,
-            "is too large (at most 2^53 - 1)",
+            "is too large (at most 2^50)",
         ))
     } else {
         Ok(value)
@@ -439,21 +458,24 @@ impl PolicyConfig {
                 "must be at least 1",
             ));
         }
-        let bucket_ms = window_ms / u64::from(self.buckets);
-        if bucket_ms == 0 {
+        if self.buckets > MAX_BUCKETS {
+            return Err(PolicyError::new(
+                "buckets",
+                self.buckets,
+                "is too large (at most 1000)",
+            ));
+        }
+        if window_ms < u64::from(self.buckets) {
             return Err(PolicyError::new(
                 "buckets",
                 self.buckets,
                 "makes buckets shorter than 1 ms (window / buckets must be at least 1 ms)",
             ));
         }
-        if window_ms % u64::from(self.buckets) != 0 {
-            return Err(PolicyError::new(
-                "buckets",
-                self.buckets,
-                "must divide the window into whole milliseconds",
-            ));
-        }
+        // A window that does not divide evenly gets buckets rounded up to a whole millisecond,
+        // as few as cover it: the counted window is at most one bucket longer than asked.
+        let bucket_ms = window_ms.div_ceil(u64::from(self.buckets));
+        let slots = u32::try_from(window_ms.div_ceil(bucket_ms)).unwrap_or(self.buckets);
         let rate = self.failure_rate;
         if !(rate.is_finite() && rate > 0.0 && rate <= 100.0) {
             return Err(PolicyError::new(
@@ -503,7 +525,8 @@ impl PolicyConfig {
         Ok(Policy {
             window_ms,
             bucket_ms,
-            buckets: self.buckets,
+            configured_buckets: self.buckets,
+            slots,
             failure_rate: rate,
             minimum_failures,
             minimum_calls,
@@ -531,7 +554,7 @@ impl From<Policy> for PolicyConfig {
     fn from(policy: Policy) -> PolicyConfig {
         PolicyConfig {
             window: policy.window(),
-            buckets: policy.buckets,
+            buckets: policy.configured_buckets,
             failure_rate: policy.failure_rate,
             minimum_failures: policy.minimum_failures,
             minimum_calls: policy.minimum_calls,
@@ -642,11 +665,7 @@ mod tests {
                 "buckets",
                 "11",
             ),
-            (
-                b().window(Duration::from_millis(10)).buckets(3),
-                "buckets",
-                "3",
-            ),
+            (b().buckets(1_001), "buckets", "1001"),
             (b().backoff(0.5), "backoff", "0.5"),
             (b().backoff(f64::INFINITY), "backoff", "inf"),
             (b().open_for(Duration::ZERO), "open_for", "0s"),
@@ -674,6 +693,38 @@ mod tests {
                 assert_eq!(got_value, value);
             }
         }
+    }
+
+    #[test]
+    fn any_sensible_window_works_with_the_default_buckets() {
+        for secs in [1, 7, 10, 60, 90, 600, 3_600] {
+            let window = Duration::from_secs(secs);
+            let p = Policy::builder().window(window).build().unwrap();
+            let counted = u64::from(p.buckets()) * p.bucket_millis();
+            let asked = p.window_millis();
+            assert!(
+                counted >= asked && counted < asked + p.bucket_millis(),
+                "{secs}s: {} buckets of {} ms",
+                p.buckets(),
+                p.bucket_millis()
+            );
+            assert!(p.buckets() <= 60);
+            assert_eq!(p.to_builder().build().unwrap(), p, "round trip");
+        }
+        let ten = Policy::builder()
+            .window(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        assert_eq!((ten.buckets(), ten.bucket_millis()), (60, 167));
+        let one = Policy::builder()
+            .window(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert_eq!((one.buckets(), one.bucket_millis()), (59, 17));
+        let json = serde_json::to_string(&one).unwrap();
+        assert!(json.contains(r#""buckets":60"#), "as configured: {json}");
+        let most = Policy::builder().buckets(MAX_BUCKETS).build().unwrap();
+        assert_eq!(most.buckets(), MAX_BUCKETS);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A point in time, in whole milliseconds since an origin chosen by the [`Clock`] that made it.
 ///
@@ -65,7 +65,8 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 
 /// Wall-clock time: milliseconds since the Unix epoch.
 ///
-/// This is the one place in the core that reads a clock; the state machine itself never does.
+/// This and [`MonotonicClock`] are the only places in the core that read a clock; the state
+/// machine itself never does.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -76,6 +77,48 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         Timestamp(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Monotonic time on the scale of wall time: the wall-clock time when the clock was made, plus
+/// the time elapsed since then by the operating system's monotonic clock.
+///
+/// Deadlines inside a process (a cached state's age, an open period, a probe's lease, a call's
+/// elapsed time) use it, so that a wall clock stepped back or forward (NTP, an operator) neither
+/// stretches nor cuts them. Clones share the same origin.
+///
+/// ```
+/// use breaker_core::{Clock, MonotonicClock};
+///
+/// let clock = MonotonicClock::new();
+/// let first = clock.now();
+/// assert!(clock.now() >= first);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct MonotonicClock {
+    origin: Instant,
+    origin_wall: Timestamp,
+}
+
+impl MonotonicClock {
+    /// A clock that reads the wall-clock time now and moves only forward from there.
+    pub fn new() -> MonotonicClock {
+        MonotonicClock {
+            origin: Instant::now(),
+            origin_wall: SystemClock.now(),
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> MonotonicClock {
+        MonotonicClock::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Timestamp {
+        self.origin_wall.saturating_add(self.origin.elapsed())
     }
 }
 
@@ -146,6 +189,19 @@ mod tests {
     #[test]
     fn system_clock_is_after_2020() {
         assert!(SystemClock.now() > Timestamp::from_millis(1_577_836_800_000));
+    }
+
+    #[test]
+    fn monotonic_clock_starts_at_wall_time_and_never_goes_back() {
+        let wall = SystemClock.now();
+        let clock = MonotonicClock::new();
+        let mut last = clock.now();
+        assert!(last.saturating_since(wall) < Duration::from_secs(5));
+        for _ in 0..1_000 {
+            let now = clock.now();
+            assert!(now >= last);
+            last = now;
+        }
     }
 
     #[test]

@@ -37,8 +37,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Circuit, Clock, Listeners, Outcome, Override, Permit, PermitKind,
-    Policy, Recorded, Rejected, Snapshot, StoreError, StoreErrorKind, SystemClock, Timestamp,
+    AsyncBreaker, Breaker, Circuit, Clock, Listeners, MonotonicClock, Outcome, Override, Permit,
+    PermitKind, Policy, Recorded, Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp,
     Transition,
 };
 use dashmap::DashMap;
@@ -69,9 +69,9 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store on the system clock.
+    /// An empty store on a monotonic clock (wall time at start, then never stepped).
     pub fn new() -> MemoryStore {
-        MemoryStore::with_clock(SystemClock)
+        MemoryStore::with_clock(MonotonicClock::new())
     }
 
     /// An empty store on `clock` (a [`ManualClock`](breaker_core::ManualClock) in tests).
@@ -306,8 +306,8 @@ impl Breaker for MemoryBreaker {
     }
 
     fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
-        let until = duration.map(|duration| self.clock.now().saturating_add(duration));
-        self.with_circuit(|circuit, _| circuit.set_override(mode, until));
+        let now = self.clock.now();
+        self.with_circuit(|circuit, _| circuit.set_override_for(mode, now, duration));
         Ok(())
     }
 

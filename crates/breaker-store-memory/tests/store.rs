@@ -4,7 +4,7 @@
 
 use breaker_core::{Breaker, ManualClock, Policy, Timestamp};
 use breaker_store_memory::MemoryStore;
-use breaker_testkit::differential::{check, scenarios};
+use breaker_testkit::differential::{check, scenarios_stepping_back};
 use breaker_testkit::{CoreSubject, Fixture, Subject};
 use proptest::prelude::*;
 
@@ -39,7 +39,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn memory_store_agrees_with_the_core((policy, steps) in scenarios(300)) {
+    fn memory_store_agrees_with_the_core((policy, steps) in scenarios_stepping_back(300)) {
         let fixture = Memory::new();
         let core = CoreSubject::new(policy.clone(), fixture.clock.clone());
         let memory = fixture.breaker("differential", policy);

@@ -249,23 +249,60 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The breaker named `name` with `policy`, registered in the store's registry (one
-    /// round trip now, none later). A registration that fails is reported to tracing and the
-    /// breaker still works, under its store-failure policy.
+    /// The breaker named `name` with `policy`, registered in the store's registry now. While
+    /// the breaker is used, the registration is refreshed in the background (about once per
+    /// half `idle_ttl`, and at once when Redis lost the breaker's keys); one that fails is
+    /// reported to tracing and tried again a few seconds later, and the breaker works
+    /// meanwhile, under its store-failure policy.
     pub async fn breaker(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
-        let engine = Engine::new(name, policy, self.inner.settings.clone());
+        let engine = Arc::new(Engine::new(name, policy, self.inner.settings.clone()));
+        engine.registration()?;
         let now = engine.now();
-        let ttl_ms = u64::try_from(self.inner.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
-        for cmd in registry::register(&engine.keys, name, &engine.policy, now, ttl_ms)? {
-            if let Err(err) = self.query::<()>(cmd, "registering the breaker").await {
-                tracing::warn!(breaker = name, error = %err, "breaker registration failed");
-                break;
-            }
+        if engine.registration_due(now) {
+            let ok = self.register(&engine).await;
+            engine.registered(now, ok);
         }
         Ok(RedisBreaker {
-            engine: Arc::new(engine),
+            engine,
             store: self.clone(),
         })
+    }
+
+    /// Writes `engine`'s breaker into the registry; whether it worked.
+    async fn register(&self, engine: &Engine) -> bool {
+        let commands = match engine.registration() {
+            Ok(commands) => commands,
+            Err(err) => {
+                tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
+                return false;
+            }
+        };
+        for cmd in commands {
+            if let Err(err) = self.query::<()>(cmd, "registering the breaker").await {
+                tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// After Redis answered a call: refreshes the breaker's registration when it is due, in
+    /// a task of its own so that the call does not wait for it.
+    fn refresh_registration(&self, engine: &Arc<Engine>) {
+        let now = engine.now();
+        if !engine.registration_due(now) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            engine.registered(now, false);
+            return;
+        };
+        let store = self.clone();
+        let engine = engine.clone();
+        runtime.spawn(async move {
+            let ok = store.register(&engine).await;
+            engine.registered(now, ok);
+        });
     }
 
     /// Every registered breaker with its live state and the policies it was registered
@@ -385,7 +422,12 @@ impl AsyncBreaker for RedisBreaker {
             .store
             .invoke(self.engine.invocation(now, Op::Acquire), "acquire")
             .await;
-        self.engine.finish_acquire(now, reply)
+        let answered = reply.is_ok();
+        let decision = self.engine.finish_acquire(now, reply);
+        if answered {
+            self.store.refresh_registration(&self.engine);
+        }
+        decision
     }
 
     async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
@@ -393,7 +435,12 @@ impl AsyncBreaker for RedisBreaker {
             RecordPlan::Done(recorded) => recorded,
             RecordPlan::Send(call, context) => {
                 let reply = self.store.invoke(call, "record").await;
-                self.engine.finish_record(context, reply)
+                let answered = reply.is_ok();
+                let recorded = self.engine.finish_record(context, reply);
+                if answered {
+                    self.store.refresh_registration(&self.engine);
+                }
+                recorded
             }
         }
     }

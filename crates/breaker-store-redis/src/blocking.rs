@@ -215,18 +215,32 @@ impl BlockingRedisStore {
     /// registration that fails is reported to tracing and the breaker still works, under its
     /// store-failure policy.
     pub fn breaker(&self, name: &str, policy: Policy) -> Result<BlockingRedisBreaker, StoreError> {
-        let engine = Engine::new(name, policy, self.inner.settings.clone());
-        let ttl_ms = u64::try_from(self.inner.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
-        for cmd in registry::register(&engine.keys, name, &engine.policy, engine.now(), ttl_ms)? {
-            if let Err(err) = self.query::<()>(&cmd, "registering the breaker") {
-                tracing::warn!(breaker = name, error = %err, "breaker registration failed");
-                break;
-            }
-        }
+        let engine = Arc::new(Engine::new(name, policy, self.inner.settings.clone()));
+        engine.registration()?;
+        self.refresh_registration(&engine);
         Ok(BlockingRedisBreaker {
-            engine: Arc::new(engine),
+            engine,
             store: self.clone(),
         })
+    }
+
+    /// Writes `engine`'s breaker into the registry when it is due (see [`Engine::registration_due`]):
+    /// rarely, so the caller that finds it due pays for it, and only after Redis answered it.
+    fn refresh_registration(&self, engine: &Engine) {
+        let now = engine.now();
+        if !engine.registration_due(now) {
+            return;
+        }
+        let ok = match engine.registration() {
+            Ok(commands) => commands
+                .iter()
+                .try_for_each(|cmd| self.query::<()>(cmd, "registering the breaker")),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = &ok {
+            tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
+        }
+        engine.registered(now, ok.is_ok());
     }
 
     /// Every registered breaker with its live state; see [`RedisStore::list`](crate::RedisStore::list).
@@ -309,7 +323,12 @@ impl Breaker for BlockingRedisBreaker {
         let reply = self
             .store
             .invoke(&self.engine.invocation(now, Op::Acquire), "acquire");
-        self.engine.finish_acquire(now, reply)
+        let answered = reply.is_ok();
+        let decision = self.engine.finish_acquire(now, reply);
+        if answered {
+            self.store.refresh_registration(&self.engine);
+        }
+        decision
     }
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
@@ -317,7 +336,12 @@ impl Breaker for BlockingRedisBreaker {
             RecordPlan::Done(recorded) => recorded,
             RecordPlan::Send(call, context) => {
                 let reply = self.store.invoke(&call, "record");
-                self.engine.finish_record(context, reply)
+                let answered = reply.is_ok();
+                let recorded = self.engine.finish_record(context, reply);
+                if answered {
+                    self.store.refresh_registration(&self.engine);
+                }
+                recorded
             }
         }
     }

@@ -14,7 +14,12 @@
 --          1 forced-open, 2 forced-closed) duration_ms(-1 forever)
 --
 -- Every reply starts with the op's own values and ends with the state the caller caches:
--- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override.
+-- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override epoch
+-- sequence repaired. The sequence grows by one at each write, so a process can tell a newer
+-- reply from an older one whatever the clocks say. The epoch names this life of the key: it is drawn when the key is created, so a
+-- key lost (Redis restarted empty, FLUSHDB, eviction, expiry) comes back with another one and
+-- processes know to take its state even though its generation went back to 0. `repaired`
+-- counts the fields that held garbage and were repaired in place.
 
 local key = KEYS[1]
 local op = ARGV[1]
@@ -43,40 +48,70 @@ local idle_ttl = tonumber(ARGV[14])
 local CLOSED, OPEN, HALF = 0, 1, 2
 local AUTO, FORCED_OPEN, FORCED_CLOSED = 0, 1, 2
 
--- A field that is missing reads as 0; anything but a whole number >= 0 is corruption.
-local function whole(value, field)
+local repaired = 0
+
+-- A field that is missing reads as 0; a whole number >= 0 below 2^53 (and at most `most`)
+-- is read as is; anything else is garbage: it reads as nil and counts as repaired.
+local function whole(value, most)
   if not value then return 0 end
   local n = tonumber(value)
-  if n == nil or n ~= n or n < 0 or n ~= math.floor(n) or n >= 9007199254740992 then
-    error({corrupt = 'field ' .. field .. ' holds ' .. string.sub(tostring(value), 1, 40)})
+  if n == nil or n ~= n or n < 0 or n ~= math.floor(n) or n >= 9007199254740992
+      or (most and n > most) then
+    repaired = repaired + 1
+    return nil
   end
   return n
 end
 
-local FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr'}
+local FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq'}
 
+-- A new epoch: the server's time in microseconds (below 2^53 until the year 2255).
+local function new_epoch()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- One field of garbage costs only that field: each gets the value that keeps the breaker on
+-- the safe side (a breaker that cannot say it is closed is treated as open, a probe list that
+-- cannot be read frees its slots), and the rest of the state is kept.
 local function load()
   local v = redis.call('HMGET', key, unpack(FIELDS))
   local s = {
-    st = whole(v[1], 'st'), gen = whole(v[2], 'gen'), ou = whole(v[3], 'ou'),
-    om = whole(v[4], 'om'), sc = whole(v[5], 'sc'), tk = whole(v[6], 'tk'),
-    ov = whole(v[7], 'ov'), ovu = whole(v[8], 'ovu'), probes = {},
+    st = whole(v[1], HALF), gen = whole(v[2]), ou = whole(v[3]), om = whole(v[4]),
+    sc = whole(v[5]), tk = whole(v[6]), ov = whole(v[7], FORCED_CLOSED), ovu = whole(v[8]),
+    ep = whole(v[10]), sq = whole(v[11]), probes = {},
   }
-  if s.st > HALF then error({corrupt = 'field st holds ' .. s.st}) end
-  if s.ov > FORCED_CLOSED then error({corrupt = 'field ov holds ' .. s.ov}) end
+  if s.st == nil then s.st = OPEN end
+  if s.ou == nil then
+    s.ou = 0
+    if s.st ~= CLOSED then s.ou = now + open_ms_policy end
+  end
+  if s.om == nil then s.om = open_ms_policy end
+  if s.gen == nil then s.gen = 0 end
+  if s.sc == nil then s.sc = 0 end
+  if s.tk == nil then s.tk = 0 end
+  if s.ov == nil then s.ov = AUTO end
+  if s.ovu == nil then s.ovu = now end
+  if s.ep == nil or s.ep == 0 then s.ep = new_epoch() end
+  if s.sq == nil then s.sq = 0 end
   if v[9] and v[9] ~= '' then
+    local ok = true
     for ticket, untl in string.gmatch(v[9], '([^:,]+):([^,]+)') do
-      table.insert(s.probes, {whole(ticket, 'pr'), whole(untl, 'pr')})
+      local t, u = whole(ticket), whole(untl)
+      if t == nil or u == nil then ok = false else table.insert(s.probes, {t, u}) end
     end
+    if not ok then s.probes = {} end
   end
   return s
 end
 
 local function save(s)
+  s.sq = s.sq + 1
   local pr = {}
   for _, p in ipairs(s.probes) do table.insert(pr, p[1] .. ':' .. p[2]) end
   redis.call('HSET', key, 'st', s.st, 'gen', s.gen, 'ou', s.ou, 'om', s.om, 'sc', s.sc,
-    'tk', s.tk, 'ov', s.ov, 'ovu', s.ovu, 'pr', table.concat(pr, ','))
+    'tk', s.tk, 'ov', s.ov, 'ovu', s.ovu, 'pr', table.concat(pr, ','), 'ep', s.ep,
+    'sq', s.sq)
   -- Keep the key while it matters (an open period, an override with an expiry), and at
   -- least idle_ttl after the last call; an abandoned breaker disappears.
   local ttl = idle_ttl
@@ -84,6 +119,9 @@ local function save(s)
     ttl = s.ou - now + lease_ms + idle_ttl
   end
   if s.ovu > now and s.ovu - now + idle_ttl > ttl then ttl = s.ovu - now + idle_ttl end
+  -- Policies and overrides keep every duration at most 2^50 ms, so this bound never cuts a
+  -- real deadline; it keeps PEXPIRE from refusing a value after the state was written.
+  if ttl > 9007199254740991 then ttl = 9007199254740991 end
   redis.call('PEXPIRE', key, math.floor(ttl))
 end
 
@@ -108,6 +146,9 @@ local function tail(reply, s)
   table.insert(reply, is_free)
   table.insert(reply, now)
   table.insert(reply, s.ov)
+  table.insert(reply, s.ep)
+  table.insert(reply, s.sq)
+  table.insert(reply, repaired)
   return reply
 end
 
@@ -116,14 +157,20 @@ local function window_add(failure)
   local bucket = math.floor(now / bucket_ms)
   local slot = bucket % buckets
   local tag = bucket + 1
-  local t = whole(redis.call('HGET', key, 't' .. slot), 't' .. slot)
+  local t = whole(redis.call('HGET', key, 't' .. slot))
   local fail = 0
   if failure then fail = 1 end
-  if t < tag then
+  local counted = false
+  if t ~= nil and t >= tag then
+    -- A counter holding garbage refuses HINCRBY: the bucket then starts again below.
+    counted = type(redis.pcall('HINCRBY', key, 'c' .. slot, 1)) == 'number'
+    if counted and failure then
+      counted = type(redis.pcall('HINCRBY', key, 'f' .. slot, 1)) == 'number'
+    end
+    if not counted then repaired = repaired + 1 end
+  end
+  if not counted then
     redis.call('HSET', key, 't' .. slot, tag, 'c' .. slot, 1, 'f' .. slot, fail)
-  else
-    redis.call('HINCRBY', key, 'c' .. slot, 1)
-    if failure then redis.call('HINCRBY', key, 'f' .. slot, 1) end
   end
 end
 
@@ -143,10 +190,13 @@ local function window_counts()
   local now_bucket = math.floor(now / bucket_ms)
   local calls, failures = 0, 0
   for i = 0, buckets - 1 do
-    local t = whole(v[3 * i + 1], 't' .. i)
-    if t ~= 0 and now_bucket < t - 1 + buckets then
-      calls = calls + whole(v[3 * i + 2], 'c' .. i)
-      failures = failures + whole(v[3 * i + 3], 'f' .. i)
+    local t, c, f = whole(v[3 * i + 1]), whole(v[3 * i + 2]), whole(v[3 * i + 3])
+    if t == nil or c == nil or f == nil then
+      -- A bucket holding garbage loses its own counts, no more.
+      redis.call('HDEL', key, 't' .. i, 'c' .. i, 'f' .. i)
+    elseif t ~= 0 and now_bucket < t - 1 + buckets then
+      calls = calls + c
+      failures = failures + f
     end
   end
   return calls, failures
@@ -171,12 +221,15 @@ local function open(s, ms, cause, calls, failures)
 end
 
 local function close(s)
+  local ended = s.gen
+  -- A close starts a new cycle, as a trip does (see Circuit::close).
+  s.gen = s.gen + 1
   s.st = CLOSED
   s.om = 0
   s.sc = 0
   s.probes = {}
   window_clear()
-  return {3, s.gen, 0, 0, 0, 0, 0}
+  return {3, ended, 0, 0, 0, 0, 0}
 end
 
 local function acquire(s)
@@ -251,6 +304,8 @@ local function record(s)
     if s.sc >= to_close then return close(s) end
     return NONE
   end
+  -- Forced closed never trips, whatever probe was in flight when it was set.
+  if s.ov == FORCED_CLOSED then return NONE end
   local next_ms = math.floor(s.om * backoff)
   if next_ms >= max_open_ms then next_ms = max_open_ms end
   return open(s, next_ms, 2)
@@ -307,15 +362,11 @@ end
 
 local ok, result = pcall(main)
 if ok then return result end
-if type(result) == 'table' and result.corrupt then
-  -- Unreadable state is dropped so that the breaker starts afresh on the next call.
-  redis.call('DEL', key)
-  return redis.error_reply('BREAKER_CORRUPT ' .. result.corrupt)
-end
 local message = tostring(result)
 if type(result) == 'table' and result.err then message = result.err end
 if string.find(message, 'WRONGTYPE', 1, true) then
-  -- The key is not a hash: drop it the same way.
+  -- The key is not a hash: nothing in it can be read, so it is dropped and the breaker
+  -- starts afresh on the next call.
   redis.call('DEL', key)
   return redis.error_reply('BREAKER_CORRUPT ' .. message)
 end

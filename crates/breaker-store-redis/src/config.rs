@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breaker_core::{Clock, StoreError, StoreErrorKind, SystemClock};
+use breaker_core::{Clock, MAX_DURATION, MonotonicClock, StoreError, StoreErrorKind};
 
 use crate::engine::Settings;
 use crate::keys::check_prefix;
@@ -53,7 +53,7 @@ impl RedisConfig {
             timeout: Duration::from_millis(50),
             max_staleness: Duration::from_secs(1),
             idle_ttl: Duration::from_secs(24 * 3600),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(MonotonicClock::new()),
             inject_time: false,
             pool_size: 16,
         }
@@ -142,10 +142,13 @@ impl RedisConfig {
                 "store timeout must be greater than zero",
             ));
         }
-        if self.idle_ttl < Duration::from_millis(1) {
+        if self.idle_ttl < Duration::from_millis(1) || self.idle_ttl > MAX_DURATION {
             return Err(StoreError::new(
                 StoreErrorKind::Config,
-                "idle_ttl must be at least 1 ms",
+                format!(
+                    "idle_ttl = {}: must be at least 1 ms and at most 2^50 ms (about 35 000 years)",
+                    humantime::format_duration(self.idle_ttl)
+                ),
             ));
         }
         Ok(Settings {
@@ -229,6 +232,13 @@ mod tests {
         assert_eq!(
             bad_prefix.settings().unwrap_err().kind(),
             StoreErrorKind::Config
+        );
+        let huge = RedisConfig::standalone("redis://h").idle_ttl(Duration::MAX);
+        assert!(
+            huge.settings()
+                .unwrap_err()
+                .to_string()
+                .contains("idle_ttl")
         );
         let zero = RedisConfig::standalone("redis://h").timeout(Duration::ZERO);
         assert!(zero.settings().unwrap_err().to_string().contains("timeout"));

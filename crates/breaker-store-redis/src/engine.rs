@@ -8,16 +8,26 @@ use std::time::Duration;
 use breaker_core::{
     BucketWindow, Circuit, Clock, Event, EventKind, Listeners, Outcome, Override, Permit,
     PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError,
-    StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
+    StoreErrorKind, StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
-use redis::ScriptInvocation;
+use redis::{Cmd, ScriptInvocation};
 
 use crate::keys::Keys;
+use crate::registry;
 use crate::script::{self, Op, Tail};
 
 /// Permits given by the local fallback breaker carry this bit in their generation, so their
 /// outcomes go back to it and never to Redis.
 const LOCAL: u64 = 1 << 63;
+
+/// Below the `LOCAL` bit, a local permit's generation holds the fallback's era (which outage
+/// it belongs to) above `LOCAL_ERA_SHIFT` and the local breaker's own generation below it.
+const LOCAL_ERA_SHIFT: u32 = 40;
+const LOCAL_GENERATION: u64 = (1 << LOCAL_ERA_SHIFT) - 1;
+const LOCAL_ERA: u64 = (1 << (63 - LOCAL_ERA_SHIFT)) - 1;
+
+/// How soon a registration that failed is tried again.
+const REGISTRATION_RETRY: Duration = Duration::from_secs(5);
 
 /// How long a fail-closed rejection asks callers to wait before trying again.
 const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
@@ -34,17 +44,68 @@ pub(crate) struct Settings {
     pub(crate) inject_time: bool,
 }
 
+impl Settings {
+    /// Wall-clock time for what operators read as dates (the registry's first and last seen):
+    /// the injected clock's time in tests, else the system's.
+    pub(crate) fn wall_now(&self) -> Timestamp {
+        if self.inject_time {
+            self.clock.now()
+        } else {
+            SystemClock.now()
+        }
+    }
+}
+
 /// What the last reply said, as the pre-call check may reuse it.
+///
+/// Every deadline here is in the engine's clock (monotonic unless a test injects one), and a
+/// clock read earlier than `received` makes the cache stale rather than older than it is.
 #[derive(Debug, Default)]
 struct Cached {
-    /// `Some(generation)` while closed with no decision needed, until `free_until`.
+    /// The key's epoch and write sequence in the reply cached, so that a reply overtaken by a
+    /// newer one (concurrent calls) does not replace it, while a new epoch (the key was lost
+    /// and made again) always does.
+    epoch: u64,
+    sequence: u64,
+    /// When the reply cached arrived.
+    received: Timestamp,
+    /// `Some(generation)` while closed with no decision needed.
     free: Option<u64>,
-    free_until: Timestamp,
-    /// While automatically open: when the open period ends, by the local clock.
+    /// While automatically open: when the open period ends.
     open_until: Option<Timestamp>,
-    /// The generation and script time of the reply cached, so that a reply overtaken by a
-    /// newer one (concurrent calls) does not replace it.
-    seen: (u64, Timestamp),
+    /// While one caller asks Redis for a stale open state, the others keep the cached
+    /// rejection until this time (the store's timeout), so an open breaker costs one round
+    /// trip per `max_staleness`, not one per call.
+    refreshing_until: Timestamp,
+}
+
+/// The local fallback breaker (policy `local`): used only while the store fails, started
+/// afresh, in a new era, when the store answers again.
+#[derive(Debug)]
+struct Local {
+    circuit: Circuit,
+    window: BucketWindow,
+    era: u64,
+    used: bool,
+}
+
+impl Local {
+    fn new(policy: &Policy, era: u64) -> Local {
+        Local {
+            circuit: Circuit::new(),
+            window: BucketWindow::new(policy),
+            era: era & LOCAL_ERA,
+            used: false,
+        }
+    }
+}
+
+/// When this process last wrote the breaker into the registry, and when it should next.
+#[derive(Debug, Default)]
+struct Registration {
+    attempted: Timestamp,
+    /// `None`: due now.
+    next: Option<Timestamp>,
 }
 
 /// One breaker's logic.
@@ -56,7 +117,8 @@ pub(crate) struct Engine {
     pub(crate) settings: Settings,
     pub(crate) listeners: Listeners,
     cached: Mutex<Cached>,
-    local: Mutex<(Circuit, BucketWindow)>,
+    local: Mutex<Local>,
+    registration: Mutex<Registration>,
 }
 
 /// What `record` must do after the pre-call work.
@@ -82,15 +144,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Engine {
     pub(crate) fn new(name: &str, policy: Policy, settings: Settings) -> Engine {
-        let window = BucketWindow::new(&policy);
         Engine {
             name: Arc::from(name),
             keys: Keys::new(&settings.prefix, name),
+            local: Mutex::new(Local::new(&policy, 0)),
             policy,
             settings,
             listeners: Listeners::new(),
             cached: Mutex::new(Cached::default()),
-            local: Mutex::new((Circuit::new(), window)),
+            registration: Mutex::new(Registration::default()),
         }
     }
 
@@ -114,9 +176,20 @@ impl Engine {
         if self.settings.max_staleness.is_zero() {
             return None;
         }
-        let cached = lock(&self.cached);
+        let mut cached = lock(&self.cached);
+        if now < cached.received {
+            // The clock stepped back: the cache's age is unknown.
+            return None;
+        }
+        let fresh = now < cached.received.saturating_add(self.settings.max_staleness);
         if let Some(open_until) = cached.open_until {
             if now < open_until {
+                if !fresh && now >= cached.refreshing_until {
+                    // Stale: this caller asks Redis (an operator may have reset the breaker),
+                    // the others keep rejecting until it has the answer.
+                    cached.refreshing_until = now.saturating_add(self.settings.timeout);
+                    return None;
+                }
                 return Some(Err(Rejected::new(
                     RejectReason::Open,
                     open_until.saturating_since(now),
@@ -124,26 +197,60 @@ impl Engine {
             }
         }
         match cached.free {
-            Some(generation) if now < cached.free_until => {
+            Some(generation) if fresh => {
                 Some(Ok(Permit::new(generation, PermitKind::Normal, now, false)))
             }
             _ => None,
         }
     }
 
-    /// Remembers what a reply said, received at local time `now`.
+    /// Remembers what a reply said, received at local time `now`: the store answered, so a
+    /// local fallback in use ends, and a key found lost is reported and registered again.
     fn remember(&self, now: Timestamp, tail: &Tail) {
-        let mut cached = lock(&self.cached);
-        if (tail.generation, tail.now) < cached.seen {
-            return;
+        if tail.repaired > 0 {
+            self.report(&StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "{} field(s) of the breaker's state in Redis held garbage; each was repaired \
+                     in place to its safe value and the rest of the state was kept",
+                    tail.repaired
+                ),
+            ));
         }
-        cached.seen = (tail.generation, tail.now);
-        cached.free = tail.free.then_some(tail.generation);
-        cached.free_until = now.saturating_add(self.settings.max_staleness);
-        // The open period is kept in local time: the same length from now as the script saw.
-        let auto_open = tail.state == State::Open && tail.override_mode == Override::Auto;
-        cached.open_until = (auto_open && tail.open_until > tail.now)
-            .then(|| now.saturating_add(tail.open_until.saturating_since(tail.now)));
+        let lost = {
+            let mut cached = lock(&self.cached);
+            let same_epoch = cached.epoch == tail.epoch;
+            if same_epoch && tail.sequence < cached.sequence {
+                None
+            } else {
+                let lost = cached.epoch != 0 && !same_epoch;
+                cached.epoch = tail.epoch;
+                cached.sequence = tail.sequence;
+                cached.received = now;
+                cached.refreshing_until = Timestamp::ZERO;
+                cached.free = tail.free.then_some(tail.generation);
+                // The open period is kept in local time: the same length from now as the
+                // script saw.
+                let auto_open = tail.state == State::Open && tail.override_mode == Override::Auto;
+                cached.open_until = (auto_open && tail.open_until > tail.now)
+                    .then(|| now.saturating_add(tail.open_until.saturating_since(tail.now)));
+                Some(lost)
+            }
+        };
+        if lost == Some(true) {
+            self.report(&StoreError::new(
+                StoreErrorKind::StateLost,
+                "the breaker's state in Redis was lost (a restart, a flush, an eviction or an \
+                 expiry) and started afresh; this process now follows the new state",
+            ));
+            lock(&self.registration).next = None;
+        }
+        let mut local = lock(&self.local);
+        if local.used {
+            // The fleet's state wins; the next outage starts from a fresh local breaker.
+            let era = local.era + 1;
+            *local = Local::new(&self.policy, era);
+        }
     }
 
     /// Forgets the cache (after an operator action whose effect must be seen at once).
@@ -178,9 +285,10 @@ impl Engine {
 
     fn local_acquire(&self, now: Timestamp) -> Result<Permit, Rejected> {
         let mut local = lock(&self.local);
-        let permit = local.0.acquire(&self.policy, now)?;
+        local.used = true;
+        let permit = local.circuit.acquire(&self.policy, now)?;
         Ok(Permit::new(
-            permit.generation() | LOCAL,
+            LOCAL | local.era << LOCAL_ERA_SHIFT | (permit.generation() & LOCAL_GENERATION),
             permit.kind(),
             permit.started(),
             permit.transition().is_some(),
@@ -193,14 +301,21 @@ impl Engine {
         let elapsed = now.saturating_since(permit.started());
         let outcome = self.policy.classify(outcome, elapsed);
         if permit.generation() & LOCAL != 0 {
+            let mut local = lock(&self.local);
+            let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
+            if era != local.era {
+                // Given by a local breaker that has since given way to the store's state.
+                return RecordPlan::Done(Recorded::new(outcome, elapsed, None));
+            }
             let local_permit = Permit::new(
-                permit.generation() & !LOCAL,
+                permit.generation() & LOCAL_GENERATION,
                 permit.kind(),
                 permit.started(),
                 false,
             );
-            let mut local = lock(&self.local);
-            let (circuit, window) = &mut *local;
+            let Local {
+                circuit, window, ..
+            } = &mut *local;
             let transition = circuit.record(&self.policy, now, &local_permit, outcome, window);
             return RecordPlan::Done(Recorded::new(outcome, elapsed, transition));
         }
@@ -238,17 +353,20 @@ impl Engine {
             }
             Err(err) => {
                 self.report(&err);
-                // The backend's answer stands; with a local fallback, it learns of it.
+                // The backend's answer stands; with a local fallback, it learns of it while it
+                // can count without a decision (closed). It never takes a probe slot for a call
+                // it did not admit.
                 let transition = if self.policy.on_store_failure() == StoreFailurePolicy::Local {
                     let now = self.now();
                     let mut local = lock(&self.local);
-                    let (circuit, window) = &mut *local;
-                    match circuit.acquire(&self.policy, now) {
-                        Ok(permit) if !permit.is_probe() => {
-                            circuit.record(&self.policy, now, &permit, outcome, window)
-                        }
-                        _ => None,
-                    }
+                    local.used = true;
+                    let Local {
+                        circuit, window, ..
+                    } = &mut *local;
+                    circuit.free_generation().and_then(|generation| {
+                        let permit = Permit::new(generation, PermitKind::Normal, now, false);
+                        circuit.record(&self.policy, now, &permit, outcome, window)
+                    })
                 } else {
                     None
                 };
@@ -283,7 +401,7 @@ impl Engine {
         mode: Override,
         duration: Option<Duration>,
     ) -> ScriptInvocation<'static> {
-        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let duration_ms = Circuit::override_millis(duration);
         self.operator_call(Op::Override { mode, duration_ms })
     }
 
@@ -319,6 +437,46 @@ impl Engine {
         Ok(transition)
     }
 
+    /// Whether this process should write the breaker into the registry now: when it never
+    /// did, when the last write failed more than a few seconds ago, when the key was found
+    /// lost, or when half the idle TTL has passed since the last write. Claims the write, so
+    /// concurrent callers do not repeat it; report how it went to [`Engine::registered`].
+    pub(crate) fn registration_due(&self, now: Timestamp) -> bool {
+        let mut registration = lock(&self.registration);
+        let due = match registration.next {
+            None => true,
+            // A clock that stepped back says nothing of how long ago the last write was.
+            Some(next) => now >= next || now < registration.attempted,
+        };
+        if due {
+            registration.attempted = now;
+            registration.next = Some(now.saturating_add(REGISTRATION_RETRY));
+        }
+        due
+    }
+
+    /// How the registration claimed at `now` went.
+    pub(crate) fn registered(&self, now: Timestamp, ok: bool) {
+        let wait = if ok {
+            self.settings.idle_ttl / 2
+        } else {
+            REGISTRATION_RETRY
+        };
+        lock(&self.registration).next = Some(now.saturating_add(wait));
+    }
+
+    /// The commands that write this breaker into the registry, with its last use now.
+    pub(crate) fn registration(&self) -> Result<[Cmd; 4], StoreError> {
+        let ttl_ms = u64::try_from(self.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
+        registry::register(
+            &self.keys,
+            &self.name,
+            &self.policy,
+            self.settings.wall_now(),
+            ttl_ms,
+        )
+    }
+
     /// Tells listeners and tracing that the store failed.
     pub(crate) fn report(&self, err: &StoreError) {
         tracing::warn!(breaker = %self.name, error = %err, policy = ?self.policy.on_store_failure(), "breaker store failed");
@@ -347,7 +505,7 @@ mod tests {
         Engine::new("cache", Policy::default(), settings)
     }
 
-    fn tail(state: State, generation: u64, open_until: u64, now: u64) -> Tail {
+    fn tail(state: State, generation: u64, open_until: u64, now: u64, sequence: u64) -> Tail {
         Tail {
             state,
             generation,
@@ -355,6 +513,9 @@ mod tests {
             free: state == State::Closed,
             now: Timestamp::from_millis(now),
             override_mode: Override::Auto,
+            epoch: 7,
+            sequence,
+            repaired: 0,
         }
     }
 
@@ -363,19 +524,70 @@ mod tests {
         let clock = ManualClock::new(Timestamp::from_millis(1_000));
         let engine = engine(&clock);
         let now = clock.now();
-        // A trip (generation 1) arrives before an older success's reply (generation 0).
-        engine.remember(now, &tail(State::Open, 1, 31_000, 1_000));
-        engine.remember(now, &tail(State::Closed, 0, 0, 999));
+        // A trip (write 5) arrives before an older success's reply (write 4).
+        engine.remember(now, &tail(State::Open, 1, 31_000, 1_000, 5));
+        engine.remember(now, &tail(State::Closed, 0, 0, 999, 4));
         let decision = engine.cached_acquire(now).expect("cached");
         assert_eq!(decision.unwrap_err().reason(), RejectReason::Open);
         // The open period ends: the cache no longer answers.
         clock.advance(Duration::from_secs(30));
         assert!(engine.cached_acquire(clock.now()).is_none());
-        // A newer reply (a close, generation 1) is taken.
-        engine.remember(clock.now(), &tail(State::Closed, 1, 0, 31_000));
+        // A newer reply (a close, generation 2) is taken.
+        engine.remember(clock.now(), &tail(State::Closed, 2, 0, 31_000, 6));
         assert!(engine.cached_acquire(clock.now()).expect("cached").is_ok());
         // Staleness: after max_staleness the cache asks again.
         clock.advance(Duration::from_secs(1));
+        assert!(engine.cached_acquire(clock.now()).is_none());
+    }
+
+    #[test]
+    fn an_open_state_is_asked_again_once_per_max_staleness() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000));
+        let engine = engine(&clock);
+        engine.remember(clock.now(), &tail(State::Open, 1, 181_000, 1_000, 1));
+        assert!(engine.cached_acquire(clock.now()).unwrap().is_err());
+        clock.advance(Duration::from_millis(999));
+        assert!(engine.cached_acquire(clock.now()).unwrap().is_err());
+        clock.advance(Duration::from_millis(1));
+        // Stale: one caller asks Redis, the others keep the cached rejection meanwhile.
+        assert!(engine.cached_acquire(clock.now()).is_none());
+        assert!(engine.cached_acquire(clock.now()).unwrap().is_err());
+        // An operator reset: the reply says closed, and calls flow at once.
+        engine.remember(clock.now(), &tail(State::Closed, 2, 0, 2_000, 2));
+        assert!(engine.cached_acquire(clock.now()).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_lost_key_is_followed_and_reported() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000));
+        let mut engine = engine(&clock);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        engine.listeners = Listeners::new().with(move |event: &Event<'_>| {
+            if let EventKind::StoreError(err) = event.kind {
+                lock(&sink).push(err.kind());
+            }
+        });
+        engine.remember(clock.now(), &tail(State::Open, 9, 181_000, 1_000, 40));
+        assert!(engine.registration_due(clock.now()), "never registered");
+        engine.registered(clock.now(), true);
+        assert!(!engine.registration_due(clock.now()));
+        // Redis restarted empty: generation 0, write 1, another epoch.
+        let mut fresh = tail(State::Closed, 0, 0, 1_001, 1);
+        fresh.epoch = 8;
+        engine.remember(clock.now(), &fresh);
+        assert!(engine.cached_acquire(clock.now()).unwrap().is_ok());
+        assert_eq!(*lock(&seen), vec![StoreErrorKind::StateLost]);
+        assert!(engine.registration_due(clock.now()), "registered again");
+    }
+
+    #[test]
+    fn a_clock_stepping_back_makes_the_cache_stale() {
+        let clock = ManualClock::new(Timestamp::from_millis(100_000));
+        let engine = engine(&clock);
+        engine.remember(clock.now(), &tail(State::Closed, 0, 0, 100_000, 1));
+        assert!(engine.cached_acquire(clock.now()).is_some());
+        clock.set(Timestamp::from_millis(50_000));
         assert!(engine.cached_acquire(clock.now()).is_none());
     }
 }

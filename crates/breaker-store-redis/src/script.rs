@@ -4,8 +4,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use breaker_core::{
-    Counts, Outcome, Override, Permit, PermitKind, Policy, RejectReason, Rejected, Snapshot, State,
-    StoreError, StoreErrorKind, Timestamp, Transition, TripCause,
+    Counts, MAX_DURATION, Outcome, Override, Permit, PermitKind, Policy, RejectReason, Rejected,
+    Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition, TripCause,
 };
 use redis::{Script, ScriptInvocation};
 
@@ -41,9 +41,15 @@ pub(crate) struct Tail {
     pub(crate) now: Timestamp,
     /// The operator override in force.
     pub(crate) override_mode: Override,
+    /// This life of the breaker's key: another epoch means the key was lost and made again.
+    pub(crate) epoch: u64,
+    /// Writes to the key in this epoch: a larger one is a newer state.
+    pub(crate) sequence: u64,
+    /// How many fields held garbage and were repaired in place.
+    pub(crate) repaired: u64,
 }
 
-const TAIL: usize = 6;
+const TAIL: usize = 9;
 
 /// A script call with its arguments, ready to send.
 pub(crate) fn invocation(
@@ -79,9 +85,10 @@ pub(crate) fn invocation(
         .arg(policy.successes_to_close())
         .arg(policy.backoff().to_string())
         .arg(u64::try_from(policy.max_open_for().as_millis()).unwrap_or(u64::MAX))
+        // The store's settings keep idle_ttl between 1 ms and MAX_DURATION.
         .arg(
-            u64::try_from(idle_ttl.as_millis())
-                .unwrap_or(u64::MAX)
+            u64::try_from(idle_ttl.min(MAX_DURATION).as_millis())
+                .unwrap_or(1)
                 .max(1),
         );
     match op {
@@ -105,7 +112,7 @@ pub(crate) fn invocation(
                 Override::ForcedOpen => 1,
                 Override::ForcedClosed => 2,
             })
-            .arg(duration_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX)));
+            .arg(duration_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(-1)));
         }
         Op::Acquire | Op::Snapshot | Op::Trip | Op::Reset => {}
     }
@@ -156,6 +163,9 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
         free: tail[3] == 1,
         now: Timestamp::from_millis(tail[4]),
         override_mode: override_of(tail[5]).ok_or_else(|| corrupt(what, reply))?,
+        epoch: tail[6],
+        sequence: tail[7],
+        repaired: tail[8],
     };
     Ok((head.to_vec(), tail))
 }
@@ -264,24 +274,27 @@ mod tests {
         let started = Timestamp::from_millis(5);
         for reply in [
             vec![],
-            vec![1, 0, 0, 0, 0],
-            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
-            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0],
+            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0],
+            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0],
+            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0],
+            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0],
         ] {
             let err = parse_acquire(&reply, started).unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{reply:?}");
         }
-        assert!(parse_transition(&[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "record").is_err());
-        assert!(parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(
+            parse_transition(&[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0], "record").is_err()
+        );
+        assert!(parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0]).is_err());
     }
 
     #[test]
     fn replies_become_core_values() {
         let started = Timestamp::from_millis(5);
-        let (probe, tail) = parse_acquire(&[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0], started).unwrap();
+        let (probe, tail) =
+            parse_acquire(&[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0], started).unwrap();
         let probe = probe.unwrap();
         assert_eq!(probe.kind(), PermitKind::Probe { ticket: 9 });
         assert_eq!(
@@ -289,8 +302,11 @@ mod tests {
             Some(Transition::HalfOpened { generation: 3 })
         );
         assert_eq!(tail.state, State::HalfOpen);
-        let (tripped, _) =
-            parse_transition(&[1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0], "record").unwrap();
+        let (tripped, _) = parse_transition(
+            &[1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0],
+            "record",
+        )
+        .unwrap();
         assert!(matches!(
             tripped,
             Some(Transition::Tripped {

@@ -8,12 +8,12 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Override, Permit,
-    PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreErrorKind,
+    AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Outcome, Override,
+    Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreErrorKind,
     StoreFailurePolicy, Timestamp, Transition,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
-use breaker_testkit::differential::{check, scenarios};
+use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
 use breaker_testkit::{CoreSubject, Fixture, Subject};
 use proptest::prelude::*;
@@ -127,10 +127,15 @@ struct BlockingFixture {
 
 impl BlockingFixture {
     fn new(deployment: Deployment) -> BlockingFixture {
+        BlockingFixture::with(deployment, Duration::from_secs(1))
+    }
+
+    fn with(deployment: Deployment, max_staleness: Duration) -> BlockingFixture {
         let clock = start_clock();
         let config = config(&deployment)
             .prefix(unique_prefix())
             .timeout(RELAXED)
+            .max_staleness(max_staleness)
             .injected_clock(clock.clone());
         BlockingFixture {
             store: BlockingRedisStore::connect(config).unwrap(),
@@ -168,25 +173,49 @@ mod blocking_cluster {
     breaker_testkit::conformance_suite!(BlockingFixture::new(Deployment::Cluster));
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+/// Drives `steps` through the core and through a breaker of `fixture`, demanding the same
+/// decisions, transitions and snapshots at every step.
+fn differential(
+    fixture: &dyn Fixture,
+    policy: Policy,
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
+    let core = CoreSubject::new(policy.clone(), fixture.clock().clone());
+    let redis = fixture.breaker("differential", policy);
+    check(fixture.clock(), &core, &*redis, steps)
+}
 
-    /// Every decision made by the script (no cache) matches the core's.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Every decision made by the script (no cache) matches the core's: any window, up to
+    /// 1000 buckets, long overrides, a clock stepping back.
     #[test]
-    fn script_agrees_with_the_core((policy, steps) in scenarios(120)) {
-        let fixture = AsyncFixture::with(Deployment::Single, Duration::ZERO);
-        let core = CoreSubject::new(policy.clone(), fixture.clock.clone());
-        let redis = fixture.breaker("differential", policy);
-        check(&fixture.clock, &core, &*redis, &steps)?;
+    fn script_agrees_with_the_core((policy, steps) in scenarios_stepping_back(160)) {
+        differential(&AsyncFixture::with(Deployment::Single, Duration::ZERO), policy, &steps)?;
     }
 
     /// With the cache answering pre-call checks, one process still sees the core's decisions.
     #[test]
-    fn cached_store_agrees_with_the_core((policy, steps) in scenarios(120)) {
-        let fixture = AsyncFixture::with(Deployment::Single, Duration::from_secs(1));
-        let core = CoreSubject::new(policy.clone(), fixture.clock.clone());
-        let redis = fixture.breaker("differential", policy);
-        check(&fixture.clock, &core, &*redis, &steps)?;
+    fn cached_store_agrees_with_the_core((policy, steps) in scenarios_stepping_back(160)) {
+        differential(&AsyncFixture::with(Deployment::Single, Duration::from_secs(1)), policy, &steps)?;
+    }
+
+    /// The blocking store, with its cache, likewise.
+    #[test]
+    fn blocking_store_agrees_with_the_core((policy, steps) in scenarios_stepping_back(160)) {
+        differential(&BlockingFixture::with(Deployment::Single, Duration::from_secs(1)), policy, &steps)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// On a Cluster, through both stores.
+    #[test]
+    fn cluster_stores_agree_with_the_core((policy, steps) in scenarios_stepping_back(120)) {
+        differential(&AsyncFixture::with(Deployment::Cluster, Duration::ZERO), policy.clone(), &steps)?;
+        differential(&BlockingFixture::with(Deployment::Cluster, Duration::from_secs(1)), policy, &steps)?;
     }
 }
 
@@ -292,11 +321,11 @@ fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(fields <= 3 * 10 + 9, "{fields} fields for 10 buckets");
+    assert!(fields <= 3 * 10 + 11, "{fields} fields for 10 buckets");
 }
 
 #[test]
-fn garbage_in_keys_is_a_store_error_and_heals() {
+fn one_corrupt_field_costs_only_that_field() {
     let clock = start_clock();
     let prefix = unique_prefix();
     let store = BlockingRedisStore::connect(
@@ -304,7 +333,7 @@ fn garbage_in_keys_is_a_store_error_and_heals() {
             .prefix(&prefix)
             .timeout(RELAXED)
             .max_staleness(Duration::ZERO)
-            .injected_clock(clock),
+            .injected_clock(clock.clone()),
     )
     .unwrap();
     let (listeners, log) = error_log();
@@ -313,36 +342,71 @@ fn garbage_in_keys_is_a_store_error_and_heals() {
         .unwrap()
         .with_listeners(listeners);
     let key = format!("{prefix}:{{=garbage}}");
-    let garbage: [&[&str]; 4] = [
-        &["HSET", &key, "gen", "not a number"],
-        &["HSET", &key, "st", "7"],
-        &["HSET", &key, "t3", "-1"],
-        &["SET", &key, "a string, not a hash"],
-    ];
-    for (round, command) in garbage.iter().enumerate() {
-        // A healthy call first, so the key exists with good data.
+    let corrupt_reports = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(kind, _)| *kind == StoreErrorKind::Corrupt)
+            .count()
+    };
+
+    // An open breaker whose state field turns to garbage stays open.
+    Breaker::trip(&breaker).unwrap();
+    for (field, value) in [("st", "7"), ("ov", "x"), ("pr", "1:zz"), ("st", "-1")] {
+        single().command(&["HSET", &key, field, value]).unwrap();
+        let reported = corrupt_reports();
+        let rejected = Breaker::acquire(&breaker).unwrap_err();
+        assert_eq!(rejected.reason(), RejectReason::Open, "{field} = {value}");
+        assert_eq!(
+            corrupt_reports(),
+            reported + 1,
+            "{field} = {value} reported"
+        );
+        assert_eq!(Breaker::snapshot(&breaker).unwrap().state, State::Open);
+    }
+
+    // Counts in two buckets; garbage in one bucket loses that bucket's counts only.
+    Breaker::reset(&breaker).unwrap();
+    let fail = || {
         let permit = Breaker::acquire(&breaker).unwrap();
         Breaker::record(&breaker, permit, Outcome::Failure);
-        single().command(command).unwrap();
-        // Reading every bucket (a snapshot) meets the garbage wherever it is.
-        let err = Breaker::snapshot(&breaker).unwrap_err();
-        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{command:?}: {err}");
-        // The bad key was dropped: the breaker starts afresh.
-        let permit = Breaker::acquire(&breaker).expect("healed");
-        Breaker::record(&breaker, permit, Outcome::Success);
-        assert_eq!(
-            Breaker::snapshot(&breaker).unwrap().counts.calls,
-            1,
-            "round {round}"
-        );
-    }
-    // A call that meets garbage follows the failure policy (fail-closed here).
-    single().command(&["HSET", &key, "ov", "x"]).unwrap();
+    };
+    fail();
+    let first_slot = (clock.now().as_millis() / 1_000) % 60;
+    clock.advance(Duration::from_secs(1));
+    fail();
+    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 2);
+    single()
+        .command(&["HSET", &key, &format!("t{first_slot}"), "-1"])
+        .unwrap();
+    fail();
+    let counts = Breaker::snapshot(&breaker).unwrap().counts;
+    assert_eq!((counts.calls, counts.failures), (2, 2), "one bucket lost");
+    // A counter that holds garbage restarts its bucket with the call that meets it.
+    let slot = (clock.now().as_millis() / 1_000) % 60;
+    single()
+        .command(&["HSET", &key, &format!("c{slot}"), "lots"])
+        .unwrap();
+    fail();
+    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 1);
+    // The generation: the state is kept, calls go on being counted.
+    single()
+        .command(&["HSET", &key, "gen", "not a number"])
+        .unwrap();
+    fail();
+    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 2);
+
+    // A key that is not a hash at all holds nothing to keep: the call follows the failure
+    // policy (fail-closed), and the breaker starts afresh on the next call.
+    single()
+        .command(&["SET", &key, "a string, not a hash"])
+        .unwrap();
     let rejected = Breaker::acquire(&breaker).unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
-    let logged = log.lock().unwrap();
-    assert_eq!(logged.len(), 1, "{logged:?}");
-    assert_eq!(logged[0].0, StoreErrorKind::Corrupt);
+    let permit = Breaker::acquire(&breaker).expect("healed");
+    Breaker::record(&breaker, permit, Outcome::Success);
+    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 1);
+    assert!(corrupt_reports() >= 8, "{:?}", log.lock().unwrap());
 }
 
 #[test]
@@ -461,6 +525,67 @@ fn local_fallback_trips_on_its_own_while_redis_is_away() {
         Breaker::acquire(&breaker).unwrap_err().reason(),
         RejectReason::Open
     );
+}
+
+#[test]
+fn local_fallback_gives_way_to_the_fleet_and_starts_afresh() {
+    let mut server = RedisServer::start();
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(
+        RedisConfig::standalone(server.url())
+            .timeout(Duration::from_millis(200))
+            .max_staleness(Duration::ZERO)
+            .injected_clock(clock.clone()),
+    )
+    .unwrap();
+    let breaker = store
+        .breaker("local-again", policy(StoreFailurePolicy::Local))
+        .unwrap();
+    server.kill();
+    // Redis is away: the local breaker trips on its own, and reports it.
+    let mut tripped = 0;
+    for _ in 0..3 {
+        let permit = Breaker::acquire(&breaker).unwrap();
+        let recorded = Breaker::record(&breaker, permit, Outcome::Failure);
+        tripped += usize::from(matches!(
+            recorded.transition,
+            Some(Transition::Tripped { .. })
+        ));
+    }
+    assert_eq!(tripped, 1);
+    // Its open period passes: it half-opens and hands out its one probe, never reported.
+    clock.advance(Duration::from_secs(180));
+    let probe = Breaker::acquire(&breaker).unwrap();
+    assert!(probe.is_probe());
+    assert_eq!(
+        Breaker::acquire(&breaker).unwrap_err().reason(),
+        RejectReason::ProbesBusy
+    );
+    // Redis is back (empty): the fleet's state wins at once.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The first request may meet the broken connection; the next reaches the new server.
+    let permit = loop {
+        match Breaker::acquire(&breaker) {
+            Ok(permit) if permit.kind() == PermitKind::Normal => break permit,
+            Ok(permit) => {
+                let _ = Breaker::record(&breaker, permit, Outcome::Ignored);
+            }
+            Err(rejected) => assert!(Instant::now() < deadline, "{rejected}"),
+        }
+    };
+    assert_eq!(permit.kind(), PermitKind::Normal, "Redis's closed state");
+    Breaker::record(&breaker, permit, Outcome::Success);
+    // The probe of the old local breaker reports late: it changes nothing.
+    assert_eq!(
+        Breaker::record(&breaker, probe, Outcome::Failure).transition,
+        None
+    );
+    // The next outage starts from a fresh local breaker: closed, no probe slot held.
+    server.kill();
+    let permit = Breaker::acquire(&breaker).unwrap();
+    assert_eq!(permit.kind(), PermitKind::Normal, "a fresh local breaker");
+    Breaker::record(&breaker, permit, Outcome::Success);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use breaker_core::{
-    ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected, Snapshot,
-    Transition,
+    Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected,
+    Snapshot, Timestamp, Transition,
 };
 use proptest::prelude::*;
 
@@ -15,6 +15,8 @@ use crate::Subject;
 pub enum Step {
     /// Move the clock forward.
     Advance(u64),
+    /// Move the clock back (a wall clock stepped back), never before its start.
+    StepBack(u64),
     /// Ask for a permit and hold it.
     Acquire,
     /// Report the held permit at this index (modulo the number held) with this outcome.
@@ -30,7 +32,14 @@ pub enum Step {
 /// A policy small enough that scenarios of a few hundred steps visit every state.
 pub fn policies() -> impl Strategy<Value = Policy> {
     (
-        (1u64..=8, prop::sample::select(vec![1u32, 2, 4, 5, 10])),
+        (
+            prop_oneof![
+                (1u64..=8).prop_map(|s| s * 1_000),
+                // Windows that do not divide evenly into their buckets.
+                prop::sample::select(vec![1_000u64, 7_000, 999, 1_001, 2_500]),
+            ],
+            prop::sample::select(vec![1u32, 2, 4, 5, 10, 12, 60, 250, 1_000]),
+        ),
         prop::sample::select(vec![10.0, 100.0 / 3.0, 50.0, 75.0, 100.0]),
         0u64..=4,
         0u64..=6,
@@ -41,7 +50,7 @@ pub fn policies() -> impl Strategy<Value = Policy> {
     )
         .prop_map(
             |(
-                (window_s, buckets),
+                (window_ms, buckets),
                 rate,
                 minimum_failures,
                 minimum_calls,
@@ -51,8 +60,8 @@ pub fn policies() -> impl Strategy<Value = Policy> {
                 (lease_s, slow_ms),
             )| {
                 Policy::builder()
-                    .window(Duration::from_secs(window_s))
-                    .buckets(buckets)
+                    .window(Duration::from_millis(window_ms))
+                    .buckets(buckets.min(u32::try_from(window_ms).unwrap_or(u32::MAX)))
                     .failure_rate(rate)
                     .minimum_failures(minimum_failures)
                     .minimum_calls(minimum_calls)
@@ -79,15 +88,28 @@ fn outcomes() -> impl Strategy<Value = Outcome> {
 
 /// One random step; most steps are calls, a few are operator actions.
 pub fn steps() -> impl Strategy<Value = Step> {
+    steps_stepping_back(0)
+}
+
+/// Like [`steps`], with the clock stepping back once in about `1 + 40 / weight` steps
+/// (`weight` 0: never). Stores are compared with the core on these; the naive model
+/// does not say what a window counts when time runs backwards.
+pub fn steps_stepping_back(weight: u32) -> impl Strategy<Value = Step> {
     prop_oneof![
         12 => Just(Step::Acquire),
         14 => (any::<usize>(), outcomes()).prop_map(|(which, outcome)| Step::Record(which, outcome)),
         6 => prop_oneof![0u64..=50, 0u64..=1_500, 0u64..=9_000].prop_map(Step::Advance),
+        weight => (1u64..=20_000).prop_map(Step::StepBack),
         1 => Just(Step::Trip),
         1 => Just(Step::Reset),
         1 => (
             prop::sample::select(vec![Override::Auto, Override::ForcedOpen, Override::ForcedClosed]),
-            prop::option::of(1u64..=5_000),
+            prop::option::of(prop_oneof![
+                4 => 1u64..=5_000,
+                // Overrides longer than any store keeps: they mean forever.
+                1 => Just(u64::MAX),
+                1 => Just(1u64 << 51),
+            ]),
         )
             .prop_map(|(mode, until)| Step::Override(mode, until)),
     ]
@@ -96,6 +118,14 @@ pub fn steps() -> impl Strategy<Value = Step> {
 /// A policy and a sequence of steps.
 pub fn scenarios(max_steps: usize) -> impl Strategy<Value = (Policy, Vec<Step>)> {
     (policies(), prop::collection::vec(steps(), 1..max_steps))
+}
+
+/// A policy and a sequence of steps in which the clock sometimes steps back.
+pub fn scenarios_stepping_back(max_steps: usize) -> impl Strategy<Value = (Policy, Vec<Step>)> {
+    (
+        policies(),
+        prop::collection::vec(steps_stepping_back(1), 1..max_steps),
+    )
 }
 
 /// Permit and rejection as compared: tickets are each implementation's own numbering.
@@ -133,9 +163,14 @@ pub fn check(
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
     let mut held: Vec<(Permit, Permit)> = Vec::new();
+    let start = clock.now().as_millis();
     for (index, step) in steps.iter().enumerate() {
         match step {
             Step::Advance(ms) => clock.advance(Duration::from_millis(*ms)),
+            Step::StepBack(ms) => {
+                let now = clock.now().as_millis();
+                clock.set(Timestamp::from_millis(now.saturating_sub(*ms).max(start)));
+            }
             Step::Acquire => {
                 let (want, got) = (expected.acquire(), actual.acquire());
                 prop_assert_eq!(
@@ -171,7 +206,13 @@ pub fn check(
                 );
             }
             Step::Override(mode, ms) => {
-                let duration = ms.map(Duration::from_millis);
+                let duration = ms.map(|ms| {
+                    if ms == u64::MAX {
+                        Duration::MAX
+                    } else {
+                        Duration::from_millis(ms)
+                    }
+                });
                 expected.set_override(*mode, duration);
                 actual.set_override(*mode, duration);
             }

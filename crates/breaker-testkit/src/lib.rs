@@ -115,8 +115,12 @@ impl Subject for CoreSubject {
     }
 
     fn set_override(&self, mode: Override, duration: Option<Duration>) {
-        let until = duration.map(|duration| self.clock.now().saturating_add(duration));
-        self.state.lock().unwrap().0.set_override(mode, until);
+        let now = self.clock.now();
+        self.state
+            .lock()
+            .unwrap()
+            .0
+            .set_override_for(mode, now, duration);
     }
 
     fn trip(&self) -> Transition {

@@ -96,15 +96,15 @@ impl Inner {
     }
 
     fn close(&mut self) -> Transition {
+        let ended = self.generation;
+        self.generation += 1;
         self.open = false;
         self.half_open = false;
         self.open_ms = 0;
         self.successes = 0;
         self.probes.clear();
         self.calls.clear();
-        Transition::Closed {
-            generation: self.generation,
-        }
+        Transition::Closed { generation: ended }
     }
 }
 
@@ -173,7 +173,7 @@ impl Subject for Model {
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         let now = self.now();
         let policy = &self.policy;
-        let elapsed = Duration::from_millis(now - permit.started().as_millis());
+        let elapsed = Duration::from_millis(now.saturating_sub(permit.started().as_millis()));
         let outcome = match (outcome, policy.slow_call()) {
             (Outcome::Success, Some(limit)) if elapsed > limit => Outcome::Failure,
             (outcome, _) => outcome,
@@ -221,6 +221,7 @@ impl Subject for Model {
                             done(None)
                         }
                     }
+                    Outcome::Failure if forced == Override::ForcedClosed => done(None),
                     Outcome::Failure => {
                         let max = policy.max_open_for().as_millis() as u64;
                         let next = ((m.open_ms as f64) * policy.backoff()).floor();
@@ -265,7 +266,13 @@ impl Subject for Model {
         let mut m = self.inner.lock().unwrap();
         m.forced = match mode {
             Override::Auto => None,
-            mode => Some((mode, duration.map(|d| now + d.as_millis() as u64))),
+            // Longer than the longest duration a store keeps means forever.
+            mode => Some((
+                mode,
+                duration
+                    .filter(|d| *d <= breaker_core::MAX_DURATION)
+                    .map(|d| now + d.as_millis() as u64),
+            )),
         };
     }
 

@@ -644,6 +644,70 @@ mod tests {
     }
 
     #[test]
+    fn a_report_from_before_a_close_changes_nothing() {
+        let policy = tripping();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        let before_reset = circuit.acquire(&policy, at(0)).unwrap();
+        assert_eq!(circuit.reset(&mut window), None, "closed already");
+        assert_eq!(
+            circuit.record(&policy, at(1), &before_reset, Outcome::Failure, &mut window),
+            None
+        );
+        assert_eq!(window.counts(&policy, at(1)), Counts::default());
+        // Across a whole cycle: a permit from before the trip and the close.
+        let early = circuit.acquire(&policy, at(2)).unwrap();
+        circuit.trip(&policy, at(2));
+        let probe = circuit.acquire(&policy, at(10_002)).unwrap();
+        let closed = circuit.record(&policy, at(10_002), &probe, Outcome::Success, &mut window);
+        assert_eq!(closed, Some(Transition::Closed { generation: 2 }));
+        assert_eq!(circuit.snapshot(&policy, at(10_002), &window).generation, 3);
+        let late = circuit.record(&policy, at(10_003), &early, Outcome::Failure, &mut window);
+        assert_eq!(late, None);
+        assert_eq!(window.counts(&policy, at(10_003)), Counts::default());
+    }
+
+    #[test]
+    fn forced_closed_never_trips_on_a_probe_in_flight() {
+        let policy = tripping();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        circuit.trip(&policy, at(0));
+        let probe = circuit.acquire(&policy, at(10_000)).unwrap();
+        assert!(probe.is_probe());
+        circuit.set_override(Override::ForcedClosed, None);
+        let recorded = circuit.record(&policy, at(10_001), &probe, Outcome::Failure, &mut window);
+        assert_eq!(recorded, None);
+        assert!(circuit.acquire(&policy, at(10_002)).is_ok());
+        assert_eq!(
+            circuit.snapshot(&policy, at(10_002), &window).generation,
+            1,
+            "no new trip"
+        );
+    }
+
+    #[test]
+    fn overrides_longer_than_any_store_keeps_mean_forever() {
+        assert_eq!(Circuit::override_millis(Some(Duration::MAX)), None);
+        assert_eq!(
+            Circuit::override_millis(Some(crate::MAX_DURATION + Duration::from_millis(1))),
+            None
+        );
+        assert_eq!(
+            Circuit::override_millis(Some(Duration::from_secs(5))),
+            Some(5_000)
+        );
+        let mut circuit = Circuit::new();
+        circuit.set_override_for(Override::ForcedOpen, at(7), Some(Duration::MAX));
+        let policy = tripping();
+        let window = BucketWindow::new(&policy);
+        assert_eq!(
+            circuit.snapshot(&policy, at(7), &window).override_until,
+            None
+        );
+    }
+
+    #[test]
     fn unchecked_permits_count_nowhere() {
         let policy = tripping();
         let mut window = BucketWindow::new(&policy);

@@ -106,6 +106,9 @@ struct Registration {
     attempted: Timestamp,
     /// `None`: due now.
     next: Option<Timestamp>,
+    /// The epoch of the breaker's key when the registration was last due: a key made again
+    /// (Redis lost it, and the registry with it) makes the registration due at once.
+    epoch: u64,
 }
 
 /// One breaker's logic.
@@ -217,6 +220,13 @@ impl Engine {
                 ),
             ));
         }
+        {
+            let mut registration = lock(&self.registration);
+            if registration.epoch != tail.epoch {
+                registration.epoch = tail.epoch;
+                registration.next = None;
+            }
+        }
         let lost = {
             let mut cached = lock(&self.cached);
             let same_epoch = cached.epoch == tail.epoch;
@@ -243,7 +253,6 @@ impl Engine {
                 "the breaker's state in Redis was lost (a restart, a flush, an eviction or an \
                  expiry) and started afresh; this process now follows the new state",
             ));
-            lock(&self.registration).next = None;
         }
         let mut local = lock(&self.local);
         if local.used {

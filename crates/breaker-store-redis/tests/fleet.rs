@@ -1,0 +1,372 @@
+//! A fleet over time: several processes' stores, each with its own cache, share one breaker
+//! in one real Redis, with injected time. Random interleavings of calls, held permits,
+//! operator actions, Redis losing every key, the clock stepping back and idle periods past
+//! the keys' TTL are checked against the fleet's invariants:
+//!
+//! - the fleet agrees within `max_staleness`: once that long has passed with no change, every
+//!   process decides as Redis's state says;
+//! - each transition is reported once, and every new generation is accounted for by one;
+//! - no counted call is lost: every report of a permit of the current generation is counted;
+//! - a breaker in use stays in the registry;
+//! - the closed path costs one script call per call, after a restart too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use breaker_core::{
+    Breaker, Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, RejectReason,
+    Snapshot, State, Timestamp, Transition,
+};
+use breaker_store_redis::{BlockingRedisBreaker, BlockingRedisStore, RedisConfig};
+use breaker_testkit::redis_server::RedisServer;
+use proptest::prelude::*;
+
+const PROCESSES: usize = 3;
+const MAX_STALENESS: Duration = Duration::from_secs(1);
+const IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
+const NAME: &str = "fleet";
+
+/// This binary's own server: the simulation flushes it.
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Process `p` makes `n` calls one after another, each with `outcome`.
+    Calls(usize, u32, Outcome),
+    /// Process `p` takes a permit and holds it.
+    Hold(usize),
+    /// A held permit (by index, modulo how many are held) reports `outcome`.
+    Release(usize, Outcome),
+    Advance(u64),
+    ClockBack(u64),
+    Trip,
+    Reset,
+    Override(Override, Option<u64>),
+    /// Redis loses every key (a restart with no persistence, `FLUSHALL`).
+    Flush,
+    /// Nobody calls for longer than the keys' TTL: they expire.
+    Idle,
+    /// Time passes until every cache is stale; then every process must decide as Redis says.
+    Settle,
+}
+
+fn outcomes() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        3 => Just(Outcome::Success),
+        3 => Just(Outcome::Failure),
+        1 => Just(Outcome::Ignored),
+    ]
+}
+
+fn steps() -> impl Strategy<Value = Step> {
+    let process = 0..PROCESSES;
+    prop_oneof![
+        10 => (process.clone(), 1u32..=6, outcomes()).prop_map(|(p, n, o)| Step::Calls(p, n, o)),
+        2 => process.prop_map(Step::Hold),
+        2 => (any::<usize>(), outcomes()).prop_map(|(i, o)| Step::Release(i, o)),
+        4 => prop_oneof![0u64..=300, 0u64..=6_000].prop_map(Step::Advance),
+        1 => (1u64..=10_000).prop_map(Step::ClockBack),
+        1 => Just(Step::Trip),
+        1 => Just(Step::Reset),
+        1 => (
+            prop::sample::select(vec![Override::Auto, Override::ForcedOpen, Override::ForcedClosed]),
+            prop::option::of(1u64..=8_000),
+        )
+            .prop_map(|(mode, ms)| Step::Override(mode, ms)),
+        1 => Just(Step::Flush),
+        1 => Just(Step::Idle),
+        3 => Just(Step::Settle),
+    ]
+}
+
+fn policies() -> impl Strategy<Value = Policy> {
+    (
+        prop::sample::select(vec![1_000u64, 7_000, 10_000]),
+        1u64..=3,
+        1u32..=2,
+        1u32..=2,
+        prop::sample::select(vec![1.0, 2.0]),
+    )
+        .prop_map(|(window_ms, min_failures, probes, successes, backoff)| {
+            Policy::builder()
+                .window(Duration::from_millis(window_ms))
+                .minimum_failures(min_failures)
+                .failure_rate(50.0)
+                .open_for(Duration::from_secs(5))
+                .max_open_for(Duration::from_secs(20))
+                .half_open_probes(probes)
+                .successes_to_close(successes)
+                .probe_lease(Duration::from_secs(2))
+                .backoff(backoff)
+                .build()
+                .unwrap()
+        })
+}
+
+struct Fleet {
+    clock: ManualClock,
+    start: Timestamp,
+    /// The latest time the clock read.
+    latest: Timestamp,
+    operator: BlockingRedisStore,
+    operator_breaker: BlockingRedisBreaker,
+    processes: Vec<BlockingRedisBreaker>,
+    held: Vec<(usize, Permit)>,
+    /// Transitions reported since Redis last lost the key, by kind and generation.
+    reported: HashSet<(u8, u64)>,
+    /// Generations started since Redis last lost the key: each trip and each close.
+    generations: u64,
+}
+
+impl Fleet {
+    fn new(policy: &Policy) -> Fleet {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let prefix = format!(
+            "fleet{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+        let store = || {
+            BlockingRedisStore::connect(
+                RedisConfig::standalone(server().url())
+                    .prefix(&prefix)
+                    .timeout(Duration::from_secs(2))
+                    .max_staleness(MAX_STALENESS)
+                    .idle_ttl(IDLE_TTL)
+                    .injected_clock(clock.clone()),
+            )
+            .unwrap()
+        };
+        let processes = (0..PROCESSES)
+            .map(|_| store().breaker(NAME, policy.clone()).unwrap())
+            .collect();
+        let operator = store();
+        let operator_breaker = operator.breaker(NAME, policy.clone()).unwrap();
+        Fleet {
+            start: clock.now(),
+            latest: clock.now(),
+            clock,
+            operator,
+            operator_breaker,
+            processes,
+            held: Vec::new(),
+            reported: HashSet::new(),
+            generations: 0,
+        }
+    }
+
+    fn truth(&self) -> Snapshot {
+        Breaker::snapshot(&self.operator_breaker).unwrap()
+    }
+
+    fn script_calls() -> u64 {
+        let calls = server().command_calls();
+        calls.get("evalsha").copied().unwrap_or(0) + calls.get("eval").copied().unwrap_or(0)
+    }
+
+    /// Notes a reported transition: never twice, and each trip or close is a generation.
+    fn note(&mut self, transition: Option<Transition>) -> Result<(), TestCaseError> {
+        let Some(transition) = transition else {
+            return Ok(());
+        };
+        let key = match transition {
+            Transition::Tripped { generation, .. } => {
+                self.generations += 1;
+                (1, generation)
+            }
+            Transition::HalfOpened { generation } => (2, generation),
+            Transition::Closed { generation } => {
+                self.generations += 1;
+                (3, generation)
+            }
+            other => return Err(TestCaseError::fail(format!("unknown {other:?}"))),
+        };
+        prop_assert!(self.reported.insert(key), "{:?} reported twice", transition);
+        Ok(())
+    }
+
+    fn lose_every_key(&mut self) {
+        server().command(&["FLUSHALL"]).unwrap();
+        self.reported.clear();
+        self.generations = 0;
+    }
+
+    fn in_registry(&self) -> bool {
+        self.operator
+            .list()
+            .unwrap()
+            .iter()
+            .any(|info| info.name == NAME)
+    }
+
+    fn calls(&mut self, p: usize, n: u32, outcome: Outcome) -> Result<(), TestCaseError> {
+        let before = self.truth();
+        let scripts_before = Fleet::script_calls();
+        let mut counted = 0;
+        let mut all_normal = true;
+        let mut changed = false;
+        for _ in 0..n {
+            match Breaker::acquire(&self.processes[p]) {
+                Ok(permit) => {
+                    self.note(permit.transition())?;
+                    changed |= permit.transition().is_some();
+                    all_normal &= permit.kind() == PermitKind::Normal;
+                    if permit.kind() == PermitKind::Normal
+                        && permit.generation() == before.generation
+                        && outcome != Outcome::Ignored
+                    {
+                        counted += 1;
+                    }
+                    prop_assert_ne!(permit.kind(), PermitKind::Unchecked, "Redis is up");
+                    let recorded = Breaker::record(&self.processes[p], permit, outcome);
+                    changed |= recorded.transition.is_some();
+                    self.note(recorded.transition)?;
+                }
+                Err(rejected) => {
+                    prop_assert_ne!(rejected.reason(), RejectReason::StoreUnavailable);
+                    all_normal = false;
+                }
+            }
+        }
+        let scripts = Fleet::script_calls() - scripts_before;
+        let after = self.truth();
+        if all_normal && !changed && after.generation == before.generation {
+            prop_assert_eq!(
+                after.counts.calls - before.counts.calls,
+                counted,
+                "every counted report is counted"
+            );
+            let closed = before.state == State::Closed && before.override_mode == Override::Auto;
+            if closed && outcome != Outcome::Ignored {
+                prop_assert!(
+                    scripts <= u64::from(n) + 1,
+                    "{} script calls for {} calls on the closed path",
+                    scripts,
+                    n
+                );
+            }
+        }
+        if all_normal && n > 0 && outcome != Outcome::Ignored {
+            prop_assert!(self.in_registry(), "a breaker in use is in the registry");
+        }
+        Ok(())
+    }
+
+    /// Every process decides as Redis's state says, now that every cache is stale.
+    ///
+    /// The clock goes `max_staleness` past the latest time it ever read: the simulation steps
+    /// one clock back for Redis and the processes alike, while a real process measures its
+    /// cache's age on a monotonic clock that never steps back.
+    fn settle(&mut self) -> Result<(), TestCaseError> {
+        let latest = self.latest.max(self.clock.now());
+        self.clock.set(latest.saturating_add(MAX_STALENESS));
+        for p in 0..PROCESSES {
+            let truth = self.truth();
+            let now = self.clock.now();
+            let decision = Breaker::acquire(&self.processes[p]);
+            let state = match truth.open_until {
+                Some(until) if until <= now => State::HalfOpen,
+                _ => truth.state,
+            };
+            match (truth.override_mode, state, &decision) {
+                (Override::ForcedOpen, _, Err(rejected)) => {
+                    prop_assert_eq!(rejected.reason(), RejectReason::ForcedOpen);
+                }
+                (Override::ForcedClosed, _, Ok(permit))
+                | (Override::Auto, State::Closed, Ok(permit)) => {
+                    prop_assert_eq!(permit.kind(), PermitKind::Normal);
+                }
+                (Override::Auto, State::Open, Err(rejected)) => {
+                    prop_assert_eq!(rejected.reason(), RejectReason::Open);
+                }
+                (Override::Auto, State::HalfOpen, Ok(permit)) => prop_assert!(permit.is_probe()),
+                (Override::Auto, State::HalfOpen, Err(rejected)) => {
+                    prop_assert_eq!(rejected.reason(), RejectReason::ProbesBusy);
+                }
+                _ => {
+                    return Err(TestCaseError::fail(format!(
+                        "process {p} decided {decision:?} while Redis says {truth:?} at {now:?}"
+                    )));
+                }
+            }
+            if let Ok(permit) = decision {
+                self.note(permit.transition())?;
+                let recorded = Breaker::record(&self.processes[p], permit, Outcome::Ignored);
+                self.note(recorded.transition)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), TestCaseError> {
+        match step {
+            Step::Calls(p, n, outcome) => self.calls(*p, *n, *outcome)?,
+            Step::Hold(p) => {
+                if let Ok(permit) = Breaker::acquire(&self.processes[*p]) {
+                    self.note(permit.transition())?;
+                    self.held.push((*p, permit));
+                }
+            }
+            Step::Release(which, outcome) => {
+                if !self.held.is_empty() {
+                    let (p, permit) = self.held.swap_remove(which % self.held.len());
+                    let recorded = Breaker::record(&self.processes[p], permit, *outcome);
+                    self.note(recorded.transition)?;
+                }
+            }
+            Step::Advance(ms) => self.clock.advance(Duration::from_millis(*ms)),
+            Step::ClockBack(ms) => {
+                self.latest = self.latest.max(self.clock.now());
+                let now = self.clock.now().as_millis();
+                let to = now.saturating_sub(*ms).max(self.start.as_millis());
+                self.clock.set(Timestamp::from_millis(to));
+            }
+            Step::Trip => {
+                let transition = Breaker::trip(&self.operator_breaker).unwrap();
+                self.note(Some(transition))?;
+            }
+            Step::Reset => match Breaker::reset(&self.operator_breaker).unwrap() {
+                // A reset of a closed breaker starts a new generation silently.
+                None => self.generations += 1,
+                transition => self.note(transition)?,
+            },
+            Step::Override(mode, ms) => {
+                Breaker::set_override(&self.operator_breaker, *mode, ms.map(Duration::from_millis))
+                    .unwrap();
+            }
+            Step::Flush => self.lose_every_key(),
+            Step::Idle => {
+                self.clock.advance(IDLE_TTL + Duration::from_secs(1));
+                self.lose_every_key();
+            }
+            Step::Settle => self.settle()?,
+        }
+        let truth = self.truth();
+        prop_assert_eq!(
+            truth.generation,
+            self.generations,
+            "every generation since Redis lost the key is a reported trip or close"
+        );
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_fleet_agrees_over_time(policy in policies(), steps in prop::collection::vec(steps(), 1..120)) {
+        let mut fleet = Fleet::new(&policy);
+        for (index, step) in steps.iter().enumerate() {
+            fleet
+                .step(step)
+                .map_err(|err| TestCaseError::fail(format!("step {index} {step:?}: {err}")))?;
+        }
+        fleet.settle()?;
+    }
+}

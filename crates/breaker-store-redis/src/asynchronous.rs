@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use crate::config::{Deployment, RedisConfig, redact};
 use crate::engine::{Engine, RecordPlan, Settings};
 use crate::error::{config_error, store_error, store_error_in, timed_out};
+use crate::history::{self, Bucket, HistoryEntry};
 use crate::registry::{self, BreakerInfo};
 use crate::script::Op;
 
@@ -305,6 +306,38 @@ impl RedisStore {
         });
     }
 
+    /// The newest `count` entries of the history of breaker `name`, or of every registered
+    /// breaker merged, newest first.
+    pub async fn history(
+        &self,
+        name: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        history::check_count(count)?;
+        let prefix = &self.inner.settings.prefix;
+        let names = match name {
+            Some(name) => vec![name.to_owned()],
+            None => {
+                let raw: HashMap<String, String> = self
+                    .query(registry::names(prefix), "reading the registry")
+                    .await?;
+                registry::parse_names(raw)
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect()
+            }
+        };
+        let mut entries = Vec::new();
+        for name in names {
+            let keys = crate::keys::Keys::new(prefix, &name);
+            let raw: Vec<(String, Vec<String>)> = self
+                .query(history::read(&keys, count), "reading a breaker's history")
+                .await?;
+            entries.extend(history::parse(&name, raw));
+        }
+        Ok(history::merge(entries, count))
+    }
+
     /// Every registered breaker with its live state and the policies it was registered
     /// with (more than one: processes disagree). Breakers whose keys have expired are
     /// dropped from the registry.
@@ -383,6 +416,13 @@ impl RedisBreaker {
         let call = self.engine.override_call(mode, duration);
         self.engine
             .finish_override(&self.store.invoke(call, "setting an override").await?)
+    }
+
+    /// The window's live buckets, oldest first, read from Redis.
+    pub async fn window(&self) -> Result<Vec<Bucket>, StoreError> {
+        let call = self.engine.operator_call(Op::Window);
+        self.engine
+            .finish_window(&self.store.invoke(call, "reading the window").await?)
     }
 
     /// Opens the breaker now for every process.

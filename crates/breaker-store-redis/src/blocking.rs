@@ -15,6 +15,7 @@ use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, RedisResult, Script
 use crate::config::{Deployment, RedisConfig};
 use crate::engine::{Engine, RecordPlan, Settings};
 use crate::error::{config_error, store_error};
+use crate::history::{self, Bucket, HistoryEntry};
 use crate::registry::{self, BreakerInfo};
 use crate::script::Op;
 
@@ -243,6 +244,36 @@ impl BlockingRedisStore {
         engine.registered(now, ok.is_ok());
     }
 
+    /// The newest `count` entries of the history of breaker `name`, or of every registered
+    /// breaker merged, newest first.
+    pub fn history(
+        &self,
+        name: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        history::check_count(count)?;
+        let prefix = &self.inner.settings.prefix;
+        let names = match name {
+            Some(name) => vec![name.to_owned()],
+            None => {
+                let raw: HashMap<String, String> =
+                    self.query(&registry::names(prefix), "reading the registry")?;
+                registry::parse_names(raw)
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect()
+            }
+        };
+        let mut entries = Vec::new();
+        for name in names {
+            let keys = crate::keys::Keys::new(prefix, &name);
+            let raw: Vec<(String, Vec<String>)> =
+                self.query(&history::read(&keys, count), "reading a breaker's history")?;
+            entries.extend(history::parse(&name, raw));
+        }
+        Ok(history::merge(entries, count))
+    }
+
     /// Every registered breaker with its live state; see [`RedisStore::list`](crate::RedisStore::list).
     pub fn list(&self) -> Result<Vec<BreakerInfo>, StoreError> {
         let prefix = &self.inner.settings.prefix;
@@ -299,6 +330,15 @@ impl BlockingRedisBreaker {
     pub fn with_listeners(mut self, listeners: Listeners) -> BlockingRedisBreaker {
         self.engine = Engine::with_listeners(self.engine, listeners);
         self
+    }
+}
+
+impl BlockingRedisBreaker {
+    /// The window's live buckets, oldest first, read from Redis.
+    pub fn window(&self) -> Result<Vec<Bucket>, StoreError> {
+        let call = self.engine.operator_call(Op::Window);
+        self.engine
+            .finish_window(&self.store.invoke(&call, "reading the window")?)
     }
 }
 

@@ -4,14 +4,16 @@
 -- identical answers. Keep the two in step.
 --
 -- KEYS[1]  the breaker's hash: state fields and window buckets.
--- ARGV[1]  op: acquire | record | snapshot | trip | reset | override
+-- KEYS[2]  the breaker's history: a stream of its transitions and operator actions.
+-- ARGV[1]  op: acquire | record | snapshot | window | trip | reset | override
 -- ARGV[2]  now in ms, or "" for the server's clock (TIME)
 -- ARGV[3..13] policy: bucket_ms buckets rate min_failures min_calls open_ms probes
 --          lease_ms successes backoff max_open_ms
 -- ARGV[14] idle TTL in ms
--- ARGV[15..] op arguments: record: generation kind(0 normal, 1 probe) ticket
+-- ARGV[15] history length (entries kept, about; 0: no history)
+-- ARGV[16..] op arguments: record: generation kind(0 normal, 1 probe) ticket
 --          outcome(0 success, 1 failure, 2 ignored); override: mode(0 auto,
---          1 forced-open, 2 forced-closed) duration_ms(-1 forever)
+--          1 forced-open, 2 forced-closed) duration_ms(-1 forever) actor; trip, reset: actor
 --
 -- Every reply starts with the op's own values and ends with the state the caller caches:
 -- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override epoch
@@ -44,6 +46,8 @@ local to_close = tonumber(ARGV[11])
 local backoff = tonumber(ARGV[12])
 local max_open_ms = tonumber(ARGV[13])
 local idle_ttl = tonumber(ARGV[14])
+local history_len = tonumber(ARGV[15])
+local history_key = KEYS[2]
 
 local CLOSED, OPEN, HALF = 0, 1, 2
 local AUTO, FORCED_OPEN, FORCED_CLOSED = 0, 1, 2
@@ -152,6 +156,20 @@ local function tail(reply, s)
   return reply
 end
 
+-- One entry in the breaker's history, written by the step that made it. The stream is capped
+-- (about history_len entries) and expires with the breaker.
+local function history(event, s, fields)
+  if history_len <= 0 then return end
+  local args = {'XADD', history_key, 'MAXLEN', '~', history_len, '*',
+    'at', now, 'event', event, 'gen', s.gen}
+  for _, value in ipairs(fields or {}) do table.insert(args, value) end
+  redis.call(unpack(args))
+  redis.call('PEXPIRE', history_key, idle_ttl)
+end
+
+local CAUSES = {'threshold', 'probe-failed', 'operator'}
+local OVERRIDES = {[0] = 'auto', [1] = 'forced-open', [2] = 'forced-closed'}
+
 -- The window: slot i holds t<i> (bucket + 1), c<i> (calls), f<i> (failures).
 local function window_add(failure)
   local bucket = math.floor(now / bucket_ms)
@@ -202,6 +220,27 @@ local function window_counts()
   return calls, failures
 end
 
+-- The live buckets, oldest first: {bucket number, calls, failures, ...}.
+local function window_buckets()
+  local v = redis.call('HMGET', key, unpack(bucket_fields()))
+  local now_bucket = math.floor(now / bucket_ms)
+  local live = {}
+  for i = 0, buckets - 1 do
+    local t, c, f = whole(v[3 * i + 1]), whole(v[3 * i + 2]), whole(v[3 * i + 3])
+    if t and c and f and t ~= 0 and now_bucket < t - 1 + buckets then
+      table.insert(live, {t - 1, c, f})
+    end
+  end
+  table.sort(live, function(a, b) return a[1] < b[1] end)
+  local reply = {}
+  for _, bucket in ipairs(live) do
+    table.insert(reply, bucket[1])
+    table.insert(reply, bucket[2])
+    table.insert(reply, bucket[3])
+  end
+  return reply
+end
+
 local function window_clear()
   redis.call('HDEL', key, unpack(bucket_fields()))
 end
@@ -210,17 +249,19 @@ end
 -- cause(1 threshold, 2 probe failed, 3 operator), calls, failures}.
 local NONE = {0, 0, 0, 0, 0, 0, 0}
 
-local function open(s, ms, cause, calls, failures)
+local function open(s, ms, cause, calls, failures, actor)
   s.gen = s.gen + 1
   s.st = OPEN
   s.om = ms
   s.ou = now + ms
   s.sc = 0
   s.probes = {}
+  history('tripped', s, {'cause', CAUSES[cause], 'open_until', s.ou, 'open_ms', ms,
+    'calls', calls or 0, 'failures', failures or 0, 'by', actor or ''})
   return {1, s.gen, s.ou, ms, cause, calls or 0, failures or 0}
 end
 
-local function close(s)
+local function close(s, actor)
   local ended = s.gen
   -- A close starts a new cycle, as a trip does (see Circuit::close).
   s.gen = s.gen + 1
@@ -229,6 +270,7 @@ local function close(s)
   s.sc = 0
   s.probes = {}
   window_clear()
+  history('closed', s, {'ended', ended, 'by', actor or ''})
   return {3, ended, 0, 0, 0, 0, 0}
 end
 
@@ -251,6 +293,7 @@ local function acquire(s)
     s.sc = 0
     s.probes = {}
     half_opened = 1
+    history('half-opened', s)
   end
   local live = {}
   for _, p in ipairs(s.probes) do
@@ -275,10 +318,10 @@ end
 
 local function record(s)
   expire_override(s)
-  local generation = tonumber(ARGV[15])
-  local kind = tonumber(ARGV[16])
-  local ticket = tonumber(ARGV[17])
-  local outcome = tonumber(ARGV[18])
+  local generation = tonumber(ARGV[16])
+  local kind = tonumber(ARGV[17])
+  local ticket = tonumber(ARGV[18])
+  local outcome = tonumber(ARGV[19])
   if generation ~= s.gen then return NONE end
   if kind == 0 then
     if outcome == 2 then return NONE end
@@ -337,21 +380,25 @@ local function main()
     reply = record(s)
   elseif op == 'snapshot' then
     return tail(snapshot(s), s)
+  elseif op == 'window' then
+    return tail(window_buckets(), s)
   elseif op == 'trip' then
-    reply = open(s, math.min(open_ms_policy, max_open_ms), 3)
+    reply = open(s, math.min(open_ms_policy, max_open_ms), 3, 0, 0, ARGV[16])
   elseif op == 'reset' then
     if s.st == CLOSED then
-      close(s)
+      close(s, ARGV[16])
       reply = NONE
     else
-      reply = close(s)
+      reply = close(s, ARGV[16])
     end
   elseif op == 'override' then
-    local mode = tonumber(ARGV[15])
-    local duration = tonumber(ARGV[16])
+    local mode = tonumber(ARGV[16])
+    local duration = tonumber(ARGV[17])
     s.ov = mode
     s.ovu = 0
     if mode ~= AUTO and duration >= 0 then s.ovu = now + duration end
+    history('override', s, {'mode', OVERRIDES[mode] or tostring(mode), 'until', s.ovu,
+      'by', ARGV[18] or ''})
     reply = {}
   else
     return redis.error_reply('BREAKER unknown op ' .. tostring(op))

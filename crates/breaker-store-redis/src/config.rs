@@ -43,6 +43,8 @@ pub struct RedisConfig {
     clock: Arc<dyn Clock>,
     inject_time: bool,
     pub(crate) pool_size: u32,
+    history_len: u32,
+    actor: String,
 }
 
 impl RedisConfig {
@@ -56,6 +58,8 @@ impl RedisConfig {
             clock: Arc::new(MonotonicClock::new()),
             inject_time: false,
             pool_size: 16,
+            history_len: 1_000,
+            actor: format!("process {}", std::process::id()),
         }
     }
 
@@ -125,6 +129,22 @@ impl RedisConfig {
         self
     }
 
+    /// How many transitions and operator actions each breaker's history keeps (about:
+    /// trimming is approximate; default 1000; 0 keeps none).
+    #[must_use]
+    pub fn history_len(mut self, entries: u32) -> RedisConfig {
+        self.history_len = entries;
+        self
+    }
+
+    /// Who this store acts for, as the history of operator actions records it (default
+    /// `process <pid>`; the `breaker` command says `breaker <user>`).
+    #[must_use]
+    pub fn actor(mut self, actor: impl Into<String>) -> RedisConfig {
+        self.actor = actor.into();
+        self
+    }
+
     /// Takes time from `clock` and sends it to Redis instead of using the server's `TIME`:
     /// for tests that drive time with a [`ManualClock`](breaker_core::ManualClock).
     #[must_use]
@@ -158,6 +178,8 @@ impl RedisConfig {
             idle_ttl: self.idle_ttl,
             clock: self.clock.clone(),
             inject_time: self.inject_time,
+            history_len: self.history_len,
+            actor: self.actor.clone(),
         })
     }
 }

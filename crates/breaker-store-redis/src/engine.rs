@@ -12,6 +12,7 @@ use breaker_core::{
 };
 use redis::{Cmd, ScriptInvocation};
 
+use crate::history::Bucket;
 use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op, Tail};
@@ -42,6 +43,10 @@ pub(crate) struct Settings {
     pub(crate) clock: Arc<dyn Clock>,
     /// Send the clock's time to the script instead of letting it read Redis's `TIME`.
     pub(crate) inject_time: bool,
+    /// Entries kept in each breaker's history (about; 0: none).
+    pub(crate) history_len: u32,
+    /// Who asks, in the history of operator actions.
+    pub(crate) actor: String,
 }
 
 impl Settings {
@@ -165,13 +170,7 @@ impl Engine {
 
     pub(crate) fn invocation(&self, now: Timestamp, op: Op) -> ScriptInvocation<'static> {
         let injected = self.settings.inject_time.then_some(now);
-        script::invocation(
-            &self.keys.state,
-            injected,
-            &self.policy,
-            self.settings.idle_ttl,
-            op,
-        )
+        script::invocation(&self.keys, injected, &self.policy, &self.settings, op)
     }
 
     /// The pre-call check from the cache, if it can answer.
@@ -420,6 +419,19 @@ impl Engine {
         self.remember(self.now(), tail);
     }
 
+    /// The reply to a window read.
+    pub(crate) fn finish_window(&self, reply: &[i64]) -> Result<Vec<Bucket>, StoreError> {
+        let width = self.policy.bucket_millis();
+        Ok(script::parse_window(reply)?
+            .into_iter()
+            .map(|[bucket, calls, failures]| Bucket {
+                start: Timestamp::from_millis(bucket.saturating_mul(width)),
+                calls,
+                failures,
+            })
+            .collect())
+    }
+
     /// The reply to a snapshot.
     pub(crate) fn finish_snapshot(&self, reply: &[i64]) -> Result<Snapshot, StoreError> {
         Ok(script::parse_snapshot(reply)?.0)
@@ -510,6 +522,8 @@ mod tests {
             idle_ttl: Duration::from_secs(60),
             clock: Arc::new(clock.clone()),
             inject_time: true,
+            history_len: 10,
+            actor: "test".to_owned(),
         };
         Engine::new("cache", Policy::default(), settings)
     }

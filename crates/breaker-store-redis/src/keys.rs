@@ -10,6 +10,8 @@ pub(crate) struct Keys {
     pub(crate) state: String,
     /// Hash: policy (JSON) -> last time a process registered the breaker with it.
     pub(crate) policies: String,
+    /// Stream: the breaker's transitions and operator actions, capped.
+    pub(crate) history: String,
     /// Hash: breaker name -> first time it was registered.
     pub(crate) registry: String,
 }
@@ -50,6 +52,7 @@ impl Keys {
         Keys {
             state: format!("{prefix}:{tag}"),
             policies: format!("{prefix}:{tag}:policies"),
+            history: format!("{prefix}:{tag}:history"),
             registry: format!("{prefix}:registry"),
         }
     }

@@ -9,6 +9,9 @@ use breaker_core::{
 };
 use redis::{Script, ScriptInvocation};
 
+use crate::engine::Settings;
+use crate::keys::Keys;
+
 static BREAKER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("breaker.lua")));
 
 /// What one script call does.
@@ -27,6 +30,8 @@ pub(crate) enum Op {
         mode: Override,
         duration_ms: Option<u64>,
     },
+    /// The window's live buckets.
+    Window,
 }
 
 /// The state every reply ends with, for the caller's cache.
@@ -53,14 +58,15 @@ const TAIL: usize = 9;
 
 /// A script call with its arguments, ready to send.
 pub(crate) fn invocation(
-    key: &str,
+    keys: &Keys,
     now: Option<Timestamp>,
     policy: &Policy,
-    idle_ttl: Duration,
+    settings: &Settings,
     op: Op,
 ) -> ScriptInvocation<'static> {
+    let idle_ttl = settings.idle_ttl;
     let mut call = BREAKER.prepare_invoke();
-    call.key(key);
+    call.key(&keys.state).key(&keys.history);
     call.arg(match op {
         Op::Acquire => "acquire",
         Op::Record { .. } => "record",
@@ -68,6 +74,7 @@ pub(crate) fn invocation(
         Op::Trip => "trip",
         Op::Reset => "reset",
         Op::Override { .. } => "override",
+        Op::Window => "window",
     });
     match now {
         Some(now) => call.arg(now.as_millis()),
@@ -90,7 +97,8 @@ pub(crate) fn invocation(
             u64::try_from(idle_ttl.min(MAX_DURATION).as_millis())
                 .unwrap_or(1)
                 .max(1),
-        );
+        )
+        .arg(settings.history_len);
     match op {
         Op::Record {
             generation,
@@ -112,9 +120,13 @@ pub(crate) fn invocation(
                 Override::ForcedOpen => 1,
                 Override::ForcedClosed => 2,
             })
-            .arg(duration_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(-1)));
+            .arg(duration_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(-1)))
+            .arg(&settings.actor);
         }
-        Op::Acquire | Op::Snapshot | Op::Trip | Op::Reset => {}
+        Op::Trip | Op::Reset => {
+            call.arg(&settings.actor);
+        }
+        Op::Acquire | Op::Snapshot | Op::Window => {}
     }
     call
 }
@@ -256,6 +268,20 @@ pub(crate) fn parse_snapshot(reply: &[i64]) -> Result<(Snapshot, Tail), StoreErr
     };
     snapshot.probes_in_flight = u32::try_from(v[7]).unwrap_or(u32::MAX);
     Ok((snapshot, tail))
+}
+
+/// The reply to `window`: each live bucket's number, calls and failures.
+pub(crate) fn parse_window(reply: &[i64]) -> Result<Vec<[u64; 3]>, StoreError> {
+    let body = reply
+        .len()
+        .checked_sub(TAIL)
+        .filter(|len| len % 3 == 0)
+        .ok_or_else(|| corrupt("window", reply))?;
+    let (values, _) = split(reply, body, "window")?;
+    Ok(values
+        .chunks_exact(3)
+        .map(|bucket| [bucket[0], bucket[1], bucket[2]])
+        .collect())
 }
 
 /// `Snapshot` is non-exhaustive: start from the core's view of a fresh breaker.

@@ -877,3 +877,97 @@ fn sentinel_finds_the_master_for_both_stores() {
             == "1"
     );
 }
+
+#[test]
+fn history_records_transitions_and_operator_actions_capped() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let store = BlockingRedisStore::connect(
+        RedisConfig::standalone(single().url())
+            .prefix(&prefix)
+            .timeout(RELAXED)
+            .max_staleness(Duration::ZERO)
+            .history_len(5)
+            .actor("ops <night shift>")
+            .injected_clock(clock.clone()),
+    )
+    .unwrap();
+    let breaker = store
+        .breaker("histórico", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    for _ in 0..3 {
+        let permit = Breaker::acquire(&breaker).unwrap();
+        Breaker::record(&breaker, permit, Outcome::Failure);
+    }
+    clock.advance(Duration::from_secs(180));
+    let probe = Breaker::acquire(&breaker).unwrap();
+    Breaker::record(&breaker, probe, Outcome::Success);
+    clock.advance(Duration::from_secs(1));
+    Breaker::set_override(
+        &breaker,
+        Override::ForcedOpen,
+        Some(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let entries = store.history(Some("histórico"), 100).unwrap();
+    let events: Vec<&str> = entries.iter().map(|entry| entry.event.as_str()).collect();
+    assert_eq!(events, ["override", "closed", "half-opened", "tripped"]);
+    assert_eq!(entries[3].detail("cause"), Some("threshold"));
+    assert_eq!(entries[3].detail("failures"), Some("3"));
+    assert_eq!(entries[3].generation, 1);
+    assert_eq!(entries[0].detail("by"), Some("ops <night shift>"));
+    assert_eq!(entries[0].detail("mode"), Some("forced-open"));
+    assert_eq!(entries[1].detail("by"), Some(""), "closed by its probe");
+    assert!(entries.windows(2).all(|pair| pair[0].at >= pair[1].at));
+    // Every registered breaker's history, merged.
+    let other = store
+        .breaker("other", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    Breaker::trip(&other).unwrap();
+    let all = store.history(None, 2).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].name, "other");
+    assert_eq!(all[0].detail("cause"), Some("operator"));
+    // Bounded: trimming is approximate (whole stream nodes of 100 entries), never unbounded.
+    for _ in 0..400 {
+        Breaker::trip(&other).unwrap();
+    }
+    let key = format!("{prefix}:{{=other}}:history");
+    let len: usize = single().command(&["XLEN", &key]).unwrap().parse().unwrap();
+    assert!(len <= 5 + 100, "{len} entries kept");
+    let ttl: i64 = single().command(&["PTTL", &key]).unwrap().parse().unwrap();
+    assert!(ttl > 0, "the history expires with the breaker");
+    assert!(store.history(None, 0).is_err());
+}
+
+#[test]
+fn the_window_reads_as_buckets() {
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(
+        RedisConfig::standalone(single().url())
+            .prefix(unique_prefix())
+            .timeout(RELAXED)
+            .injected_clock(clock.clone()),
+    )
+    .unwrap();
+    let breaker = store
+        .breaker("buckets", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    let call = |outcome| {
+        let permit = Breaker::acquire(&breaker).unwrap();
+        Breaker::record(&breaker, permit, outcome);
+    };
+    call(Outcome::Success);
+    call(Outcome::Failure);
+    clock.advance(Duration::from_secs(2));
+    call(Outcome::Success);
+    let buckets = breaker.window().unwrap();
+    let counts: Vec<(u64, u64)> = buckets.iter().map(|b| (b.calls, b.failures)).collect();
+    assert_eq!(counts, [(2, 1), (1, 0)]);
+    assert_eq!(
+        buckets[1].start.as_millis() - buckets[0].start.as_millis(),
+        2_000
+    );
+    assert!(buckets[1].start <= clock.now());
+}

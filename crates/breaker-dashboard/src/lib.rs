@@ -1,0 +1,53 @@
+//! A live web page and a JSON API of circuit breakers: every breaker's state, calls and
+//! failures in its window (with a small chart of the window's buckets), open-until,
+//! overrides, policy conflicts and recent transitions, updated every second without
+//! reloading; and operator actions (trip, reset, force-open, force-closed, auto) for whoever
+//! holds the dashboard's token.
+//!
+//! [`Dashboard`] builds an [axum](https://docs.rs/axum) router over any [`DashboardStore`];
+//! [`RedisBreakers`] is the one for breakers shared through Redis (the `redis` feature, on by
+//! default), and the `breaker dashboard` command serves it.
+//!
+//! Read-only by default: without a token every action is refused with `401`, and with one a
+//! request must carry `Authorization: Bearer <token>`. A refused request changes nothing.
+//! When the store cannot answer, the API says `503` with a JSON error and the page shows an
+//! outage until the store is back.
+//!
+//! ```no_run
+//! use breaker_dashboard::{Dashboard, RedisBreakers};
+//! use breaker_store_redis::{RedisConfig, RedisStore};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RedisConfig::standalone("redis://127.0.0.1:6379").actor("ops dashboard");
+//! let store = RedisStore::connect(config).await?;
+//! let app = Dashboard::new(RedisBreakers::new(store))
+//!     .token(std::env::var("BREAKER_DASHBOARD_TOKEN").unwrap_or_default())
+//!     .router();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The API
+//!
+//! - `GET /api/breakers`: every breaker as `breaker status --json` prints it (`name`,
+//!   `state`, `calls`, `failures`, `failure_rate`, `open_until_ms`, `override`,
+//!   `override_until_ms`, `policy_conflict`, `policies`, ...) plus `window_ms`, `bucket_ms`
+//!   and `buckets` (`start_ms`, `calls`, `failures`, oldest first).
+//! - `GET /api/history?name=&count=`: the newest transitions and operator actions, of one
+//!   breaker or all, newest first (`count` 1 to 1000, default 100).
+//! - `GET /api/config`: `{"actions": true}` when a token allows actions.
+//! - `POST /api/breakers/{name}/{trip|reset|force-open|force-closed|auto}?for=10m`: the name
+//!   percent-encoded (any UTF-8); `for` only with the overrides.
+
+mod router;
+mod store;
+
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use redis::RedisBreakers;
+pub use router::Dashboard;
+pub use store::{Action, BreakerView, Bucket, DashboardStore, HistoryEntry};

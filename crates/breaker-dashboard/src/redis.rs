@@ -1,0 +1,162 @@
+//! The dashboard over a Redis store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use breaker_core::{Policy, StoreError, StoreErrorKind};
+use breaker_store_redis::{BreakerInfo, RedisBreaker, RedisStore};
+
+use crate::store::{Action, BreakerView, Bucket, DashboardStore, HistoryEntry};
+
+/// The breakers registered in a [`RedisStore`], as operators see them: listed with their
+/// windows, their history, and operator actions by name. Cheap to clone.
+///
+/// A breaker's window and operator actions go through a handle made with the policy the
+/// breaker was last registered with. Making a handle registers the breaker (it was in use
+/// with that policy a moment ago), so handles are kept, one per listed breaker, and a
+/// dashboard refreshing every second does not register every breaker every second. Handles
+/// of breakers no longer listed are dropped.
+#[derive(Clone)]
+pub struct RedisBreakers {
+    store: RedisStore,
+    handles: Arc<Mutex<HashMap<String, (Policy, RedisBreaker)>>>,
+}
+
+impl fmt::Debug for RedisBreakers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBreakers")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBreakers {
+    /// The breakers of `store`. Operator actions are recorded in the history as asked by the
+    /// store's [`actor`](breaker_store_redis::RedisConfig::actor).
+    pub fn new(store: RedisStore) -> RedisBreakers {
+        RedisBreakers {
+            store,
+            handles: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
+    /// A handle on the registered breaker `name`, with the policy it was last registered
+    /// with, for operator actions. An unregistered name is an error of kind
+    /// [`NotFound`](StoreErrorKind::NotFound).
+    pub async fn breaker(&self, name: &str) -> Result<RedisBreaker, StoreError> {
+        let info = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .find(|info| info.name == name)
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::NotFound,
+                    format!("no breaker named {name:?} in the store"),
+                )
+            })?;
+        let policy = info.policies.into_iter().next().ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::NotFound,
+                format!("breaker {name:?} has no registered policy"),
+            )
+        })?;
+        self.handle(name, policy).await
+    }
+
+    /// The kept handle on `name` with `policy`, or a new one.
+    async fn handle(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
+        if let Some((kept, breaker)) = self.handles().get(name) {
+            if *kept == policy {
+                return Ok(breaker.clone());
+            }
+        }
+        let breaker = self.store.breaker(name, policy.clone()).await?;
+        self.handles()
+            .insert(name.to_owned(), (policy, breaker.clone()));
+        Ok(breaker)
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Policy, RedisBreaker)>> {
+        // A panic elsewhere cannot leave the map half-written: inserts and removals are whole.
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl From<BreakerInfo> for BreakerView {
+    fn from(info: BreakerInfo) -> BreakerView {
+        let mut policies = info.policies.into_iter();
+        let newest = policies.next().unwrap_or_default();
+        let mut view = BreakerView::new(info.name, info.snapshot, newest);
+        view.policies.extend(policies);
+        view.first_seen = Some(info.first_seen);
+        view.last_seen = Some(info.last_seen);
+        view
+    }
+}
+
+impl From<breaker_store_redis::Bucket> for Bucket {
+    fn from(bucket: breaker_store_redis::Bucket) -> Bucket {
+        Bucket::new(bucket.start, bucket.calls, bucket.failures)
+    }
+}
+
+impl From<breaker_store_redis::HistoryEntry> for HistoryEntry {
+    fn from(entry: breaker_store_redis::HistoryEntry) -> HistoryEntry {
+        let mut view = HistoryEntry::new(entry.name, entry.at, entry.event, entry.generation);
+        view.details = entry.details;
+        view
+    }
+}
+
+impl DashboardStore for RedisBreakers {
+    async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
+        let listed = self.store.list().await?;
+        self.handles()
+            .retain(|name, _| listed.iter().any(|info| &info.name == name));
+        let mut views = Vec::with_capacity(listed.len());
+        for info in listed {
+            let handle = match info.policies.first() {
+                Some(policy) => Some(self.handle(&info.name, policy.clone()).await?),
+                None => None,
+            };
+            let mut view = BreakerView::from(info);
+            if let Some(handle) = handle {
+                let buckets = handle.window().await?;
+                view.buckets = Some(buckets.into_iter().map(Bucket::from).collect());
+            }
+            views.push(view);
+        }
+        Ok(views)
+    }
+
+    async fn history(
+        &self,
+        name: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let entries = self.store.history(name, count).await?;
+        Ok(entries.into_iter().map(HistoryEntry::from).collect())
+    }
+
+    async fn act(&self, name: &str, action: Action) -> Result<(), StoreError> {
+        let breaker = self.breaker(name).await?;
+        match action {
+            Action::Trip => {
+                breaker.trip().await?;
+            }
+            Action::Reset => {
+                breaker.reset().await?;
+            }
+            Action::Override(mode, duration) => breaker.set_override(mode, duration).await?,
+        }
+        Ok(())
+    }
+}

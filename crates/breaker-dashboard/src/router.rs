@@ -1,0 +1,335 @@
+//! The HTTP side: the page, the JSON API, and who may act.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use breaker_core::{StoreError, StoreErrorKind};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::{Action, DashboardStore};
+
+/// History entries `/api/history` answers when the request does not say.
+const DEFAULT_HISTORY: usize = 100;
+/// The most history entries one request may ask for.
+const MAX_HISTORY: usize = 1_000;
+
+/// The dashboard of the breakers in a [`DashboardStore`]: a live page and a JSON API, as an
+/// [axum](https://docs.rs/axum) [`Router`] to serve alone or to nest in a service's own.
+///
+/// Read-only unless built with [`token`](Dashboard::token): operator actions
+/// (`POST /api/breakers/{name}/{action}`) are refused with `401` unless the request carries
+/// `Authorization: Bearer <token>`, and a refused request changes nothing.
+pub struct Dashboard<S> {
+    store: S,
+    token: Option<Token>,
+}
+
+impl<S> fmt::Debug for Dashboard<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: DashboardStore> Dashboard<S> {
+    /// A read-only dashboard of `store`.
+    pub fn new(store: S) -> Dashboard<S> {
+        Dashboard { store, token: None }
+    }
+
+    /// Allows operator actions to requests that carry `token` as a bearer token. An empty
+    /// token allows nothing: the dashboard stays read-only.
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Dashboard<S> {
+        let token = token.into();
+        self.token = (!token.is_empty()).then(|| Token(token.into_bytes()));
+        self
+    }
+
+    /// The router: `/` (the page), `GET /api/config`, `GET /api/breakers`,
+    /// `GET /api/history?name=&count=` and `POST /api/breakers/{name}/{action}?for=`.
+    pub fn router(self) -> Router {
+        let shared = Arc::new(Shared {
+            store: self.store,
+            token: self.token,
+        });
+        let actions = Router::new()
+            .route("/api/breakers/{name}/{action}", post(act::<S>))
+            .route_layer(middleware::from_fn_with_state(
+                shared.clone(),
+                require_token::<S>,
+            ));
+        Router::new()
+            .route("/", get(page))
+            .route("/api/config", get(config::<S>))
+            .route("/api/breakers", get(breakers::<S>))
+            .route("/api/history", get(history::<S>))
+            .merge(actions)
+            .fallback(not_found)
+            .layer(middleware::map_response(safety_headers))
+            .with_state(shared)
+    }
+}
+
+/// The operator token; never printed.
+struct Token(Vec<u8>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+struct Shared<S> {
+    store: S,
+    token: Option<Token>,
+}
+
+impl<S> Shared<S> {
+    /// Whether `headers` carry the configured token. Compared in constant time, so the
+    /// answer's timing tells nothing of how much of a guess was right.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(Token(token)) = &self.token else {
+            return false;
+        };
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| bearer(value.as_bytes()))
+        else {
+            return false;
+        };
+        token.as_slice().ct_eq(given).into()
+    }
+}
+
+/// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+fn error(status: StatusCode, message: impl fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// A store failure: an unknown breaker is 404, anything else means the store cannot answer
+/// now (503), which the page shows as an outage.
+fn store_error(err: &StoreError) -> Response {
+    let status = match err.kind() {
+        StoreErrorKind::NotFound => StatusCode::NOT_FOUND,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, err)
+}
+
+async fn require_token<S: DashboardStore>(
+    State(shared): State<Arc<Shared<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if shared.authorized(request.headers()) {
+        return next.run(request).await;
+    }
+    let message = if shared.token.is_none() {
+        "this dashboard is read-only: it was started without a token"
+    } else {
+        "actions need the dashboard's token as `Authorization: Bearer <token>`"
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"breaker dashboard\""),
+    );
+    response
+}
+
+async fn config<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    Json(json!({ "actions": shared.token.is_some() })).into_response()
+}
+
+async fn breakers<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    match shared.store.breakers().await {
+        Ok(views) => Json(views).into_response(),
+        Err(err) => store_error(&err),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    name: Option<String>,
+    count: Option<usize>,
+}
+
+async fn history<S: DashboardStore>(
+    State(shared): State<Arc<Shared<S>>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let count = query.count.unwrap_or(DEFAULT_HISTORY);
+    if !(1..=MAX_HISTORY).contains(&count) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("count must be from 1 to {MAX_HISTORY}"),
+        );
+    }
+    match shared.store.history(query.name.as_deref(), count).await {
+        Ok(entries) => Json(entries).into_response(),
+        Err(err) => store_error(&err),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionQuery {
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+async fn act<S: DashboardStore>(
+    State(shared): State<Arc<Shared<S>>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<ActionQuery>, QueryRejection>,
+) -> Response {
+    let (name, action) = match path {
+        Ok(Path(path)) => path,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let duration = match query {
+        Ok(Query(ActionQuery { duration: None })) => None,
+        Ok(Query(ActionQuery {
+            duration: Some(text),
+        })) => match humantime::parse_duration(&text) {
+            Ok(duration) => Some(duration),
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("for={text:?}: {err} (write durations like 30s, 10m, 1h)"),
+                );
+            }
+        },
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let action = match Action::parse(&action, duration) {
+        Ok(action) => action,
+        // An action that does not exist is a page that does not exist; one that exists but
+        // was asked wrongly (a duration on a trip) is a bad request.
+        Err(message) if Action::NAMES.contains(&action.as_str()) => {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        Err(message) => return error(StatusCode::NOT_FOUND, message),
+    };
+    match shared.store.act(&name, action).await {
+        Ok(()) => Json(json!({ "name": name, "action": action.to_string() })).into_response(),
+        Err(err) => store_error(&err),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such page")
+}
+
+/// The page, built once: its inline script and style are allowed by their hashes in the
+/// Content-Security-Policy, so markup that slipped into the page could run no script.
+struct Page {
+    html: String,
+    policy: HeaderValue,
+}
+
+fn built_page() -> &'static Page {
+    static PAGE: OnceLock<Page> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        let style = include_str!("page.css");
+        let script = include_str!("page.js");
+        let html = include_str!("page.html")
+            .replace("/* STYLE */", style)
+            .replace("/* SCRIPT */", script);
+        let hash = |text: &str| {
+            let digest = Sha256::digest(text.as_bytes());
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        };
+        let policy = format!(
+            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
+             img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            hash(script),
+            hash(style)
+        );
+        Page {
+            html,
+            policy: HeaderValue::from_str(&policy)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+        }
+    })
+}
+
+async fn page() -> Response {
+    let page = built_page();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CONTENT_SECURITY_POLICY, page.policy.clone()),
+        ],
+        page.html.as_str(),
+    )
+        .into_response()
+}
+
+/// Headers on every answer: never sniffed, framed, cached or sent on as a referrer.
+async fn safety_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_credentials_are_read_whatever_the_scheme_case() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer"), None);
+    }
+
+    #[test]
+    fn the_page_has_its_script_and_style_inline() {
+        let page = built_page();
+        assert!(!page.html.contains("/* SCRIPT */"));
+        assert!(!page.html.contains("/* STYLE */"));
+        let policy = page.policy.to_str().unwrap_or_default();
+        assert_eq!(policy.matches("'sha256-").count(), 2, "{policy}");
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+    }
+}

@@ -1,0 +1,304 @@
+//! What the dashboard needs from a store, and the values it shows.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use breaker_core::{Override, Policy, Snapshot, StoreError, Timestamp};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+/// What the dashboard reads from a store and asks of it: every breaker with its window, the
+/// history of transitions, and operator actions on a breaker by name.
+///
+/// Implemented for Redis by [`RedisBreakers`](crate::RedisBreakers); a service can implement
+/// it over its own in-process breakers to show them with the same page.
+pub trait DashboardStore: Send + Sync + 'static {
+    /// Every breaker the store knows, with its live state and, where the store can tell,
+    /// its window's buckets.
+    fn breakers(&self) -> impl Future<Output = Result<Vec<BreakerView>, StoreError>> + Send;
+
+    /// The newest `count` entries of breaker `name`'s history, or of every breaker's merged,
+    /// newest first. `count` is at least 1.
+    fn history(
+        &self,
+        name: Option<&str>,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<HistoryEntry>, StoreError>> + Send;
+
+    /// Applies `action` to breaker `name`, for every process sharing the store. A name the
+    /// store does not know is an error of kind
+    /// [`NotFound`](breaker_core::StoreErrorKind::NotFound).
+    fn act(
+        &self,
+        name: &str,
+        action: Action,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An operator action on one breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Open now.
+    Trip,
+    /// Close now and clear the window.
+    Reset,
+    /// Set an override (`Auto` lifts one) for a while, or until the next override (`None`).
+    Override(Override, Option<Duration>),
+}
+
+impl Action {
+    /// The actions' names, as [`parse`](Action::parse) takes them.
+    pub const NAMES: [&'static str; 5] = ["trip", "reset", "force-open", "force-closed", "auto"];
+
+    /// The action named as in the API's paths and the `breaker` command (`trip`, `reset`,
+    /// `force-open`, `force-closed`, `auto`), with an optional duration for the overrides.
+    pub fn parse(name: &str, duration: Option<Duration>) -> Result<Action, String> {
+        let action = match name {
+            "trip" => Action::Trip,
+            "reset" => Action::Reset,
+            "auto" => Action::Override(Override::Auto, None),
+            "force-open" => return Ok(Action::Override(Override::ForcedOpen, duration)),
+            "force-closed" => return Ok(Action::Override(Override::ForcedClosed, duration)),
+            other => {
+                return Err(format!(
+                    "unknown action {other:?}: use trip, reset, force-open, force-closed or auto"
+                ));
+            }
+        };
+        match duration {
+            None => Ok(action),
+            Some(_) => Err(format!(
+                "{name} takes no duration: only force-open and force-closed do"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Trip => f.write_str("trip"),
+            Action::Reset => f.write_str("reset"),
+            Action::Override(Override::Auto, _) => f.write_str("auto"),
+            Action::Override(mode, duration) => {
+                let name = match mode {
+                    Override::ForcedOpen => "force-open",
+                    Override::ForcedClosed => "force-closed",
+                    _ => "override",
+                };
+                f.write_str(name)?;
+                match duration {
+                    Some(duration) => write!(f, " for {}", humantime::format_duration(*duration)),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// One breaker as the dashboard shows it. Serialized as `breaker status --json` prints each
+/// breaker, plus `buckets` when they are known.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerView {
+    /// The breaker's name (any UTF-8).
+    pub name: String,
+    /// Its live state.
+    pub snapshot: Snapshot,
+    /// Every policy processes use it with, newest first: more than one means they disagree.
+    pub policies: Vec<Policy>,
+    /// When a process first registered it, if the store keeps a registry.
+    pub first_seen: Option<Timestamp>,
+    /// When a process last registered it, if the store keeps a registry.
+    pub last_seen: Option<Timestamp>,
+    /// The window's live buckets, oldest first, if the store can read them.
+    pub buckets: Option<Vec<Bucket>>,
+}
+
+impl BreakerView {
+    /// A breaker `name` in state `snapshot`, used with `policy`; nothing else known yet.
+    pub fn new(name: impl Into<String>, snapshot: Snapshot, policy: Policy) -> BreakerView {
+        BreakerView {
+            name: name.into(),
+            snapshot,
+            policies: vec![policy],
+            first_seen: None,
+            last_seen: None,
+            buckets: None,
+        }
+    }
+
+    /// Whether processes use this breaker with different policies.
+    pub fn policy_conflict(&self) -> bool {
+        self.policies.len() > 1
+    }
+}
+
+impl Serialize for BreakerView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let snapshot = &self.snapshot;
+        let policy = self.policies.first();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("state", &snapshot.state.to_string())?;
+        map.serialize_entry("calls", &snapshot.counts.calls)?;
+        map.serialize_entry("failures", &snapshot.counts.failures)?;
+        map.serialize_entry("failure_rate", &snapshot.counts.failure_rate())?;
+        map.serialize_entry("open_until_ms", &snapshot.open_until.map(millis))?;
+        map.serialize_entry("override", &snapshot.override_mode.to_string())?;
+        map.serialize_entry("override_until_ms", &snapshot.override_until.map(millis))?;
+        map.serialize_entry("generation", &snapshot.generation)?;
+        map.serialize_entry("probes_in_flight", &snapshot.probes_in_flight)?;
+        map.serialize_entry("policy_conflict", &self.policy_conflict())?;
+        map.serialize_entry("policies", &self.policies)?;
+        map.serialize_entry("first_seen_ms", &self.first_seen.map(millis))?;
+        map.serialize_entry("last_seen_ms", &self.last_seen.map(millis))?;
+        map.serialize_entry("window_ms", &policy.map(Policy::window_millis))?;
+        map.serialize_entry("bucket_ms", &policy.map(Policy::bucket_millis))?;
+        if let Some(buckets) = &self.buckets {
+            map.serialize_entry("buckets", buckets)?;
+        }
+        map.end()
+    }
+}
+
+/// Calls and failures counted in one bucket of a breaker's window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Bucket {
+    /// When the bucket starts.
+    pub start: Timestamp,
+    /// Calls counted in it.
+    pub calls: u64,
+    /// Failures counted in it.
+    pub failures: u64,
+}
+
+impl Bucket {
+    /// A bucket starting at `start` with these counts.
+    pub fn new(start: Timestamp, calls: u64, failures: u64) -> Bucket {
+        Bucket {
+            start,
+            calls,
+            failures,
+        }
+    }
+}
+
+impl Serialize for Bucket {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("start_ms", &self.start.as_millis())?;
+        map.serialize_entry("calls", &self.calls)?;
+        map.serialize_entry("failures", &self.failures)?;
+        map.end()
+    }
+}
+
+/// One transition or operator action in a breaker's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// The breaker's name.
+    pub name: String,
+    /// When it happened (milliseconds since the Unix epoch).
+    pub at: Timestamp,
+    /// What happened: `tripped`, `half-opened`, `closed` or `override`.
+    pub event: String,
+    /// The breaker's generation after it.
+    pub generation: u64,
+    /// What else is known, in the order the store gave it: for a trip its `cause`,
+    /// `open_until`, `calls` and `failures`; for an override its `mode` and `until`; for
+    /// operator actions `by`, who asked.
+    pub details: Vec<(String, String)>,
+}
+
+impl HistoryEntry {
+    /// An entry with no details.
+    pub fn new(
+        name: impl Into<String>,
+        at: Timestamp,
+        event: impl Into<String>,
+        generation: u64,
+    ) -> HistoryEntry {
+        HistoryEntry {
+            name: name.into(),
+            at,
+            event: event.into(),
+            generation,
+            details: Vec::new(),
+        }
+    }
+
+    /// This entry with one more detail.
+    #[must_use]
+    pub fn detail(mut self, field: impl Into<String>, value: impl Into<String>) -> HistoryEntry {
+        self.details.push((field.into(), value.into()));
+        self
+    }
+}
+
+impl Serialize for HistoryEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Details<'a>(&'a [(String, String)]);
+        impl Serialize for Details<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (field, value) in self.0 {
+                    map.serialize_entry(field, value)?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("at_ms", &self.at.as_millis())?;
+        map.serialize_entry("event", &self.event)?;
+        map.serialize_entry("generation", &self.generation)?;
+        map.serialize_entry("details", &Details(&self.details))?;
+        map.end()
+    }
+}
+
+fn millis(at: Timestamp) -> u64 {
+    at.as_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_parse_as_the_command_names_them() {
+        let ten = Some(Duration::from_secs(600));
+        assert_eq!(Action::parse("trip", None), Ok(Action::Trip));
+        assert_eq!(
+            Action::parse("force-open", ten),
+            Ok(Action::Override(Override::ForcedOpen, ten))
+        );
+        assert_eq!(
+            Action::parse("auto", None),
+            Ok(Action::Override(Override::Auto, None))
+        );
+        assert!(Action::parse("reset", ten).is_err());
+        assert!(Action::parse("explode", None).is_err());
+        assert_eq!(
+            Action::Override(Override::ForcedClosed, ten).to_string(),
+            "force-closed for 10m"
+        );
+    }
+
+    #[test]
+    fn history_details_serialize_as_an_object_in_order() {
+        let entry = HistoryEntry::new("a", Timestamp::from_millis(5), "tripped", 2)
+            .detail("cause", "operator")
+            .detail("by", "ops");
+        let json = serde_json::to_string(&entry).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"name":"a","at_ms":5,"event":"tripped","generation":2,"details":{"cause":"operator","by":"ops"}}"#
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! The dashboard's API over real Redis, served on a real loopback listener and asked over
+//! real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use breaker_core::{AsyncBreaker, Outcome, Policy, call_async};
+use breaker_dashboard::{Dashboard, RedisBreakers};
+use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
+use breaker_testkit::redis_server::RedisServer;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token";
+
+async fn store(redis: &RedisServer, actor: &str) -> RedisStore {
+    let config = RedisConfig::standalone(redis.url())
+        .prefix("api-test")
+        .timeout(Duration::from_secs(1))
+        .actor(actor);
+    RedisStore::connect(config).await.unwrap()
+}
+
+/// Serves a dashboard of `redis` on a free loopback port; its base URL.
+async fn serve(redis: &RedisServer, token: Option<&str>) -> String {
+    let mut dashboard = Dashboard::new(RedisBreakers::new(store(redis, "dashboard").await));
+    if let Some(token) = token {
+        dashboard = dashboard.token(token);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, dashboard.router()).await });
+    url
+}
+
+fn policy(minimum_failures: u64) -> Policy {
+    Policy::builder()
+        .minimum_failures(minimum_failures)
+        .failure_rate(50.0)
+        .build()
+        .unwrap()
+}
+
+async fn record(breaker: &RedisBreaker, successes: usize, failures: usize) {
+    for _ in 0..successes {
+        let result: Result<(), _> = call_async(breaker, async { Ok::<(), ()>(()) }).await;
+        result.unwrap();
+    }
+    for _ in 0..failures {
+        let permit = breaker.acquire().await.unwrap();
+        breaker.record(permit, Outcome::Failure).await;
+    }
+}
+
+async fn get(url: &str) -> (StatusCode, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{url}: not JSON: {text}")),
+    )
+}
+
+async fn post(url: &str, authorization: Option<&str>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().post(url);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{url}: not JSON: {text}")),
+    )
+}
+
+/// Every byte but the unreserved ones percent-encoded, as a careful client sends a name.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn breakers(url: &str) -> Vec<Value> {
+    let (status, body) = get(&format!("{url}/api/breakers")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+async fn one(url: &str, name: &str) -> Value {
+    breakers(url)
+        .await
+        .into_iter()
+        .find(|breaker| breaker["name"] == name)
+        .unwrap_or_else(|| panic!("{name:?} is not listed"))
+}
+
+/// Polls `done` until it holds, failing after `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakers_are_listed_with_their_buckets_history_and_conflicts() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let payments = app.breaker("payments", policy(3)).await.unwrap();
+    record(&payments, 1, 3).await;
+    let search = app.breaker("search", policy(5)).await.unwrap();
+    record(&search, 2, 1).await;
+    let url = serve(&redis, None).await;
+
+    let listed = breakers(&url).await;
+    let names: Vec<&str> = listed.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["payments", "search"]);
+    let payments_view = &listed[0];
+    assert_eq!(payments_view["state"], "open");
+    assert_eq!(
+        (&payments_view["calls"], &payments_view["failures"]),
+        (&Value::from(4), &Value::from(3))
+    );
+    assert_eq!(payments_view["failure_rate"], 75.0);
+    assert!(payments_view["open_until_ms"].as_u64().unwrap() > 0);
+    assert_eq!(payments_view["override"], "auto");
+    assert_eq!(payments_view["policy_conflict"], false);
+    assert_eq!(payments_view["window_ms"], 60_000);
+    assert_eq!(payments_view["bucket_ms"], 1_000);
+    let buckets = payments_view["buckets"].as_array().unwrap();
+    assert!(!buckets.is_empty());
+    let sum = |field: &str| -> u64 { buckets.iter().map(|b| b[field].as_u64().unwrap()).sum() };
+    assert_eq!((sum("calls"), sum("failures")), (4, 3));
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b["start_ms"].as_u64().unwrap() % 1_000 == 0)
+    );
+    let search_view = &listed[1];
+    assert_eq!(search_view["state"], "closed");
+    assert_eq!(search_view["open_until_ms"], Value::Null);
+
+    // The same fields as `breaker status --json`, which prints the same type.
+    for field in [
+        "name",
+        "state",
+        "calls",
+        "failures",
+        "failure_rate",
+        "open_until_ms",
+        "override",
+        "override_until_ms",
+        "policy_conflict",
+        "policies",
+    ] {
+        assert!(payments_view.get(field).is_some(), "{field} missing");
+    }
+
+    // History: the trip, with its cause and counts.
+    let (status, history) = get(&format!("{url}/api/history")).await;
+    assert_eq!(status, StatusCode::OK);
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["name"], "payments");
+    assert_eq!(history[0]["event"], "tripped");
+    assert_eq!(history[0]["details"]["cause"], "threshold");
+    assert_eq!(history[0]["details"]["failures"], "3");
+    let (_, none) = get(&format!("{url}/api/history?name=search")).await;
+    assert_eq!(none, Value::Array(vec![]));
+    for bad in ["count=0", "count=1001", "count=many"] {
+        let (status, body) = get(&format!("{url}/api/history?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"].is_string());
+    }
+
+    // A second process with another policy: a conflict.
+    let other = store(&redis, "other app").await;
+    let _conflicting = other.breaker("search", policy(9)).await.unwrap();
+    let search_view = one(&url, "search").await;
+    assert_eq!(search_view["policy_conflict"], true);
+    assert_eq!(search_view["policies"].as_array().unwrap().len(), 2);
+
+    // Unknown paths answer JSON too.
+    let (status, _) = get(&format!("{url}/api/nothing")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_change_nothing_without_the_token_and_work_with_it() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _payments = app.breaker("payments", policy(3)).await.unwrap();
+    let read_only = serve(&redis, None).await;
+    let guarded = serve(&redis, Some(TOKEN)).await;
+
+    let (_, config) = get(&format!("{read_only}/api/config")).await;
+    assert_eq!(config["actions"], false);
+    let (_, config) = get(&format!("{guarded}/api/config")).await;
+    assert_eq!(config["actions"], true);
+
+    // The dashboard registers a breaker once, when it first reads its window (making the
+    // handle that reads it): read once before taking the state to compare with.
+    one(&guarded, "payments").await;
+    let before = one(&guarded, "payments").await;
+    let bearer = format!("Bearer {TOKEN}");
+    let refused: [(&str, Option<&str>); 6] = [
+        (&read_only, None),
+        (&read_only, Some(&bearer)),
+        (&guarded, None),
+        (&guarded, Some("Bearer wrong")),
+        (&guarded, Some(TOKEN)),
+        (&guarded, Some("Basic czNjcmV0LXRva2Vu")),
+    ];
+    for (url, authorization) in refused {
+        for action in [
+            "trip",
+            "reset",
+            "force-open?for=10m",
+            "force-closed",
+            "auto",
+            "explode",
+            "force-open?for=never",
+        ] {
+            let (status, body) = post(
+                &format!("{url}/api/breakers/payments/{action}"),
+                authorization,
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{action} with {authorization:?}: {body}"
+            );
+            assert!(body["error"].is_string());
+        }
+    }
+    let (_, history) = get(&format!("{guarded}/api/history")).await;
+    assert_eq!(
+        history,
+        Value::Array(vec![]),
+        "a refused action wrote history"
+    );
+    assert_eq!(
+        one(&guarded, "payments").await,
+        before,
+        "a refused action changed the breaker"
+    );
+
+    // With the token.
+    let act = |action: &'static str| post_action(&guarded, "payments", action, &bearer);
+    assert_eq!(act("trip").await, StatusCode::OK);
+    assert_eq!(one(&guarded, "payments").await["state"], "open");
+    assert_eq!(act("reset").await, StatusCode::OK);
+    assert_eq!(one(&guarded, "payments").await["state"], "closed");
+    let start = now_ms();
+    assert_eq!(act("force-open?for=10m").await, StatusCode::OK);
+    let forced = one(&guarded, "payments").await;
+    assert_eq!(forced["override"], "forced-open");
+    let until = forced["override_until_ms"].as_u64().unwrap();
+    assert!(
+        until >= start + 590_000 && until <= now_ms() + 610_000,
+        "{until}"
+    );
+    assert_eq!(act("force-closed").await, StatusCode::OK);
+    let forced = one(&guarded, "payments").await;
+    assert_eq!(forced["override"], "forced-closed");
+    assert_eq!(forced["override_until_ms"], Value::Null);
+    assert_eq!(act("auto").await, StatusCode::OK);
+    assert_eq!(one(&guarded, "payments").await["override"], "auto");
+
+    // Every action is in the history, with who asked.
+    let (_, history) = get(&format!("{guarded}/api/history?name=payments")).await;
+    let events: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["details"]["by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("override", "dashboard"),
+            ("override", "dashboard"),
+            ("override", "dashboard"),
+            ("closed", "dashboard"),
+            ("tripped", "dashboard"),
+        ]
+    );
+
+    // Asked wrongly, with the token.
+    assert_eq!(act("explode").await, StatusCode::NOT_FOUND);
+    assert_eq!(act("reset?for=10m").await, StatusCode::BAD_REQUEST);
+    assert_eq!(act("force-open?for=soon").await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post_action(&guarded, "nobody", "trip", &bearer).await,
+        StatusCode::NOT_FOUND
+    );
+    let status = reqwest::Client::new()
+        .get(format!("{guarded}/api/breakers/payments/trip"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn post_action(url: &str, name: &str, action: &str, authorization: &str) -> StatusCode {
+    let (status, body) = post(
+        &format!("{url}/api/breakers/{}/{action}", encode(name)),
+        Some(authorization),
+    )
+    .await;
+    if status == StatusCode::OK {
+        assert_eq!(body["name"], name, "{body}");
+    }
+    status
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_utf8_name_round_trips_through_the_api() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let names = [
+        "<img src=x onerror=alert(1)>",
+        "café ☕ 𝄞",
+        "a/b?c#d%20e&f=g",
+        " spaced  out ",
+        "\"quoted\" 'and' \\ back",
+    ];
+    let mut handles = Vec::new();
+    for name in names {
+        handles.push(app.breaker(name, policy(3)).await.unwrap());
+    }
+    let url = serve(&redis, Some(TOKEN)).await;
+    let listed: Vec<String> = breakers(&url)
+        .await
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in names {
+        assert!(
+            listed.iter().any(|listed| listed == name),
+            "{name:?} in {listed:?}"
+        );
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    for name in names {
+        assert_eq!(
+            post_action(&url, name, "trip", &bearer).await,
+            StatusCode::OK,
+            "{name:?}"
+        );
+        assert_eq!(one(&url, name).await["state"], "open", "{name:?}");
+        let (status, history) = get(&format!("{url}/api/history?name={}", encode(name))).await;
+        assert_eq!(status, StatusCode::OK);
+        let history = history.as_array().unwrap();
+        assert_eq!(history.len(), 1, "{name:?}: {history:?}");
+        assert_eq!(history[0]["name"], name);
+    }
+    // Only the names tripped: nothing else changed.
+    assert!(
+        breakers(&url)
+            .await
+            .iter()
+            .all(|b| b["state"] == "open" && b["generation"] == 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_one_self_contained_document() {
+    let redis = RedisServer::start();
+    let url = serve(&redis, None).await;
+    let response = reqwest::get(format!("{url}/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<script>") && page.contains("<style>"));
+    // Nothing from elsewhere, and nothing from the store ever parsed as markup.
+    for banned in [
+        "src=\"http",
+        "href=\"http",
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+    ] {
+        assert!(!page.contains(banned), "the page contains {banned}");
+    }
+    // API answers are JSON, never sniffed as a page.
+    let response = reqwest::get(format!("{url}/api/breakers")).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_503_and_the_api_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _payments = app.breaker("payments", policy(3)).await.unwrap();
+    let url = serve(&redis, Some(TOKEN)).await;
+    assert_eq!(breakers(&url).await.len(), 1);
+
+    redis.kill();
+    for path in ["/api/breakers", "/api/history"] {
+        let target = format!("{url}{path}");
+        eventually(
+            Duration::from_secs(10),
+            "503 while Redis is down",
+            || async {
+                let (status, body) = get(&target).await;
+                status == StatusCode::SERVICE_UNAVAILABLE && body["error"].is_string()
+            },
+        )
+        .await;
+    }
+    let (status, body) = post(
+        &format!("{url}/api/breakers/payments/trip"),
+        Some(&format!("Bearer {TOKEN}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    // Back, empty (no persistence): the API answers again without a restart.
+    redis.restart();
+    let target = format!("{url}/api/breakers");
+    eventually(
+        Duration::from_secs(10),
+        "200 once Redis is back",
+        || async { get(&target).await.0 == StatusCode::OK },
+    )
+    .await;
+    let again = app.breaker("payments", policy(3)).await.unwrap();
+    record(&again, 0, 3).await;
+    eventually(
+        Duration::from_secs(10),
+        "the breaker listed again",
+        || async {
+            breakers(&url)
+                .await
+                .iter()
+                .any(|b| b["name"] == "payments" && b["state"] == "open")
+        },
+    )
+    .await;
+}

@@ -5,6 +5,7 @@
 //! 2 on bad usage (unknown flags, invalid values).
 
 mod backend;
+mod dashboard;
 mod demo;
 mod operate;
 mod policy_file;
@@ -44,6 +45,10 @@ enum Command {
     ForceClosed(operate::OverrideArgs),
     /// Lift an operator override: the breaker decides by itself again.
     Auto(operate::NameArgs),
+    /// Print the recent transitions and operator actions of one breaker, or of all.
+    History(operate::HistoryArgs),
+    /// Serve a live page (and JSON API) of every breaker in a Redis store.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Why a command did not succeed.
@@ -235,6 +240,8 @@ fn main() -> ExitCode {
                 operate::force(args, breaker_core::Override::ForcedClosed).await
             }
             Command::Auto(args) => operate::auto(args).await,
+            Command::History(args) => operate::history(args).await,
+            Command::Dashboard(args) => dashboard::dashboard(args).await,
         }
     });
     match result {

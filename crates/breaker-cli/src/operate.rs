@@ -1,11 +1,11 @@
-//! `status` and the operator overrides, on a Redis store.
+//! `status`, `history` and the operator actions, on a Redis store.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use breaker_core::{Clock, Override, State, StoreError, StoreErrorKind, SystemClock};
-use breaker_store_redis::{BreakerInfo, RedisBreaker, RedisConfig, RedisStore};
+use breaker_core::{Clock, Override, State, StoreError, StoreErrorKind, SystemClock, Timestamp};
+use breaker_dashboard::{Action, BreakerView, DashboardStore, HistoryEntry, RedisBreakers};
+use breaker_store_redis::{RedisConfig, RedisStore};
 use clap::Args;
-use serde_json::json;
 
 use crate::{Failure, parse_duration};
 
@@ -17,7 +17,7 @@ pub(crate) struct StoreArgs {
     store: Option<String>,
     /// Key prefix the applications use.
     #[arg(long, default_value = "breaker")]
-    prefix: String,
+    pub(crate) prefix: String,
 }
 
 /// `status`.
@@ -51,18 +51,52 @@ pub(crate) struct OverrideArgs {
     store: StoreArgs,
 }
 
+/// `history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// Only this breaker's history (default: every breaker's, merged).
+    name: Option<String>,
+    /// How many entries: the newest ones.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    count: u32,
+    /// Print JSON (newest first) instead of a table (oldest first, so the newest is last).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// How the command reaches Redis: `prefix`, and a timeout long enough for an operator.
+pub(crate) fn store_config(url: &str, prefix: &str) -> RedisConfig {
+    RedisConfig::standalone(url)
+        .prefix(prefix)
+        .timeout(Duration::from_secs(2))
+}
+
+/// Who asked, as the history of operator actions records it: `role` and the user.
+pub(crate) fn actor(role: &str) -> String {
+    let user = ["USER", "LOGNAME"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().filter(|user| !user.is_empty()))
+        .unwrap_or_else(|| "unknown user".to_owned());
+    format!("{role} {user}")
+}
+
 /// A connected store, or a failure that says how to fix it.
 pub(crate) async fn connect(
     url: &str,
     prefix: &str,
     max_staleness: Option<Duration>,
 ) -> Result<RedisStore, Failure> {
-    let mut config = RedisConfig::standalone(url)
-        .prefix(prefix)
-        .timeout(Duration::from_secs(2));
+    let mut config = store_config(url, prefix);
     if let Some(staleness) = max_staleness {
         config = config.max_staleness(staleness);
     }
+    open(config).await
+}
+
+/// The store of `config`, once it answers a `PING`.
+async fn open(config: RedisConfig) -> Result<RedisStore, Failure> {
     let store = RedisStore::connect(config).await.map_err(store_failure)?;
     store.ping().await.map_err(|err| {
         Failure::Failed(format!(
@@ -80,56 +114,52 @@ pub(crate) fn store_failure(err: StoreError) -> Failure {
     }
 }
 
-async fn store_of(args: &StoreArgs) -> Result<RedisStore, Failure> {
-    let url = args.store.as_deref().ok_or_else(|| {
+/// The store's URL, or a usage failure saying how to give one.
+pub(crate) fn store_url(args: &StoreArgs) -> Result<&str, Failure> {
+    args.store.as_deref().ok_or_else(|| {
         Failure::Usage("no store given: pass --store redis://host:port or set REDIS_URL".to_owned())
-    })?;
-    connect(url, &args.prefix, None).await
+    })
 }
 
-/// The registered breaker `name`, with the newest policy it was registered with.
-async fn breaker(args: &NameArgs) -> Result<RedisBreaker, Failure> {
-    named(&args.store, &args.name).await
+async fn store_of(args: &StoreArgs) -> Result<RedisStore, Failure> {
+    connect(store_url(args)?, &args.prefix, None).await
 }
 
-async fn named(store_args: &StoreArgs, name: &str) -> Result<RedisBreaker, Failure> {
-    let store = store_of(store_args).await?;
-    let listed = store.list().await.map_err(store_failure)?;
-    let info = listed
-        .into_iter()
-        .find(|info| info.name == name)
-        .ok_or_else(|| {
-            Failure::Failed(format!(
-                "no breaker named {name:?} in the store (prefix {:?}); `breaker status` lists them",
-                store_args.prefix
-            ))
-        })?;
-    let policy = info
-        .policies
-        .into_iter()
-        .next()
-        .ok_or_else(|| Failure::Failed(format!("breaker {name:?} has no registered policy")))?;
-    store.breaker(name, policy).await.map_err(store_failure)
+/// Applies `action` to breaker `name` as the dashboard does, recorded as asked by this user.
+async fn act(args: &StoreArgs, name: &str, action: Action) -> Result<(), Failure> {
+    let config = store_config(store_url(args)?, &args.prefix).actor(actor("breaker"));
+    let breakers = RedisBreakers::new(open(config).await?);
+    breakers
+        .act(name, action)
+        .await
+        .map_err(|err| match err.kind() {
+            StoreErrorKind::NotFound => Failure::Failed(format!(
+                "{err} (prefix {:?}); `breaker status` lists them",
+                args.prefix
+            )),
+            _ => store_failure(err),
+        })
 }
 
 pub(crate) async fn trip(args: NameArgs) -> Result<(), Failure> {
-    breaker(&args).await?.trip().await.map_err(store_failure)?;
+    act(&args.store, &args.name, Action::Trip).await?;
     println!("breaker {:?} is open", args.name);
     Ok(())
 }
 
 pub(crate) async fn reset(args: NameArgs) -> Result<(), Failure> {
-    breaker(&args).await?.reset().await.map_err(store_failure)?;
+    act(&args.store, &args.name, Action::Reset).await?;
     println!("breaker {:?} is closed and its window cleared", args.name);
     Ok(())
 }
 
 pub(crate) async fn force(args: OverrideArgs, mode: Override) -> Result<(), Failure> {
-    let breaker = named(&args.store, &args.name).await?;
-    breaker
-        .set_override(mode, args.duration)
-        .await
-        .map_err(store_failure)?;
+    act(
+        &args.store,
+        &args.name,
+        Action::Override(mode, args.duration),
+    )
+    .await?;
     let lasting = args
         .duration
         .map_or("until `breaker auto`".to_owned(), |d| {
@@ -140,29 +170,24 @@ pub(crate) async fn force(args: OverrideArgs, mode: Override) -> Result<(), Fail
 }
 
 pub(crate) async fn auto(args: NameArgs) -> Result<(), Failure> {
-    breaker(&args)
-        .await?
-        .set_override(Override::Auto, None)
-        .await
-        .map_err(store_failure)?;
+    act(
+        &args.store,
+        &args.name,
+        Action::Override(Override::Auto, None),
+    )
+    .await?;
     println!("breaker {:?} decides by itself again", args.name);
     Ok(())
 }
 
-fn describe(info: &BreakerInfo) -> serde_json::Value {
-    let snapshot = &info.snapshot;
-    json!({
-        "name": info.name,
-        "state": snapshot.state.to_string(),
-        "calls": snapshot.counts.calls,
-        "failures": snapshot.counts.failures,
-        "failure_rate": snapshot.counts.failure_rate(),
-        "open_until_ms": snapshot.open_until.map(|t| t.as_millis()),
-        "override": snapshot.override_mode.to_string(),
-        "override_until_ms": snapshot.override_until.map(|t| t.as_millis()),
-        "policy_conflict": info.policy_conflict(),
-        "policies": info.policies,
-    })
+/// `name` as a terminal shows it: control characters (which could move the cursor or
+/// recolour the screen) escaped.
+fn printable(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string()
+    } else {
+        name.to_owned()
+    }
 }
 
 fn until(at: Option<breaker_core::Timestamp>) -> String {
@@ -182,8 +207,8 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
     let store = store_of(&args.store).await?;
     let listed = store.list().await.map_err(store_failure)?;
     if args.json {
-        let all: Vec<_> = listed.iter().map(describe).collect();
-        println!("{}", serde_json::Value::Array(all));
+        let all: Vec<BreakerView> = listed.into_iter().map(BreakerView::from).collect();
+        println!("{}", json_line(&all)?);
         return Ok(());
     }
     if listed.is_empty() {
@@ -195,7 +220,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
     }
     let name_width = listed
         .iter()
-        .map(|info| info.name.chars().count())
+        .map(|info| printable(&info.name).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -212,7 +237,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
         };
         let mut line = format!(
             "{:<name_width$}  {:<9}  {:>7}  {:>8}  {:>5.1}%  {:<12}  {:<14}",
-            info.name,
+            printable(&info.name),
             s.state.to_string(),
             s.counts.calls,
             s.counts.failures,
@@ -227,6 +252,81 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
             ));
         }
         println!("{line}");
+    }
+    Ok(())
+}
+
+fn json_line(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string(value)
+        .map_err(|err| Failure::Failed(format!("cannot encode the answer as JSON: {err}")))
+}
+
+/// A time as an operator reads it, in UTC to the millisecond.
+fn when(at: Timestamp) -> String {
+    let time = SystemTime::UNIX_EPOCH + Duration::from_millis(at.as_millis());
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// An entry's details as `field=value` pairs, times made readable.
+fn details(entry: &HistoryEntry) -> String {
+    entry
+        .details
+        .iter()
+        // An empty `by` (a transition nobody asked for) and `until=0` (no end) say nothing.
+        .filter(|(field, value)| {
+            !(field == "by" && value.is_empty() || field == "until" && value == "0")
+        })
+        .map(|(field, value)| {
+            let value = match (field.as_str(), value.parse::<u64>()) {
+                ("open_until" | "until", Ok(ms)) if ms > 0 => when(Timestamp::from_millis(ms)),
+                _ => printable(value),
+            };
+            format!("{field}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) async fn history(args: HistoryArgs) -> Result<(), Failure> {
+    let store = store_of(&args.store).await?;
+    let count = usize::try_from(args.count).unwrap_or(usize::MAX);
+    let entries: Vec<HistoryEntry> = store
+        .history(args.name.as_deref(), count)
+        .await
+        .map_err(store_failure)?
+        .into_iter()
+        .map(HistoryEntry::from)
+        .collect();
+    if args.json {
+        println!("{}", json_line(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        match &args.name {
+            Some(name) => println!("no history for breaker {name:?}"),
+            None => println!("no history under prefix {:?}", args.store.prefix),
+        }
+        return Ok(());
+    }
+    let name_width = entries
+        .iter()
+        .map(|entry| printable(&entry.name).chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<24}  {:<name_width$}  {:<11}  {:>5}  DETAILS",
+        "WHEN", "NAME", "EVENT", "GEN"
+    );
+    for entry in entries.iter().rev() {
+        println!(
+            "{:<24}  {:<name_width$}  {:<11}  {:>5}  {}",
+            when(entry.at),
+            printable(&entry.name),
+            printable(&entry.event),
+            entry.generation,
+            details(entry)
+        );
     }
     Ok(())
 }

@@ -505,3 +505,348 @@ fn windows_that_do_not_divide_into_the_default_buckets_work() {
         assert!(out.status.success(), "--window {window}: {}", stderr(&out));
     }
 }
+
+/// `breaker` with `USER` set, so that operator actions are recorded as asked by that user.
+fn breaker_as(user: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env("USER", user)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn history_lists_transitions_and_operator_actions_with_who_asked() {
+    const NAME: &str = "history-of-a-breaker";
+    let server = TestServer::start();
+    server.set_default(Reply::Status(503));
+    let url = server.url("/");
+    let store = redis().url();
+    let run = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--store",
+        &store,
+        "--name",
+        NAME,
+        "--requests",
+        "3",
+        "--minimum-failures",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(run["state"], "open", "{run}");
+    for command in [
+        &["reset", NAME][..],
+        &["force-open", NAME, "--for", "1m"],
+        &["auto", NAME],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--store", &store]);
+        let out = breaker_as("operator-ann", &args);
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+    }
+
+    let history = json_of(&breaker(&["history", NAME, "--store", &store, "--json"]));
+    let entries = history.as_array().unwrap();
+    let events: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["event"].as_str().unwrap(),
+                entry["details"]["by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("override", "breaker operator-ann"),
+            ("override", "breaker operator-ann"),
+            ("closed", "breaker operator-ann"),
+            ("tripped", ""),
+        ],
+        "{history}"
+    );
+    assert_eq!(entries[1]["details"]["mode"], "forced-open");
+    assert_eq!(entries[3]["details"]["cause"], "threshold");
+    assert!(entries.iter().all(|entry| entry["name"] == NAME));
+
+    let newest = json_of(&breaker(&[
+        "history", NAME, "--store", &store, "--json", "--count", "1",
+    ]));
+    assert_eq!(newest.as_array().unwrap().len(), 1);
+    assert_eq!(newest[0]["details"]["mode"], "auto");
+
+    // The table reads down in time: the newest entry last.
+    let table = breaker(&["history", NAME, "--store", &store]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("WHEN"), "{text}");
+    assert!(
+        lines[1].contains("tripped") && lines[1].contains("cause=threshold"),
+        "{text}"
+    );
+    assert!(
+        lines[4].contains("mode=auto") && lines[4].contains("by=breaker operator-ann"),
+        "{text}"
+    );
+
+    let none = breaker(&["history", "never-used", "--store", &store]);
+    assert!(none.status.success());
+    assert!(String::from_utf8_lossy(&none.stdout).contains("no history for breaker"));
+    // Every breaker's history, merged: this one's entries are in it.
+    let all = json_of(&breaker(&[
+        "history", "--store", &store, "--json", "--count", "1000",
+    ]));
+    let mine = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["name"] == NAME)
+        .count();
+    assert_eq!(mine, 4, "{all}");
+    assert_one_error_line(
+        &["history", "--store", &store, "--count", "0"],
+        2,
+        "--count",
+    );
+}
+
+/// `breaker dashboard` running in the background, killed when dropped; its URL is read from
+/// the first line it prints.
+struct DashboardProcess {
+    child: std::process::Child,
+    url: String,
+    /// Kept open: the command's stdout is a pipe to this test.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl DashboardProcess {
+    fn start(store: &str, token: Option<&str>) -> DashboardProcess {
+        use std::io::{BufRead, BufReader};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_breaker"));
+        command
+            .args(["dashboard", "--store", store, "--listen", "127.0.0.1:0"])
+            .env_remove("REDIS_URL")
+            .env_remove("BREAKER_DASHBOARD_TOKEN")
+            // Operator actions through the dashboard are recorded as asked by this user.
+            .env("USER", "ops")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(token) = token {
+            command.env("BREAKER_DASHBOARD_TOKEN", token);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("breaker dashboard listening on ")
+            .unwrap_or_else(|| panic!("the dashboard said {first:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        DashboardProcess {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for DashboardProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET through a raw socket (the command's tests have no HTTP client): status and body.
+fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_dashboard_serves_the_store_it_is_given() {
+    let store = redis().url();
+    let out = breaker(&[
+        "run",
+        "--url",
+        &TestServer::start().url("/"),
+        "--store",
+        &store,
+        "--name",
+        "shown-on-the-dashboard",
+        "--requests",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dashboard = DashboardProcess::start(&store, None);
+    let (status, body) = http_get(&format!("{}/api/breakers", dashboard.url));
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let shown = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "shown-on-the-dashboard")
+        .unwrap_or_else(|| panic!("not listed: {listed}"));
+    assert_eq!(shown["calls"], 2);
+    let (status, config) = http_get(&format!("{}/api/config", dashboard.url));
+    assert_eq!((status, config.as_str()), (200, r#"{"actions":false}"#));
+    let (status, page) = http_get(&format!("{}/", dashboard.url));
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>breakers</title>"));
+
+    assert_one_error_line(&["dashboard"], 2, "REDIS_URL");
+    assert_one_error_line(
+        &["dashboard", "--store", &store, "--listen", "256.0.0.1:1"],
+        1,
+        "cannot listen on 256.0.0.1:1",
+    );
+}
+
+/// What the browser test needs, or a failure saying how to get it.
+fn browser_test_tools(dir: &std::path::Path) -> String {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Command::new("node").arg("--version").output().is_ok(),
+        "the dashboard's browser test needs Node.js: install it (`apt-get install -y nodejs npm`), \
+         then run `cargo xtask test`, which installs the rest"
+    );
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "the dashboard's browser test needs Chromium at {chromium} (or set CHROMIUM): install it \
+         with `apt-get update && apt-get install -y chromium` (as root), or run `cargo xtask test`, \
+         which installs it when run as root"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "the dashboard's browser test needs playwright-core: run `npm ci` in {}, or run \
+         `cargo xtask test`, which does",
+        dir.display()
+    );
+    chromium
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser() {
+    use std::io::{BufRead, BufReader, Write};
+    const TOKEN: &str = "browser-test-token-0123456789";
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breaker-dashboard/tests/browser");
+    let chromium = browser_test_tools(&dir);
+    // A server of its own: the page shows every breaker in it, and the test stops it.
+    let mut redis_server = RedisServer::start();
+    let store = redis_server.url();
+    let healthy = TestServer::start();
+    let failing = TestServer::start();
+    failing.set_default(Reply::Status(503));
+    let policy = [
+        "--minimum-failures",
+        "3",
+        "--failure-rate",
+        "50",
+        "--open-for",
+        "10m",
+    ];
+    let healthy_url = healthy.url("/");
+    let register = |name: &str, requests: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--url",
+            &healthy_url,
+            "--store",
+            &store,
+            "--name",
+            name,
+            "--requests",
+            requests,
+        ];
+        args.extend(extra);
+        let out = breaker(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+    };
+    // Calls spread over a few seconds, for the chart; the page is checked meanwhile.
+    let mut steady = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args([
+            "run",
+            "--url",
+            &healthy_url,
+            "--store",
+            &store,
+            "--name",
+            "payments",
+        ])
+        .args(["--rate", "12", "--duration", "6s"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    register("checkout-api", "12", &policy);
+    register("<img src=x onerror=alert(1)>", "3", &[]);
+    // Another process with another policy: a conflict the page warns of.
+    register("payments", "8", &["--failure-rate", "25"]);
+    register("café-menu ☕", "5", &[]);
+
+    let dashboard = DashboardProcess::start(&store, Some(TOKEN));
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let mut node = Command::new("node")
+        .current_dir(&dir)
+        .arg("dashboard.mjs")
+        .args([&dashboard.url, TOKEN, env!("CARGO_BIN_EXE_breaker"), &store])
+        .arg(failing.url("/"))
+        .arg(&screenshot)
+        .env("CHROMIUM", &chromium)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut requests = node.stdin.take().unwrap();
+    // The script asks for the outage on its stdout and waits for an answer on its stdin.
+    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+        match line.unwrap().as_str() {
+            "kill-redis" => redis_server.kill(),
+            "restart-redis" => redis_server.restart(),
+            other => {
+                println!("{other}");
+                continue;
+            }
+        }
+        writeln!(requests, "done").unwrap();
+    }
+    let status = node.wait().unwrap();
+    assert!(steady.wait().unwrap().success());
+    assert!(
+        status.success(),
+        "the browser test failed ({status}); its screenshot is under {}",
+        screenshot.parent().unwrap().display()
+    );
+    assert!(screenshot.exists());
+}

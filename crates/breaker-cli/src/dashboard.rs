@@ -1,0 +1,90 @@
+//! `dashboard`: the live page and JSON API of every breaker in a Redis store.
+
+use std::io::Write;
+
+use breaker_dashboard::{Dashboard, RedisBreakers};
+use breaker_store_redis::RedisStore;
+use clap::Args;
+
+use crate::Failure;
+use crate::operate::{StoreArgs, actor, store_config, store_failure, store_url};
+
+/// Tokens shorter than this are easy to guess: the command says so.
+const SHORT_TOKEN: usize = 16;
+
+/// `dashboard`.
+#[derive(Debug, Args)]
+pub(crate) struct DashboardArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Where to listen (port 0: any free port). Loopback by default: anyone who can reach
+    /// the address can read every breaker.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    listen: String,
+    /// Allow operator actions to requests carrying `Authorization: Bearer <TOKEN>` (without
+    /// one the dashboard is read-only). Prefer the environment variable: a command line is
+    /// visible to every user of the machine.
+    #[arg(long, env = "BREAKER_DASHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
+    let config =
+        store_config(store_url(&args.store)?, &args.store.prefix).actor(actor("breaker dashboard"));
+    let store = RedisStore::connect(config).await.map_err(store_failure)?;
+    // A store that is down now is not a reason to refuse to start: the page shows the
+    // outage, and the connection recovers by itself.
+    if let Err(err) = store.ping().await {
+        eprintln!(
+            "warning: the Redis store does not answer yet ({err}); the page shows an outage until it does"
+        );
+    }
+    let token = args.token.filter(|token| !token.is_empty());
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|err| Failure::Failed(format!("cannot listen on {}: {err}", args.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| Failure::Failed(format!("cannot listen on {}: {err}", args.listen)))?;
+    say(&format!("breaker dashboard listening on http://{address}/"));
+    match &token {
+        Some(token) => {
+            say("operator actions allowed to requests carrying the token");
+            if token.chars().count() < SHORT_TOKEN {
+                eprintln!(
+                    "warning: the token is shorter than {SHORT_TOKEN} characters: easy to guess"
+                );
+            }
+        }
+        None => {
+            say("read-only: pass --token or set BREAKER_DASHBOARD_TOKEN to allow operator actions")
+        }
+    }
+    if !address.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {address}, beyond this machine: whoever can reach it reads \
+             every breaker, and a token travels in clear over plain HTTP"
+        );
+    }
+    let mut dashboard = Dashboard::new(RedisBreakers::new(store));
+    if let Some(token) = token {
+        dashboard = dashboard.token(token);
+    }
+    axum::serve(listener, dashboard.router())
+        .with_graceful_shutdown(async {
+            // If the signal cannot be watched, the server runs until it is killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .map_err(|err| Failure::Failed(format!("the dashboard stopped: {err}")))
+}
+
+/// Prints a line on stdout. The server goes on when nobody reads it any more (its output
+/// piped to a program that has ended), so a failed write is not an error.
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}

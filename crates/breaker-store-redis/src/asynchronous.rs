@@ -21,7 +21,7 @@ use redis::{
 use tokio::sync::Mutex;
 
 use crate::config::{Deployment, RedisConfig, redact};
-use crate::engine::{Engine, RecordPlan, Settings};
+use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
 use crate::error::{config_error, store_error, store_error_in, timed_out};
 use crate::history::{self, Bucket, HistoryEntry};
 use crate::registry::{self, BreakerInfo};
@@ -287,6 +287,45 @@ impl RedisStore {
         true
     }
 
+    /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no
+    /// caller waits for it.
+    fn schedule_flush(&self, engine: &Arc<Engine>, due: BatchDue) {
+        let delay = match due {
+            BatchDue::No => return,
+            BatchDue::Later(interval) => interval,
+            BatchDue::Now => Duration::ZERO,
+        };
+        // Without a tokio runtime the batch waits for the next call, `flush()` or drop.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        let engine = engine.clone();
+        runtime.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let _ = store.flush_engine(&engine).await;
+        });
+    }
+
+    /// Sends `engine`'s pending outcomes, if any, in one script call.
+    async fn flush_engine(&self, engine: &Arc<Engine>) -> Result<(), StoreError> {
+        let Some((call, context)) = engine.take_batch() else {
+            return Ok(());
+        };
+        let reply = self.invoke(call, "sending a batch").await;
+        let result = match &reply {
+            Ok(_) => Ok(()),
+            Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
+        };
+        engine.finish_batch(context, reply);
+        if result.is_ok() {
+            self.refresh_registration(engine);
+        }
+        result
+    }
+
     /// After Redis answered a call: refreshes the breaker's registration when it is due, in
     /// a task of its own so that the call does not wait for it.
     fn refresh_registration(&self, engine: &Arc<Engine>) {
@@ -396,7 +435,7 @@ impl RedisBreaker {
     /// shares its breaker with clones gets a fresh cache of the breaker's state.
     #[must_use]
     pub fn with_listeners(mut self, listeners: Listeners) -> RedisBreaker {
-        self.engine = Engine::with_listeners(self.engine, listeners);
+        Engine::set_listeners(&mut self.engine, listeners);
         self
     }
 
@@ -418,6 +457,15 @@ impl RedisBreaker {
             .finish_override(&self.store.invoke(call, "setting an override").await?)
     }
 
+    /// Sends the outcomes this breaker has added up in batched mode
+    /// ([`RedisConfig::batch`](crate::RedisConfig::batch)), now, and waits for Redis to take
+    /// them. A serverless function calls it before its handler returns. When Redis fails,
+    /// the breaker's store-failure policy applies to the batch as to a call, listeners are
+    /// told, and the error is returned; the outcomes are not kept for a retry.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush_engine(&self.engine).await
+    }
+
     /// The window's live buckets, oldest first, read from Redis.
     pub async fn window(&self) -> Result<Vec<Bucket>, StoreError> {
         let call = self.engine.operator_call(Op::Window);
@@ -437,6 +485,17 @@ impl RedisBreaker {
         let call = self.engine.operator_call(Op::Reset);
         self.engine
             .finish_reset(&self.store.invoke(call, "resetting the breaker").await?)
+    }
+}
+
+impl Drop for RedisBreaker {
+    /// The last handle of a breaker sends what its batch holds, in a task of its own (best
+    /// effort: only inside a tokio runtime that goes on running; call
+    /// [`flush`](RedisBreaker::flush) to be sure).
+    fn drop(&mut self) {
+        if self.engine.settings.batch.is_some() && Arc::strong_count(&self.engine) == 1 {
+            self.store.schedule_flush(&self.engine, BatchDue::Now);
+        }
     }
 }
 
@@ -473,6 +532,10 @@ impl AsyncBreaker for RedisBreaker {
     async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         match self.engine.plan_record(permit, outcome) {
             RecordPlan::Done(recorded) => recorded,
+            RecordPlan::Batched(recorded, due) => {
+                self.store.schedule_flush(&self.engine, due);
+                recorded
+            }
             RecordPlan::Send(call, context) => {
                 let reply = self.store.invoke(call, "record").await;
                 let answered = reply.is_ok();

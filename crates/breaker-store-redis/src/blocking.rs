@@ -13,7 +13,7 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, RedisResult, ScriptInvocation};
 
 use crate::config::{Deployment, RedisConfig};
-use crate::engine::{Engine, RecordPlan, Settings};
+use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
 use crate::error::{config_error, store_error};
 use crate::history::{self, Bucket, HistoryEntry};
 use crate::registry::{self, BreakerInfo};
@@ -225,6 +225,23 @@ impl BlockingRedisStore {
         })
     }
 
+    /// Sends `engine`'s pending outcomes, if any, in one script call.
+    fn flush_engine(&self, engine: &Engine) -> Result<(), StoreError> {
+        let Some((call, context)) = engine.take_batch() else {
+            return Ok(());
+        };
+        let reply = self.invoke(&call, "sending a batch");
+        let result = match &reply {
+            Ok(_) => Ok(()),
+            Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
+        };
+        engine.finish_batch(context, reply);
+        if result.is_ok() {
+            self.refresh_registration(engine);
+        }
+        result
+    }
+
     /// Writes `engine`'s breaker into the registry when it is due (see [`Engine::registration_due`]):
     /// rarely, so the caller that finds it due pays for it, and only after Redis answered it.
     fn refresh_registration(&self, engine: &Engine) {
@@ -328,17 +345,35 @@ impl BlockingRedisBreaker {
     /// shares its breaker with clones gets a fresh cache of the breaker's state.
     #[must_use]
     pub fn with_listeners(mut self, listeners: Listeners) -> BlockingRedisBreaker {
-        self.engine = Engine::with_listeners(self.engine, listeners);
+        Engine::set_listeners(&mut self.engine, listeners);
         self
     }
 }
 
 impl BlockingRedisBreaker {
+    /// Sends the outcomes this breaker has added up in batched mode
+    /// ([`RedisConfig::batch`](crate::RedisConfig::batch)), now. A serverless function calls
+    /// it before its handler returns. When Redis fails, the breaker's store-failure policy
+    /// applies to the batch as to a call, listeners are told, and the error is returned; the
+    /// outcomes are not kept for a retry.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush_engine(&self.engine)
+    }
+
     /// The window's live buckets, oldest first, read from Redis.
     pub fn window(&self) -> Result<Vec<Bucket>, StoreError> {
         let call = self.engine.operator_call(Op::Window);
         self.engine
             .finish_window(&self.store.invoke(&call, "reading the window")?)
+    }
+}
+
+impl Drop for BlockingRedisBreaker {
+    /// The last handle of a breaker sends what its batch holds.
+    fn drop(&mut self) {
+        if self.engine.settings.batch.is_some() && Arc::strong_count(&self.engine) == 1 {
+            let _ = self.store.flush_engine(&self.engine);
+        }
     }
 }
 
@@ -374,6 +409,13 @@ impl Breaker for BlockingRedisBreaker {
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         match self.engine.plan_record(permit, outcome) {
             RecordPlan::Done(recorded) => recorded,
+            RecordPlan::Batched(recorded, due) => {
+                // No timer here: the call that finds the interval passed sends the batch.
+                if due == BatchDue::Now {
+                    let _ = self.store.flush_engine(&self.engine);
+                }
+                recorded
+            }
             RecordPlan::Send(call, context) => {
                 let reply = self.store.invoke(&call, "record");
                 let answered = reply.is_ok();

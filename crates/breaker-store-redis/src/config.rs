@@ -45,6 +45,7 @@ pub struct RedisConfig {
     pub(crate) pool_size: u32,
     history_len: u32,
     actor: String,
+    batch: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -60,6 +61,7 @@ impl RedisConfig {
             pool_size: 16,
             history_len: 1_000,
             actor: format!("process {}", std::process::id()),
+            batch: None,
         }
     }
 
@@ -129,6 +131,19 @@ impl RedisConfig {
         self
     }
 
+    /// Batched outcomes (off by default): outcomes of ordinary calls are added up in the
+    /// process per breaker and sent in one script call per `interval`, or at once when a
+    /// failure could trip the breaker by the last totals Redis sent. The pre-call check is
+    /// served from the cached state, so on the closed path a caller never waits for Redis.
+    /// Half-open probes are still granted and reported one by one. Pending outcomes are sent
+    /// by `flush()`, which a serverless function calls before its handler returns, and
+    /// (best effort) when the last handle of a breaker is dropped.
+    #[must_use]
+    pub fn batch(mut self, interval: Duration) -> RedisConfig {
+        self.batch = Some(interval);
+        self
+    }
+
     /// How many transitions and operator actions each breaker's history keeps (about:
     /// trimming is approximate; default 1000; 0 keeps none).
     #[must_use]
@@ -162,6 +177,15 @@ impl RedisConfig {
                 "store timeout must be greater than zero",
             ));
         }
+        if self
+            .batch
+            .is_some_and(|interval| interval < Duration::from_millis(1))
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "batch interval must be at least 1 ms",
+            ));
+        }
         if self.idle_ttl < Duration::from_millis(1) || self.idle_ttl > MAX_DURATION {
             return Err(StoreError::new(
                 StoreErrorKind::Config,
@@ -180,6 +204,7 @@ impl RedisConfig {
             inject_time: self.inject_time,
             history_len: self.history_len,
             actor: self.actor.clone(),
+            batch: self.batch,
         })
     }
 }

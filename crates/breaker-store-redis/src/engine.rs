@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use breaker_core::{
-    BucketWindow, Circuit, Clock, Event, EventKind, Listeners, Outcome, Override, Permit,
+    BucketWindow, Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit,
     PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError,
     StoreErrorKind, StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
@@ -26,6 +26,10 @@ const LOCAL: u64 = 1 << 63;
 const LOCAL_ERA_SHIFT: u32 = 40;
 const LOCAL_GENERATION: u64 = (1 << LOCAL_ERA_SHIFT) - 1;
 const LOCAL_ERA: u64 = (1 << (63 - LOCAL_ERA_SHIFT)) - 1;
+
+/// Outcomes a batch holds at most: past this, the call that adds one sends the batch, so
+/// nothing pending grows without bound.
+const MAX_PENDING: u64 = 1 << 16;
 
 /// How soon a registration that failed is tried again.
 const REGISTRATION_RETRY: Duration = Duration::from_secs(5);
@@ -47,6 +51,8 @@ pub(crate) struct Settings {
     pub(crate) history_len: u32,
     /// Who asks, in the history of operator actions.
     pub(crate) actor: String,
+    /// Add outcomes up in the process and send them together, once per this interval.
+    pub(crate) batch: Option<Duration>,
 }
 
 impl Settings {
@@ -82,6 +88,35 @@ struct Cached {
     /// rejection until this time (the store's timeout), so an open breaker costs one round
     /// trip per `max_staleness`, not one per call.
     refreshing_until: Timestamp,
+    /// The window's totals in the reply cached.
+    counts: Counts,
+}
+
+/// Outcomes of ordinary calls added up in the process (batched mode), all of one generation.
+#[derive(Debug, Default)]
+struct Pending {
+    generation: u64,
+    successes: u64,
+    failures: u64,
+    /// When the first of them was added.
+    since: Timestamp,
+}
+
+impl Pending {
+    fn calls(&self) -> u64 {
+        self.successes + self.failures
+    }
+}
+
+/// Whether a batched outcome asks for the batch to be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchDue {
+    /// Not yet: it goes with the others.
+    No,
+    /// The first of a new batch: send it when the interval has passed.
+    Later(Duration),
+    /// Now: the interval passed, a failure could trip the breaker, or the batch is full.
+    Now,
 }
 
 /// The local fallback breaker (policy `local`): used only while the store fails, started
@@ -127,6 +162,7 @@ pub(crate) struct Engine {
     cached: Mutex<Cached>,
     local: Mutex<Local>,
     registration: Mutex<Registration>,
+    pending: Mutex<Pending>,
 }
 
 /// What `record` must do after the pre-call work.
@@ -135,6 +171,14 @@ pub(crate) enum RecordPlan {
     Done(Recorded),
     /// Send this script call, then hand its reply to [`Engine::finish_record`].
     Send(ScriptInvocation<'static>, RecordContext),
+    /// Added to the batch (batched mode): the answer, and when the batch should go.
+    Batched(Recorded, BatchDue),
+}
+
+/// What `finish_batch` needs to know about the batch it finishes.
+pub(crate) struct BatchContext {
+    successes: u64,
+    failures: u64,
 }
 
 /// What `finish_record` needs to know about the call it finishes.
@@ -161,6 +205,7 @@ impl Engine {
             listeners: Listeners::new(),
             cached: Mutex::new(Cached::default()),
             registration: Mutex::new(Registration::default()),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -238,6 +283,7 @@ impl Engine {
                 cached.received = now;
                 cached.refreshing_until = Timestamp::ZERO;
                 cached.free = tail.free.then_some(tail.generation);
+                cached.counts = tail.counts;
                 // The open period is kept in local time: the same length from now as the
                 // script saw.
                 let auto_open = tail.state == State::Open && tail.override_mode == Override::Auto;
@@ -339,12 +385,136 @@ impl Engine {
             PermitKind::Probe { ticket } => Some(ticket),
             _ => None,
         };
+        if ticket.is_none() && self.settings.batch.is_some() {
+            // Probes are never batched: the script grants them one by one.
+            let due = self.add_to_batch(permit.generation(), outcome, now);
+            return RecordPlan::Batched(Recorded::new(outcome, elapsed, None), due);
+        }
         let op = Op::Record {
             generation: permit.generation(),
             ticket,
             outcome,
         };
         RecordPlan::Send(self.invocation(now, op), RecordContext { outcome, elapsed })
+    }
+
+    /// Adds an ordinary call's outcome to the batch; says when the batch should go.
+    fn add_to_batch(&self, generation: u64, outcome: Outcome, now: Timestamp) -> BatchDue {
+        let Some(interval) = self.settings.batch else {
+            return BatchDue::Now;
+        };
+        let mut pending = lock(&self.pending);
+        if pending.calls() > 0 && generation < pending.generation {
+            // From a cycle that already ended: the script would ignore it.
+            return BatchDue::No;
+        }
+        let first = pending.calls() == 0 || generation > pending.generation;
+        if first {
+            // Outcomes of an earlier cycle would be ignored by the script: dropped here.
+            *pending = Pending {
+                generation,
+                successes: 0,
+                failures: 0,
+                since: now,
+            };
+        }
+        let failure = outcome == Outcome::Failure;
+        if failure {
+            pending.failures += 1;
+        } else {
+            pending.successes += 1;
+        }
+        // A failure that could trip the breaker, by the last totals Redis sent plus what is
+        // pending, goes at once: the trip is not held back for the interval.
+        let could_trip = failure && {
+            let cached = lock(&self.cached);
+            cached.free == Some(generation)
+                && self.policy.trips(Counts {
+                    calls: cached.counts.calls + pending.calls(),
+                    failures: cached.counts.failures + pending.failures,
+                })
+        };
+        let elapsed = now.saturating_since(pending.since);
+        if could_trip
+            || elapsed >= interval
+            || now < pending.since
+            || pending.calls() >= MAX_PENDING
+        {
+            BatchDue::Now
+        } else if first {
+            BatchDue::Later(interval)
+        } else {
+            BatchDue::No
+        }
+    }
+
+    /// Takes what is pending, as the script call that counts it; `None` if nothing is.
+    pub(crate) fn take_batch(&self) -> Option<(ScriptInvocation<'static>, BatchContext)> {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        if pending.calls() == 0 {
+            return None;
+        }
+        let op = Op::Batch {
+            generation: pending.generation,
+            successes: pending.successes,
+            failures: pending.failures,
+        };
+        let context = BatchContext {
+            successes: pending.successes,
+            failures: pending.failures,
+        };
+        Some((self.invocation(self.now(), op), context))
+    }
+
+    /// After a batch was sent: the cache takes the reply and listeners hear of a transition
+    /// it made (no caller waits for a batch, so the engine tells them); when Redis failed,
+    /// the failure policy applies to the batch as to a call.
+    pub(crate) fn finish_batch(&self, context: BatchContext, reply: Result<Vec<i64>, StoreError>) {
+        match reply.and_then(|reply| script::parse_transition(&reply, "batch")) {
+            Ok((transition, tail)) => {
+                self.remember(self.now(), &tail);
+                if let Some(transition) = transition {
+                    self.emit_transition(transition);
+                }
+            }
+            Err(err) => {
+                self.report(&err);
+                if self.policy.on_store_failure() == StoreFailurePolicy::Local {
+                    let outcomes = [
+                        (Outcome::Success, context.successes),
+                        (Outcome::Failure, context.failures),
+                    ];
+                    for (outcome, times) in outcomes {
+                        for _ in 0..times {
+                            if let Some(transition) = self.count_locally(outcome) {
+                                self.emit_transition(transition);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit_transition(&self, transition: Transition) {
+        tracing::info!(breaker = %self.name, ?transition, "breaker transition");
+        self.listeners
+            .emit(&Event::new(&self.name, EventKind::Transition(transition)));
+    }
+
+    /// Counts an outcome in the local fallback breaker while it can without a decision
+    /// (closed): it never takes a probe slot for a call it did not admit.
+    fn count_locally(&self, outcome: Outcome) -> Option<Transition> {
+        let now = self.now();
+        let mut local = lock(&self.local);
+        local.used = true;
+        let Local {
+            circuit, window, ..
+        } = &mut *local;
+        circuit.free_generation().and_then(|generation| {
+            let permit = Permit::new(generation, PermitKind::Normal, now, false);
+            circuit.record(&self.policy, now, &permit, outcome, window)
+        })
     }
 
     /// The answer to `record`, from the script's reply or the store's failure.
@@ -361,20 +531,9 @@ impl Engine {
             }
             Err(err) => {
                 self.report(&err);
-                // The backend's answer stands; with a local fallback, it learns of it while it
-                // can count without a decision (closed). It never takes a probe slot for a call
-                // it did not admit.
+                // The backend's answer stands; with a local fallback, it learns of it.
                 let transition = if self.policy.on_store_failure() == StoreFailurePolicy::Local {
-                    let now = self.now();
-                    let mut local = lock(&self.local);
-                    local.used = true;
-                    let Local {
-                        circuit, window, ..
-                    } = &mut *local;
-                    circuit.free_generation().and_then(|generation| {
-                        let permit = Permit::new(generation, PermitKind::Normal, now, false);
-                        circuit.record(&self.policy, now, &permit, outcome, window)
-                    })
+                    self.count_locally(outcome)
                 } else {
                     None
                 };
@@ -385,17 +544,16 @@ impl Engine {
 
     /// `engine` with `listeners`: set in place when no clone shares it, otherwise on a fresh
     /// engine (with an empty cache and local fallback).
-    pub(crate) fn with_listeners(mut engine: Arc<Engine>, listeners: Listeners) -> Arc<Engine> {
-        match Arc::get_mut(&mut engine) {
+    pub(crate) fn set_listeners(engine: &mut Arc<Engine>, listeners: Listeners) {
+        match Arc::get_mut(engine) {
             Some(only) => only.listeners = listeners,
             None => {
                 let mut fresh =
                     Engine::new(&engine.name, engine.policy.clone(), engine.settings.clone());
                 fresh.listeners = listeners;
-                engine = Arc::new(fresh);
+                *engine = Arc::new(fresh);
             }
         }
-        engine
     }
 
     /// The script call for an operator request (or a snapshot), now.
@@ -524,6 +682,7 @@ mod tests {
             inject_time: true,
             history_len: 10,
             actor: "test".to_owned(),
+            batch: None,
         };
         Engine::new("cache", Policy::default(), settings)
     }
@@ -539,6 +698,7 @@ mod tests {
             epoch: 7,
             sequence,
             repaired: 0,
+            counts: breaker_core::Counts::default(),
         }
     }
 

@@ -32,6 +32,12 @@ pub(crate) enum Op {
     },
     /// The window's live buckets.
     Window,
+    /// Outcomes of ordinary calls of one generation, added up in the process.
+    Batch {
+        generation: u64,
+        successes: u64,
+        failures: u64,
+    },
 }
 
 /// The state every reply ends with, for the caller's cache.
@@ -52,9 +58,11 @@ pub(crate) struct Tail {
     pub(crate) sequence: u64,
     /// How many fields held garbage and were repaired in place.
     pub(crate) repaired: u64,
+    /// The window's running totals as of the reply.
+    pub(crate) counts: Counts,
 }
 
-const TAIL: usize = 9;
+const TAIL: usize = 11;
 
 /// A script call with its arguments, ready to send.
 pub(crate) fn invocation(
@@ -75,6 +83,7 @@ pub(crate) fn invocation(
         Op::Reset => "reset",
         Op::Override { .. } => "override",
         Op::Window => "window",
+        Op::Batch { .. } => "batch",
     });
     match now {
         Some(now) => call.arg(now.as_millis()),
@@ -125,6 +134,13 @@ pub(crate) fn invocation(
         }
         Op::Trip | Op::Reset => {
             call.arg(&settings.actor);
+        }
+        Op::Batch {
+            generation,
+            successes,
+            failures,
+        } => {
+            call.arg(generation).arg(successes).arg(failures);
         }
         Op::Acquire | Op::Snapshot | Op::Window => {}
     }
@@ -178,6 +194,10 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
         epoch: tail[6],
         sequence: tail[7],
         repaired: tail[8],
+        counts: Counts {
+            calls: tail[9],
+            failures: tail[10],
+        },
     };
     Ok((head.to_vec(), tail))
 }
@@ -301,26 +321,35 @@ mod tests {
         for reply in [
             vec![],
             vec![1, 0, 0, 0, 0, 0, 0],
-            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0],
-            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0],
-            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0],
-            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0],
-            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0],
+            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0],
+            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
         ] {
             let err = parse_acquire(&reply, started).unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{reply:?}");
         }
         assert!(
-            parse_transition(&[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0], "record").is_err()
+            parse_transition(
+                &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+                "record"
+            )
+            .is_err()
         );
-        assert!(parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0]).is_err());
+        assert!(
+            parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0]).is_err()
+        );
     }
 
     #[test]
     fn replies_become_core_values() {
         let started = Timestamp::from_millis(5);
-        let (probe, tail) =
-            parse_acquire(&[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0], started).unwrap();
+        let (probe, tail) = parse_acquire(
+            &[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0, 0, 0],
+            started,
+        )
+        .unwrap();
         let probe = probe.unwrap();
         assert_eq!(probe.kind(), PermitKind::Probe { ticket: 9 });
         assert_eq!(
@@ -329,7 +358,9 @@ mod tests {
         );
         assert_eq!(tail.state, State::HalfOpen);
         let (tripped, _) = parse_transition(
-            &[1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0],
+            &[
+                1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0, 0, 0,
+            ],
             "record",
         )
         .unwrap();

@@ -1,0 +1,252 @@
+//! What the Redis store costs Redis, side by side in one run on a throwaway local
+//! `redis-server`, 32 concurrent callers:
+//!
+//! - Redis CPU per call: `used_cpu_user + used_cpu_sys` from `INFO cpu` before and after,
+//!   divided by the calls;
+//! - requests per call: what the callers sent, counted with `MONITOR` in a separate pass
+//!   (commands a script runs are shown by `MONITOR` as `[... lua]` and are not requests).
+//!
+//! Variants: a bare `HINCRBY` (the floor), the store with 10, 60 (the default) and 1000
+//! buckets, the store in batched mode, and the original Python library's layout (GET,
+//! pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET; one sorted-set member per call).
+//!
+//! `cargo bench -p breaker-store-redis --bench redis_cost` prints a markdown table.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use breaker_core::{AsyncBreaker, Outcome, Policy};
+use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_testkit::redis_server::RedisServer;
+use tokio::runtime::Runtime;
+
+const CALLERS: u64 = 32;
+const CPU_CALLS: u64 = 40_000;
+const MONITOR_CALLS: u64 = 4_000;
+
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    Hincrby,
+    Store {
+        buckets: u32,
+        batch: Option<Duration>,
+    },
+    OriginalLayout,
+}
+
+impl Variant {
+    fn label(self) -> String {
+        match self {
+            Variant::Hincrby => "bare `HINCRBY` (one command per call)".to_owned(),
+            Variant::Store {
+                buckets,
+                batch: None,
+            } => format!("this store, {buckets} buckets"),
+            Variant::Store {
+                buckets,
+                batch: Some(interval),
+            } => format!(
+                "this store, {buckets} buckets, batched every {}",
+                humantime::format_duration(interval)
+            ),
+            Variant::OriginalLayout => {
+                "original library's layout (GET, pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET)"
+                    .to_owned()
+            }
+        }
+    }
+}
+
+fn cpu_seconds(server: &RedisServer) -> f64 {
+    let info = server.command(&["INFO", "cpu"]).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.trim().parse::<f64>())
+        })
+        .map(Result::unwrap)
+        .sum()
+}
+
+fn policy(buckets: u32) -> Policy {
+    // Never trips, so every call takes the closed path; the default 60 s window.
+    Policy::builder()
+        .buckets(buckets)
+        .minimum_failures(1 << 40)
+        .build()
+        .unwrap()
+}
+
+/// Runs `calls` calls of `variant` spread over the callers.
+async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    match variant {
+        Variant::Store { buckets, batch } => {
+            let mut config = RedisConfig::standalone(url)
+                .prefix(format!("cost{round}"))
+                .timeout(Duration::from_secs(2));
+            if let Some(interval) = batch {
+                config = config.batch(interval);
+            }
+            let store = RedisStore::connect(config).await.unwrap();
+            let breaker = store.breaker("cost", policy(buckets)).await.unwrap();
+            for _ in 0..CALLERS {
+                let (breaker, next) = (breaker.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < calls {
+                        let permit = breaker.acquire().await.unwrap();
+                        breaker.record(permit, Outcome::Success).await;
+                    }
+                }));
+            }
+            for task in tasks.drain(..) {
+                task.await.unwrap();
+            }
+            breaker.flush().await.unwrap();
+        }
+        Variant::Hincrby | Variant::OriginalLayout => {
+            let client = redis::Client::open(url).unwrap();
+            let conn = client.get_multiplexed_async_connection().await.unwrap();
+            for _ in 0..CALLERS {
+                let (mut conn, next) = (conn.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let member = next.fetch_add(1, Ordering::Relaxed);
+                        if member >= calls {
+                            break;
+                        }
+                        if matches!(variant, Variant::Hincrby) {
+                            let _: i64 = redis::cmd("HINCRBY")
+                                .arg(format!("hincrby{round}"))
+                                .arg("calls")
+                                .arg(1)
+                                .query_async(&mut conn)
+                                .await
+                                .unwrap();
+                        } else {
+                            original_layout_call(&mut conn, &format!("original{round}"), member)
+                                .await;
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+        }
+    }
+}
+
+/// One call of the original library's layout: GET, pipeline, SET: three round trips.
+async fn original_layout_call(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    member: u64,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let _: Option<String> = redis::cmd("GET")
+        .arg(format!("{key}:last-open"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    let (_, _, _count): (i64, i64, i64) = redis::pipe()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(key)
+        .arg("-inf")
+        .arg(now - 60.0)
+        .cmd("ZADD")
+        .arg(key)
+        .arg(now)
+        .arg(member)
+        .cmd("ZCARD")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{key}:last-call"))
+        .arg(now)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// Requests the callers sent, counted by `MONITOR` (script-run commands left out).
+fn requests(server: &RedisServer, runtime: &Runtime, variant: Variant, round: u64) -> f64 {
+    let mut monitor = Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "MONITOR"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli (apt-get install redis-tools)");
+    let mut lines = BufReader::new(monitor.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "OK");
+    runtime.block_on(run(variant, &server.url(), MONITOR_CALLS, round));
+    // A marker ends this variant's lines.
+    server.command(&["ECHO", "breaker-cost-end"]).unwrap();
+    let mut count = 0u64;
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains("breaker-cost-end") {
+            break;
+        }
+        if !line.contains(" lua]") {
+            count += 1;
+        }
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    count as f64 / MONITOR_CALLS as f64
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+        // `cargo test --benches` builds this and runs it in test mode: nothing to test.
+        return;
+    }
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let variants = [
+        Variant::Hincrby,
+        Variant::Store {
+            buckets: 10,
+            batch: None,
+        },
+        Variant::Store {
+            buckets: 60,
+            batch: None,
+        },
+        Variant::Store {
+            buckets: 1_000,
+            batch: None,
+        },
+        Variant::Store {
+            buckets: 60,
+            batch: Some(Duration::from_millis(5)),
+        },
+        Variant::OriginalLayout,
+    ];
+    println!("| variant ({CALLERS} concurrent callers) | Redis CPU per call | requests per call |");
+    println!("|---|---|---|");
+    for (round, variant) in variants.into_iter().enumerate() {
+        let round = round as u64;
+        // Warm up (script loaded, connections made), then measure.
+        runtime.block_on(run(variant, &server.url(), 2_000, round));
+        let before = cpu_seconds(&server);
+        runtime.block_on(run(variant, &server.url(), CPU_CALLS, round));
+        let cpu = (cpu_seconds(&server) - before) / CPU_CALLS as f64 * 1e6;
+        let requests = requests(&server, &runtime, variant, round);
+        println!("| {} | {cpu:.1} µs | {requests:.2} |", variant.label());
+    }
+}

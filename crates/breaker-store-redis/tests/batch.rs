@@ -1,0 +1,250 @@
+//! Batched outcomes against a real `redis-server`: exact counts once flushed, the trip bound,
+//! flush on drop, Redis failing during a flush, transitions reported once, and how few
+//! requests a crowd of callers sends.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use breaker_core::{
+    AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Outcome, PermitKind, Policy,
+    RejectReason, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
+};
+use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
+use breaker_testkit::redis_server::RedisServer;
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+fn unique_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("batch{}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+fn start_clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_millis(1_700_000_000_000))
+}
+
+fn config(url: &str, clock: &ManualClock) -> RedisConfig {
+    RedisConfig::standalone(url)
+        .prefix(unique_prefix())
+        .timeout(Duration::from_secs(2))
+        .batch(Duration::from_millis(50))
+        .injected_clock(clock.clone())
+}
+
+fn policy(on_store_failure: StoreFailurePolicy) -> Policy {
+    Policy::builder()
+        .minimum_failures(5)
+        .failure_rate(50.0)
+        .on_store_failure(on_store_failure)
+        .build()
+        .unwrap()
+}
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Listeners that note transitions and store errors.
+fn recorder() -> (Listeners, Seen) {
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let listeners = Listeners::new().with(move |event: &Event<'_>| {
+        let note = match event.kind {
+            EventKind::Transition(Transition::Tripped { .. }) => "tripped".to_owned(),
+            EventKind::Transition(other) => format!("{other:?}"),
+            EventKind::StoreError(err) => format!("store error {:?}", err.kind()),
+            _ => return,
+        };
+        sink.lock().unwrap().push(note);
+    });
+    (listeners, seen)
+}
+
+fn calls(breaker: &impl Breaker, n: usize, outcome: Outcome) {
+    for _ in 0..n {
+        let permit = breaker.acquire().unwrap();
+        assert_eq!(permit.kind(), PermitKind::Normal);
+        breaker.record(permit, outcome);
+    }
+}
+
+#[test]
+fn counts_are_exact_once_flushed() {
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(config(&server().url(), &clock)).unwrap();
+    let breaker = store
+        .breaker("exact", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    let before = server().command_calls().get("evalsha").copied();
+    calls(&breaker, 300, Outcome::Success);
+    calls(&breaker, 2, Outcome::Failure);
+    // Within the interval nothing went to Redis but the first pre-call check.
+    let sent = server().command_calls().get("evalsha").copied();
+    assert!(
+        sent.unwrap_or(0) - before.unwrap_or(0) <= 1,
+        "{before:?} -> {sent:?}"
+    );
+    assert_eq!(breaker.snapshot().unwrap().counts.calls, 0);
+    breaker.flush().unwrap();
+    let counts = breaker.snapshot().unwrap().counts;
+    assert_eq!((counts.calls, counts.failures), (302, 2));
+    // The interval passes: the next call sends the batch itself.
+    calls(&breaker, 10, Outcome::Success);
+    clock.advance(Duration::from_millis(50));
+    calls(&breaker, 1, Outcome::Success);
+    assert_eq!(breaker.snapshot().unwrap().counts.calls, 313);
+    breaker.flush().unwrap();
+    assert_eq!(
+        breaker.snapshot().unwrap().counts.calls,
+        313,
+        "nothing twice"
+    );
+}
+
+#[test]
+fn a_failure_that_could_trip_goes_at_once_and_the_trip_is_reported_once() {
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(config(&server().url(), &clock)).unwrap();
+    let (listeners, seen) = recorder();
+    let breaker = store
+        .breaker("trip", policy(StoreFailurePolicy::FailOpen))
+        .unwrap()
+        .with_listeners(listeners);
+    calls(&breaker, 4, Outcome::Success);
+    calls(&breaker, 4, Outcome::Failure);
+    assert!(seen.lock().unwrap().is_empty(), "4 failures cannot trip");
+    // The fifth failure meets the rule by what this process knows: sent at once, it trips.
+    let permit = breaker.acquire().unwrap();
+    let recorded = breaker.record(permit, Outcome::Failure);
+    assert_eq!(recorded.transition, None, "batched calls do not carry it");
+    assert_eq!(*seen.lock().unwrap(), ["tripped"]);
+    assert_eq!(breaker.snapshot().unwrap().state, State::Open);
+    assert_eq!(
+        breaker.acquire().unwrap_err().reason(),
+        RejectReason::Open,
+        "no call passes between the failure that trips and the trip"
+    );
+}
+
+#[test]
+fn the_last_handle_flushes_on_drop() {
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(config(&server().url(), &clock)).unwrap();
+    let breaker = store
+        .breaker("drop", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    let reader = store
+        .breaker("drop", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    calls(&breaker, 7, Outcome::Success);
+    assert_eq!(reader.snapshot().unwrap().counts.calls, 0);
+    drop(breaker);
+    assert_eq!(reader.snapshot().unwrap().counts.calls, 7);
+}
+
+#[test]
+fn redis_failing_during_a_flush_follows_the_failure_policy() {
+    let mut server = RedisServer::start();
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(
+        config(&server.url(), &clock).timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let (listeners, seen) = recorder();
+    let breaker = store
+        .breaker("outage", policy(StoreFailurePolicy::Local))
+        .unwrap()
+        .with_listeners(listeners);
+    calls(&breaker, 2, Outcome::Success);
+    calls(&breaker, 3, Outcome::Failure);
+    server.kill();
+    let err = breaker.flush().unwrap_err();
+    assert_ne!(err.kind(), StoreErrorKind::Corrupt);
+    // The local fallback took the batch: two more failures trip it.
+    let permit = breaker.acquire().unwrap();
+    breaker.record(permit, Outcome::Failure);
+    let permit = breaker.acquire().unwrap();
+    breaker.record(permit, Outcome::Failure);
+    let _ = breaker.flush();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|note| note.starts_with("store error")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|note| note == "tripped"), "{seen:?}");
+    // Once the cached state is stale, the pre-call check asks Redis, fails, and the local
+    // breaker (open) decides.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(breaker.acquire().unwrap_err().reason(), RejectReason::Open);
+}
+
+#[test]
+fn a_crowd_sends_few_requests() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = RedisServer::start();
+    let url = server.url();
+    let (calls_made, requests) = runtime.block_on(async move {
+        let store = RedisStore::connect(
+            RedisConfig::standalone(&url)
+                .timeout(Duration::from_secs(2))
+                .batch(Duration::from_millis(5)),
+        )
+        .await
+        .unwrap();
+        let breaker = store.breaker("crowd", Policy::default()).await.unwrap();
+        let before = requests_sent(&url).await;
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let breaker = breaker.clone();
+                tokio::spawn(async move {
+                    for _ in 0..2_000 {
+                        let permit = breaker.acquire().await.unwrap();
+                        breaker.record(permit, Outcome::Success).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        breaker.flush().await.unwrap();
+        let requests = requests_sent(&url).await - before;
+        let counted = breaker.snapshot().await.unwrap().counts.calls;
+        (counted, requests)
+    });
+    assert_eq!(calls_made, 64_000, "every outcome counted");
+    let per_call = requests as f64 / calls_made as f64;
+    assert!(
+        per_call <= 0.1,
+        "{requests} requests for {calls_made} calls"
+    );
+}
+
+/// Script calls Redis has run (each one request from a caller).
+async fn requests_sent(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}

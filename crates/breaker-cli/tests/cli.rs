@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -497,13 +497,220 @@ fn requests_end_a_run_before_its_duration() {
 }
 
 #[test]
-fn windows_that_do_not_divide_into_the_default_buckets_work() {
+fn any_window_works_with_either_store() {
     let server = TestServer::start();
     let url = server.url("/");
-    for window in ["10s", "7s", "1s"] {
-        let out = breaker(&["run", "--url", &url, "--requests", "3", "--window", window]);
-        assert!(out.status.success(), "--window {window}: {}", stderr(&out));
+    let redis_url = redis().url();
+    // 10 s and 7 s do not divide into the default 60 buckets; 90 s, 10 m and 1 h are longer
+    // than the default window.
+    for store in ["memory", redis_url.as_str()] {
+        for window in ["10s", "7s", "1s", "90s", "10m", "1h"] {
+            let name = format!("window-{window}");
+            let report = json_of(&breaker(&[
+                "run",
+                "--url",
+                &url,
+                "--store",
+                store,
+                "--name",
+                &name,
+                "--requests",
+                "5",
+                "--window",
+                window,
+                "--json",
+            ]));
+            assert_eq!(
+                (report["successes"].as_u64(), report["state"].as_str()),
+                (Some(5), Some("closed")),
+                "--window {window} --store {store}: {report}"
+            );
+        }
     }
+}
+
+/// A `breaker` command running in the background. Dropping it kills the process and reaps
+/// it, so a test that fails half-way leaves no process behind.
+struct Background(Option<Child>);
+
+impl Background {
+    fn spawn(args: &[&str]) -> Background {
+        let child = Command::new(env!("CARGO_BIN_EXE_breaker"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Background(Some(child))
+    }
+
+    fn running(&mut self) -> bool {
+        let child = self.0.as_mut().unwrap();
+        child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits, at most `limit`, for the command to end by itself.
+    fn finish(mut self, limit: Duration) -> Output {
+        wait_for(limit, "the command ends by itself", || !self.running());
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `done` until it holds and returns how long that took; fails the test, saying
+/// `what` was expected, once `limit` has passed.
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let began = Instant::now();
+    while !done() {
+        assert!(began.elapsed() < limit, "expected {what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    began.elapsed()
+}
+
+#[test]
+fn an_operator_trip_and_reset_reach_a_running_process() {
+    const NAME: &str = "reached-while-running";
+    let server = TestServer::start();
+    let url = server.url("/");
+    let store = redis().url();
+    // The open period is the default, 3 minutes, written out because the test is about it: a
+    // process that only asked Redis again once it ended would see the reset after 3 minutes,
+    // not within its max staleness (300 ms). The run lasts far longer than the test needs and
+    // is killed at the end.
+    let mut run = Background::spawn(&[
+        "run",
+        "--url",
+        &url,
+        "--store",
+        &store,
+        "--name",
+        NAME,
+        "--rate",
+        "100",
+        "--duration",
+        "60s",
+        "--max-staleness",
+        "300ms",
+        "--open-for",
+        "3m",
+        "--json",
+    ]);
+    wait_for(Duration::from_secs(15), "requests to the backend", || {
+        server.hits() >= 10
+    });
+    let operate = |command: &str| {
+        let out = breaker(&[command, NAME, "--store", &store]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+    };
+
+    operate("trip");
+    let tripped = Instant::now();
+    // The trip reaches the process with its next call's round trip. Requests have stopped
+    // once the count has not grown for 1 s; when it last grew says how soon they stopped.
+    let (mut seen, mut last_growth) = (server.hits(), tripped);
+    wait_for(Duration::from_secs(10), "the requests to stop", || {
+        let hits = server.hits();
+        if hits != seen {
+            (seen, last_growth) = (hits, Instant::now());
+        }
+        last_growth.elapsed() >= Duration::from_secs(1)
+    });
+    let stopped_after = last_growth.saturating_duration_since(tripped);
+    assert!(
+        stopped_after < Duration::from_millis(1500),
+        "requests went on for {stopped_after:?} after the trip"
+    );
+    assert!(run.running(), "the run stopped sending because it ended");
+
+    let before = server.hits();
+    let resetting = Instant::now();
+    operate("reset");
+    let command_took = resetting.elapsed();
+    wait_for(
+        Duration::from_secs(3),
+        "requests again after the reset",
+        || server.hits() > before,
+    );
+    // Measured from before the command started, so this includes the command's own start
+    // and connection: an upper bound on how long the reset took to reach the process.
+    let reached = resetting.elapsed();
+    assert!(
+        reached < Duration::from_secs(2),
+        "the reset reached the running process after {reached:?} (the command took \
+         {command_took:?}), expected about the max staleness, 300 ms"
+    );
+    assert!(run.running());
+}
+
+#[test]
+fn a_running_process_keeps_working_through_a_redis_restart() {
+    const NAME: &str = "through-a-restart";
+    // A server of its own, because the test empties it.
+    let mut redis_server = RedisServer::start();
+    let store = redis_server.url();
+    let server = TestServer::start();
+    let url = server.url("/");
+    let run = Background::spawn(&[
+        "run",
+        "--url",
+        &url,
+        "--store",
+        &store,
+        "--name",
+        NAME,
+        "--rate",
+        "100",
+        "--duration",
+        "6s",
+        "--json",
+    ]);
+    wait_for(Duration::from_secs(15), "requests to the backend", || {
+        server.hits() >= 10
+    });
+    redis_server.restart();
+    let at_restart = server.hits();
+
+    let report = json_of(&run.finish(Duration::from_secs(60)));
+    let after_restart = server.hits() - at_restart;
+    assert!(
+        after_restart >= 50,
+        "{after_restart} requests after the restart: {report}"
+    );
+    // The default store-failure policy, fail-open, lets calls through while Redis is away,
+    // and Redis comes back empty, that is closed: nothing is ever rejected.
+    assert_eq!(report["rejected"], 0, "{report}");
+    assert_eq!(report["failures"], 0, "{report}");
+    assert_eq!(
+        report["sent"].as_u64(),
+        Some(server.hits() as u64),
+        "{report}"
+    );
+    assert_eq!(report["state"], "closed", "{report}");
+    // Fail-open alone would keep requests flowing too: the process went on using the new
+    // Redis, which lists the breaker again and counted its calls.
+    let status = json_of(&breaker(&["status", "--store", &store, "--json"]));
+    let entry = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["name"] == NAME)
+        .unwrap_or_else(|| panic!("{NAME} is registered in the new Redis: {status}"))
+        .clone();
+    let counted = entry["calls"].as_u64().unwrap();
+    assert!(
+        counted >= 50,
+        "the new Redis counted {counted} calls of {after_restart}: {entry}"
+    );
 }
 
 /// `breaker` with `USER` set, so that operator actions are recorded as asked by that user.

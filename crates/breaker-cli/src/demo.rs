@@ -25,6 +25,9 @@ pub(crate) struct DemoArgs {
     /// Share the breaker's state through this Redis store instead of memory.
     #[arg(long)]
     redis: Option<String>,
+    /// With --redis: add outcomes up in the process and send them once per this interval.
+    #[arg(long, value_parser = parse_duration, requires = "redis")]
+    batch: Option<Duration>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     clients: u64,
@@ -216,13 +219,13 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), Failure> {
             drive(&args, &backend, Recording::new(breaker)).await
         }
         Some(url) => {
-            let store = connect(url, "breaker", None).await?;
+            let store = connect(url, "breaker", None, args.batch).await?;
             let breaker = store
                 .breaker("demo-backend", policy)
                 .await
                 .map_err(store_failure)?;
             breaker.reset().await.map_err(store_failure)?;
-            drive(&args, &backend, Recording::new(breaker)).await
+            drive(&args, &backend, Recording::redis(breaker)).await
         }
     }
 }

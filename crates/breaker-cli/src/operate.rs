@@ -87,10 +87,14 @@ pub(crate) async fn connect(
     url: &str,
     prefix: &str,
     max_staleness: Option<Duration>,
+    batch: Option<Duration>,
 ) -> Result<RedisStore, Failure> {
     let mut config = store_config(url, prefix);
     if let Some(staleness) = max_staleness {
         config = config.max_staleness(staleness);
+    }
+    if let Some(interval) = batch {
+        config = config.batch(interval);
     }
     open(config).await
 }
@@ -122,7 +126,7 @@ pub(crate) fn store_url(args: &StoreArgs) -> Result<&str, Failure> {
 }
 
 async fn store_of(args: &StoreArgs) -> Result<RedisStore, Failure> {
-    connect(store_url(args)?, &args.prefix, None).await
+    connect(store_url(args)?, &args.prefix, None, None).await
 }
 
 /// Applies `action` to breaker `name` as the dashboard does, recorded as asked by this user.

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Listeners, Outcome, Permit, Policy, Recorded, Rejected, State,
-    Transition,
+    AsyncBreaker, Breaker, Event, EventKind, Listeners, Outcome, Permit, Policy, Recorded,
+    Rejected, State, Transition,
 };
 use breaker_http::{Attempt, ErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
 use breaker_store_memory::MemoryStore;
+use breaker_store_redis::RedisBreaker;
 use clap::Args;
 use serde_json::json;
 
@@ -49,6 +50,10 @@ pub(crate) struct RunArgs {
     /// How long the state from Redis may answer the pre-call check (0s: ask every time).
     #[arg(long, value_parser = parse_duration)]
     max_staleness: Option<Duration>,
+    /// With a Redis store: add outcomes up in the process and send them once per this
+    /// interval (for example 5ms), instead of one round trip per call.
+    #[arg(long, value_parser = parse_duration)]
+    batch: Option<Duration>,
     /// Timeout of each request.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     timeout: Duration,
@@ -109,6 +114,30 @@ impl<B> Recording<B> {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             transitions.push((self.started.elapsed(), transition));
+        }
+    }
+}
+
+impl Recording<RedisBreaker> {
+    /// A Redis breaker whose transitions are remembered, in batched mode too: a batch that
+    /// trips the breaker is sent by no call, so the store tells listeners of it (an event with
+    /// no call's context), and this listens.
+    pub(crate) fn redis(breaker: RedisBreaker) -> Recording<RedisBreaker> {
+        let started = Instant::now();
+        let transitions: Arc<Mutex<Vec<(Duration, Transition)>>> = Arc::default();
+        let noted = transitions.clone();
+        let listener = move |event: &Event<'_>| {
+            if let (EventKind::Transition(transition), None) = (event.kind, event.context) {
+                noted
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push((started.elapsed(), transition));
+            }
+        };
+        Recording {
+            inner: breaker.with_listeners(Listeners::new().with(listener)),
+            started,
+            transitions,
         }
     }
 }
@@ -351,6 +380,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| args.url.host_str().unwrap_or("breaker").to_owned());
     if args.store == "memory" {
+        if args.batch.is_some() {
+            return Err(Failure::Usage(
+                "--batch needs a Redis --store (the memory store has no round trips to save)"
+                    .to_owned(),
+            ));
+        }
         let breaker = MemoryStore::new()
             .breaker(&name, policy)
             .map_err(store_failure)?;
@@ -365,9 +400,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
             args.store
         )));
     }
-    let store = connect(&args.store, &args.prefix, args.max_staleness).await?;
+    let store = connect(&args.store, &args.prefix, args.max_staleness, args.batch).await?;
     let breaker = store.breaker(&name, policy).await.map_err(store_failure)?;
-    let run = drive(&args, Recording::new(breaker.clone())).await?;
+    let recording = Recording::redis(breaker);
+    let breaker = recording.inner.clone();
+    let run = drive(&args, recording).await?;
+    // What the last batch holds reaches Redis before the state is read and reported.
+    breaker.flush().await.map_err(store_failure)?;
     let state = breaker.snapshot().await.map_err(store_failure)?.state;
     report(&args, &name, &run, state);
     Ok(())

@@ -1057,3 +1057,69 @@ fn the_dashboard_in_a_real_browser() {
     );
     assert!(screenshot.exists());
 }
+
+#[test]
+fn a_batched_run_trips_with_few_round_trips() {
+    let redis = RedisServer::start();
+    let server = TestServer::start();
+    server.set_default(Reply::Status(200));
+    let url = server.url("/");
+    let scripts = |redis: &RedisServer| {
+        let calls = redis.command_calls();
+        calls.get("evalsha").copied().unwrap_or(0) + calls.get("eval").copied().unwrap_or(0)
+    };
+    let healthy = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--store",
+        &redis.url(),
+        "--name",
+        "batched",
+        "--requests",
+        "400",
+        "--concurrency",
+        "8",
+        "--batch",
+        "5ms",
+        "--json",
+    ]));
+    assert_eq!(healthy["successes"], 400);
+    assert_eq!(healthy["state"], "closed");
+    let sent = scripts(&redis);
+    assert!(sent <= 100, "{sent} script calls for 400 calls");
+    // Every outcome reached Redis once the run ended (it flushes before reporting).
+    let status = json_of(&breaker(&["status", "--store", &redis.url(), "--json"]));
+    assert_eq!(status[0]["calls"], 400, "{status}");
+    // Failing: the batch trips the breaker, and the run reports the trip.
+    server.set_default(Reply::Status(503));
+    let failing = json_of(&breaker(&[
+        "run",
+        "--url",
+        &url,
+        "--store",
+        &redis.url(),
+        "--name",
+        "batched-failing",
+        "--requests",
+        "50",
+        "--minimum-failures",
+        "5",
+        "--batch",
+        "5ms",
+        "--json",
+    ]));
+    assert_eq!(failing["state"], "open", "{failing}");
+    assert_eq!(failing["sent"], 5, "no call passes the trip: {failing}");
+    let transitions = failing["transitions"].as_array().unwrap();
+    assert_eq!(transitions.len(), 1, "{failing}");
+    assert_batch_needs_redis(&url);
+}
+
+fn assert_batch_needs_redis(url: &str) {
+    assert_one_error_line(
+        &["run", "--url", url, "--batch", "5ms"],
+        2,
+        "--batch needs a Redis --store",
+    );
+}

@@ -214,16 +214,28 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
 }
 
 fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Arc<Runtime>) {
-    let (breaker, conn) = runtime.block_on(async {
+    let (breaker, batched, conn) = runtime.block_on(async {
         let store = RedisStore::connect(
             RedisConfig::standalone(server.url()).timeout(Duration::from_secs(2)),
         )
         .await
         .unwrap();
         let breaker = store.breaker("throughput", policy()).await.unwrap();
+        let batched_store = RedisStore::connect(
+            RedisConfig::standalone(server.url())
+                .timeout(Duration::from_secs(2))
+                .batch(Duration::from_millis(5)),
+        )
+        .await
+        .unwrap();
+        let batched = batched_store
+            .breaker("throughput-batched", policy())
+            .await
+            .unwrap();
         let client = redis::Client::open(server.url()).unwrap();
         (
             breaker,
+            batched,
             client.get_multiplexed_async_connection().await.unwrap(),
         )
     });
@@ -243,6 +255,15 @@ fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Arc<Runtime>) {
                 })
             })
         });
+        group.bench_function(format!("store_batched/{concurrency}"), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    concurrent_store_calls(&batched, iters, concurrency).await;
+                    started.elapsed()
+                })
+            })
+        });
         group.bench_function(format!("bare_script/{concurrency}"), |b| {
             b.iter_custom(|iters| {
                 runtime.block_on(async {
@@ -256,6 +277,7 @@ fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Arc<Runtime>) {
                                     // The store's record step: the same script, op and arguments.
                                     let reply: Vec<i64> = script
                                         .key("breaker:{=bare}")
+                                        .key("breaker:{=bare}:history")
                                         .arg("record")
                                         .arg("")
                                         .arg(p.bucket_millis())
@@ -270,6 +292,7 @@ fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Arc<Runtime>) {
                                         .arg(p.backoff().to_string())
                                         .arg(p.max_open_for().as_millis() as u64)
                                         .arg(86_400_000u64)
+                                        .arg(1_000)
                                         .arg(0)
                                         .arg(0)
                                         .arg(0)

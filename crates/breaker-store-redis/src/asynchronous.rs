@@ -293,7 +293,7 @@ impl RedisStore {
         let delay = match due {
             BatchDue::No => return,
             BatchDue::Later(interval) => interval,
-            BatchDue::Now => Duration::ZERO,
+            BatchDue::Now | BatchDue::Trip => Duration::ZERO,
         };
         // Without a tokio runtime the batch waits for the next call, `flush()` or drop.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -532,6 +532,10 @@ impl AsyncBreaker for RedisBreaker {
     async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         match self.engine.plan_record(permit, outcome) {
             RecordPlan::Done(recorded) => recorded,
+            RecordPlan::Batched(recorded, BatchDue::Trip) => {
+                let _ = self.store.flush_engine(&self.engine).await;
+                recorded
+            }
             RecordPlan::Batched(recorded, due) => {
                 self.store.schedule_flush(&self.engine, due);
                 recorded

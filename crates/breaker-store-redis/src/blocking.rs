@@ -411,7 +411,7 @@ impl Breaker for BlockingRedisBreaker {
             RecordPlan::Done(recorded) => recorded,
             RecordPlan::Batched(recorded, due) => {
                 // No timer here: the call that finds the interval passed sends the batch.
-                if due == BatchDue::Now {
+                if matches!(due, BatchDue::Now | BatchDue::Trip) {
                     let _ = self.store.flush_engine(&self.engine);
                 }
                 recorded

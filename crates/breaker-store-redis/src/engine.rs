@@ -115,8 +115,12 @@ pub(crate) enum BatchDue {
     No,
     /// The first of a new batch: send it when the interval has passed.
     Later(Duration),
-    /// Now: the interval passed, a failure could trip the breaker, or the batch is full.
+    /// Now: the interval passed, or the batch is full.
     Now,
+    /// Now, by the caller itself: this failure could trip the breaker by the last totals
+    /// Redis sent plus what is pending. The caller waits for the round trip (its call failed
+    /// anyway), so no call of this process passes between that failure and the trip.
+    Trip,
 }
 
 /// The local fallback breaker (policy `local`): used only while the store fails, started
@@ -435,11 +439,9 @@ impl Engine {
                 })
         };
         let elapsed = now.saturating_since(pending.since);
-        if could_trip
-            || elapsed >= interval
-            || now < pending.since
-            || pending.calls() >= MAX_PENDING
-        {
+        if could_trip {
+            BatchDue::Trip
+        } else if elapsed >= interval || now < pending.since || pending.calls() >= MAX_PENDING {
             BatchDue::Now
         } else if first {
             BatchDue::Later(interval)

@@ -1,8 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `test`: makes sure `redis-server` is installed (the Redis tests start their own servers),
-//!   then runs every test of the workspace (unit, integration, doc, benches in test mode) and
-//!   the adapters' examples.
+//! - `test`: makes sure `redis-server` is installed (the Redis tests start their own servers)
+//!   and what the dashboard's browser test needs (Chromium, and playwright-core through
+//!   `npm ci`), then runs every test of the workspace (unit, integration, doc, benches in test
+//!   mode) and the adapters' examples.
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
 //!   check, a build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
 //! - `bench`: the criterion benchmarks, then `docs/benchmarks.md` written from their results.
@@ -69,6 +70,7 @@ const EXAMPLES: &[(&str, &str)] = &[
 
 fn test() -> Result {
     ensure_redis()?;
+    ensure_browser()?;
     run(cargo(&["test", "--workspace", "--all-targets", "--locked"]))?;
     run(cargo(&["test", "--workspace", "--doc", "--locked"]))?;
     for (package, example) in EXAMPLES {
@@ -97,41 +99,117 @@ fn found(program: &str) -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// Installs Debian's `packages` (after `apt-get update`).
+fn apt_install(packages: &[&str]) -> Result {
+    eprintln!(
+        "xtask: installing {} from Debian's packages",
+        packages.join(", ")
+    );
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
+}
+
 /// The Redis tests start throwaway `redis-server` processes (and `redis-cli` for the cluster):
 /// install Debian's package when they are missing and this runs as root.
 fn ensure_redis() -> Result {
     if found("redis-server") && found("redis-cli") {
         return Ok(());
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    if !root {
-        return Err("redis-server and redis-cli are needed by the Redis tests: install them                     with `sudo apt-get install -y redis-server redis-tools` (or your system's                     package), then run `cargo xtask test` again"
-            .to_owned());
+    if !is_root() {
+        return Err(
+            "redis-server and redis-cli are needed by the Redis tests: install them \
+                    with `sudo apt-get install -y redis-server redis-tools` (or your system's \
+                    package), then run `cargo xtask test` again"
+                .to_owned(),
+        );
     }
-    eprintln!("xtask: installing redis-server and redis-tools from Debian's packages");
-    let mut update = Command::new("apt-get");
-    update.args(["update", "-qq"]);
-    run(update)?;
-    let mut install = Command::new("apt-get");
-    install
-        .args([
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "redis-server",
-            "redis-tools",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run(install)?;
+    apt_install(&["redis-server", "redis-tools"])?;
     if found("redis-server") && found("redis-cli") {
         Ok(())
     } else {
         Err("redis-server is still missing after apt-get install".to_owned())
     }
+}
+
+/// Where the dashboard's browser test lives (a Node.js script and its lock file).
+fn browser_test_dir() -> PathBuf {
+    root().join("crates/breaker-dashboard/tests/browser")
+}
+
+/// The dashboard's browser test drives the system's Chromium (Debian's package; no browser
+/// is downloaded) with playwright-core: install Chromium when it is missing and this runs as
+/// root, and the script's packages with `npm ci` when they are missing or out of date.
+fn ensure_browser() -> Result {
+    let chromium = env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    if !Path::new(&chromium).exists() {
+        if !is_root() {
+            return Err(format!(
+                "Chromium is needed by the dashboard's browser test and is not at {chromium}: \
+                 install it with `sudo apt-get install -y chromium` (or set CHROMIUM to a \
+                 Chromium binary), then run `cargo xtask test` again"
+            ));
+        }
+        apt_install(&["chromium"])?;
+        if !Path::new(&chromium).exists() {
+            return Err(format!(
+                "Chromium is still missing at {chromium} after apt-get install"
+            ));
+        }
+    }
+    if !found("node") || !found("npm") {
+        return Err(
+            "Node.js 20 or newer, with npm, is needed by the dashboard's browser test: \
+                    install it (https://nodejs.org, or your system's packages), then run \
+                    `cargo xtask test` again"
+                .to_owned(),
+        );
+    }
+    let dir = browser_test_dir();
+    let wanted = locked_version(&dir.join("package-lock.json"), "playwright-core");
+    let installed = installed_version(&dir.join("node_modules/playwright-core/package.json"));
+    if wanted.is_none() || wanted != installed {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir);
+        run(npm)?;
+    }
+    Ok(())
+}
+
+/// The first `"version": "..."` value in `text` after `from`.
+fn version_after(text: &str, from: usize) -> Option<String> {
+    let rest = &text[from..];
+    let start = rest.find("\"version\"")? + "\"version\"".len();
+    let rest = rest[start..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// The version of `package` a `package-lock.json` pins.
+fn locked_version(lock: &Path, package: &str) -> Option<String> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    let at = text.find(&format!("\"node_modules/{package}\""))?;
+    version_after(&text, at)
+}
+
+/// The version of an installed package, from its `package.json`.
+fn installed_version(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    version_after(&text, 0)
 }
 
 fn ci() -> Result {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use breaker_core::{Policy, PolicyError, StoreFailurePolicy};
+use breaker_core::{Policy, PolicyError, RetryAfterPolicy, StoreFailurePolicy};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A distributed circuit breaker for HTTP clients.
@@ -115,6 +115,28 @@ pub(crate) struct PolicyArgs {
     /// What the breaker does when its store cannot answer.
     #[arg(long, value_enum)]
     on_store_failure: Option<OnStoreFailure>,
+    /// What a 429 or 503 with `Retry-After` does: open the breaker until then (`honour`), or
+    /// count it like any other response (`ignore`).
+    #[arg(long, value_enum)]
+    retry_after: Option<RetryAfterChoice>,
+}
+
+/// The `--retry-after` values (core's `RetryAfterPolicy` is non-exhaustive).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RetryAfterChoice {
+    /// Open the breaker, for every process, until the time the backend names.
+    Honour,
+    /// Count the response like any other.
+    Ignore,
+}
+
+impl From<RetryAfterChoice> for RetryAfterPolicy {
+    fn from(choice: RetryAfterChoice) -> RetryAfterPolicy {
+        match choice {
+            RetryAfterChoice::Honour => RetryAfterPolicy::Honour,
+            RetryAfterChoice::Ignore => RetryAfterPolicy::Ignore,
+        }
+    }
 }
 
 /// The `--slow-call` value: a limit, or `off` to lift one a policy file set.
@@ -203,6 +225,9 @@ impl PolicyArgs {
         }
         if let Some(choice) = self.on_store_failure {
             builder = builder.on_store_failure(choice.into());
+        }
+        if let Some(choice) = self.retry_after {
+            builder = builder.retry_after(choice.into());
         }
         Ok(builder.build()?)
     }

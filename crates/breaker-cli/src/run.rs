@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{
     AsyncBreaker, Breaker, Event, EventKind, Listeners, Outcome, Permit, Policy, Recorded,
-    Rejected, State, Transition,
+    Rejected, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, ErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
@@ -330,7 +330,12 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: State) {
         let transitions: Vec<_> = run
             .transitions
             .iter()
-            .map(|(at, t)| json!({"at_ms": at.as_millis() as u64, "to": state_after(t)}))
+            .map(|(at, t)| match cause_of(t) {
+                Some(cause) => {
+                    json!({"at_ms": at.as_millis() as u64, "to": state_after(t), "cause": cause})
+                }
+                None => json!({"at_ms": at.as_millis() as u64, "to": state_after(t)}),
+            })
             .collect();
         let object = json!({
             "name": name,
@@ -364,11 +369,26 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: State) {
     println!("  state     {state}");
     println!("  elapsed   {:.3} s", run.elapsed.as_secs_f64());
     for (at, transition) in &run.transitions {
+        let cause = cause_of(transition).map_or(String::new(), |cause| format!(" ({cause})"));
         println!(
-            "  at {:>7.3} s: {}",
+            "  at {:>7.3} s: {}{cause}",
             at.as_secs_f64(),
             state_after(transition)
         );
+    }
+}
+
+/// Why a trip happened, as the report says it.
+fn cause_of(transition: &Transition) -> Option<&'static str> {
+    match transition {
+        Transition::Tripped { cause, .. } => Some(match cause {
+            TripCause::Threshold(_) => "threshold",
+            TripCause::ProbeFailed => "probe-failed",
+            TripCause::Operator => "operator",
+            TripCause::RetryAfter => "retry-after",
+            _ => "other",
+        }),
+        _ => None,
     }
 }
 

@@ -49,6 +49,15 @@ pub trait Breaker: Send + Sync {
     fn acquire(&self) -> Result<Permit, Rejected>;
     /// Reports the outcome of the call `permit` admitted.
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded;
+    /// Reports the outcome of a call whose response asked every caller to wait `wait` (a 429
+    /// or 503 with `Retry-After`): with the policy's `retry_after = honour`, the breaker opens
+    /// until then for every process, in the same atomic step (see
+    /// [`Circuit::record_retry_after`](crate::Circuit::record_retry_after)). The default
+    /// ignores the wait, for stores that cannot honour it.
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        let _ = wait;
+        self.record(permit, outcome)
+    }
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Sets an operator override for every process sharing the store, for `duration` (forever if `None`).
@@ -73,6 +82,17 @@ pub trait AsyncBreaker: Send + Sync {
     fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send;
     /// Reports the outcome of the call `permit` admitted.
     fn record(&self, permit: Permit, outcome: Outcome) -> impl Future<Output = Recorded> + Send;
+    /// Reports the outcome of a call whose response asked every caller to wait `wait`; see
+    /// [`Breaker::record_retry_after`]. The default ignores the wait.
+    fn record_retry_after(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Duration,
+    ) -> impl Future<Output = Recorded> + Send {
+        let _ = wait;
+        self.record(permit, outcome)
+    }
 }
 
 /// A call through [`call`] or [`call_async`] failed.

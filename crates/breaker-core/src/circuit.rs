@@ -232,6 +232,8 @@ pub enum TripCause {
     ProbeFailed,
     /// An operator tripped it.
     Operator,
+    /// The backend answered 429 or 503 with `Retry-After`.
+    RetryAfter,
 }
 
 /// A change of state, reported once across the fleet by whoever made it.
@@ -462,6 +464,49 @@ impl Circuit {
                 }
             }
         }
+    }
+
+    /// Records the outcome of a call whose response asked every caller to wait `wait`
+    /// (a 429 or 503 with `Retry-After`): with the policy's `retry_after = honour`, the
+    /// breaker opens until `now + wait` (capped by `max_open_for`), whatever the window says,
+    /// in this one step, reported as a trip caused by [`TripCause::RetryAfter`]. An ordinary
+    /// call's outcome is counted in the window; a probe frees its slot and neither counts
+    /// toward closing nor reopens with backoff. A breaker already open until later stays as
+    /// it is; forced closed never trips. Otherwise (policy `ignore`, no wait, a report from an
+    /// earlier cycle, an unchecked permit) this is [`Circuit::record`].
+    pub fn record_retry_after<W: Window + ?Sized>(
+        &mut self,
+        policy: &Policy,
+        now: Timestamp,
+        permit: &Permit,
+        outcome: Outcome,
+        wait: Duration,
+        window: &mut W,
+    ) -> Option<Transition> {
+        self.expire_override(now);
+        let hold_ms = match policy.hold_off_millis(wait) {
+            Some(ms)
+                if permit.generation == self.generation
+                    && permit.kind() != PermitKind::Unchecked
+                    && self.override_mode != Override::ForcedClosed =>
+            {
+                ms
+            }
+            _ => return self.record(policy, now, permit, outcome, window),
+        };
+        match permit.kind() {
+            PermitKind::Probe { ticket } => self.probes.retain(|lease| lease.ticket != ticket),
+            _ => match outcome {
+                Outcome::Success => window.add(policy, now, false),
+                Outcome::Failure => window.add(policy, now, true),
+                Outcome::Ignored => {}
+            },
+        }
+        let until = now.add_millis(hold_ms);
+        if self.state == State::Open && self.open_until >= until {
+            return None;
+        }
+        Some(self.open(now, hold_ms, TripCause::RetryAfter))
     }
 
     /// An operator trip: opens the breaker for `open_for` from `now`, in a new generation.

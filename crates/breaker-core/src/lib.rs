@@ -59,7 +59,8 @@ pub use circuit::{
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};
 pub use policy::{
-    MAX_BUCKETS, MAX_DURATION, Policy, PolicyBuilder, PolicyError, StoreFailurePolicy,
+    MAX_BUCKETS, MAX_DURATION, Policy, PolicyBuilder, PolicyError, RetryAfterPolicy,
+    StoreFailurePolicy,
 };
 pub use time::{Clock, ManualClock, MonotonicClock, SystemClock, Timestamp};
 pub use window::{BucketWindow, Counts, Window, bucket_is_live, bucket_of, slot_of};

@@ -34,6 +34,19 @@ pub enum StoreFailurePolicy {
     Local,
 }
 
+/// What a breaker does when the backend answers 429 or 503 with `Retry-After`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RetryAfterPolicy {
+    /// Open the breaker, for the whole fleet, until the time the backend names (capped by
+    /// `max_open_for`), whatever the window's counts say (the default).
+    #[default]
+    Honour,
+    /// Count the response like any other.
+    Ignore,
+}
+
 /// The validated configuration of one breaker (SPEC section 2).
 ///
 /// Build one with [`Policy::builder`], or deserialize it (durations are human-readable:
@@ -77,6 +90,7 @@ pub struct Policy {
     max_open_for_ms: u64,
     slow_call_ms: Option<u64>,
     on_store_failure: StoreFailurePolicy,
+    retry_after: RetryAfterPolicy,
 }
 
 impl Default for Policy {
@@ -179,6 +193,22 @@ impl Policy {
     /// What the breaker does when its store fails.
     pub fn on_store_failure(&self) -> StoreFailurePolicy {
         self.on_store_failure
+    }
+
+    /// What the breaker does with a backend's `Retry-After` on a 429 or 503.
+    pub fn retry_after(&self) -> RetryAfterPolicy {
+        self.retry_after
+    }
+
+    /// How long the breaker stays open for a backend that asked to wait `wait`, in whole
+    /// milliseconds (rounded up), capped by `max_open_for`; `None` when the policy ignores
+    /// `Retry-After` or there is nothing to wait for.
+    pub fn hold_off_millis(&self, wait: Duration) -> Option<u64> {
+        if self.retry_after == RetryAfterPolicy::Ignore || wait.is_zero() {
+            return None;
+        }
+        let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        Some(ms.min(self.max_open_for_ms))
     }
 
     /// Whether `counts` (just after a failure was recorded) trip the breaker:
@@ -316,6 +346,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets what a backend's `Retry-After` on a 429 or 503 does (default honour).
+    pub fn retry_after(mut self, policy: RetryAfterPolicy) -> Self {
+        self.config.retry_after = policy;
+        self
+    }
+
     /// Validates every field and returns the policy, or an error naming the first bad field.
     pub fn build(self) -> Result<Policy, PolicyError> {
         self.config.validate()
@@ -384,6 +420,7 @@ struct PolicyConfig {
     #[serde(with = "human_duration::option")]
     slow_call: Option<Duration>,
     on_store_failure: StoreFailurePolicy,
+    retry_after: RetryAfterPolicy,
 }
 
 impl Default for PolicyConfig {
@@ -402,6 +439,7 @@ impl Default for PolicyConfig {
             max_open_for: Duration::from_secs(3600),
             slow_call: None,
             on_store_failure: StoreFailurePolicy::FailOpen,
+            retry_after: RetryAfterPolicy::Honour,
         }
     }
 }
@@ -538,6 +576,7 @@ impl PolicyConfig {
             max_open_for_ms,
             slow_call_ms,
             on_store_failure: self.on_store_failure,
+            retry_after: self.retry_after,
         })
     }
 }
@@ -566,6 +605,7 @@ impl From<Policy> for PolicyConfig {
             max_open_for: policy.max_open_for(),
             slow_call: policy.slow_call(),
             on_store_failure: policy.on_store_failure,
+            retry_after: policy.retry_after,
         }
     }
 }

@@ -261,6 +261,24 @@ impl MemoryBreaker {
         Recorded::new(outcome, elapsed, transition)
     }
 
+    /// Reports at `now` the outcome of a call whose response asked to wait `wait` (see
+    /// [`Breaker::record_retry_after`]).
+    pub fn record_retry_after_at(
+        &self,
+        now: Timestamp,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Duration,
+    ) -> Recorded {
+        let inner = &*self.inner;
+        let elapsed = now.saturating_since(permit.started());
+        let outcome = inner.policy.classify(outcome, elapsed);
+        let transition = self.with_circuit(|circuit, window| {
+            circuit.record_retry_after(&inner.policy, now, &permit, outcome, wait, window)
+        });
+        Recorded::new(outcome, elapsed, transition)
+    }
+
     /// The breaker's state at `now`.
     pub fn snapshot_at(&self, now: Timestamp) -> Snapshot {
         let inner = &*self.inner;
@@ -299,6 +317,10 @@ impl Breaker for MemoryBreaker {
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         self.record_at(self.clock.now(), permit, outcome)
+    }
+
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        self.record_retry_after_at(self.clock.now(), permit, outcome, wait)
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
@@ -340,5 +362,14 @@ impl AsyncBreaker for MemoryBreaker {
 
     fn record(&self, permit: Permit, outcome: Outcome) -> impl Future<Output = Recorded> + Send {
         ready(Breaker::record(self, permit, outcome))
+    }
+
+    fn record_retry_after(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Duration,
+    ) -> impl Future<Output = Recorded> + Send {
+        ready(Breaker::record_retry_after(self, permit, outcome, wait))
     }
 }

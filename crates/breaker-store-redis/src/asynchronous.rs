@@ -530,7 +530,27 @@ impl AsyncBreaker for RedisBreaker {
     }
 
     async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        match self.engine.plan_record(permit, outcome) {
+        self.record_with(permit, outcome, None).await
+    }
+
+    async fn record_retry_after(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Duration,
+    ) -> Recorded {
+        self.record_with(permit, outcome, Some(wait)).await
+    }
+}
+
+impl RedisBreaker {
+    async fn record_with(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Option<Duration>,
+    ) -> Recorded {
+        match self.engine.plan_record(permit, outcome, wait) {
             RecordPlan::Done(recorded) => recorded,
             RecordPlan::Batched(recorded, BatchDue::Trip) => {
                 let _ = self.store.flush_engine(&self.engine).await;

@@ -351,6 +351,28 @@ impl BlockingRedisBreaker {
 }
 
 impl BlockingRedisBreaker {
+    fn record_with(&self, permit: Permit, outcome: Outcome, wait: Option<Duration>) -> Recorded {
+        match self.engine.plan_record(permit, outcome, wait) {
+            RecordPlan::Done(recorded) => recorded,
+            RecordPlan::Batched(recorded, due) => {
+                // No timer here: the call that finds the interval passed sends the batch.
+                if matches!(due, BatchDue::Now | BatchDue::Trip) {
+                    let _ = self.store.flush_engine(&self.engine);
+                }
+                recorded
+            }
+            RecordPlan::Send(call, context) => {
+                let reply = self.store.invoke(&call, "record");
+                let answered = reply.is_ok();
+                let recorded = self.engine.finish_record(context, reply);
+                if answered {
+                    self.store.refresh_registration(&self.engine);
+                }
+                recorded
+            }
+        }
+    }
+
     /// Sends the outcomes this breaker has added up in batched mode
     /// ([`RedisConfig::batch`](crate::RedisConfig::batch)), now. A serverless function calls
     /// it before its handler returns. When Redis fails, the breaker's store-failure policy
@@ -407,25 +429,11 @@ impl Breaker for BlockingRedisBreaker {
     }
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        match self.engine.plan_record(permit, outcome) {
-            RecordPlan::Done(recorded) => recorded,
-            RecordPlan::Batched(recorded, due) => {
-                // No timer here: the call that finds the interval passed sends the batch.
-                if matches!(due, BatchDue::Now | BatchDue::Trip) {
-                    let _ = self.store.flush_engine(&self.engine);
-                }
-                recorded
-            }
-            RecordPlan::Send(call, context) => {
-                let reply = self.store.invoke(&call, "record");
-                let answered = reply.is_ok();
-                let recorded = self.engine.finish_record(context, reply);
-                if answered {
-                    self.store.refresh_registration(&self.engine);
-                }
-                recorded
-            }
-        }
+        self.record_with(permit, outcome, None)
+    }
+
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        self.record_with(permit, outcome, Some(wait))
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {

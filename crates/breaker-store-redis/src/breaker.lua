@@ -12,7 +12,7 @@
 -- ARGV[14] idle TTL in ms
 -- ARGV[15] history length (entries kept, about; 0: no history)
 -- ARGV[16..] op arguments: record: generation kind(0 normal, 1 probe) ticket
---          outcome(0 success, 1 failure, 2 ignored); batch: generation successes
+--          outcome(0 success, 1 failure, 2 ignored) retry_after_ms(0: none); batch: generation successes
 --          failures; override: mode(0 auto, 1 forced-open, 2 forced-closed)
 --          duration_ms(-1 forever) actor; trip, reset: actor
 --
@@ -50,7 +50,8 @@ end
 -- Redis more than the commands, so it does as little as it can. Anything else (a new bucket,
 -- an expiry to renew, an override that expired, a field missing or unreadable, an error)
 -- goes the general way below, which decides the same (the differential test checks both).
-if (op == 'record' and ARGV[17] == '0' and ARGV[19] == '0') or (op == 'batch' and ARGV[18] == '0') then
+if (op == 'record' and ARGV[17] == '0' and ARGV[19] == '0' and ARGV[20] == '0')
+    or (op == 'batch' and ARGV[18] == '0') then
   local done, reply = pcall(function()
     local v = redis.call('HMGET', key, 'st', 'gen', 'ou', 'ov', 'ovu', 'ep', 'sq', 'tc', 'tf',
       'wb', 'xp')
@@ -368,7 +369,7 @@ local function history(event, s, fields)
   redis.call('PEXPIRE', history_key, idle_ttl)
 end
 
-local CAUSES = {'threshold', 'probe-failed', 'operator'}
+local CAUSES = {'threshold', 'probe-failed', 'operator', 'retry-after'}
 local OVERRIDES = {[0] = 'auto', [1] = 'forced-open', [2] = 'forced-closed'}
 
 -- The live buckets, oldest first: {bucket number, calls, failures, ...}.
@@ -398,7 +399,7 @@ local function window_clear(s)
 end
 
 -- Transitions: {kind(1 tripped, 2 half-opened, 3 closed), generation, open_until, open_ms,
--- cause(1 threshold, 2 probe failed, 3 operator), calls, failures}.
+-- cause(1 threshold, 2 probe failed, 3 operator, 4 retry-after), calls, failures}.
 local NONE = {0, 0, 0, 0, 0, 0, 0}
 
 local function open(s, ms, cause, calls, failures, actor)
@@ -487,7 +488,25 @@ local function record(s)
   local kind = tonumber(ARGV[17])
   local ticket = tonumber(ARGV[18])
   local outcome = tonumber(ARGV[19])
+  local wait = tonumber(ARGV[20]) or 0
   if generation ~= s.gen then return NONE end
+  if wait > 0 and s.ov ~= FORCED_CLOSED then
+    -- The backend asked every caller to wait (Circuit::record_retry_after): the call is
+    -- counted (a probe frees its slot) and the breaker opens until then, unless it is open
+    -- until later already.
+    if kind == 0 then
+      if outcome == 0 then window_add(s, 1, 0) elseif outcome == 1 then window_add(s, 1, 1) end
+    else
+      local kept = {}
+      for _, p in ipairs(s.probes) do
+        if p[1] ~= ticket then table.insert(kept, p) end
+      end
+      s.probes = kept
+    end
+    local ms = math.min(wait, max_open_ms)
+    if s.st == OPEN and s.ou >= now + ms then return NONE end
+    return open(s, ms, 4)
+  end
   if kind == 0 then
     if outcome == 2 then return NONE end
     local failures = 0

@@ -354,10 +354,18 @@ impl Engine {
     }
 
     /// The work before recording: answer at once, or a script call to send.
-    pub(crate) fn plan_record(&self, permit: Permit, outcome: Outcome) -> RecordPlan {
+    /// `wait`: how long the response asked every caller to wait (a 429 or 503 with
+    /// `Retry-After`), if it did.
+    pub(crate) fn plan_record(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Option<Duration>,
+    ) -> RecordPlan {
         let now = self.now();
         let elapsed = now.saturating_since(permit.started());
         let outcome = self.policy.classify(outcome, elapsed);
+        let hold_off = wait.and_then(|wait| self.policy.hold_off_millis(wait));
         if permit.generation() & LOCAL != 0 {
             let mut local = lock(&self.local);
             let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
@@ -374,7 +382,17 @@ impl Engine {
             let Local {
                 circuit, window, ..
             } = &mut *local;
-            let transition = circuit.record(&self.policy, now, &local_permit, outcome, window);
+            let transition = match wait {
+                Some(wait) => circuit.record_retry_after(
+                    &self.policy,
+                    now,
+                    &local_permit,
+                    outcome,
+                    wait,
+                    window,
+                ),
+                None => circuit.record(&self.policy, now, &local_permit, outcome, window),
+            };
             return RecordPlan::Done(Recorded::new(outcome, elapsed, transition));
         }
         let ticket = match permit.kind() {
@@ -382,14 +400,15 @@ impl Engine {
             PermitKind::Unchecked => {
                 return RecordPlan::Done(Recorded::new(outcome, elapsed, None));
             }
-            // An ignored ordinary call changes nothing: no round trip.
-            PermitKind::Normal if outcome == Outcome::Ignored => {
+            // An ignored ordinary call changes nothing: no round trip (unless the backend
+            // asked every caller to wait).
+            PermitKind::Normal if outcome == Outcome::Ignored && hold_off.is_none() => {
                 return RecordPlan::Done(Recorded::new(outcome, elapsed, None));
             }
             PermitKind::Probe { ticket } => Some(ticket),
             _ => None,
         };
-        if ticket.is_none() && self.settings.batch.is_some() {
+        if ticket.is_none() && hold_off.is_none() && self.settings.batch.is_some() {
             // Probes are never batched: the script grants them one by one.
             let due = self.add_to_batch(permit.generation(), outcome, now);
             return RecordPlan::Batched(Recorded::new(outcome, elapsed, None), due);
@@ -398,6 +417,7 @@ impl Engine {
             generation: permit.generation(),
             ticket,
             outcome,
+            retry_after_ms: hold_off.unwrap_or(0),
         };
         RecordPlan::Send(self.invocation(now, op), RecordContext { outcome, elapsed })
     }

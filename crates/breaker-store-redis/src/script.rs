@@ -22,6 +22,8 @@ pub(crate) enum Op {
         generation: u64,
         ticket: Option<u64>,
         outcome: Outcome,
+        /// How long the backend asked every caller to wait (0: it did not).
+        retry_after_ms: u64,
     },
     Snapshot,
     Trip,
@@ -113,6 +115,7 @@ pub(crate) fn invocation(
             generation,
             ticket,
             outcome,
+            retry_after_ms,
         } => {
             call.arg(generation)
                 .arg(u8::from(ticket.is_some()))
@@ -121,7 +124,8 @@ pub(crate) fn invocation(
                     Outcome::Success => 0,
                     Outcome::Failure => 1,
                     Outcome::Ignored => 2,
-                });
+                })
+                .arg(retry_after_ms);
         }
         Op::Override { mode, duration_ms } => {
             call.arg(match mode {
@@ -251,6 +255,7 @@ fn transition(v: &[u64], reply: &[i64], what: &str) -> Result<Option<Transition>
                 }),
                 2 => TripCause::ProbeFailed,
                 3 => TripCause::Operator,
+                4 => TripCause::RetryAfter,
                 _ => return Err(corrupt(what, reply)),
             },
         }),

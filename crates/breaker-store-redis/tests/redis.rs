@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use breaker_core::{
     AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Outcome, Override,
     Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreErrorKind,
-    StoreFailurePolicy, Timestamp, Transition,
+    StoreFailurePolicy, Timestamp, Transition, TripCause,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
@@ -70,6 +70,11 @@ impl Subject for AsyncSubject {
     }
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         RUNTIME.block_on(AsyncBreaker::record(&self.0, permit, outcome))
+    }
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        RUNTIME.block_on(AsyncBreaker::record_retry_after(
+            &self.0, permit, outcome, wait,
+        ))
     }
     fn snapshot(&self) -> Snapshot {
         RUNTIME.block_on(self.0.snapshot()).unwrap()
@@ -972,4 +977,63 @@ fn the_window_reads_as_buckets() {
         2_000
     );
     assert!(buckets[1].start <= clock.now());
+}
+
+#[test]
+fn a_backends_retry_after_opens_the_breaker_for_every_process() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let process = || {
+        BlockingRedisStore::connect(
+            RedisConfig::standalone(single().url())
+                .prefix(&prefix)
+                .timeout(RELAXED)
+                .injected_clock(clock.clone()),
+        )
+        .unwrap()
+    };
+    let (first, second) = (process(), process());
+    let policy = policy(StoreFailurePolicy::FailOpen);
+    let a = first.breaker("asked-to-wait", policy.clone()).unwrap();
+    let b = second.breaker("asked-to-wait", policy).unwrap();
+    // The second process has seen the breaker closed: its cache says so.
+    let permit = Breaker::acquire(&b).unwrap();
+    Breaker::record(&b, permit, Outcome::Success);
+    // One 503 with `Retry-After: 3` in the first process opens it for both, at once.
+    let permit = Breaker::acquire(&a).unwrap();
+    let recorded =
+        Breaker::record_retry_after(&a, permit, Outcome::Failure, Duration::from_secs(3));
+    let Some(Transition::Tripped {
+        cause, open_for, ..
+    }) = recorded.transition
+    else {
+        panic!("{recorded:?}");
+    };
+    assert_eq!(
+        (cause, open_for),
+        (TripCause::RetryAfter, Duration::from_secs(3))
+    );
+    // Within max_staleness the second process asks Redis again, and rejects with the wait.
+    clock.advance(Duration::from_secs(1));
+    let rejected = Breaker::acquire(&b).unwrap_err();
+    assert_eq!(rejected.reason(), RejectReason::Open);
+    assert_eq!(rejected.retry_after(), Duration::from_secs(2));
+    let info = first.list().unwrap();
+    assert!(info[0].snapshot.open_until.is_some());
+    let history = first.history(Some("asked-to-wait"), 1).unwrap();
+    assert_eq!(history[0].detail("cause"), Some("retry-after"));
+    // After the wait, probes go as usual.
+    clock.advance(Duration::from_secs(2));
+    assert!(Breaker::acquire(&b).unwrap().is_probe());
+    // A wait of zero (a date in the past, garbage) changes nothing.
+    let fresh = first.breaker("not-asked", policy_default()).unwrap();
+    let permit = Breaker::acquire(&fresh).unwrap();
+    assert_eq!(
+        Breaker::record_retry_after(&fresh, permit, Outcome::Failure, Duration::ZERO).transition,
+        None
+    );
+}
+
+fn policy_default() -> Policy {
+    policy(StoreFailurePolicy::FailOpen)
 }

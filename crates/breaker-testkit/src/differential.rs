@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use breaker_core::{
     Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected,
-    Snapshot, Timestamp, Transition,
+    RetryAfterPolicy, Snapshot, Timestamp, Transition,
 };
 use proptest::prelude::*;
 
@@ -21,6 +21,9 @@ pub enum Step {
     Acquire,
     /// Report the held permit at this index (modulo the number held) with this outcome.
     Record(usize, Outcome),
+    /// The same, of a response that asked every caller to wait this many milliseconds (a 429
+    /// or 503 with `Retry-After`).
+    RecordRetryAfter(usize, Outcome, u64),
     /// Operator trip.
     Trip,
     /// Operator reset.
@@ -72,6 +75,11 @@ pub fn policies() -> impl Strategy<Value = Policy> {
                     .backoff(backoff)
                     .probe_lease(Duration::from_secs(lease_s))
                     .slow_call(slow_ms.map(Duration::from_millis))
+                    .retry_after(if open_s == 2 {
+                        RetryAfterPolicy::Ignore
+                    } else {
+                        RetryAfterPolicy::Honour
+                    })
                     .build()
                     .expect("generated policies are valid")
             },
@@ -98,6 +106,12 @@ pub fn steps_stepping_back(weight: u32) -> impl Strategy<Value = Step> {
     prop_oneof![
         12 => Just(Step::Acquire),
         14 => (any::<usize>(), outcomes()).prop_map(|(which, outcome)| Step::Record(which, outcome)),
+        2 => (
+            any::<usize>(),
+            outcomes(),
+            prop_oneof![Just(0u64), 1u64..=12_000, Just(u64::from(u32::MAX))],
+        )
+            .prop_map(|(which, outcome, ms)| Step::RecordRetryAfter(which, outcome, ms)),
         6 => prop_oneof![0u64..=50, 0u64..=1_500, 0u64..=9_000].prop_map(Step::Advance),
         weight => (1u64..=20_000).prop_map(Step::StepBack),
         1 => Just(Step::Trip),
@@ -191,6 +205,16 @@ pub fn check(
                 let (want, got) = held.swap_remove(which % held.len());
                 let want: Recorded = expected.record(want, *outcome);
                 let got: Recorded = actual.record(got, *outcome);
+                prop_assert_eq!(want, got, "step {}: {:?}", index, step);
+            }
+            Step::RecordRetryAfter(which, outcome, ms) => {
+                if held.is_empty() {
+                    continue;
+                }
+                let (want, got) = held.swap_remove(which % held.len());
+                let wait = Duration::from_millis(*ms);
+                let want: Recorded = expected.record_retry_after(want, *outcome, wait);
+                let got: Recorded = actual.record_retry_after(got, *outcome, wait);
                 prop_assert_eq!(want, got, "step {}: {:?}", index, step);
             }
             Step::Trip => {

@@ -28,6 +28,8 @@ pub trait Subject: Send + Sync {
     fn acquire(&self) -> Result<Permit, Rejected>;
     /// Reports an outcome now.
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded;
+    /// Reports an outcome now, of a response that asked every caller to wait `wait`.
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded;
     /// The state now.
     fn snapshot(&self) -> Snapshot;
     /// Sets an override for `duration` (forever if `None`).
@@ -45,6 +47,10 @@ impl<B: Breaker> Subject for B {
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         Breaker::record(self, permit, outcome)
+    }
+
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        Breaker::record_retry_after(self, permit, outcome, wait)
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -106,6 +112,17 @@ impl Subject for CoreSubject {
         let mut state = self.state.lock().unwrap();
         let (circuit, window) = &mut *state;
         let transition = circuit.record(&self.policy, now, &permit, outcome, window);
+        Recorded::new(outcome, elapsed, transition)
+    }
+
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        let now = self.clock.now();
+        let elapsed = now.saturating_since(permit.started());
+        let outcome = self.policy.classify(outcome, elapsed);
+        let mut state = self.state.lock().unwrap();
+        let (circuit, window) = &mut *state;
+        let transition =
+            circuit.record_retry_after(&self.policy, now, &permit, outcome, wait, window);
         Recorded::new(outcome, elapsed, transition)
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use breaker_core::{
     Clock, Counts, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded,
-    RejectReason, Rejected, Snapshot, State, Timestamp, Transition, TripCause,
+    RejectReason, Rejected, RetryAfterPolicy, Snapshot, State, Timestamp, Transition, TripCause,
 };
 
 use crate::Subject;
@@ -232,6 +232,42 @@ impl Subject for Model {
             }
             _ => done(None),
         }
+    }
+
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        let now = self.now();
+        let policy = &self.policy;
+        let mut m = self.inner.lock().unwrap();
+        let forced = m.forced(now);
+        // SPEC section 3: honoured only by the current cycle, when the policy says so and
+        // there is something to wait for; forced closed never trips.
+        let honoured = policy.retry_after() == RetryAfterPolicy::Honour
+            && !wait.is_zero()
+            && permit.generation() == m.generation
+            && permit.kind() != PermitKind::Unchecked
+            && forced != Override::ForcedClosed;
+        if !honoured {
+            drop(m);
+            return self.record(permit, outcome);
+        }
+        let elapsed = Duration::from_millis(now.saturating_sub(permit.started().as_millis()));
+        let outcome = match (outcome, policy.slow_call()) {
+            (Outcome::Success, Some(limit)) if elapsed > limit => Outcome::Failure,
+            (outcome, _) => outcome,
+        };
+        match permit.kind() {
+            PermitKind::Probe { ticket } => m.probes.retain(|(t, _)| *t != ticket),
+            _ if outcome != Outcome::Ignored => m.calls.push((now, outcome == Outcome::Failure)),
+            _ => {}
+        }
+        let asked = wait.as_nanos().div_ceil(1_000_000) as u64;
+        let open_ms = asked.min(policy.max_open_for().as_millis() as u64);
+        let transition = if m.open && m.open_until >= now + open_ms {
+            None
+        } else {
+            Some(m.open(now, open_ms, TripCause::RetryAfter))
+        };
+        Recorded::new(outcome, elapsed, transition)
     }
 
     fn snapshot(&self) -> Snapshot {

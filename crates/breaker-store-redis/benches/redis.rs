@@ -12,6 +12,9 @@
 //! Figures 1 and 2 are written to `target/breaker-bench/redis.txt` for `cargo xtask bench`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/original_layout.rs"]
+mod original_layout;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -21,7 +24,6 @@ use breaker_core::{AsyncBreaker, ManualClock, Outcome, Policy, Timestamp};
 use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;
 use criterion::{Criterion, Throughput};
-use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
 
 const WINDOW: Duration = Duration::from_secs(600);
@@ -62,39 +64,6 @@ async fn concurrent_store_calls(breaker: &RedisBreaker, calls: u64, concurrency:
     for task in tasks {
         task.await.unwrap();
     }
-}
-
-/// One call of the original library's layout: GET, pipeline, SET: three round trips.
-async fn sorted_set_call(conn: &mut MultiplexedConnection, key: &str, member: u64) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let _: Option<String> = redis::cmd("GET")
-        .arg(format!("{key}:last-open"))
-        .query_async(conn)
-        .await
-        .unwrap();
-    let (_, _, _count): (i64, i64, i64) = redis::pipe()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(key)
-        .arg("-inf")
-        .arg(now - WINDOW.as_secs_f64())
-        .cmd("ZADD")
-        .arg(key)
-        .arg(now)
-        .arg(member)
-        .cmd("ZCARD")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(format!("{key}:last-call"))
-        .arg(now)
-        .query_async(conn)
-        .await
-        .unwrap();
 }
 
 fn memory_usage(server: &RedisServer, key: &str) -> u64 {
@@ -146,11 +115,11 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
         let _ = writeln!(out, "store_commands_detail={}", detail.join(", "));
 
         for member in 0..100 {
-            sorted_set_call(&mut conn, "zset-count", member).await;
+            original_layout::call(&mut conn, "zset-count", member, WINDOW).await;
         }
         let before = server.command_calls();
         for member in 0..calls as u64 {
-            sorted_set_call(&mut conn, "zset-count", 100 + member).await;
+            original_layout::call(&mut conn, "zset-count", 100 + member, WINDOW).await;
         }
         let theirs = delta(&before, &server.command_calls());
         let all: u64 = theirs.values().sum();

@@ -13,6 +13,9 @@
 //! `cargo bench -p breaker-store-redis --bench redis_cost` prints a markdown table.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/original_layout.rs"]
+mod original_layout;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -25,6 +28,8 @@ use breaker_testkit::redis_server::RedisServer;
 use tokio::runtime::Runtime;
 
 const CALLERS: u64 = 32;
+/// The default policy's window.
+const WINDOW: Duration = Duration::from_secs(60);
 const CPU_CALLS: u64 = 40_000;
 const MONITOR_CALLS: u64 = 4_000;
 
@@ -129,8 +134,13 @@ async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
                                 .await
                                 .unwrap();
                         } else {
-                            original_layout_call(&mut conn, &format!("original{round}"), member)
-                                .await;
+                            original_layout::call(
+                                &mut conn,
+                                &format!("original{round}"),
+                                member,
+                                WINDOW,
+                            )
+                            .await;
                         }
                     }
                 }));
@@ -140,43 +150,6 @@ async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
             }
         }
     }
-}
-
-/// One call of the original library's layout: GET, pipeline, SET: three round trips.
-async fn original_layout_call(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    member: u64,
-) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let _: Option<String> = redis::cmd("GET")
-        .arg(format!("{key}:last-open"))
-        .query_async(conn)
-        .await
-        .unwrap();
-    let (_, _, _count): (i64, i64, i64) = redis::pipe()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(key)
-        .arg("-inf")
-        .arg(now - 60.0)
-        .cmd("ZADD")
-        .arg(key)
-        .arg(now)
-        .arg(member)
-        .cmd("ZCARD")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(format!("{key}:last-call"))
-        .arg(now)
-        .query_async(conn)
-        .await
-        .unwrap();
 }
 
 /// Requests the callers sent, counted by `MONITOR` (script-run commands left out).

@@ -46,6 +46,14 @@ fn start_clock() -> ManualClock {
     ManualClock::new(Timestamp::from_millis(1_700_000_000_000))
 }
 
+/// A store on the shared single node, under its own `prefix`, on `clock`.
+fn single_config(prefix: &str, clock: &ManualClock) -> RedisConfig {
+    RedisConfig::standalone(single().url())
+        .prefix(prefix)
+        .timeout(RELAXED)
+        .injected_clock(clock.clone())
+}
+
 /// Generous for the conformance suite, which checks decisions, not latency: the machine may
 /// be busy with other tests.
 const RELAXED: Duration = Duration::from_secs(2);
@@ -333,14 +341,9 @@ fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
 fn one_corrupt_field_costs_only_that_field() {
     let clock = start_clock();
     let prefix = unique_prefix();
-    let store = BlockingRedisStore::connect(
-        RedisConfig::standalone(single().url())
-            .prefix(&prefix)
-            .timeout(RELAXED)
-            .max_staleness(Duration::ZERO)
-            .injected_clock(clock.clone()),
-    )
-    .unwrap();
+    let store =
+        BlockingRedisStore::connect(single_config(&prefix, &clock).max_staleness(Duration::ZERO))
+            .unwrap();
     let (listeners, log) = error_log();
     let breaker = store
         .breaker("garbage", policy(StoreFailurePolicy::FailClosed))
@@ -890,13 +893,10 @@ fn history_records_transitions_and_operator_actions_capped() {
     let clock = start_clock();
     let prefix = unique_prefix();
     let store = BlockingRedisStore::connect(
-        RedisConfig::standalone(single().url())
-            .prefix(&prefix)
-            .timeout(RELAXED)
+        single_config(&prefix, &clock)
             .max_staleness(Duration::ZERO)
             .history_len(5)
-            .actor("ops <night shift>")
-            .injected_clock(clock.clone()),
+            .actor("ops <night shift>"),
     )
     .unwrap();
     let breaker = store
@@ -951,13 +951,7 @@ fn history_records_transitions_and_operator_actions_capped() {
 #[test]
 fn the_window_reads_as_buckets() {
     let clock = start_clock();
-    let store = BlockingRedisStore::connect(
-        RedisConfig::standalone(single().url())
-            .prefix(unique_prefix())
-            .timeout(RELAXED)
-            .injected_clock(clock.clone()),
-    )
-    .unwrap();
+    let store = BlockingRedisStore::connect(single_config(&unique_prefix(), &clock)).unwrap();
     let breaker = store
         .breaker("buckets", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
@@ -983,15 +977,7 @@ fn the_window_reads_as_buckets() {
 fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     let clock = start_clock();
     let prefix = unique_prefix();
-    let process = || {
-        BlockingRedisStore::connect(
-            RedisConfig::standalone(single().url())
-                .prefix(&prefix)
-                .timeout(RELAXED)
-                .injected_clock(clock.clone()),
-        )
-        .unwrap()
-    };
+    let process = || BlockingRedisStore::connect(single_config(&prefix, &clock)).unwrap();
     let (first, second) = (process(), process());
     let policy = policy(StoreFailurePolicy::FailOpen);
     let a = first.breaker("asked-to-wait", policy.clone()).unwrap();

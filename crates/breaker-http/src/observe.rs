@@ -36,7 +36,7 @@ pub struct HttpContext {
 impl HttpContext {
     /// The request's side: method, URL (without credentials) and headers (secrets redacted
     /// unless `reveal`).
-    pub fn for_request(
+    pub(crate) fn for_request(
         method: &str,
         url: &str,
         headers: &http::HeaderMap,
@@ -51,7 +51,7 @@ impl HttpContext {
     }
 
     /// `request` (if one was taken) with the call's status or error.
-    pub fn ended(
+    pub(crate) fn ended(
         request: Option<&HttpContext>,
         status: Option<u16>,
         error: Option<String>,
@@ -72,7 +72,7 @@ const SECRET_HEADERS: [&str; 4] = [
 
 /// The headers as text, with secrets (`Authorization`, `Cookie`, `Set-Cookie`,
 /// `Proxy-Authorization`) replaced by `[redacted]` unless `reveal`.
-pub fn header_list(headers: &http::HeaderMap, reveal: bool) -> Vec<(String, String)> {
+pub(crate) fn header_list(headers: &http::HeaderMap, reveal: bool) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
@@ -88,7 +88,7 @@ pub fn header_list(headers: &http::HeaderMap, reveal: bool) -> Vec<(String, Stri
 }
 
 /// `url` without a `user:password@` part.
-pub fn url_without_credentials(url: &str) -> String {
+pub(crate) fn url_without_credentials(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -153,7 +153,7 @@ fn dispatcher() -> Option<SyncSender<Job>> {
 /// Reports one breaker's calls: to its listeners (with [`HttpContext`]), `tracing` and
 /// `metrics`. Metric handles are taken when it is made, so install a metrics recorder before
 /// building clients.
-pub struct Observer {
+pub(crate) struct Observer {
     name: Arc<str>,
     listeners: Listeners,
     sender: Option<SyncSender<Job>>,
@@ -186,7 +186,7 @@ fn state_value(state: State) -> f64 {
 
 impl Observer {
     /// An observer of breaker `name`, telling `listeners`.
-    pub fn new(name: &str, listeners: Listeners) -> Observer {
+    pub(crate) fn new(name: &str, listeners: Listeners) -> Observer {
         let label = name.to_owned();
         let calls = |outcome: &'static str| metrics::counter!("breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
         let transitions = |to: &'static str| metrics::counter!("breaker_transitions_total", "breaker" => label.clone(), "to" => to);
@@ -211,12 +211,12 @@ impl Observer {
     }
 
     /// The breaker's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether anyone listens: callers skip building an [`HttpContext`] otherwise.
-    pub fn wants_context(&self) -> bool {
+    pub(crate) fn wants_context(&self) -> bool {
         self.sender.is_some()
     }
 
@@ -237,7 +237,7 @@ impl Observer {
     }
 
     /// A call was rejected.
-    pub fn rejected(&self, rejected: &Rejected, context: impl FnOnce() -> HttpContext) {
+    pub(crate) fn rejected(&self, rejected: &Rejected, context: impl FnOnce() -> HttpContext) {
         self.rejections.increment(1);
         tracing::debug!(breaker = %self.name, reason = %rejected.reason(), retry_after = ?rejected.retry_after(), "call rejected by circuit breaker");
         if self.wants_context() {
@@ -246,7 +246,11 @@ impl Observer {
     }
 
     /// Giving a permit moved the breaker (open to half-open).
-    pub fn admitted(&self, transition: Option<Transition>, context: impl FnOnce() -> HttpContext) {
+    pub(crate) fn admitted(
+        &self,
+        transition: Option<Transition>,
+        context: impl FnOnce() -> HttpContext,
+    ) {
         if let Some(transition) = transition {
             self.transition(transition);
             if self.wants_context() {
@@ -256,7 +260,7 @@ impl Observer {
     }
 
     /// A call finished and was recorded.
-    pub fn finished(&self, recorded: &Recorded, context: impl FnOnce() -> HttpContext) {
+    pub(crate) fn finished(&self, recorded: &Recorded, context: impl FnOnce() -> HttpContext) {
         let kind = match recorded.outcome {
             Outcome::Success => {
                 self.successes.increment(1);

@@ -3,35 +3,82 @@
 use std::fmt;
 use std::time::Duration;
 
-use breaker_core::Rejected;
-
 /// The header that marks a synthetic rejection, as the Python original sends it.
-pub const BREAKER_HEADER: &str = "x-circuit-breaker";
+const BREAKER_HEADER: &str = "x-circuit-breaker";
 /// Its value.
-pub const BREAKER_HEADER_VALUE: &str = "breaker tripped";
+const BREAKER_HEADER_VALUE: &str = "breaker tripped";
 
 /// What a client answers when a breaker rejects a call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionMode {
     /// A synthetic `500` response, without network IO (the default, compatible with the
-    /// Python original).
+    /// Python original), carrying a [`Rejection`] response extension.
     #[default]
     Response,
-    /// An error: [`BreakerOpen`].
+    /// An error: a [`Rejection`], as the adapter's error type carries it.
     Error,
 }
 
-/// The error a rejected call returns in [`RejectionMode::Error`].
+/// A call the breaker rejected without sending it: the response extension that marks the
+/// synthetic `500` (`response.extensions().get::<Rejection>()`), and the error a client returns
+/// in [`RejectionMode::Error`] (downcast the client's error to it).
+///
+/// Retry policies should treat it as final: retrying a rejection only asks the same breaker
+/// again, and the answer is the same until `retry_after` has passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BreakerOpen {
+#[non_exhaustive]
+pub struct Rejection {
     /// The breaker that rejected the call.
     pub name: String,
     /// How long until a probe may go.
     pub retry_after: Duration,
 }
 
-impl fmt::Display for BreakerOpen {
+/// The name SPEC section 5 gives the error of [`RejectionMode::Error`]: the same type as
+/// [`Rejection`].
+pub type BreakerOpen = Rejection;
+
+impl Rejection {
+    /// A rejection by breaker `name`, with `retry_after` until a probe may go.
+    pub fn new(name: impl Into<String>, retry_after: Duration) -> Rejection {
+        Rejection {
+            name: name.into(),
+            retry_after,
+        }
+    }
+
+    /// The synthetic rejection response of SPEC section 5: status 500, `X-Circuit-Breaker:
+    /// breaker tripped`, `Retry-After`, `Content-Type: application/json`, the JSON body, and
+    /// this rejection as a response extension.
+    pub(crate) fn response(self) -> http::Response<String> {
+        let body = rejection_body(&self.name);
+        let mut response = http::Response::new(body);
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        let length = response.body().len();
+        let headers = response.headers_mut();
+        headers.insert(
+            BREAKER_HEADER,
+            http::HeaderValue::from_static(BREAKER_HEADER_VALUE),
+        );
+        headers.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(retry_after_secs(self.retry_after)),
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(length),
+        );
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -42,73 +89,27 @@ impl fmt::Display for BreakerOpen {
     }
 }
 
-impl std::error::Error for BreakerOpen {}
-
-/// Marks a synthetic rejection response (a response extension), so that code can tell it from
-/// a real `500`: `response.extensions().get::<Rejection>()`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Rejection {
-    /// The breaker that rejected the call.
-    pub name: String,
-    /// How long until a probe may go.
-    pub retry_after: Duration,
-}
+impl std::error::Error for Rejection {}
 
 /// `Retry-After` in whole seconds, rounded up (a wait of 1 ms is 1 s, not 0).
-pub fn retry_after_secs(retry_after: Duration) -> u64 {
+fn retry_after_secs(retry_after: Duration) -> u64 {
     retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
 }
 
 /// The body of a synthetic rejection: `{"errors": [{"msg": "Circuit breaker <name> tripped"}]}`.
-pub fn rejection_body(name: &str) -> String {
+fn rejection_body(name: &str) -> String {
     // serde_json writes the message as a JSON string, escaping whatever the name holds.
     let message = serde_json::Value::String(format!("Circuit breaker {name} tripped"));
     format!("{{\"errors\": [{{\"msg\": {message}}}]}}")
 }
 
-/// The synthetic rejection response of SPEC section 5: status 500, `X-Circuit-Breaker:
-/// breaker tripped`, `Retry-After`, `Content-Type: application/json`, the JSON body, and the
-/// [`Rejection`] extension.
-pub fn rejection_response(name: &str, rejected: &Rejected) -> http::Response<String> {
-    let body = rejection_body(name);
-    let mut response = http::Response::new(body);
-    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    let headers = response.headers_mut();
-    headers.insert(
-        BREAKER_HEADER,
-        http::HeaderValue::from_static(BREAKER_HEADER_VALUE),
-    );
-    headers.insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from(retry_after_secs(rejected.retry_after())),
-    );
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    let length = response.body().len();
-    response.headers_mut().insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(length),
-    );
-    response.extensions_mut().insert(Rejection {
-        name: name.to_owned(),
-        retry_after: rejected.retry_after(),
-    });
-    response
-}
-
 #[cfg(test)]
 mod tests {
-    use breaker_core::RejectReason;
-
     use super::*;
 
     #[test]
     fn the_synthetic_response_in_every_detail() {
-        let rejected = Rejected::new(RejectReason::Open, Duration::from_millis(2_001));
-        let response = rejection_response("pay\"ments", &rejected);
+        let response = Rejection::new("pay\"ments", Duration::from_millis(2_001)).response();
         assert_eq!(response.status(), 500);
         let header = |name: &str| response.headers().get(name).unwrap().to_str().unwrap();
         assert_eq!(header("X-Circuit-Breaker"), "breaker tripped");

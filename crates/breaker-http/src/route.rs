@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A URL prefix a breaker is mounted on: scheme, host, port, and an optional path prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mount {
+pub(crate) struct Mount {
     scheme: String,
     host: String,
     port: u16,
@@ -31,7 +31,7 @@ impl fmt::Display for MountError {
 
 impl std::error::Error for MountError {}
 
-fn default_port(scheme: &str) -> Option<u16> {
+pub(crate) fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
@@ -41,7 +41,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 impl Mount {
     /// Parses `https://host[:port][/path]`. Query strings and fragments are refused.
-    pub fn parse(prefix: &str) -> Result<Mount, MountError> {
+    pub(crate) fn parse(prefix: &str) -> Result<Mount, MountError> {
         let error = |reason| MountError {
             prefix: prefix.to_owned(),
             reason,
@@ -75,7 +75,7 @@ impl Mount {
 
     /// Whether a request to these URL parts falls under this mount: same scheme, host and
     /// port, and a path equal to the prefix or below it (at a `/`).
-    pub fn matches(&self, scheme: &str, host: &str, port: Option<u16>, path: &str) -> bool {
+    pub(crate) fn matches(&self, scheme: &str, host: &str, port: Option<u16>, path: &str) -> bool {
         let port = port.or_else(|| default_port(&scheme.to_ascii_lowercase()));
         scheme.eq_ignore_ascii_case(&self.scheme)
             && host.eq_ignore_ascii_case(&self.host)
@@ -104,7 +104,7 @@ impl fmt::Display for Mount {
 
 /// Breakers mounted on URL prefixes.
 #[derive(Clone, Debug)]
-pub struct Routes<B> {
+pub(crate) struct Routes<B> {
     mounts: Vec<(Mount, B)>,
 }
 
@@ -116,12 +116,12 @@ impl<B> Default for Routes<B> {
 
 impl<B> Routes<B> {
     /// No mounts: every request passes through.
-    pub fn new() -> Routes<B> {
+    pub(crate) fn new() -> Routes<B> {
         Routes::default()
     }
 
     /// Adds `breaker` on `prefix` (`https://api.example.com/v1`).
-    pub fn mount(mut self, prefix: &str, breaker: B) -> Result<Routes<B>, MountError> {
+    pub(crate) fn mount(mut self, prefix: &str, breaker: B) -> Result<Routes<B>, MountError> {
         let mount = Mount::parse(prefix)?;
         if self.mounts.iter().any(|(existing, _)| *existing == mount) {
             return Err(MountError {
@@ -137,97 +137,17 @@ impl<B> Routes<B> {
     }
 
     /// The breaker for a request to these URL parts, if any mount matches.
-    pub fn route(&self, scheme: &str, host: &str, port: Option<u16>, path: &str) -> Option<&B> {
-        self.mounts
-            .iter()
-            .find(|(mount, _)| mount.matches(scheme, host, port, path))
-            .map(|(_, breaker)| breaker)
-    }
-
-    /// The breaker for a request to `uri`, if any mount matches.
-    pub fn route_uri(&self, uri: &http::Uri) -> Option<&B> {
-        self.route(uri.scheme_str()?, uri.host()?, uri.port_u16(), uri.path())
-    }
-
-    /// Every mounted breaker.
-    pub fn breakers(&self) -> impl Iterator<Item = &B> {
-        self.mounts.iter().map(|(_, breaker)| breaker)
-    }
-}
-
-/// A breaker mounted on a client, with the [`Observer`](crate::Observer) that reports on it.
-#[derive(Debug)]
-pub struct Mounted<B> {
-    /// The breaker.
-    pub breaker: B,
-    /// What tells its listeners, `tracing` and `metrics`.
-    pub observer: crate::Observer,
-    /// What its rejected calls return, if not the client's choice.
-    pub rejection: Option<crate::RejectionMode>,
-}
-
-impl<B> Mounted<B> {
-    /// What a call this breaker rejects returns, given the client's `options`.
-    pub fn rejection_mode(&self, options: &crate::HttpOptions) -> crate::RejectionMode {
-        self.rejection.unwrap_or(options.rejection)
-    }
-}
-
-/// What an adapter keeps: its mounted breakers and its [`HttpOptions`](crate::HttpOptions).
-#[derive(Debug)]
-pub struct Mounts<B> {
-    routes: Routes<std::sync::Arc<Mounted<B>>>,
-    /// Rejection mode, classifier, body capture, secrets.
-    pub options: crate::HttpOptions,
-}
-
-impl<B> Default for Mounts<B> {
-    fn default() -> Self {
-        Mounts {
-            routes: Routes::new(),
-            options: crate::HttpOptions::default(),
-        }
-    }
-}
-
-impl<B> Mounts<B> {
-    /// Mounts `breaker` (named `name`, telling `listeners`) on `prefix`; `rejection`
-    /// overrides the client's rejection mode for this breaker.
-    pub fn mount(
-        self,
-        prefix: &str,
-        breaker: B,
-        name: &str,
-        listeners: breaker_core::Listeners,
-        rejection: Option<crate::RejectionMode>,
-    ) -> Result<Mounts<B>, MountError> {
-        let observer = crate::Observer::new(name, listeners);
-        let mounted = Mounted {
-            breaker,
-            observer,
-            rejection,
-        };
-        let routes = self.routes.mount(prefix, std::sync::Arc::new(mounted))?;
-        Ok(Mounts {
-            routes,
-            options: self.options,
-        })
-    }
-
-    /// The mounted breaker for a request to these URL parts.
-    pub fn route(
+    pub(crate) fn route(
         &self,
         scheme: &str,
         host: &str,
         port: Option<u16>,
         path: &str,
-    ) -> Option<std::sync::Arc<Mounted<B>>> {
-        self.routes.route(scheme, host, port, path).cloned()
-    }
-
-    /// The mounted breaker for a request to `uri`.
-    pub fn route_uri(&self, uri: &http::Uri) -> Option<std::sync::Arc<Mounted<B>>> {
-        self.routes.route_uri(uri).cloned()
+    ) -> Option<&B> {
+        self.mounts
+            .iter()
+            .find(|(mount, _)| mount.matches(scheme, host, port, path))
+            .map(|(_, breaker)| breaker)
     }
 }
 
@@ -279,8 +199,6 @@ mod tests {
             Some("local")
         );
         assert_eq!(route("http", "127.0.0.1", Some(8080), "/xy"), None);
-        let uri: http::Uri = "https://api.example.com/v1/slow?q=1".parse().unwrap();
-        assert_eq!(routes.route_uri(&uri).copied(), Some("slow"));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! and requests no prefix matches pass through untouched. A rejected call costs no network IO
 //! and answers, by default, with the synthetic response of the Python original (status 500,
 //! `X-Circuit-Breaker: breaker tripped`, `Retry-After`, a JSON body, and a
-//! [`Rejection`] response extension), or with a [`BreakerOpen`] error if you choose
-//! [`RejectionMode::Error`].
+//! [`Rejection`] response extension), or with a [`Rejection`] error
+//! (`reqwest_middleware::Error::Middleware`) if you choose [`RejectionMode::Error`].
+//! [`OnDemand`] gives each host its own breaker, made on first use. [`is_rejection`] tells a
+//! retry policy not to retry a rejection (see `examples/with_retries.rs`).
 //!
 //! ```no_run
 //! use breaker_core::Policy;
@@ -30,93 +32,34 @@
 //! # }
 //! ```
 
-use breaker_core::{AsyncBreaker, Outcome, Rejected};
-use breaker_http::{Attempt, ErrorKind, Mounts};
+use breaker_core::AsyncBreaker;
+pub use breaker_core::Outcome;
 pub use breaker_http::{
-    BreakerOpen, Classifier, HttpContext, MountError, Rejection, RejectionMode,
+    Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
+    RejectionMode, default_classify,
 };
+use breaker_http::{Finish, RequestHead, Start};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 
-/// Circuit breakers for a reqwest client, mounted on URL prefixes. Works with any store whose
-/// breakers implement [`AsyncBreaker`] (memory, Redis).
-pub struct BreakerMiddleware<B> {
-    mounts: Mounts<B>,
-}
+breaker_http::client_type!(
+    /// Circuit breakers for a reqwest client, mounted on URL prefixes or made on demand.
+    /// Works with any store whose breakers implement [`AsyncBreaker`] (memory, Redis).
+    BreakerMiddleware,
+    asynchronous,
+    AsyncBreaker
+);
 
-impl<B> std::fmt::Debug for BreakerMiddleware<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BreakerMiddleware")
-            .field("options", &self.mounts.options)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: AsyncBreaker> Default for BreakerMiddleware<B> {
-    fn default() -> Self {
-        BreakerMiddleware::new()
-    }
-}
-
-impl<B: AsyncBreaker> BreakerMiddleware<B> {
-    /// No breakers yet: every request passes through.
-    pub fn new() -> BreakerMiddleware<B> {
-        BreakerMiddleware {
-            mounts: Mounts::default(),
-        }
-    }
-
-    /// Mounts `breaker` on `prefix` (`scheme://host[:port][/path]`). Its listeners receive
-    /// every event with an [`HttpContext`].
-    pub fn mount(self, prefix: &str, breaker: B) -> Result<BreakerMiddleware<B>, MountError> {
-        self.mount_with(prefix, breaker, None)
-    }
-
-    /// Mounts `breaker` on `prefix`, choosing what its rejected calls return (`None`: the
-    /// client's [`rejection_mode`](Self::rejection_mode)).
-    pub fn mount_with(
-        mut self,
-        prefix: &str,
-        breaker: B,
-        rejection: Option<RejectionMode>,
-    ) -> Result<BreakerMiddleware<B>, MountError> {
-        let (name, listeners) = (breaker.name().to_owned(), breaker.listeners().clone());
-        self.mounts = self
-            .mounts
-            .mount(prefix, breaker, &name, listeners, rejection)?;
-        Ok(self)
-    }
-
-    /// What rejected calls return (default: the synthetic response).
-    #[must_use]
-    pub fn rejection_mode(mut self, mode: RejectionMode) -> BreakerMiddleware<B> {
-        self.mounts.options.rejection = mode;
-        self
-    }
-
-    /// How finished calls count (default: 5xx and transport errors fail).
-    #[must_use]
-    pub fn classifier(mut self, classifier: Classifier) -> BreakerMiddleware<B> {
-        self.mounts.options.classifier = classifier;
-        self
-    }
-
-    /// Gives listeners the first `bytes` of a failed call's response body; the caller still
-    /// receives all of it.
-    #[must_use]
-    pub fn capture_body(mut self, bytes: usize) -> BreakerMiddleware<B> {
-        self.mounts.options.capture_body = Some(bytes);
-        self
-    }
-
-    /// Shows secret headers (`Authorization`, cookies) to listeners instead of redacting them.
-    #[must_use]
-    pub fn reveal_secrets(mut self, reveal: bool) -> BreakerMiddleware<B> {
-        self.mounts.options.reveal_secrets = reveal;
-        self
+/// Whether `result` is a call a breaker rejected (the synthetic response or, in error mode,
+/// the error): a retry policy should not retry it.
+pub fn is_rejection(result: &reqwest_middleware::Result<Response>) -> bool {
+    match result {
+        Ok(response) => response.extensions().get::<Rejection>().is_some(),
+        Err(reqwest_middleware::Error::Middleware(err)) => err.is::<Rejection>(),
+        Err(_) => false,
     }
 }
 
@@ -128,8 +71,8 @@ fn error_kind(error: &reqwest_middleware::Error) -> ErrorKind {
     }
 }
 
-fn rejection(name: &str, rejected: &Rejected, request: &Request) -> Response {
-    let (parts, body) = breaker_http::rejection_response(name, rejected).into_parts();
+fn response_of(rejection: http::Response<String>, request: &Request) -> Response {
+    let (parts, body) = rejection.into_parts();
     let mut response = http::Response::builder()
         .status(parts.status)
         .url(request.url().clone())
@@ -140,9 +83,12 @@ fn rejection(name: &str, rejected: &Rejected, request: &Request) -> Response {
     Response::from(response)
 }
 
-/// Reads up to `limit` bytes of the body for listeners, and gives back a response whose body
-/// is still whole (the bytes read, then the rest).
-async fn capture(response: Response, limit: usize) -> (Response, Vec<u8>) {
+/// Reads the first bytes of the body for listeners when `finish` asks, and gives back a
+/// response whose body is still whole (the bytes read, then the rest).
+async fn capture<B>(response: Response, finish: &mut Finish<'_, B>) -> Response {
+    let Some(limit) = finish.capture() else {
+        return response;
+    };
     let url = response.url().clone();
     let status = response.status();
     let version = response.version();
@@ -161,7 +107,7 @@ async fn capture(response: Response, limit: usize) -> (Response, Vec<u8>) {
             }
         }
     }
-    let prefix = read[..read.len().min(limit)].to_vec();
+    finish.body_prefix(read.clone());
     let head = futures_util::stream::iter([Ok::<Bytes, reqwest::Error>(Bytes::from(read))]);
     let body = match failed {
         // The read failed: the caller meets the same error after the bytes that came.
@@ -176,7 +122,7 @@ async fn capture(response: Response, limit: usize) -> (Response, Vec<u8>) {
         .unwrap_or_default();
     *rebuilt.headers_mut() = headers;
     rebuilt.extensions_mut().extend(extensions);
-    (Response::from(rebuilt), prefix)
+    Response::from(rebuilt)
 }
 
 #[async_trait::async_trait]
@@ -188,78 +134,30 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let url = request.url();
-        let route = self.mounts.route(
+        let parts = (
             url.scheme(),
             url.host_str().unwrap_or_default(),
             url.port_or_known_default(),
             url.path(),
         );
-        let Some(mounted) = route else {
-            return next.run(request, extensions).await;
+        let head =
+            RequestHead::from_parts(request.method().as_str(), parts, url, request.headers());
+        let call = match self.breakers.start(&head).await {
+            Start::Pass => return next.run(request, extensions).await,
+            Start::Respond(rejection) => return Ok(response_of(rejection, &request)),
+            Start::Fail(rejection) => return Err(reqwest_middleware::Error::middleware(rejection)),
+            Start::Send(call) => call,
         };
-        let (breaker, observer) = (&mounted.breaker, &mounted.observer);
-        let reveal = self.mounts.options.reveal_secrets;
-        // Built only when someone listens; the request is gone once sent.
-        let context = observer.wants_context().then(|| {
-            let (method, url) = (request.method().as_str(), request.url().as_str());
-            HttpContext::for_request(method, url, request.headers(), reveal)
-        });
-        let context_with = |status, error| HttpContext::ended(context.as_ref(), status, error);
-
-        let permit = match breaker.acquire().await {
-            Ok(permit) => permit,
-            Err(rejected) => {
-                observer.rejected(&rejected, || context_with(None, None));
-                return match mounted.rejection_mode(&self.mounts.options) {
-                    RejectionMode::Error => {
-                        Err(reqwest_middleware::Error::middleware(BreakerOpen {
-                            name: breaker.name().to_owned(),
-                            retry_after: rejected.retry_after(),
-                        }))
-                    }
-                    _ => Ok(rejection(breaker.name(), &rejected, &request)),
-                };
-            }
-        };
-        observer.admitted(permit.transition(), || context_with(None, None));
-
         let result = next.run(request, extensions).await;
-        let outcome = match &result {
-            Ok(response) => self.mounts.options.classifier.classify(&Attempt::Response {
-                status: response.status().as_u16(),
-            }),
-            Err(err) => self.mounts.options.classifier.classify(&Attempt::Error {
-                kind: error_kind(err),
-                error: err,
-            }),
+        let mut finish = match &result {
+            Ok(response) => call.response(response.status().as_u16(), Some(response.headers())),
+            Err(err) => call.error(error_kind(err), err),
         };
-        let (result, body_prefix, response_headers) =
-            match (result, self.mounts.options.capture_body) {
-                (Ok(response), Some(limit))
-                    if outcome == Outcome::Failure && observer.wants_context() =>
-                {
-                    let headers = breaker_http::header_list(response.headers(), reveal);
-                    let (response, prefix) = capture(response, limit).await;
-                    (Ok(response), Some(prefix), headers)
-                }
-                (Ok(response), _) if observer.wants_context() => {
-                    let headers = breaker_http::header_list(response.headers(), reveal);
-                    (Ok(response), None, headers)
-                }
-                (result, _) => (result, None, Vec::new()),
-            };
-        let recorded = breaker.record(permit, outcome).await;
-        observer.finished(&recorded, || {
-            let status = result
-                .as_ref()
-                .ok()
-                .map(|response| response.status().as_u16());
-            let error = result.as_ref().err().map(ToString::to_string);
-            let mut context = context_with(status, error);
-            context.response_headers = response_headers;
-            context.body_prefix = body_prefix;
-            context
-        });
+        let result = match result {
+            Ok(response) => Ok(capture(response, &mut finish).await),
+            err => err,
+        };
+        finish.record().await;
         result
     }
 }

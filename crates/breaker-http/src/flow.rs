@@ -1,0 +1,695 @@
+//! One HTTP call flow, written once, without IO: which breaker a request goes through, what a
+//! rejected call returns, how a finished call counts and who is told. Adapters only convert
+//! requests and responses, read a body prefix and map their errors; the store calls (blocking
+//! or async) are the only steps that differ between them, and they are here too.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use breaker_core::{
+    AsyncBreaker, Breaker, Listeners, Outcome, Permit, Recorded, Rejected, StoreError,
+};
+
+use crate::observe::{Observer, header_list};
+use crate::on_demand::{Factory, Registry};
+use crate::route::{Routes, default_port};
+use crate::{
+    Attempt, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+};
+
+/// A request as the call flow sees it: method, URL parts and headers, borrowed from the
+/// client's own request type.
+#[derive(Clone, Copy)]
+pub struct RequestHead<'a> {
+    method: &'a str,
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    path: &'a str,
+    url: &'a (dyn fmt::Display + Sync),
+    headers: &'a http::HeaderMap,
+}
+
+impl fmt::Debug for RequestHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.url)
+    }
+}
+
+impl<'a> RequestHead<'a> {
+    /// A request for `uri` (absolute; a relative one gets no breaker).
+    pub fn new(method: &'a str, uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Self {
+        RequestHead {
+            method,
+            scheme: uri.scheme_str().unwrap_or_default(),
+            host: uri.host().unwrap_or_default(),
+            port: uri.port_u16(),
+            path: uri.path(),
+            url: uri,
+            headers,
+        }
+    }
+
+    /// A request whose URL the client keeps in its own type (reqwest's `Url`): its parts,
+    /// and the whole URL for listeners.
+    pub fn from_parts(
+        method: &'a str,
+        (scheme, host, port, path): (&'a str, &'a str, Option<u16>, &'a str),
+        url: &'a (dyn fmt::Display + Sync),
+        headers: &'a http::HeaderMap,
+    ) -> Self {
+        RequestHead {
+            method,
+            scheme,
+            host,
+            port,
+            path,
+            url,
+            headers,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The URL's scheme (`http`, `https`).
+    pub fn scheme(&self) -> &'a str {
+        self.scheme
+    }
+
+    /// The URL's host.
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The URL's port, or the scheme's default port.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+            .or_else(|| default_port(&self.scheme.to_ascii_lowercase()))
+    }
+
+    /// The URL's path.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &'a http::HeaderMap {
+        self.headers
+    }
+
+    fn context(&self, reveal: bool) -> HttpContext {
+        HttpContext::for_request(self.method, &self.url.to_string(), self.headers, reveal)
+    }
+}
+
+/// A breaker the flow routes to, with its observer and its own rejection mode.
+pub(crate) struct Mounted<B> {
+    breaker: B,
+    observer: Observer,
+    rejection: Option<RejectionMode>,
+}
+
+type Describe<B> = fn(&B) -> (&str, &Listeners);
+
+fn blocking_parts<B: Breaker>(breaker: &B) -> (&str, &Listeners) {
+    (Breaker::name(breaker), Breaker::listeners(breaker))
+}
+
+fn async_parts<B: AsyncBreaker>(breaker: &B) -> (&str, &Listeners) {
+    (
+        AsyncBreaker::name(breaker),
+        AsyncBreaker::listeners(breaker),
+    )
+}
+
+impl<B> Mounted<B> {
+    pub(crate) fn new(
+        breaker: B,
+        describe: Describe<B>,
+        rejection: Option<RejectionMode>,
+    ) -> Mounted<B> {
+        let (name, listeners) = describe(&breaker);
+        let observer = Observer::new(name, listeners.clone());
+        Mounted {
+            breaker,
+            observer,
+            rejection,
+        }
+    }
+}
+
+/// What rejected calls return, how calls count, what listeners see.
+#[derive(Clone, Debug, Default)]
+struct Options {
+    rejection: RejectionMode,
+    classifier: Classifier,
+    capture_body: Option<usize>,
+    reveal_secrets: bool,
+}
+
+/// The breakers of one client and how it uses them: breakers mounted on URL prefixes (the
+/// longest match decides), breakers on demand for the rest, the rejection mode, the
+/// classifier, body capture and secrets. Every adapter's client type wraps one and offers
+/// these same builder methods; the call flow's steps are methods of it too.
+///
+/// Cheap to clone: clones share the breakers and the breakers made on demand.
+pub struct Breakers<B> {
+    describe: Describe<B>,
+    routes: Routes<Arc<Mounted<B>>>,
+    on_demand: Option<Arc<Registry<B>>>,
+    options: Options,
+}
+
+impl<B> Clone for Breakers<B> {
+    fn clone(&self) -> Self {
+        Breakers {
+            describe: self.describe,
+            routes: self.routes.clone(),
+            on_demand: self.on_demand.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for Breakers<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breakers")
+            .field("options", &self.options)
+            .field("on_demand", &self.on_demand.as_ref().map(|r| &r.config))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Breaker> Breakers<B> {
+    /// No breakers yet, for a blocking client: every request passes through.
+    pub fn blocking() -> Breakers<B> {
+        Breakers::with(blocking_parts)
+    }
+}
+
+impl<B: AsyncBreaker> Breakers<B> {
+    /// No breakers yet, for an async client: every request passes through.
+    pub fn asynchronous() -> Breakers<B> {
+        Breakers::with(async_parts)
+    }
+}
+
+impl<B> Breakers<B> {
+    fn with(describe: Describe<B>) -> Breakers<B> {
+        Breakers {
+            describe,
+            routes: Routes::new(),
+            on_demand: None,
+            options: Options::default(),
+        }
+    }
+
+    /// Mounts `breaker` on `prefix` (`scheme://host[:port][/path]`). Its listeners receive
+    /// every event with an [`HttpContext`].
+    pub fn mount(self, prefix: &str, breaker: B) -> Result<Breakers<B>, MountError> {
+        self.mount_with(prefix, breaker, None)
+    }
+
+    /// Mounts `breaker` on `prefix`, choosing what its rejected calls return (`None`: the
+    /// client's [`rejection_mode`](Self::rejection_mode)).
+    pub fn mount_with(
+        mut self,
+        prefix: &str,
+        breaker: B,
+        rejection: Option<RejectionMode>,
+    ) -> Result<Breakers<B>, MountError> {
+        let mounted = Mounted::new(breaker, self.describe, rejection);
+        self.routes = self.routes.mount(prefix, Arc::new(mounted))?;
+        Ok(self)
+    }
+
+    /// Makes a breaker on first use for each request no mount matches (per authority by
+    /// default), as [`OnDemand`] says.
+    #[must_use]
+    pub fn on_demand(mut self, on_demand: OnDemand<B>) -> Breakers<B> {
+        self.on_demand = Some(Arc::new(Registry::new(on_demand)));
+        self
+    }
+
+    /// What rejected calls return (default: the synthetic response).
+    #[must_use]
+    pub fn rejection_mode(mut self, mode: RejectionMode) -> Breakers<B> {
+        self.options.rejection = mode;
+        self
+    }
+
+    /// How finished calls count (default: 5xx and transport errors fail).
+    #[must_use]
+    pub fn classifier(mut self, classifier: Classifier) -> Breakers<B> {
+        self.options.classifier = classifier;
+        self
+    }
+
+    /// Gives listeners the first `bytes` of a failed call's response body; the caller still
+    /// receives all of it.
+    #[must_use]
+    pub fn capture_body(mut self, bytes: usize) -> Breakers<B> {
+        self.options.capture_body = Some(bytes);
+        self
+    }
+
+    /// Shows secret headers (`Authorization`, cookies) to listeners instead of redacting them.
+    #[must_use]
+    pub fn reveal_secrets(mut self, reveal: bool) -> Breakers<B> {
+        self.options.reveal_secrets = reveal;
+        self
+    }
+
+    /// How many breakers made on demand this client keeps now.
+    pub fn on_demand_breakers(&self) -> usize {
+        self.on_demand.as_ref().map_or(0, |registry| registry.len())
+    }
+
+    /// Step one, no IO: the breaker `request` goes through, found or to be made, at `now`.
+    fn route(&self, request: &RequestHead<'_>, now: Instant) -> Route<'_, B> {
+        if let Some(mounted) =
+            self.routes
+                .route(request.scheme, request.host, request.port, request.path)
+        {
+            return Route::Found(mounted.clone());
+        }
+        let Some(registry) = &self.on_demand else {
+            return Route::Pass;
+        };
+        let Some(key) = registry.key(request) else {
+            return Route::Pass;
+        };
+        match registry.get(&key, now) {
+            Some(mounted) => Route::Found(mounted),
+            None => Route::Make(Make {
+                key,
+                registry,
+                describe: self.describe,
+            }),
+        }
+    }
+
+    /// Step two, no IO: given the breaker's answer, what to do with the request.
+    fn decide(
+        &self,
+        mounted: Arc<Mounted<B>>,
+        decision: Result<Permit, Rejected>,
+        request: &RequestHead<'_>,
+    ) -> Start<'_, B> {
+        let observer = &mounted.observer;
+        let reveal = self.options.reveal_secrets;
+        // Built only when someone listens; the request is gone once sent.
+        let context = observer.wants_context().then(|| request.context(reveal));
+        let with = || HttpContext::ended(context.as_ref(), None, None);
+        match decision {
+            Ok(permit) => {
+                observer.admitted(permit.transition(), with);
+                Start::Send(Call {
+                    breakers: self,
+                    mounted,
+                    permit,
+                    context,
+                })
+            }
+            Err(rejected) => {
+                observer.rejected(&rejected, with);
+                let rejection = Rejection::new(observer.name(), rejected.retry_after());
+                match mounted.rejection.unwrap_or(self.options.rejection) {
+                    RejectionMode::Error => Start::Fail(rejection),
+                    _ => Start::Respond(rejection.response()),
+                }
+            }
+        }
+    }
+}
+
+impl<B: Breaker> Breakers<B> {
+    /// Before a request, for a blocking client: routes it, makes its breaker if it is made on
+    /// demand, and asks the breaker.
+    pub fn start_blocking(&self, request: &RequestHead<'_>) -> Start<'_, B> {
+        let mounted = match self.route(request, Instant::now()) {
+            Route::Pass => return Start::Pass,
+            Route::Found(mounted) => mounted,
+            Route::Make(make) => {
+                let made = match &make.registry.config.factory {
+                    Factory::Blocking(factory) => factory(&make.key),
+                    Factory::Async(_) => Err(StoreError::new(
+                        breaker_core::StoreErrorKind::Config,
+                        "a blocking client needs a blocking factory (OnDemand::new)",
+                    )),
+                };
+                match make.made(made, Instant::now()) {
+                    Some(mounted) => mounted,
+                    None => return Start::Pass,
+                }
+            }
+        };
+        let decision = mounted.breaker.acquire();
+        self.decide(mounted, decision, request)
+    }
+}
+
+impl<B: AsyncBreaker> Breakers<B> {
+    /// Before a request, for an async client: routes it, makes its breaker if it is made on
+    /// demand, and asks the breaker.
+    pub async fn start(&self, request: &RequestHead<'_>) -> Start<'_, B> {
+        let mounted = match self.route(request, Instant::now()) {
+            Route::Pass => return Start::Pass,
+            Route::Found(mounted) => mounted,
+            Route::Make(make) => {
+                let made = match make.registry.config.factory.clone() {
+                    Factory::Blocking(factory) => factory(&make.key),
+                    Factory::Async(factory) => factory(make.key.clone()).await,
+                };
+                match make.made(made, Instant::now()) {
+                    Some(mounted) => mounted,
+                    None => return Start::Pass,
+                }
+            }
+        };
+        let decision = mounted.breaker.acquire().await;
+        self.decide(mounted, decision, request)
+    }
+}
+
+enum Route<'a, B> {
+    Pass,
+    Found(Arc<Mounted<B>>),
+    Make(Make<'a, B>),
+}
+
+/// A breaker to make on demand for `key`.
+struct Make<'a, B> {
+    key: String,
+    registry: &'a Registry<B>,
+    describe: Describe<B>,
+}
+
+impl<B> Make<'_, B> {
+    /// Keeps the breaker the factory made; a factory that failed lets the request pass.
+    fn made(self, made: Result<B, StoreError>, now: Instant) -> Option<Arc<Mounted<B>>> {
+        match made {
+            Ok(breaker) => {
+                let mounted = Mounted::new(breaker, self.describe, self.registry.config.rejection);
+                Some(self.registry.insert(self.key, mounted, now))
+            }
+            Err(err) => {
+                tracing::warn!(key = %self.key, error = %err, "no breaker could be made; the request passes without one");
+                None
+            }
+        }
+    }
+}
+
+/// What to do with a request, decided before it is sent.
+#[must_use]
+pub enum Start<'a, B> {
+    /// No breaker watches this request: send it untouched.
+    Pass,
+    /// Rejected: answer with this synthetic response (it carries a [`Rejection`] extension)
+    /// and send nothing.
+    Respond(http::Response<String>),
+    /// Rejected, in error mode: fail with this error and send nothing.
+    Fail(Rejection),
+    /// Admitted: send the request, then tell the [`Call`] how it ended.
+    Send(Call<'a, B>),
+}
+
+impl<B> fmt::Debug for Start<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Start::Pass => f.write_str("Pass"),
+            Start::Respond(response) => write!(f, "Respond({})", response.status()),
+            Start::Fail(rejection) => write!(f, "Fail({rejection})"),
+            Start::Send(call) => write!(f, "Send({})", call.mounted.observer.name()),
+        }
+    }
+}
+
+/// An admitted call, between sending the request and its end.
+#[must_use]
+pub struct Call<'a, B> {
+    breakers: &'a Breakers<B>,
+    mounted: Arc<Mounted<B>>,
+    permit: Permit,
+    context: Option<HttpContext>,
+}
+
+impl<'a, B> Call<'a, B> {
+    /// A response arrived (no IO): the call is classified by its status, and its headers
+    /// (if the client still has them) go to listeners and give the wait a 429 or 503 asks
+    /// with `Retry-After`.
+    pub fn response(self, status: u16, headers: Option<&http::HeaderMap>) -> Finish<'a, B> {
+        self.finish(&Attempt::Response { status }, headers)
+    }
+
+    /// The call failed without a response (no IO).
+    pub fn error(
+        self,
+        kind: ErrorKind,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Finish<'a, B> {
+        self.finish(&Attempt::Error { kind, error }, None)
+    }
+
+    fn finish(
+        self,
+        attempt: &Attempt<'_>,
+        response_headers: Option<&http::HeaderMap>,
+    ) -> Finish<'a, B> {
+        let options = &self.breakers.options;
+        let outcome = options.classifier.classify(attempt);
+        let listening = self.mounted.observer.wants_context();
+        let (status, error) = match attempt {
+            Attempt::Response { status } => (Some(*status), None),
+            Attempt::Error { error, .. } => (None, listening.then(|| error.to_string())),
+        };
+        let wait = match (status, response_headers) {
+            (Some(status), Some(headers)) if headers.contains_key(http::header::RETRY_AFTER) => {
+                crate::retry_after::requested_wait(status, headers, SystemTime::now())
+            }
+            _ => None,
+        };
+        let capture = options
+            .capture_body
+            .filter(|_| listening && outcome == Outcome::Failure && response_headers.is_some());
+        let response_headers = match response_headers {
+            Some(headers) if listening => header_list(headers, options.reveal_secrets),
+            _ => Vec::new(),
+        };
+        Finish {
+            call: self,
+            outcome,
+            wait,
+            status,
+            error,
+            response_headers,
+            capture,
+            body_prefix: None,
+        }
+    }
+}
+
+/// A finished call, to be recorded and told.
+#[must_use]
+pub struct Finish<'a, B> {
+    call: Call<'a, B>,
+    outcome: Outcome,
+    wait: Option<Duration>,
+    status: Option<u16>,
+    error: Option<String>,
+    response_headers: Vec<(String, String)>,
+    capture: Option<usize>,
+    body_prefix: Option<Vec<u8>>,
+}
+
+impl<B> Finish<'_, B> {
+    /// How many bytes of the response body listeners want (a failed call's, when the client
+    /// captures bodies); the adapter reads them with [`body_prefix`](Self::body_prefix),
+    /// leaving the caller the whole body.
+    pub fn capture(&self) -> Option<usize> {
+        self.capture
+    }
+
+    /// The first bytes of the response body, read for listeners.
+    pub fn body_prefix(&mut self, mut prefix: Vec<u8>) {
+        prefix.truncate(self.capture.unwrap_or(0));
+        self.body_prefix = Some(prefix);
+    }
+
+    /// How the call counts.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Takes the permit out, leaving what listeners are told after recording.
+    fn into_permit(self) -> (Permit, Told<B>) {
+        let Finish {
+            call,
+            outcome,
+            wait,
+            status,
+            error,
+            response_headers,
+            body_prefix,
+            ..
+        } = self;
+        let Call {
+            mounted,
+            permit,
+            context,
+            ..
+        } = call;
+        let told = Told {
+            mounted,
+            outcome,
+            wait,
+            status,
+            error,
+            response_headers,
+            body_prefix,
+            context,
+        };
+        (permit, told)
+    }
+}
+
+/// A call whose permit went to the store: what listeners will be told.
+struct Told<B> {
+    mounted: Arc<Mounted<B>>,
+    outcome: Outcome,
+    wait: Option<Duration>,
+    status: Option<u16>,
+    error: Option<String>,
+    response_headers: Vec<(String, String)>,
+    body_prefix: Option<Vec<u8>>,
+    context: Option<HttpContext>,
+}
+
+impl<B> Told<B> {
+    /// Tells listeners, `tracing` and `metrics` what recording did (no IO).
+    fn told(self, recorded: &Recorded) {
+        let Told {
+            mounted,
+            status,
+            error,
+            response_headers,
+            body_prefix,
+            context,
+            ..
+        } = self;
+        mounted.observer.finished(recorded, || {
+            let mut context = HttpContext::ended(context.as_ref(), status, error);
+            context.response_headers = response_headers;
+            context.body_prefix = body_prefix;
+            context
+        });
+    }
+}
+
+impl<B: Breaker> Finish<'_, B> {
+    /// Records the call in its breaker (blocking) and tells listeners.
+    pub fn record_blocking(self) {
+        let (permit, told) = self.into_permit();
+        let breaker = &told.mounted.breaker;
+        let recorded = match told.wait {
+            Some(wait) => breaker.record_retry_after(permit, told.outcome, wait),
+            None => breaker.record(permit, told.outcome),
+        };
+        told.told(&recorded);
+    }
+}
+
+impl<B: AsyncBreaker> Finish<'_, B> {
+    /// Records the call in its breaker and tells listeners.
+    pub async fn record(self) {
+        let (permit, told) = self.into_permit();
+        let breaker = &told.mounted.breaker;
+        let recorded = match told.wait {
+            Some(wait) => breaker.record_retry_after(permit, told.outcome, wait).await,
+            None => breaker.record(permit, told.outcome).await,
+        };
+        told.told(&recorded);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use breaker_core::Policy;
+    use breaker_store_memory::{MemoryBreaker, MemoryStore};
+
+    use super::*;
+
+    /// Routes a request to `url` at `now`, making its breaker if needed; the breaker's name.
+    fn use_at(breakers: &Breakers<MemoryBreaker>, url: &str, now: Instant) -> String {
+        let uri: http::Uri = url.parse().unwrap();
+        let headers = http::HeaderMap::new();
+        let mounted = match breakers.route(&RequestHead::new("GET", &uri, &headers), now) {
+            Route::Found(mounted) => mounted,
+            Route::Make(make) => {
+                let Factory::Blocking(factory) = &make.registry.config.factory else {
+                    panic!("a blocking factory")
+                };
+                let made = factory(&make.key);
+                make.made(made, now).unwrap()
+            }
+            Route::Pass => panic!("{url} passed"),
+        };
+        mounted.observer.name().to_owned()
+    }
+
+    #[test]
+    fn on_demand_breakers_per_authority_bounded_and_dropped_when_idle() {
+        let store = MemoryStore::new();
+        let on_demand = OnDemand::new(move |name: &str| store.breaker(name, Policy::default()))
+            .idle_after(Duration::from_secs(60))
+            .max_breakers(3);
+        let breakers = Breakers::blocking().on_demand(on_demand);
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(
+            use_at(&breakers, "https://a.example/x?q=1", at(0)),
+            "https://a.example:443"
+        );
+        assert_eq!(
+            use_at(&breakers, "HTTP://b.example:8080/", at(1)),
+            "http://b.example:8080"
+        );
+        use_at(&breakers, "https://c.example", at(2));
+        use_at(&breakers, "https://a.example/other", at(3));
+        assert_eq!(breakers.on_demand_breakers(), 3);
+        // A fourth host drops the least recently used: b, not a (used again at 3).
+        use_at(&breakers, "https://d.example", at(4));
+        assert_eq!(breakers.on_demand_breakers(), 3);
+        let registry = breakers.on_demand.as_ref().unwrap();
+        assert!(registry.get("https://a.example:443", at(5)).is_some());
+        assert!(registry.get("http://b.example:8080", at(5)).is_none());
+        // A minute without calls drops c (last used at 2) and d (at 4), not a (at 5).
+        use_at(&breakers, "https://e.example", at(64));
+        assert_eq!(breakers.on_demand_breakers(), 2, "a and e");
+        assert!(registry.get("https://a.example:443", at(64)).is_some());
+    }
+
+    #[test]
+    fn a_key_of_ones_own_and_requests_it_leaves_out() {
+        let store = MemoryStore::new();
+        let on_demand = OnDemand::new(move |name: &str| store.breaker(name, Policy::default()))
+            .key(|request: &RequestHead<'_>| {
+                let tenant = request.headers().get("x-tenant")?.to_str().ok()?;
+                Some(format!("tenant-{tenant}"))
+            });
+        let breakers = Breakers::blocking().on_demand(on_demand);
+        let uri: http::Uri = "https://api.example/".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        let none = breakers.route(&RequestHead::new("GET", &uri, &headers), Instant::now());
+        assert!(matches!(none, Route::Pass));
+        headers.insert("x-tenant", "blue".parse().unwrap());
+        let head = RequestHead::new("GET", &uri, &headers);
+        assert!(matches!(breakers.start_blocking(&head), Start::Send(_)));
+        assert_eq!(breakers.on_demand_breakers(), 1);
+    }
+}

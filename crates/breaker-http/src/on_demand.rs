@@ -1,0 +1,270 @@
+//! Breakers made on first use, one per key (by default per authority), dropped when idle and
+//! bounded in number (SPEC section 6).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use breaker_core::StoreError;
+
+use crate::RejectionMode;
+use crate::flow::{Mounted, RequestHead};
+
+type MakeBlocking<B> = dyn Fn(&str) -> Result<B, StoreError> + Send + Sync;
+type Made<B> = Pin<Box<dyn Future<Output = Result<B, StoreError>> + Send>>;
+type MakeAsync<B> = dyn Fn(String) -> Made<B> + Send + Sync;
+type KeyOf = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
+
+/// How a breaker is made for a name: the store's own `breaker(name, policy)`, blocking (the
+/// memory store, the blocking Redis store) or async (the async Redis store).
+pub(crate) enum Factory<B> {
+    Blocking(Arc<MakeBlocking<B>>),
+    Async(Arc<MakeAsync<B>>),
+}
+
+impl<B> Clone for Factory<B> {
+    fn clone(&self) -> Self {
+        match self {
+            Factory::Blocking(make) => Factory::Blocking(make.clone()),
+            Factory::Async(make) => Factory::Async(make.clone()),
+        }
+    }
+}
+
+/// Breakers on demand: a client that calls many hosts gets one breaker per key, made on first
+/// use by a factory (one policy, one store), kept while in use, dropped from the process after
+/// [`idle_after`](Self::idle_after) without calls, and at most
+/// [`max_breakers`](Self::max_breakers) at once (the least recently used goes first).
+///
+/// The key is the request's authority, `scheme://host:port`, unless [`key`](Self::key) says
+/// otherwise; it is also the breaker's name, so processes sharing a Redis store share each
+/// key's breaker. Mounted prefixes come first: only requests no mount matches get a breaker
+/// on demand.
+///
+/// ```
+/// use breaker_core::Policy;
+/// use breaker_http::OnDemand;
+/// use breaker_store_memory::{MemoryBreaker, MemoryStore};
+///
+/// let store = MemoryStore::new();
+/// let policy = Policy::default();
+/// let per_host: OnDemand<MemoryBreaker> =
+///     OnDemand::new(move |name: &str| store.breaker(name, policy.clone()))
+///         .max_breakers(500);
+/// ```
+pub struct OnDemand<B> {
+    pub(crate) factory: Factory<B>,
+    key: Arc<KeyOf>,
+    idle_after: Duration,
+    max_breakers: usize,
+    pub(crate) rejection: Option<RejectionMode>,
+}
+
+impl<B> fmt::Debug for OnDemand<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnDemand")
+            .field("idle_after", &self.idle_after)
+            .field("max_breakers", &self.max_breakers)
+            .field("rejection", &self.rejection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Clone for OnDemand<B> {
+    fn clone(&self) -> Self {
+        OnDemand {
+            factory: self.factory.clone(),
+            key: self.key.clone(),
+            idle_after: self.idle_after,
+            max_breakers: self.max_breakers,
+            rejection: self.rejection,
+        }
+    }
+}
+
+/// The default key: `scheme://host:port`, the port filled in from the scheme.
+fn authority(request: &RequestHead<'_>) -> Option<String> {
+    let port = request.port()?;
+    Some(format!("{}://{}:{port}", request.scheme(), request.host()))
+}
+
+impl<B> OnDemand<B> {
+    fn with(factory: Factory<B>) -> OnDemand<B> {
+        OnDemand {
+            factory,
+            key: Arc::new(authority),
+            idle_after: Duration::from_secs(600),
+            max_breakers: 1_000,
+            rejection: None,
+        }
+    }
+
+    /// Breakers made by `make(name)`, a blocking factory such as
+    /// `move |name: &str| store.breaker(name, policy.clone())`. Works with every adapter.
+    pub fn new(make: impl Fn(&str) -> Result<B, StoreError> + Send + Sync + 'static) -> Self {
+        OnDemand::with(Factory::Blocking(Arc::new(make)))
+    }
+
+    /// Breakers made by an async factory, such as the async Redis store's
+    /// `move |name: String| { let store = store.clone(); let policy = policy.clone();
+    /// async move { store.breaker(&name, policy).await } }`. For async clients (reqwest,
+    /// tower); a blocking client (ureq) cannot wait for it and fails the call with the
+    /// [`StoreError`] that says so.
+    pub fn new_async<F, Fut>(make: F) -> Self
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<B, StoreError>> + Send + 'static,
+    {
+        OnDemand::with(Factory::Async(Arc::new(move |name| Box::pin(make(name)))))
+    }
+
+    /// The key (and breaker name) of a request; `None` lets the request pass without a
+    /// breaker. The default is the authority, `scheme://host:port`.
+    #[must_use]
+    pub fn key(
+        mut self,
+        key: impl Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Arc::new(key);
+        self
+    }
+
+    /// A breaker unused for this long is dropped from the process (default 10 minutes). Its
+    /// state in a shared store stays; the next call makes it again.
+    #[must_use]
+    pub fn idle_after(mut self, idle_after: Duration) -> Self {
+        self.idle_after = idle_after;
+        self
+    }
+
+    /// At most this many breakers are kept at once (default 1000, at least 1); making one
+    /// more drops the least recently used.
+    #[must_use]
+    pub fn max_breakers(mut self, max_breakers: usize) -> Self {
+        self.max_breakers = max_breakers.max(1);
+        self
+    }
+
+    /// What calls rejected by these breakers return, if not the client's choice.
+    #[must_use]
+    pub fn rejection_mode(mut self, mode: RejectionMode) -> Self {
+        self.rejection = Some(mode);
+        self
+    }
+}
+
+struct Entry<B> {
+    mounted: Arc<Mounted<B>>,
+    last_used: Instant,
+}
+
+/// The breakers made on demand that this process keeps.
+pub(crate) struct Registry<B> {
+    pub(crate) config: OnDemand<B>,
+    live: Mutex<Live<B>>,
+}
+
+struct Live<B> {
+    entries: HashMap<String, Entry<B>>,
+    swept: Option<Instant>,
+}
+
+impl<B> Registry<B> {
+    pub(crate) fn new(config: OnDemand<B>) -> Registry<B> {
+        Registry {
+            config,
+            live: Mutex::new(Live {
+                entries: HashMap::new(),
+                swept: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live<B>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The key of `request`, if it gets a breaker.
+    pub(crate) fn key(&self, request: &RequestHead<'_>) -> Option<String> {
+        (self.config.key)(request)
+    }
+
+    /// The live breaker for `key`, marked used at `now`.
+    pub(crate) fn get(&self, key: &str, now: Instant) -> Option<Arc<Mounted<B>>> {
+        let mut live = self.lock();
+        let expired = self.sweep(&mut live, now);
+        let found = live.entries.get_mut(key).map(|entry| {
+            entry.last_used = now;
+            entry.mounted.clone()
+        });
+        drop(live);
+        // Breakers are dropped outside the lock: a store's breaker may do work when dropped.
+        drop(expired);
+        found
+    }
+
+    /// Keeps `mounted` for `key` (or the one another call made first), evicting the least
+    /// recently used beyond the bound.
+    pub(crate) fn insert(&self, key: String, mounted: Mounted<B>, now: Instant) -> Arc<Mounted<B>> {
+        let mut live = self.lock();
+        let mut dropped = self.sweep(&mut live, now);
+        if let Some(existing) = live.entries.get_mut(&key) {
+            existing.last_used = now;
+            return existing.mounted.clone();
+        }
+        while live.entries.len() >= self.config.max_breakers {
+            let oldest = live
+                .entries
+                .iter()
+                .min_by_key(|(_, entry)| entry.last_used)
+                .map(|(key, _)| key.clone());
+            match oldest.and_then(|key| live.entries.remove(&key)) {
+                Some(entry) => dropped.push(entry),
+                None => break,
+            }
+        }
+        let mounted = Arc::new(mounted);
+        live.entries.insert(
+            key,
+            Entry {
+                mounted: mounted.clone(),
+                last_used: now,
+            },
+        );
+        drop(live);
+        drop(dropped);
+        mounted
+    }
+
+    /// Removes breakers idle for `idle_after`, looking at most once per tenth of it.
+    fn sweep(&self, live: &mut Live<B>, now: Instant) -> Vec<Entry<B>> {
+        let idle = self.config.idle_after;
+        if live
+            .swept
+            .is_some_and(|swept| now.saturating_duration_since(swept) < idle / 10)
+        {
+            return Vec::new();
+        }
+        live.swept = Some(now);
+        let stale: Vec<String> = live
+            .entries
+            .iter()
+            .filter(|(_, entry)| now.saturating_duration_since(entry.last_used) >= idle)
+            .map(|(key, _)| key.clone())
+            .collect();
+        stale
+            .iter()
+            .filter_map(|key| live.entries.remove(key))
+            .collect()
+    }
+
+    /// How many breakers the process keeps now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+}

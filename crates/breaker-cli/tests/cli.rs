@@ -1022,6 +1022,7 @@ fn the_dashboard_in_a_real_browser() {
     register("café-menu ☕", "5", &[]);
 
     let dashboard = DashboardProcess::start(&store, Some(TOKEN));
+    let read_only = DashboardProcess::start(&store, None);
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let mut node = Command::new("node")
         .current_dir(&dir)
@@ -1029,6 +1030,7 @@ fn the_dashboard_in_a_real_browser() {
         .args([&dashboard.url, TOKEN, env!("CARGO_BIN_EXE_breaker"), &store])
         .arg(failing.url("/"))
         .arg(&screenshot)
+        .arg(&read_only.url)
         .env("CHROMIUM", &chromium)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -1,7 +1,8 @@
 // The dashboard in a real browser (the system's Chromium, driven by playwright-core).
 //
-//   node dashboard.mjs <dashboard-url> <token> <breaker-binary> <store-url> <failing-url> <screenshot>
+//   node dashboard.mjs <dashboard-url> <token> <breaker-binary> <store-url> <failing-url> <screenshot> <read-only-url>
 //
+// <read-only-url> is a second dashboard of the same store, started without a token.
 // Started by the `breaker` command's tests, which start Redis, a failing backend and the
 // dashboard first, and answer two requests on this script's stdout: `kill-redis` and
 // `restart-redis` (each acknowledged with a line on stdin). Exits 0 when every check passed.
@@ -13,9 +14,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
-const [url, token, breakerBin, storeUrl, failingUrl, screenshot] = process.argv.slice(2);
-if (!screenshot) {
-  console.error('usage: node dashboard.mjs <dashboard-url> <token> <breaker-binary> <store-url> <failing-url> <screenshot>');
+const [url, token, breakerBin, storeUrl, failingUrl, screenshot, readOnlyUrl] = process.argv.slice(2);
+if (!readOnlyUrl) {
+  console.error('usage: node dashboard.mjs <dashboard-url> <token> <breaker-binary> <store-url> <failing-url> <screenshot> <read-only-url>');
   process.exit(2);
 }
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -104,6 +105,14 @@ try {
       problems.push('console error: ' + message.text());
     }
   });
+
+  step('a dashboard without a token offers no actions');
+  await page.goto(readOnlyUrl);
+  await waitForCard(page, LIVE, 'state', 'closed', LIVE + ' shows on the read-only page');
+  const offered = await page.locator('article.breaker button').evaluateAll(
+    (buttons) => buttons.filter((b) => b.offsetParent !== null).length);
+  if (offered !== 0) throw new Error(offered + ' action buttons on a read-only dashboard');
+  if (await page.locator('#auth').isVisible()) throw new Error('a read-only dashboard asks for a token');
 
   step('load the page with the token in the fragment');
   await page.goto(url + '#token=' + encodeURIComponent(token));

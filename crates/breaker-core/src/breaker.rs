@@ -135,6 +135,7 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 ///
 /// ```
 /// use breaker_core::{call, CallError, Outcome};
+/// # use breaker_core::store::permit;
 /// # use breaker_core::{Breaker, Listeners, Override, Permit, PermitKind, Policy, Recorded,
 /// #     Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp, Transition};
 /// # struct AlwaysClosed(Policy, Listeners);
@@ -143,7 +144,7 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     fn policy(&self) -> &Policy { &self.0 }
 /// #     fn listeners(&self) -> &Listeners { &self.1 }
 /// #     fn acquire(&self) -> Result<Permit, Rejected> {
-/// #         Ok(Permit::new(0, PermitKind::Normal, Timestamp::ZERO, false))
+/// #         Ok(permit(0, PermitKind::Normal, Timestamp::ZERO, false))
 /// #     }
 /// #     fn record(&self, _: Permit, outcome: Outcome) -> Recorded {
 /// #         Recorded::new(outcome, Default::default(), None)

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::PolicyMillis;
 use crate::window::{Counts, Window};
 use crate::{Policy, Timestamp};
 
@@ -100,11 +101,26 @@ const KIND_UNCHECKED: u64 = 2;
 const KIND_MASK: u64 = 3;
 const HALF_OPENED: u64 = 4;
 
+/// A permit, as a store builds one from its own answer (a Redis script's reply, an in-process
+/// word): `half_opened` says that giving it moved the breaker from open to half-open.
+#[inline]
+pub fn new_permit(
+    generation: u64,
+    kind: PermitKind,
+    started: Timestamp,
+    half_opened: bool,
+) -> Permit {
+    Permit::new(generation, kind, started, half_opened)
+}
+
 impl Permit {
-    /// A permit; stores build these from their state machine's answer. `half_opened` says
-    /// that giving it moved the breaker from open to half-open.
     #[inline]
-    pub fn new(generation: u64, kind: PermitKind, started: Timestamp, half_opened: bool) -> Permit {
+    pub(crate) fn new(
+        generation: u64,
+        kind: PermitKind,
+        started: Timestamp,
+        half_opened: bool,
+    ) -> Permit {
         let (kind, ticket) = match kind {
             PermitKind::Normal => (KIND_NORMAL, 0),
             PermitKind::Probe { ticket } => (KIND_PROBE, ticket),
@@ -613,7 +629,7 @@ impl Circuit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::BucketWindow;
+    use crate::store::BucketWindow;
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_millis(ms)

@@ -14,7 +14,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use breaker_core::{BucketWindow, Circuit, Outcome, Policy, State, Timestamp};
+//! use breaker_core::{Circuit, Outcome, Policy, State, Timestamp};
+//! use breaker_core::store::BucketWindow;
 //!
 //! let policy = Policy::builder()
 //!     .minimum_failures(2)
@@ -45,6 +46,7 @@ mod circuit;
 mod error;
 mod event;
 mod policy;
+pub mod store;
 mod time;
 mod window;
 
@@ -63,4 +65,4 @@ pub use policy::{
     StoreFailurePolicy,
 };
 pub use time::{Clock, ManualClock, MonotonicClock, SystemClock, Timestamp};
-pub use window::{BucketWindow, Counts, Window, bucket_is_live, bucket_of, slot_of};
+pub use window::Counts;

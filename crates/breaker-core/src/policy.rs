@@ -73,24 +73,22 @@ pub enum RetryAfterPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "PolicyConfig", into = "PolicyConfig")]
 pub struct Policy {
-    window_ms: u64,
-    bucket_ms: u64,
-    /// As configured (kept for serialization).
-    configured_buckets: u32,
-    /// As counted: see [`Policy::buckets`].
-    slots: u32,
-    failure_rate: f64,
-    minimum_failures: u64,
-    minimum_calls: u64,
-    open_for_ms: u64,
-    half_open_probes: u32,
-    probe_lease_ms: u64,
-    successes_to_close: u32,
-    backoff: f64,
-    max_open_for_ms: u64,
-    slow_call_ms: Option<u64>,
-    on_store_failure: StoreFailurePolicy,
-    retry_after: RetryAfterPolicy,
+    /// The fields as configured, all valid.
+    config: PolicyConfig,
+    /// What the fields come to in whole milliseconds, and the window's buckets as counted.
+    millis: Millis,
+}
+
+/// A policy's times in whole milliseconds, as stores compute with them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Millis {
+    window: u64,
+    bucket: u64,
+    buckets: u32,
+    open_for: u64,
+    probe_lease: u64,
+    max_open_for: u64,
+    slow_call: Option<u64>,
 }
 
 impl Default for Policy {
@@ -114,101 +112,90 @@ impl Policy {
     /// A builder starting from this policy's values.
     pub fn to_builder(&self) -> PolicyBuilder {
         PolicyBuilder {
-            config: PolicyConfig::from(self.clone()),
+            config: self.config.clone(),
         }
     }
 
     /// The sliding window over which calls are counted.
     pub fn window(&self) -> Duration {
-        Duration::from_millis(self.window_ms)
+        self.config.window
     }
 
     /// The number of buckets the window is counted in; events expire in steps of
-    /// [`bucket_millis`](Policy::bucket_millis).
+    /// [`bucket`](Policy::bucket).
     ///
     /// When `window` divides evenly into the configured `buckets` whole milliseconds, this is
     /// `buckets`. Otherwise each bucket is `window / buckets` rounded up to a whole millisecond
     /// and this is the fewest such buckets that cover the window (at most the configured
-    /// number): the counted window is then `buckets() * bucket_millis()`, between `window` and
+    /// number): the counted window is then `buckets() * bucket()`, between `window` and
     /// `window` plus one bucket.
     pub fn buckets(&self) -> u32 {
-        self.slots
+        self.millis.buckets
     }
 
-    /// The width of one bucket, in milliseconds.
-    pub fn bucket_millis(&self) -> u64 {
-        self.bucket_ms
+    /// The width of one bucket of the window.
+    pub fn bucket(&self) -> Duration {
+        Duration::from_millis(self.millis.bucket)
     }
 
     /// Failure percentage (0 < rate <= 100) at or above which the breaker trips.
     pub fn failure_rate(&self) -> f64 {
-        self.failure_rate
+        self.config.failure_rate
     }
 
     /// Never trip with fewer failures than this in the window.
     pub fn minimum_failures(&self) -> u64 {
-        self.minimum_failures
+        self.config.minimum_failures
     }
 
     /// Never trip with fewer calls than this in the window.
     pub fn minimum_calls(&self) -> u64 {
-        self.minimum_calls
+        self.config.minimum_calls
     }
 
     /// How long the breaker stays open after a trip from closed.
     pub fn open_for(&self) -> Duration {
-        Duration::from_millis(self.open_for_ms)
+        self.config.open_for
     }
 
     /// Calls admitted at once, fleet-wide, once the open period has passed.
     pub fn half_open_probes(&self) -> u32 {
-        self.half_open_probes
+        self.config.half_open_probes
     }
 
     /// How long a probe that never reports back holds its slot.
     pub fn probe_lease(&self) -> Duration {
-        Duration::from_millis(self.probe_lease_ms)
+        self.config.probe_lease
     }
 
     /// Probe successes needed to close again.
     pub fn successes_to_close(&self) -> u32 {
-        self.successes_to_close
+        self.config.successes_to_close
     }
 
     /// Factor applied to the open time on each consecutive re-trip.
     pub fn backoff(&self) -> f64 {
-        self.backoff
+        self.config.backoff
     }
 
     /// Cap on the backed-off open time.
     pub fn max_open_for(&self) -> Duration {
-        Duration::from_millis(self.max_open_for_ms)
+        self.config.max_open_for
     }
 
     /// Calls slower than this count as failures, if set.
     pub fn slow_call(&self) -> Option<Duration> {
-        self.slow_call_ms.map(Duration::from_millis)
+        self.config.slow_call
     }
 
     /// What the breaker does when its store fails.
     pub fn on_store_failure(&self) -> StoreFailurePolicy {
-        self.on_store_failure
+        self.config.on_store_failure
     }
 
     /// What the breaker does with a backend's `Retry-After` on a 429 or 503.
     pub fn retry_after(&self) -> RetryAfterPolicy {
-        self.retry_after
-    }
-
-    /// How long the breaker stays open for a backend that asked to wait `wait`, in whole
-    /// milliseconds (rounded up), capped by `max_open_for`; `None` when the policy ignores
-    /// `Retry-After` or there is nothing to wait for.
-    pub fn hold_off_millis(&self, wait: Duration) -> Option<u64> {
-        if self.retry_after == RetryAfterPolicy::Ignore || wait.is_zero() {
-            return None;
-        }
-        let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-        Some(ms.min(self.max_open_for_ms))
+        self.config.retry_after
     }
 
     /// Whether `counts` (just after a failure was recorded) trip the breaker:
@@ -217,46 +204,61 @@ impl Policy {
     /// The rate comparison uses IEEE doubles, exactly as the Redis script does; for whole-number
     /// rates and counts below 2^53 it is exact.
     pub fn trips(&self, counts: Counts) -> bool {
-        counts.failures >= self.minimum_failures
-            && counts.calls >= self.minimum_calls
-            && (counts.failures as f64) * 100.0 >= self.failure_rate * (counts.calls as f64)
-    }
-
-    /// The open time that follows one lasting `previous_ms`: multiplied by `backoff`, rounded
-    /// down to whole milliseconds, capped by `max_open_for`.
-    pub fn next_open_millis(&self, previous_ms: u64) -> u64 {
-        let next = ((previous_ms as f64) * self.backoff).floor();
-        if next >= self.max_open_for_ms as f64 {
-            self.max_open_for_ms
-        } else {
-            next as u64
-        }
-    }
-
-    /// Open time in milliseconds for the first trip from closed: `open_for`, capped by `max_open_for`.
-    pub fn open_for_millis(&self) -> u64 {
-        self.open_for_ms.min(self.max_open_for_ms)
-    }
-
-    /// Probe lease in milliseconds.
-    pub fn probe_lease_millis(&self) -> u64 {
-        self.probe_lease_ms
-    }
-
-    /// The window in milliseconds.
-    pub fn window_millis(&self) -> u64 {
-        self.window_ms
+        counts.failures >= self.config.minimum_failures
+            && counts.calls >= self.config.minimum_calls
+            && (counts.failures as f64) * 100.0 >= self.config.failure_rate * (counts.calls as f64)
     }
 
     /// The outcome a call finally counts as: a success slower than `slow_call` is a failure.
     #[inline]
     pub fn classify(&self, outcome: crate::Outcome, elapsed: Duration) -> crate::Outcome {
-        match (outcome, self.slow_call_ms) {
+        match (outcome, self.millis.slow_call) {
             (crate::Outcome::Success, Some(limit)) if elapsed > Duration::from_millis(limit) => {
                 crate::Outcome::Failure
             }
             (outcome, _) => outcome,
         }
+    }
+}
+
+impl crate::store::PolicyMillis for Policy {
+    #[inline]
+    fn window_millis(&self) -> u64 {
+        self.millis.window
+    }
+
+    #[inline]
+    fn bucket_millis(&self) -> u64 {
+        self.millis.bucket
+    }
+
+    fn open_for_millis(&self) -> u64 {
+        self.millis.open_for.min(self.millis.max_open_for)
+    }
+
+    fn probe_lease_millis(&self) -> u64 {
+        self.millis.probe_lease
+    }
+
+    fn max_open_for_millis(&self) -> u64 {
+        self.millis.max_open_for
+    }
+
+    fn next_open_millis(&self, previous_ms: u64) -> u64 {
+        let next = ((previous_ms as f64) * self.config.backoff).floor();
+        if next >= self.millis.max_open_for as f64 {
+            self.millis.max_open_for
+        } else {
+            next as u64
+        }
+    }
+
+    fn hold_off_millis(&self, wait: Duration) -> Option<u64> {
+        if self.config.retry_after == RetryAfterPolicy::Ignore || wait.is_zero() {
+            return None;
+        }
+        let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        Some(ms.min(self.millis.max_open_for))
     }
 }
 
@@ -268,94 +270,80 @@ pub struct PolicyBuilder {
 }
 
 impl PolicyBuilder {
-    /// Sets the sliding window (default 60 s).
-    pub fn window(mut self, window: Duration) -> Self {
-        self.config.window = window;
-        self
-    }
-
-    /// Sets the number of buckets (default 60).
-    pub fn buckets(mut self, buckets: u32) -> Self {
-        self.config.buckets = buckets;
-        self
-    }
-
-    /// Sets the failure percentage that trips the breaker (default 10).
-    pub fn failure_rate(mut self, percent: f64) -> Self {
-        self.config.failure_rate = percent;
-        self
-    }
-
-    /// Sets the minimum number of failures in the window to trip (default 5).
-    pub fn minimum_failures(mut self, failures: u64) -> Self {
-        self.config.minimum_failures = failures;
-        self
-    }
-
-    /// Sets the minimum number of calls in the window to trip (default 1).
-    pub fn minimum_calls(mut self, calls: u64) -> Self {
-        self.config.minimum_calls = calls;
-        self
-    }
-
-    /// Sets how long the breaker stays open after a trip (default 180 s).
-    pub fn open_for(mut self, open_for: Duration) -> Self {
-        self.config.open_for = open_for;
-        self
-    }
-
-    /// Sets how many probes are admitted at once when half-open (default 1).
-    pub fn half_open_probes(mut self, probes: u32) -> Self {
-        self.config.half_open_probes = probes;
-        self
-    }
-
-    /// Sets how long an unreported probe holds its slot (default 30 s).
-    pub fn probe_lease(mut self, lease: Duration) -> Self {
-        self.config.probe_lease = lease;
-        self
-    }
-
-    /// Sets how many probe successes close the breaker (default 1).
-    pub fn successes_to_close(mut self, successes: u32) -> Self {
-        self.config.successes_to_close = successes;
-        self
-    }
-
-    /// Sets the backoff factor on consecutive re-trips (default 1.0, a fixed open time).
-    pub fn backoff(mut self, factor: f64) -> Self {
-        self.config.backoff = factor;
-        self
-    }
-
-    /// Sets the cap on the backed-off open time (default 1 h).
-    pub fn max_open_for(mut self, max: Duration) -> Self {
-        self.config.max_open_for = max;
-        self
-    }
-
-    /// Counts calls slower than `limit` as failures (default off).
-    pub fn slow_call(mut self, limit: Option<Duration>) -> Self {
-        self.config.slow_call = limit;
-        self
-    }
-
-    /// Sets what happens when the store fails (default fail-open).
-    pub fn on_store_failure(mut self, policy: StoreFailurePolicy) -> Self {
-        self.config.on_store_failure = policy;
-        self
-    }
-
-    /// Sets what a backend's `Retry-After` on a 429 or 503 does (default honour).
-    pub fn retry_after(mut self, policy: RetryAfterPolicy) -> Self {
-        self.config.retry_after = policy;
-        self
-    }
-
     /// Validates every field and returns the policy, or an error naming the first bad field.
     pub fn build(self) -> Result<Policy, PolicyError> {
         self.config.validate()
     }
+}
+
+/// The policy's fields, written once: the serde form of configuration files (with durations
+/// as people write them, `"60s"`, `"5m"`), its defaults, and the builder's setters all come
+/// from this list.
+macro_rules! policy_fields {
+    ($(
+        $(#[doc = $doc:literal])*
+        $(#[serde($($serde:tt)*)])?
+        $field:ident: $ty:ty = $default:expr;
+    )*) => {
+        /// The unvalidated form of a policy, as written in configuration files.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct PolicyConfig {
+            $($(#[serde($($serde)*)])? $field: $ty,)*
+        }
+
+        impl Default for PolicyConfig {
+            fn default() -> PolicyConfig {
+                PolicyConfig { $($field: $default,)* }
+            }
+        }
+
+        impl PolicyBuilder {
+            $(
+                $(#[doc = $doc])*
+                pub fn $field(mut self, $field: $ty) -> Self {
+                    self.config.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+policy_fields! {
+    /// Sets the sliding window (default 60 s).
+    #[serde(with = "humantime_serde")]
+    window: Duration = Duration::from_secs(60);
+    /// Sets the number of buckets (default 60, at most 1000).
+    buckets: u32 = 60;
+    /// Sets the failure percentage that trips the breaker (default 10).
+    failure_rate: f64 = 10.0;
+    /// Sets the minimum number of failures in the window to trip (default 5).
+    minimum_failures: u64 = 5;
+    /// Sets the minimum number of calls in the window to trip (default 1).
+    minimum_calls: u64 = 1;
+    /// Sets how long the breaker stays open after a trip (default 180 s).
+    #[serde(with = "humantime_serde")]
+    open_for: Duration = Duration::from_secs(180);
+    /// Sets how many probes are admitted at once when half-open (default 1).
+    half_open_probes: u32 = 1;
+    /// Sets how long an unreported probe holds its slot (default 30 s).
+    #[serde(with = "humantime_serde")]
+    probe_lease: Duration = Duration::from_secs(30);
+    /// Sets how many probe successes close the breaker (default 1).
+    successes_to_close: u32 = 1;
+    /// Sets the backoff factor on consecutive re-trips (default 1.0, a fixed open time).
+    backoff: f64 = 1.0;
+    /// Sets the cap on the backed-off open time (default 1 h).
+    #[serde(with = "humantime_serde")]
+    max_open_for: Duration = Duration::from_secs(3600);
+    /// Counts calls slower than the limit as failures (default off).
+    #[serde(with = "humantime_serde")]
+    slow_call: Option<Duration> = None;
+    /// Sets what happens when the store fails (default fail-open).
+    on_store_failure: StoreFailurePolicy = StoreFailurePolicy::FailOpen;
+    /// Sets what a backend's `Retry-After` on a 429 or 503 does (default honour).
+    retry_after: RetryAfterPolicy = RetryAfterPolicy::Honour;
 }
 
 /// A policy value was rejected; the error names the field and the value.
@@ -397,52 +385,6 @@ impl fmt::Display for PolicyError {
 }
 
 impl std::error::Error for PolicyError {}
-
-/// The unvalidated form of a policy, as written in configuration files.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct PolicyConfig {
-    #[serde(with = "human_duration")]
-    window: Duration,
-    buckets: u32,
-    failure_rate: f64,
-    minimum_failures: u64,
-    minimum_calls: u64,
-    #[serde(with = "human_duration")]
-    open_for: Duration,
-    half_open_probes: u32,
-    #[serde(with = "human_duration")]
-    probe_lease: Duration,
-    successes_to_close: u32,
-    backoff: f64,
-    #[serde(with = "human_duration")]
-    max_open_for: Duration,
-    #[serde(with = "human_duration::option")]
-    slow_call: Option<Duration>,
-    on_store_failure: StoreFailurePolicy,
-    retry_after: RetryAfterPolicy,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> PolicyConfig {
-        PolicyConfig {
-            window: Duration::from_secs(60),
-            buckets: 60,
-            failure_rate: 10.0,
-            minimum_failures: 5,
-            minimum_calls: 1,
-            open_for: Duration::from_secs(180),
-            half_open_probes: 1,
-            probe_lease: Duration::from_secs(30),
-            successes_to_close: 1,
-            backoff: 1.0,
-            max_open_for: Duration::from_secs(3600),
-            slow_call: None,
-            on_store_failure: StoreFailurePolicy::FailOpen,
-            retry_after: RetryAfterPolicy::Honour,
-        }
-    }
-}
 
 fn millis(field: &'static str, value: Duration) -> Result<u64, PolicyError> {
     let shown = || humantime::format_duration(value);
@@ -522,8 +464,8 @@ impl PolicyConfig {
                 "must be a percentage greater than 0 and at most 100",
             ));
         }
-        let minimum_failures = at_most_exact("minimum_failures", self.minimum_failures)?;
-        let minimum_calls = at_most_exact("minimum_calls", self.minimum_calls)?;
+        at_most_exact("minimum_failures", self.minimum_failures)?;
+        at_most_exact("minimum_calls", self.minimum_calls)?;
         let open_for_ms = positive_millis("open_for", self.open_for)?;
         if self.half_open_probes == 0 {
             return Err(PolicyError::new(
@@ -561,22 +503,16 @@ impl PolicyConfig {
             None => None,
         };
         Ok(Policy {
-            window_ms,
-            bucket_ms,
-            configured_buckets: self.buckets,
-            slots,
-            failure_rate: rate,
-            minimum_failures,
-            minimum_calls,
-            open_for_ms,
-            half_open_probes: self.half_open_probes,
-            probe_lease_ms,
-            successes_to_close: self.successes_to_close,
-            backoff,
-            max_open_for_ms,
-            slow_call_ms,
-            on_store_failure: self.on_store_failure,
-            retry_after: self.retry_after,
+            millis: Millis {
+                window: window_ms,
+                bucket: bucket_ms,
+                buckets: slots,
+                open_for: open_for_ms,
+                probe_lease: probe_lease_ms,
+                max_open_for: max_open_for_ms,
+                slow_call: slow_call_ms,
+            },
+            config: self,
         })
     }
 }
@@ -591,74 +527,14 @@ impl TryFrom<PolicyConfig> for Policy {
 
 impl From<Policy> for PolicyConfig {
     fn from(policy: Policy) -> PolicyConfig {
-        PolicyConfig {
-            window: policy.window(),
-            buckets: policy.configured_buckets,
-            failure_rate: policy.failure_rate,
-            minimum_failures: policy.minimum_failures,
-            minimum_calls: policy.minimum_calls,
-            open_for: policy.open_for(),
-            half_open_probes: policy.half_open_probes,
-            probe_lease: policy.probe_lease(),
-            successes_to_close: policy.successes_to_close,
-            backoff: policy.backoff,
-            max_open_for: policy.max_open_for(),
-            slow_call: policy.slow_call(),
-            on_store_failure: policy.on_store_failure,
-            retry_after: policy.retry_after,
-        }
-    }
-}
-
-/// Serde for durations written as humans write them ("60s", "5m", "1h 30m", "250ms").
-mod human_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&humantime::format_duration(*value))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map_err(|err| D::Error::custom(format_args!("invalid duration {text:?}: {err}")))
-    }
-
-    pub(super) mod option {
-        use std::time::Duration;
-
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub(crate) fn serialize<S: Serializer>(
-            value: &Option<Duration>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            match value {
-                Some(duration) => super::serialize(duration, serializer),
-                None => serializer.serialize_none(),
-            }
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<Duration>, D::Error> {
-            #[derive(Deserialize)]
-            struct Wrapped(#[serde(with = "super")] Duration);
-            Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(duration)| duration))
-        }
+        policy.config
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PolicyMillis;
 
     fn field_of(builder: PolicyBuilder) -> (&'static str, String) {
         let err = builder.build().expect_err("policy should be rejected");

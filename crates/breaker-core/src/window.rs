@@ -1,5 +1,6 @@
 //! The sliding window: calls and failures counted in fixed buckets.
 
+use crate::store::PolicyMillis;
 use crate::{Policy, Timestamp};
 
 /// Calls and failures counted in a window.

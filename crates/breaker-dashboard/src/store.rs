@@ -155,8 +155,8 @@ impl Serialize for BreakerView {
         map.serialize_entry("policies", &self.policies)?;
         map.serialize_entry("first_seen_ms", &self.first_seen.map(millis))?;
         map.serialize_entry("last_seen_ms", &self.last_seen.map(millis))?;
-        map.serialize_entry("window_ms", &policy.map(Policy::window_millis))?;
-        map.serialize_entry("bucket_ms", &policy.map(Policy::bucket_millis))?;
+        map.serialize_entry("window_ms", &policy.map(|p| p.window().as_millis() as u64))?;
+        map.serialize_entry("bucket_ms", &policy.map(|p| p.bucket().as_millis() as u64))?;
         if let Some(buckets) = &self.buckets {
             map.serialize_entry("buckets", buckets)?;
         }

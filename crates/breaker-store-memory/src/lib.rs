@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use breaker_core::store;
 use breaker_core::{
     AsyncBreaker, Breaker, Circuit, Clock, Listeners, MonotonicClock, Outcome, Override, Permit,
     PermitKind, Policy, Recorded, Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp,
@@ -214,7 +215,7 @@ impl MemoryBreaker {
     #[inline]
     pub fn acquire_at(&self, now: Timestamp) -> Result<Permit, Rejected> {
         match self.inner.free_generation() {
-            Some(generation) => Ok(Permit::new(generation, PermitKind::Normal, now, false)),
+            Some(generation) => Ok(store::permit(generation, PermitKind::Normal, now, false)),
             None => self.acquire_locked(now),
         }
     }

@@ -10,7 +10,8 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use breaker_core::{Counts, Policy, Timestamp, Window, bucket_is_live};
+use breaker_core::store::{PolicyMillis, Window, bucket_is_live};
+use breaker_core::{Counts, Policy, Timestamp};
 
 /// A slot's tag while one thread recycles it for a newer bucket (shared stripe only).
 const RECYCLING: u64 = u64::MAX;
@@ -347,7 +348,7 @@ mod tests {
 
     #[test]
     fn add_uses_the_cores_bucket_and_slot() {
-        use breaker_core::{bucket_of, slot_of};
+        use breaker_core::store::{bucket_of, slot_of};
         let policy = Policy::builder()
             .window(Duration::from_millis(56 * 1_070))
             .buckets(56)

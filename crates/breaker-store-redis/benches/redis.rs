@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use breaker_core::store::PolicyMillis;
 use breaker_core::{AsyncBreaker, ManualClock, Outcome, Policy, Timestamp};
 use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;

@@ -5,10 +5,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use breaker_core::store::{self, BucketWindow, PolicyMillis};
 use breaker_core::{
-    BucketWindow, Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit,
-    PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError,
-    StoreErrorKind, StoreFailurePolicy, SystemClock, Timestamp, Transition,
+    Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit, PermitKind,
+    Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
+    StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
 
@@ -248,9 +249,12 @@ impl Engine {
             }
         }
         match cached.free {
-            Some(generation) if fresh => {
-                Some(Ok(Permit::new(generation, PermitKind::Normal, now, false)))
-            }
+            Some(generation) if fresh => Some(Ok(store::permit(
+                generation,
+                PermitKind::Normal,
+                now,
+                false,
+            ))),
             _ => None,
         }
     }
@@ -335,7 +339,7 @@ impl Engine {
                         FAIL_CLOSED_RETRY,
                     )),
                     StoreFailurePolicy::Local => self.local_acquire(now),
-                    _ => Ok(Permit::new(0, PermitKind::Unchecked, now, false)),
+                    _ => Ok(store::permit(0, PermitKind::Unchecked, now, false)),
                 }
             }
         }
@@ -345,7 +349,7 @@ impl Engine {
         let mut local = lock(&self.local);
         local.used = true;
         let permit = local.circuit.acquire(&self.policy, now)?;
-        Ok(Permit::new(
+        Ok(store::permit(
             LOCAL | local.era << LOCAL_ERA_SHIFT | (permit.generation() & LOCAL_GENERATION),
             permit.kind(),
             permit.started(),
@@ -373,7 +377,7 @@ impl Engine {
                 // Given by a local breaker that has since given way to the store's state.
                 return RecordPlan::Done(Recorded::new(outcome, elapsed, None));
             }
-            let local_permit = Permit::new(
+            let local_permit = store::permit(
                 permit.generation() & LOCAL_GENERATION,
                 permit.kind(),
                 permit.started(),
@@ -534,7 +538,7 @@ impl Engine {
             circuit, window, ..
         } = &mut *local;
         circuit.free_generation().and_then(|generation| {
-            let permit = Permit::new(generation, PermitKind::Normal, now, false);
+            let permit = store::permit(generation, PermitKind::Normal, now, false);
             circuit.record(&self.policy, now, &permit, outcome, window)
         })
     }

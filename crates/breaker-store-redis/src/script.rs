@@ -3,6 +3,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use breaker_core::store::{self, PolicyMillis};
 use breaker_core::{
     Counts, MAX_DURATION, Outcome, Override, Permit, PermitKind, Policy, RejectReason, Rejected,
     Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition, TripCause,
@@ -223,13 +224,13 @@ pub(crate) fn parse_acquire(
             };
             Err(Rejected::new(reason, Duration::from_millis(v[4])))
         }
-        1 => Ok(Permit::new(
+        1 => Ok(store::permit(
             tail.generation,
             PermitKind::Normal,
             started,
             false,
         )),
-        2 => Ok(Permit::new(
+        2 => Ok(store::permit(
             tail.generation,
             PermitKind::Probe { ticket: v[1] },
             started,
@@ -312,7 +313,7 @@ pub(crate) fn parse_window(reply: &[i64]) -> Result<Vec<[u64; 3]>, StoreError> {
 /// `Snapshot` is non-exhaustive: start from the core's view of a fresh breaker.
 fn fresh_snapshot() -> Snapshot {
     let policy = Policy::default();
-    let window = breaker_core::BucketWindow::new(&policy);
+    let window = breaker_core::store::BucketWindow::new(&policy);
     breaker_core::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window)
 }
 

@@ -391,6 +391,109 @@ pub fn operator_trip_and_reset(f: &dyn Fixture) {
     );
 }
 
+/// A permit given before a close (an operator's reset of a closed breaker included) reports
+/// into a cycle that has ended: its outcome changes nothing. Forced closed never trips, even on
+/// a probe that was in flight when it was set.
+pub fn cycles_end_at_close_and_forced_closed_never_trips(f: &dyn Fixture) {
+    let p = policy()
+        .minimum_failures(1)
+        .open_for(secs(1))
+        .build()
+        .unwrap();
+    let b = f.breaker("cycles", p);
+    let before_reset = b.acquire().unwrap();
+    assert_eq!(b.reset(), None, "closed already");
+    assert_eq!(b.record(before_reset, Outcome::Failure).transition, None);
+    assert_eq!(b.snapshot().counts, Counts::default());
+    assert_eq!(b.snapshot().state, State::Closed);
+
+    assert!(is_trip(call(&*b, Outcome::Failure)));
+    f.clock().advance(secs(1));
+    let probe = b.acquire().unwrap();
+    assert!(probe.is_probe());
+    b.set_override(Override::ForcedClosed, None);
+    assert_eq!(b.record(probe, Outcome::Failure).transition, None);
+    let permit = b.acquire().expect("forced closed admits");
+    b.record(permit, Outcome::Failure);
+    b.set_override(Override::Auto, None);
+    assert_ne!(
+        b.snapshot().state,
+        State::Open,
+        "no trip while forced closed"
+    );
+}
+
+/// A 429 or 503 with `Retry-After` opens the breaker until then (capped by `max_open_for`),
+/// whatever the window says, reported as a trip with its cause; no wait changes nothing; with
+/// `retry_after = ignore` it is an ordinary outcome.
+pub fn retry_after_opens_until_then(f: &dyn Fixture) {
+    let p = policy()
+        .minimum_failures(100)
+        .max_open_for(secs(3600))
+        .build()
+        .unwrap();
+    let b = f.breaker("retry-after", p.clone());
+    let permit = b.acquire().unwrap();
+    assert_eq!(
+        b.record_retry_after(permit, Outcome::Failure, Duration::ZERO)
+            .transition,
+        None,
+        "no wait, no trip"
+    );
+    let permit = b.acquire().unwrap();
+    let Some(Transition::Tripped {
+        open_for, cause, ..
+    }) = b
+        .record_retry_after(permit, Outcome::Failure, Duration::from_millis(2_500))
+        .transition
+    else {
+        panic!("a Retry-After opens the breaker");
+    };
+    assert_eq!(
+        (open_for, cause),
+        (Duration::from_millis(2_500), TripCause::RetryAfter)
+    );
+    let rejected = b.acquire().unwrap_err();
+    assert_eq!(
+        (rejected.reason(), rejected.retry_after()),
+        (RejectReason::Open, Duration::from_millis(2_500))
+    );
+    assert_eq!(b.snapshot().counts.calls, 2, "both calls counted");
+    f.clock().advance(Duration::from_millis(2_500));
+    assert!(b.acquire().unwrap().is_probe(), "then probes go as usual");
+
+    let capped = f.breaker(
+        "retry-after-capped",
+        p.to_builder()
+            .open_for(secs(1))
+            .max_open_for(secs(10))
+            .build()
+            .unwrap(),
+    );
+    let permit = capped.acquire().unwrap();
+    let recorded = capped.record_retry_after(permit, Outcome::Success, secs(86_400));
+    assert!(matches!(
+        recorded.transition,
+        Some(Transition::Tripped { open_for, .. }) if open_for == secs(10)
+    ));
+
+    let ignoring = f.breaker(
+        "retry-after-ignored",
+        p.to_builder()
+            .retry_after(breaker_core::RetryAfterPolicy::Ignore)
+            .build()
+            .unwrap(),
+    );
+    let permit = ignoring.acquire().unwrap();
+    assert_eq!(
+        ignoring
+            .record_retry_after(permit, Outcome::Failure, secs(30))
+            .transition,
+        None
+    );
+    assert_eq!(ignoring.snapshot().state, State::Closed);
+}
+
 /// Breakers of different names never share state, whatever the names.
 pub fn names_are_distinct(f: &dyn Fixture) {
     let long = "x".repeat(10 * 1024);
@@ -531,7 +634,8 @@ macro_rules! conformance_suite {
             probe_successes_close_and_clear, probe_failure_reopens_with_backoff,
             crashed_probe_frees_its_slot, stale_generation_is_ignored, window_slides,
             ignored_counts_nowhere, slow_calls_fail, overrides, operator_trip_and_reset,
-            names_are_distinct, concurrent_records_are_exact, half_open_crowd_gets_exact_probes);
+            names_are_distinct, concurrent_records_are_exact, half_open_crowd_gets_exact_probes,
+            cycles_end_at_close_and_forced_closed_never_trips, retry_after_opens_until_then);
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
         $(

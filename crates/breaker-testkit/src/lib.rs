@@ -17,9 +17,10 @@ pub mod redis_server;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use breaker_core::store::BucketWindow;
 use breaker_core::{
-    Breaker, BucketWindow, Circuit, Clock, ManualClock, Outcome, Override, Permit, Policy,
-    Recorded, Rejected, Snapshot, Transition,
+    Breaker, Circuit, Clock, ManualClock, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Snapshot, Transition,
 };
 
 /// One breaker under test, driven on the fixture's manual clock.

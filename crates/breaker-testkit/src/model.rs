@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use breaker_core::store::{self, PolicyMillis};
 use breaker_core::{
     Clock, Counts, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded,
     RejectReason, Rejected, RetryAfterPolicy, Snapshot, State, Timestamp, Transition, TripCause,
@@ -123,12 +124,12 @@ impl Subject for Model {
                 return Err(Rejected::new(RejectReason::ForcedOpen, retry));
             }
             Override::ForcedClosed => {
-                return Ok(Permit::new(m.generation, PermitKind::Normal, at, false));
+                return Ok(store::permit(m.generation, PermitKind::Normal, at, false));
             }
             _ => {}
         }
         if !m.open && !m.half_open {
-            return Ok(Permit::new(m.generation, PermitKind::Normal, at, false));
+            return Ok(store::permit(m.generation, PermitKind::Normal, at, false));
         }
         let mut half_opened = false;
         if m.open {
@@ -150,7 +151,7 @@ impl Subject for Model {
             let ticket = m.tickets;
             m.probes
                 .push((ticket, now + policy.probe_lease().as_millis() as u64));
-            Ok(Permit::new(
+            Ok(store::permit(
                 m.generation,
                 PermitKind::Probe { ticket },
                 at,
@@ -335,7 +336,7 @@ struct CoreSnapshot;
 impl CoreSnapshot {
     fn default_closed() -> Snapshot {
         let policy = Policy::default();
-        let window = breaker_core::BucketWindow::new(&policy);
+        let window = breaker_core::store::BucketWindow::new(&policy);
         breaker_core::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window)
     }
 }

@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use breaker_core::{Listeners, ManualClock, Policy, Timestamp};
+use breaker_http::Breakers;
 use breaker_reqwest::{BreakerMiddleware, BreakerOpen, Rejection};
 use breaker_store_memory::{MemoryBreaker, MemoryStore};
-use breaker_testkit::adapter::{Adapter, Answer, Client, Failed, Spec};
+use breaker_testkit::adapter::{Adapter, Answer, Client, Failed};
 use reqwest_middleware::ClientWithMiddleware;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -18,6 +19,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .unwrap()
 });
 
+#[derive(Clone)]
 struct Reqwest {
     clock: ManualClock,
     store: MemoryStore,
@@ -33,7 +35,7 @@ impl Reqwest {
     }
 }
 
-struct ReqwestClient(ClientWithMiddleware);
+struct ReqwestClient(ClientWithMiddleware, BreakerMiddleware<MemoryBreaker>);
 
 impl Client for ReqwestClient {
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, Failed> {
@@ -45,22 +47,14 @@ impl Client for ReqwestClient {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let headers = response
-                        .headers()
-                        .iter()
-                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
-                        .collect();
+                    let headers = response.headers().clone();
                     let rejection = response.extensions().get::<Rejection>().cloned();
                     let body = response
                         .text()
                         .await
                         .map_err(|err| Failed::Client(err.to_string()))?;
-                    Ok(Answer {
-                        status,
-                        headers,
-                        body,
-                        rejection,
-                    })
+                    let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+                    Ok(Answer::new(status, headers, rejection, body))
                 }
                 Err(reqwest_middleware::Error::Middleware(err)) => {
                     match err.downcast::<BreakerOpen>() {
@@ -71,6 +65,10 @@ impl Client for ReqwestClient {
                 Err(err) => Err(Failed::Client(err.to_string())),
             }
         })
+    }
+
+    fn on_demand_breakers(&self) -> usize {
+        self.1.on_demand_breakers()
     }
 }
 
@@ -88,25 +86,16 @@ impl Adapter for Reqwest {
             .with_listeners(listeners)
     }
 
-    fn client(&self, spec: Spec<MemoryBreaker>) -> Box<dyn Client> {
-        let mut middleware = BreakerMiddleware::new()
-            .rejection_mode(spec.mode)
-            .classifier(spec.classifier);
-        if let Some(bytes) = spec.capture_body {
-            middleware = middleware.capture_body(bytes);
-        }
-        for (prefix, breaker, rejection) in spec.mounts {
-            middleware = middleware.mount_with(&prefix, breaker, rejection).unwrap();
-        }
+    fn client_over(&self, breakers: Breakers<MemoryBreaker>) -> Box<dyn Client> {
+        let middleware = BreakerMiddleware::from(breakers);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        Box::new(ReqwestClient(
-            reqwest_middleware::ClientBuilder::new(client)
-                .with(middleware)
-                .build(),
-        ))
+        let client = reqwest_middleware::ClientBuilder::new(client)
+            .with(middleware.clone())
+            .build();
+        Box::new(ReqwestClient(client, middleware))
     }
 }
 

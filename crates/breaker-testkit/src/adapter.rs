@@ -5,9 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use breaker_core::{Event, EventKind, Listeners, ManualClock, Outcome, Policy, Transition};
+use breaker_core::{
+    Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Policy, Transition,
+};
 use breaker_http::{
-    Attempt, BreakerOpen, Classifier, HttpContext, Rejection, RejectionMode, default_classify,
+    Attempt, BreakerOpen, Breakers, Classifier, HttpContext, OnDemand, Rejection, RejectionMode,
+    default_classify,
 };
 
 use crate::http_server::{Reply, TestServer, refused_url};
@@ -22,6 +25,27 @@ pub struct Spec<B> {
     pub classifier: Classifier,
     /// Body bytes captured for listeners on failures.
     pub capture_body: Option<usize>,
+    /// Breakers made on demand for requests no mount matches.
+    pub on_demand: Option<OnDemand<B>>,
+}
+
+impl<B: Breaker> Spec<B> {
+    /// The client's breakers and options, as every adapter takes them.
+    pub fn into_breakers(self) -> Breakers<B> {
+        let mut breakers = Breakers::blocking()
+            .rejection_mode(self.mode)
+            .classifier(self.classifier);
+        if let Some(bytes) = self.capture_body {
+            breakers = breakers.capture_body(bytes);
+        }
+        if let Some(on_demand) = self.on_demand {
+            breakers = breakers.on_demand(on_demand);
+        }
+        for (prefix, breaker, rejection) in self.mounts {
+            breakers = breakers.mount_with(&prefix, breaker, rejection).unwrap();
+        }
+        breakers
+    }
 }
 
 impl<B> Spec<B> {
@@ -32,6 +56,7 @@ impl<B> Spec<B> {
             mode: RejectionMode::Response,
             classifier: Classifier::default(),
             capture_body: None,
+            on_demand: None,
         }
     }
 
@@ -55,6 +80,25 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer from the response's status, headers (as bytes), marker and whole body.
+    pub fn new<'h>(
+        status: u16,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        rejection: Option<Rejection>,
+        body: String,
+    ) -> Answer {
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), String::from_utf8_lossy(value).into_owned()))
+            .collect();
+        Answer {
+            status,
+            headers,
+            body,
+            rejection,
+        }
+    }
+
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -77,18 +121,24 @@ pub enum Failed {
 pub trait Client: Send + Sync {
     /// `GET url` with extra request headers.
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, Failed>;
+    /// How many breakers made on demand the client keeps.
+    fn on_demand_breakers(&self) -> usize;
 }
 
 /// What an adapter's test binary provides.
-pub trait Adapter: Sync {
+pub trait Adapter: Clone + Send + Sync + 'static {
     /// The breaker type the adapter takes.
-    type Breaker;
+    type Breaker: Breaker + 'static;
     /// The clock the breakers read.
     fn clock(&self) -> &ManualClock;
     /// A fresh breaker with `policy` and `listeners`.
     fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> Self::Breaker;
+    /// A client of the adapter over `breakers`.
+    fn client_over(&self, breakers: Breakers<Self::Breaker>) -> Box<dyn Client>;
     /// A client set up as `spec` says.
-    fn client(&self, spec: Spec<Self::Breaker>) -> Box<dyn Client>;
+    fn client(&self, spec: Spec<Self::Breaker>) -> Box<dyn Client> {
+        self.client_over(spec.into_breakers())
+    }
 }
 
 fn policy(minimum_failures: u64, failure_rate: f64) -> Policy {
@@ -515,6 +565,100 @@ pub fn probe_success_closes<A: Adapter>(a: &A) {
     );
 }
 
+/// A 429 or 503 with `Retry-After` opens the breaker until then, whatever the counts say:
+/// later calls are rejected without reaching the server and carry that `Retry-After`; a
+/// header that is garbage changes nothing.
+pub fn retry_after_opens_the_breaker<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let breaker = a.breaker("retry-after", policy(5, 50.0), Listeners::new());
+    let client = a.client(Spec::one(server.url(""), breaker));
+    let asking =
+        |value: &str| Reply::Headers(503, vec![("retry-after".to_owned(), value.to_owned())]);
+    server.push([asking("soon")]);
+    assert_eq!(get(&*client, &server.url("/")).status, 503);
+    assert!(
+        !is_synthetic(&get(&*client, &server.url("/"))),
+        "a Retry-After of garbage asks nothing"
+    );
+    server.push([asking("3")]);
+    assert_eq!(get(&*client, &server.url("/")).status, 503);
+    let hits = server.hits();
+    for _ in 0..5 {
+        let rejected = get(&*client, &server.url("/"));
+        assert!(is_synthetic(&rejected), "one 503 asking for 3 s opened it");
+        assert_eq!(rejected.header("retry-after"), Some("3"));
+    }
+    assert_eq!(server.hits(), hits, "nothing reached the server while open");
+    a.clock().advance(Duration::from_secs(3));
+    assert_eq!(
+        get(&*client, &server.url("/")).status,
+        200,
+        "a probe goes after 3 s"
+    );
+    assert!(
+        !is_synthetic(&get(&*client, &server.url("/"))),
+        "and closed it"
+    );
+}
+
+/// Breakers on demand: each authority gets its own breaker, made on first use and named
+/// after it; a thousand hosts through one client keep at most `max_breakers` of them alive.
+pub fn breakers_on_demand<A: Adapter>(a: &A) {
+    // Each breaker made holds a clone of `alive` in its listeners, so the count of clones
+    // is the count of breakers still alive anywhere in the process.
+    let alive = Arc::new(());
+    let (maker, counted) = (a.clone(), alive.clone());
+    let on_demand = OnDemand::new(move |name: &str| {
+        let token = counted.clone();
+        let listeners = Listeners::new().with(move |_: &Event<'_>| {
+            let _ = &token;
+        });
+        Ok(maker.breaker(name, policy(1, 10.0), listeners))
+    })
+    .max_breakers(8);
+    let mut spec = Spec::mounted(Vec::new());
+    spec.on_demand = Some(on_demand);
+    let client = a.client(spec);
+
+    let (failing, healthy) = (TestServer::start(), TestServer::start());
+    failing.push([Reply::Status(500)]);
+    assert_eq!(get(&*client, &failing.url("/a")).status, 500);
+    let rejected = get(&*client, &failing.url("/b"));
+    assert_eq!(
+        rejected.rejection.map(|r| r.name),
+        Some(failing.url("")),
+        "the failing host's own breaker, named after its authority"
+    );
+    assert_eq!(
+        get(&*client, &healthy.url("/")).status,
+        200,
+        "another host is not affected"
+    );
+    assert_eq!(client.on_demand_breakers(), 2);
+
+    for _ in 0..1_000 {
+        // A port seen before may come again: its breaker is open by then.
+        let host = refused_url("/");
+        match client.get(&host, &[]) {
+            Err(Failed::Client(_)) => {}
+            Ok(answer) if is_synthetic(&answer) => {}
+            other => panic!("{host} refuses, or its breaker is open: {other:?}"),
+        }
+        assert!(client.on_demand_breakers() <= 8);
+    }
+    // Two clones are not breakers: `alive` itself and the factory's.
+    let breakers_alive = || Arc::strong_count(&alive) - 2;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while breakers_alive() > 8 {
+        assert!(
+            Instant::now() < deadline,
+            "{} breakers still alive",
+            breakers_alive()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// One `#[test]` per adapter case, given an expression that makes the [`Adapter`].
 #[macro_export]
 macro_rules! adapter_suite {
@@ -523,7 +667,8 @@ macro_rules! adapter_suite {
             trips_at_the_boundary, synthetic_response_in_every_detail, error_mode,
             half_open_probes_reach_the_server, prefix_routing, classifier,
             transport_errors_are_failures, slow_calls_fail, listener_events_and_fields,
-            misbehaving_listeners, probe_success_closes);
+            misbehaving_listeners, probe_success_closes, retry_after_opens_the_breaker,
+            breakers_on_demand);
     };
     (@cases $adapter:expr; $($case:ident),* $(,)?) => {
         $(

@@ -21,6 +21,8 @@ pub enum Reply {
     Drop,
     /// Run the hook (for example, move a manual clock), then answer with this status.
     Hook(Arc<dyn Fn() + Send + Sync>, u16),
+    /// This status with these extra headers (say, `Retry-After`).
+    Headers(u16, Vec<(String, String)>),
 }
 
 impl std::fmt::Debug for Reply {
@@ -31,6 +33,7 @@ impl std::fmt::Debug for Reply {
             Reply::Delayed(wait, status) => write!(f, "Delayed({wait:?}, {status})"),
             Reply::Drop => f.write_str("Drop"),
             Reply::Hook(_, status) => write!(f, "Hook({status})"),
+            Reply::Headers(status, headers) => write!(f, "Headers({status}, {headers:?})"),
         }
     }
 }
@@ -181,6 +184,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let reply = lock(&shared.script)
             .pop_front()
             .unwrap_or_else(|| lock(&shared.default).clone());
+        let mut extra = String::new();
         let (status, body) = match reply {
             Reply::Status(status) => (status, "ok".to_owned()),
             Reply::Body(status, body) => (status, body),
@@ -192,13 +196,19 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 hook();
                 (status, "ok".to_owned())
             }
+            Reply::Headers(status, headers) => {
+                for (name, value) in headers {
+                    extra.push_str(&format!("{name}: {value}\r\n"));
+                }
+                (status, "ok".to_owned())
+            }
             Reply::Drop => {
                 let _ = writer.shutdown(Shutdown::Both);
                 return;
             }
         };
         let response = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nset-cookie: session=s3cret\r\nx-test: yes\r\n\r\n{body}",
+            "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nset-cookie: session=s3cret\r\nx-test: yes\r\n{extra}\r\n{body}",
             reason(status),
             body.len()
         );

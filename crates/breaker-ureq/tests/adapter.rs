@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use breaker_core::{Listeners, ManualClock, Policy, Timestamp};
+use breaker_http::Breakers;
 use breaker_store_memory::{MemoryBreaker, MemoryStore};
-use breaker_testkit::adapter::{Adapter, Answer, Client, Failed, Spec};
+use breaker_testkit::adapter::{Adapter, Answer, Client, Failed};
 use breaker_ureq::{BreakerMiddleware, BreakerOpen, Rejection};
 
+#[derive(Clone)]
 struct Ureq {
     clock: ManualClock,
     store: MemoryStore,
@@ -23,7 +25,7 @@ impl Ureq {
     }
 }
 
-struct UreqClient(ureq::Agent);
+struct UreqClient(ureq::Agent, BreakerMiddleware<MemoryBreaker>);
 
 impl Client for UreqClient {
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, Failed> {
@@ -34,22 +36,14 @@ impl Client for UreqClient {
         match request.call() {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                let headers = response
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
-                    .collect();
                 let rejection = response.extensions().get::<Rejection>().cloned();
                 let body = response
                     .body_mut()
                     .read_to_string()
                     .map_err(|err| Failed::Client(err.to_string()))?;
-                Ok(Answer {
-                    status,
-                    headers,
-                    body,
-                    rejection,
-                })
+                let headers = response.headers().iter();
+                let headers = headers.map(|(n, v)| (n.as_str(), v.as_bytes()));
+                Ok(Answer::new(status, headers, rejection, body))
             }
             Err(ureq::Error::Other(err)) => match err.downcast::<BreakerOpen>() {
                 Ok(open) => Err(Failed::Open(*open)),
@@ -57,6 +51,10 @@ impl Client for UreqClient {
             },
             Err(err) => Err(Failed::Client(err.to_string())),
         }
+    }
+
+    fn on_demand_breakers(&self) -> usize {
+        self.1.on_demand_breakers()
     }
 }
 
@@ -74,25 +72,17 @@ impl Adapter for Ureq {
             .with_listeners(listeners)
     }
 
-    fn client(&self, spec: Spec<MemoryBreaker>) -> Box<dyn Client> {
-        let mut middleware = BreakerMiddleware::new()
-            .rejection_mode(spec.mode)
-            .classifier(spec.classifier);
-        if let Some(bytes) = spec.capture_body {
-            middleware = middleware.capture_body(bytes);
-        }
-        for (prefix, breaker, rejection) in spec.mounts {
-            middleware = middleware.mount_with(&prefix, breaker, rejection).unwrap();
-        }
+    fn client_over(&self, breakers: Breakers<MemoryBreaker>) -> Box<dyn Client> {
+        let middleware = BreakerMiddleware::from(breakers);
         // Statuses as responses, so the suite reads 5xx bodies; the default (statuses as
         // errors) is covered by tests/ureq_defaults.rs.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
-            .middleware(middleware)
+            .middleware(middleware.clone())
             .build()
             .into();
-        Box::new(UreqClient(agent))
+        Box::new(UreqClient(agent, middleware))
     }
 }
 

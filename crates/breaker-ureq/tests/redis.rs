@@ -11,7 +11,7 @@ use breaker_core::{Event, EventKind, Listeners, Policy, StoreFailurePolicy};
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
-use breaker_ureq::{BreakerMiddleware, Rejection};
+use breaker_ureq::{BreakerMiddleware, OnDemand, Rejection};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn agent(redis_url: &str, backend: &str, timeout: Duration) -> ureq::Agent {
@@ -102,5 +102,31 @@ fn main() {
         "the shared breaker is open here too"
     );
     assert_eq!(backend.hits(), hits, "this process sent nothing");
-    println!("ureq with redis: 2 passed, 0 failed");
+
+    // Breakers on demand through the blocking store: two agents make the same breaker for a
+    // host, so one's failures stop the other's calls.
+    let on_demand = |redis_url: &str| -> ureq::Agent {
+        // Every call asks Redis, so the other agent sees a trip on its next call.
+        let config = RedisConfig::standalone(redis_url).max_staleness(Duration::ZERO);
+        let store = BlockingRedisStore::connect(config).unwrap();
+        let policy = Policy::builder().minimum_failures(3).build().unwrap();
+        let per_host = OnDemand::new(move |name: &str| store.breaker(name, policy.clone()));
+        let middleware = BreakerMiddleware::new().on_demand(per_host);
+        let config = ureq::Agent::config_builder().http_status_as_error(false);
+        config.middleware(middleware).build().into()
+    };
+    let (one, two) = (on_demand(&redis.url()), on_demand(&redis.url()));
+    let failing = TestServer::start();
+    failing.set_default(Reply::Status(500));
+    for _ in 0..3 {
+        assert_eq!(one.get(failing.url("/")).call().unwrap().status(), 500);
+    }
+    let hits = failing.hits();
+    let answer = two.get(failing.url("/")).call().unwrap();
+    assert!(
+        answer.extensions().get::<Rejection>().is_some(),
+        "the host's breaker is open for the other agent too"
+    );
+    assert_eq!(failing.hits(), hits, "the other agent sent nothing");
+    println!("ureq with redis: 3 passed, 0 failed");
 }

@@ -8,7 +8,7 @@
 //! `X-Circuit-Breaker: breaker tripped`, `Retry-After`, a JSON body, and a
 //! [`Rejection`] response extension), or with a [`Rejection`] error
 //! (`reqwest_middleware::Error::Middleware`) if you choose [`RejectionMode::Error`].
-//! [`OnDemand`] gives each host its own breaker, made on first use. [`is_rejection`] tells a
+//! [`OnDemand`] gives each host its own breaker, made on first use. [`rejection_of`] tells a
 //! retry policy not to retry a rejection (see `examples/with_retries.rs`).
 //!
 //! ```no_run
@@ -53,14 +53,27 @@ breaker_http::client_type!(
     AsyncBreaker
 );
 
-/// Whether `result` is a call a breaker rejected (the synthetic response or, in error mode,
-/// the error): a retry policy should not retry it.
-pub fn is_rejection(result: &reqwest_middleware::Result<Response>) -> bool {
+/// The [`Rejection`] behind `result`, if a breaker rejected the call: the synthetic
+/// response's marker or, in error mode, the error, also when another middleware (a retry
+/// middleware) wrapped it. A retry policy should not retry such a call.
+pub fn rejection_of(result: &reqwest_middleware::Result<Response>) -> Option<&Rejection> {
     match result {
-        Ok(response) => response.extensions().get::<Rejection>().is_some(),
-        Err(reqwest_middleware::Error::Middleware(err)) => err.is::<Rejection>(),
-        Err(_) => false,
+        Ok(response) => response.extensions().get::<Rejection>(),
+        Err(err) => rejection_in(err),
     }
+}
+
+fn rejection_in(error: &reqwest_middleware::Error) -> Option<&Rejection> {
+    let reqwest_middleware::Error::Middleware(error) = error else {
+        return None;
+    };
+    error.chain().find_map(|cause| {
+        cause.downcast_ref::<Rejection>().or_else(|| {
+            cause
+                .downcast_ref::<reqwest_middleware::Error>()
+                .and_then(rejection_in)
+        })
+    })
 }
 
 fn error_kind(error: &reqwest_middleware::Error) -> ErrorKind {

@@ -9,7 +9,9 @@
 //! [`RejectionMode::Error`], by an error that downcasts to [`Rejection`].
 //!
 //! The service answers with [`BreakerBody`], which is the inner service's body or the
-//! synthetic response's, and with [`BoxError`] errors, as tower's own layers do.
+//! synthetic response's, and with [`BoxError`] errors, as tower's own layers do. Under
+//! `tower::retry`, put the retry layer outside this one (every attempt then counts) and let
+//! the policy stop at [`rejection_of`] (see `tests/retries.rs`).
 //!
 //! ```no_run
 //! use breaker_core::Policy;
@@ -96,6 +98,25 @@ impl<S: std::fmt::Debug, B> std::fmt::Debug for BreakerService<S, B> {
             .field("inner", &self.inner)
             .field("breakers", &self.breakers)
             .finish()
+    }
+}
+
+/// The [`Rejection`] behind `result`, if a breaker rejected the call: the synthetic
+/// response's marker or, in error mode, the error (anywhere in its chain). A retry policy
+/// should not retry such a call.
+pub fn rejection_of<T>(result: &Result<http::Response<T>, BoxError>) -> Option<&Rejection> {
+    match result {
+        Ok(response) => response.extensions().get::<Rejection>(),
+        Err(error) => {
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
+            while let Some(error) = next {
+                if let Some(rejection) = error.downcast_ref::<Rejection>() {
+                    return Some(rejection);
+                }
+                next = error.source();
+            }
+            None
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Event, EventKind, Listeners, Outcome, Permit, Policy, Recorded,
+    AsyncBreaker, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy, Recorded,
     Rejected, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, ErrorKind, default_classify};
@@ -410,7 +410,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
             .breaker(&name, policy)
             .map_err(store_failure)?;
         let run = drive(&args, Recording::new(breaker.clone())).await?;
-        let state = Breaker::snapshot(&breaker).map_err(store_failure)?.state;
+        let state = Operate::snapshot(&breaker).map_err(store_failure)?.state;
         report(&args, &name, &run, state);
         return Ok(());
     }

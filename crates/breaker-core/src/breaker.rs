@@ -58,14 +58,37 @@ pub trait Breaker: Send + Sync {
         let _ = wait;
         self.record(permit, outcome)
     }
+}
+
+/// What an operator does to a breaker, whatever store keeps it: read its state, override it,
+/// trip it, reset it. Tools (the `breaker` command, a dashboard) work through this trait (or
+/// [`AsyncOperate`]) rather than a concrete store.
+pub trait Operate {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
-    /// Sets an operator override for every process sharing the store, for `duration` (forever if `None`).
+    /// Sets an operator override for every process sharing the store, for `duration` (forever
+    /// if `None`, or if longer than [`MAX_DURATION`](crate::MAX_DURATION)).
     fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError>;
     /// Opens the breaker now, as an operator.
     fn trip(&self) -> Result<Transition, StoreError>;
     /// Closes the breaker now and clears its window, as an operator.
     fn reset(&self) -> Result<Option<Transition>, StoreError>;
+}
+
+/// [`Operate`] for stores reached asynchronously.
+pub trait AsyncOperate {
+    /// The breaker's state, as the store holds it.
+    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+    /// Sets an operator override for every process sharing the store, for `duration`.
+    fn set_override(
+        &self,
+        mode: Override,
+        duration: Option<Duration>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Opens the breaker now, as an operator.
+    fn trip(&self) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Closes the breaker now and clears its window, as an operator.
+    fn reset(&self) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send;
 }
 
 /// A named breaker whose state lives in a store, for async callers (runtime-agnostic).
@@ -136,8 +159,8 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// ```
 /// use breaker_core::{call, CallError, Outcome};
 /// # use breaker_core::store::permit;
-/// # use breaker_core::{Breaker, Listeners, Override, Permit, PermitKind, Policy, Recorded,
-/// #     Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp, Transition};
+/// # use breaker_core::{Breaker, Listeners, Permit, PermitKind, Policy, Recorded, Rejected,
+/// #     Timestamp};
 /// # struct AlwaysClosed(Policy, Listeners);
 /// # impl Breaker for AlwaysClosed {
 /// #     fn name(&self) -> &str { "demo" }
@@ -149,10 +172,6 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     fn record(&self, _: Permit, outcome: Outcome) -> Recorded {
 /// #         Recorded::new(outcome, Default::default(), None)
 /// #     }
-/// #     fn snapshot(&self) -> Result<Snapshot, StoreError> { Err(StoreError::new(StoreErrorKind::NotFound, "demo")) }
-/// #     fn set_override(&self, _: Override, _: Option<std::time::Duration>) -> Result<(), StoreError> { Ok(()) }
-/// #     fn trip(&self) -> Result<Transition, StoreError> { Err(StoreError::new(StoreErrorKind::NotFound, "demo")) }
-/// #     fn reset(&self) -> Result<Option<Transition>, StoreError> { Ok(None) }
 /// # }
 /// # let breaker = AlwaysClosed(Policy::default(), Listeners::new());
 /// let answer: Result<u32, CallError<std::io::Error>> = call(&breaker, || Ok(42));

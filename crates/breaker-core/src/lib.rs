@@ -51,8 +51,8 @@ mod time;
 mod window;
 
 pub use breaker::{
-    AsyncBreaker, Breaker, CallError, Recorded, call, call_async, call_classified, classify_result,
-    report,
+    AsyncBreaker, AsyncOperate, Breaker, CallError, Operate, Recorded, call, call_async,
+    call_classified, classify_result, report,
 };
 pub use circuit::{
     Circuit, Outcome, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State,

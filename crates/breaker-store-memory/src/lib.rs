@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use breaker_core::{call, Breaker, CallError, Policy, State};
+//! use breaker_core::{call, CallError, Operate, Policy, State};
 //! use breaker_store_memory::MemoryStore;
 //!
 //! let store = MemoryStore::new();
@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use breaker_core::store;
 use breaker_core::{
-    AsyncBreaker, Breaker, Circuit, Clock, Listeners, MonotonicClock, Outcome, Override, Permit,
-    PermitKind, Policy, Recorded, Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp,
-    Transition,
+    AsyncBreaker, AsyncOperate, Breaker, Circuit, Clock, Listeners, MonotonicClock, Operate,
+    Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected, Snapshot, StoreError,
+    StoreErrorKind, Timestamp, Transition,
 };
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -323,7 +323,9 @@ impl Breaker for MemoryBreaker {
     fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
         self.record_retry_after_at(self.clock.now(), permit, outcome, wait)
     }
+}
 
+impl Operate for MemoryBreaker {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         Ok(self.snapshot_at(self.clock.now()))
     }
@@ -341,6 +343,28 @@ impl Breaker for MemoryBreaker {
 
     fn reset(&self) -> Result<Option<Transition>, StoreError> {
         Ok(self.with_circuit(|circuit, window| circuit.reset(window)))
+    }
+}
+
+impl AsyncOperate for MemoryBreaker {
+    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send {
+        ready(Operate::snapshot(self))
+    }
+
+    fn set_override(
+        &self,
+        mode: Override,
+        duration: Option<Duration>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Operate::set_override(self, mode, duration))
+    }
+
+    fn trip(&self) -> impl Future<Output = Result<Transition, StoreError>> + Send {
+        ready(Operate::trip(self))
+    }
+
+    fn reset(&self) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send {
+        ready(Operate::reset(self))
     }
 }
 

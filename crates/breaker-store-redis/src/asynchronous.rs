@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{
-    AsyncBreaker, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
-    StoreError, Transition,
+    AsyncBreaker, AsyncOperate, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Snapshot, StoreError, Transition,
 };
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -485,6 +485,28 @@ impl RedisBreaker {
         let call = self.engine.operator_call(Op::Reset);
         self.engine
             .finish_reset(&self.store.invoke(call, "resetting the breaker").await?)
+    }
+}
+
+impl AsyncOperate for RedisBreaker {
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        RedisBreaker::snapshot(self).await
+    }
+
+    async fn set_override(
+        &self,
+        mode: Override,
+        duration: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        RedisBreaker::set_override(self, mode, duration).await
+    }
+
+    async fn trip(&self) -> Result<Transition, StoreError> {
+        RedisBreaker::trip(self).await
+    }
+
+    async fn reset(&self) -> Result<Option<Transition>, StoreError> {
+        RedisBreaker::reset(self).await
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Breaker, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
+    Breaker, Listeners, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
     StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::{SentinelClient, SentinelServerType};
@@ -435,7 +435,9 @@ impl Breaker for BlockingRedisBreaker {
     fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
         self.record_with(permit, outcome, Some(wait))
     }
+}
 
+impl Operate for BlockingRedisBreaker {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let call = self.engine.operator_call(Op::Snapshot);
         self.engine

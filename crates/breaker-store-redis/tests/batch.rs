@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Outcome, PermitKind, Policy,
-    RejectReason, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
+    AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Operate, Outcome, PermitKind,
+    Policy, RejectReason, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;

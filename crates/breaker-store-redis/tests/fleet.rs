@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use breaker_core::{
-    Breaker, Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, RejectReason,
-    Snapshot, State, Timestamp, Transition,
+    Breaker, Clock, ManualClock, Operate, Outcome, Override, Permit, PermitKind, Policy,
+    RejectReason, Snapshot, State, Timestamp, Transition,
 };
 use breaker_store_redis::{BlockingRedisBreaker, BlockingRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
@@ -161,7 +161,7 @@ impl Fleet {
     }
 
     fn truth(&self) -> Snapshot {
-        Breaker::snapshot(&self.operator_breaker).unwrap()
+        Operate::snapshot(&self.operator_breaker).unwrap()
     }
 
     fn script_calls() -> u64 {
@@ -327,16 +327,16 @@ impl Fleet {
                 self.clock.set(Timestamp::from_millis(to));
             }
             Step::Trip => {
-                let transition = Breaker::trip(&self.operator_breaker).unwrap();
+                let transition = Operate::trip(&self.operator_breaker).unwrap();
                 self.note(Some(transition))?;
             }
-            Step::Reset => match Breaker::reset(&self.operator_breaker).unwrap() {
+            Step::Reset => match Operate::reset(&self.operator_breaker).unwrap() {
                 // A reset of a closed breaker starts a new generation silently.
                 None => self.generations += 1,
                 transition => self.note(transition)?,
             },
             Step::Override(mode, ms) => {
-                Breaker::set_override(&self.operator_breaker, *mode, ms.map(Duration::from_millis))
+                Operate::set_override(&self.operator_breaker, *mode, ms.map(Duration::from_millis))
                     .unwrap();
             }
             Step::Flush => self.lose_every_key(),

@@ -8,9 +8,9 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Outcome, Override,
-    Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreErrorKind,
-    StoreFailurePolicy, Timestamp, Transition, TripCause,
+    AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate, Outcome,
+    Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State,
+    StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
@@ -283,7 +283,7 @@ fn closed_path_costs_one_script_call_per_call() {
     let per_call = (scripts() - before) as f64 / calls as f64;
     assert!(per_call <= 1.0, "{per_call} script calls per call");
     assert_eq!(
-        Breaker::snapshot(&breaker).unwrap().counts.calls,
+        Operate::snapshot(&breaker).unwrap().counts.calls,
         calls + 10
     );
 }
@@ -359,7 +359,7 @@ fn one_corrupt_field_costs_only_that_field() {
     };
 
     // An open breaker whose state field turns to garbage stays open.
-    Breaker::trip(&breaker).unwrap();
+    Operate::trip(&breaker).unwrap();
     for (field, value) in [("st", "7"), ("ov", "x"), ("pr", "1:zz"), ("st", "-1")] {
         single().command(&["HSET", &key, field, value]).unwrap();
         let reported = corrupt_reports();
@@ -370,11 +370,11 @@ fn one_corrupt_field_costs_only_that_field() {
             reported + 1,
             "{field} = {value} reported"
         );
-        assert_eq!(Breaker::snapshot(&breaker).unwrap().state, State::Open);
+        assert_eq!(Operate::snapshot(&breaker).unwrap().state, State::Open);
     }
 
     // Counts in two buckets; garbage in one bucket loses that bucket's counts only.
-    Breaker::reset(&breaker).unwrap();
+    Operate::reset(&breaker).unwrap();
     let fail = || {
         let permit = Breaker::acquire(&breaker).unwrap();
         Breaker::record(&breaker, permit, Outcome::Failure);
@@ -383,14 +383,14 @@ fn one_corrupt_field_costs_only_that_field() {
     let first_slot = (clock.now().as_millis() / 1_000) % 60;
     clock.advance(Duration::from_secs(1));
     fail();
-    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 2);
+    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 2);
     // The running totals are read on every call, the buckets only when they leave the
     // window or the totals must be counted again: garbage in both is met at once.
     single()
         .command(&["HSET", &key, &format!("t{first_slot}"), "-1", "tc", "x"])
         .unwrap();
     fail();
-    let counts = Breaker::snapshot(&breaker).unwrap().counts;
+    let counts = Operate::snapshot(&breaker).unwrap().counts;
     assert_eq!((counts.calls, counts.failures), (2, 2), "one bucket lost");
     // A counter that holds garbage restarts its bucket with the call that meets it.
     let slot = (clock.now().as_millis() / 1_000) % 60;
@@ -398,13 +398,13 @@ fn one_corrupt_field_costs_only_that_field() {
         .command(&["HSET", &key, &format!("c{slot}"), "lots"])
         .unwrap();
     fail();
-    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 1);
+    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 1);
     // The generation: the state is kept, calls go on being counted.
     single()
         .command(&["HSET", &key, "gen", "not a number"])
         .unwrap();
     fail();
-    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 2);
+    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 2);
 
     // A key that is not a hash at all holds nothing to keep: the call follows the failure
     // policy (fail-closed), and the breaker starts afresh on the next call.
@@ -415,7 +415,7 @@ fn one_corrupt_field_costs_only_that_field() {
     assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
     let permit = Breaker::acquire(&breaker).expect("healed");
     Breaker::record(&breaker, permit, Outcome::Success);
-    assert_eq!(Breaker::snapshot(&breaker).unwrap().counts.calls, 1);
+    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 1);
     assert!(corrupt_reports() >= 8, "{:?}", log.lock().unwrap());
 }
 
@@ -642,7 +642,7 @@ fn wrong_password_is_reported_without_the_password() {
         BlockingRedisStore::connect(RedisConfig::standalone(&acl).timeout(RELAXED)).unwrap();
     let breaker = blocking.breaker("acl", Policy::default()).unwrap();
     assert!(matches!(
-        Breaker::trip(&breaker).unwrap(),
+        Operate::trip(&breaker).unwrap(),
         Transition::Tripped { .. }
     ));
     let store = RUNTIME
@@ -810,7 +810,7 @@ fn redis_failures_under_load() {
         });
         Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap()
     };
-    let calls_seen = || Breaker::snapshot(&watched).map(|s| s.counts.calls);
+    let calls_seen = || Operate::snapshot(&watched).map(|s| s.counts.calls);
 
     let healthy = run_phase(Duration::from_millis(300));
     assert!(healthy.counted > 0 && healthy.unchecked == 0 && healthy.unavailable == 0);
@@ -868,7 +868,7 @@ fn sentinel_finds_the_master_for_both_stores() {
         .block_on(store.breaker("sentinel", Policy::default()))
         .unwrap();
     assert!(matches!(
-        Breaker::trip(&one).unwrap(),
+        Operate::trip(&one).unwrap(),
         Transition::Tripped { .. }
     ));
     let seen = RUNTIME.block_on(two.snapshot()).unwrap();
@@ -910,7 +910,7 @@ fn history_records_transitions_and_operator_actions_capped() {
     let probe = Breaker::acquire(&breaker).unwrap();
     Breaker::record(&breaker, probe, Outcome::Success);
     clock.advance(Duration::from_secs(1));
-    Breaker::set_override(
+    Operate::set_override(
         &breaker,
         Override::ForcedOpen,
         Some(Duration::from_secs(60)),
@@ -931,14 +931,14 @@ fn history_records_transitions_and_operator_actions_capped() {
         .breaker("other", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     clock.advance(Duration::from_secs(1));
-    Breaker::trip(&other).unwrap();
+    Operate::trip(&other).unwrap();
     let all = store.history(None, 2).unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].name, "other");
     assert_eq!(all[0].detail("cause"), Some("operator"));
     // Bounded: trimming is approximate (whole stream nodes of 100 entries), never unbounded.
     for _ in 0..400 {
-        Breaker::trip(&other).unwrap();
+        Operate::trip(&other).unwrap();
     }
     let key = format!("{prefix}:{{=other}}:history");
     let len: usize = single().command(&["XLEN", &key]).unwrap().parse().unwrap();

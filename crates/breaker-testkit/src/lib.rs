@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use breaker_core::store::BucketWindow;
 use breaker_core::{
-    Breaker, Circuit, Clock, ManualClock, Outcome, Override, Permit, Policy, Recorded, Rejected,
-    Snapshot, Transition,
+    Breaker, Circuit, Clock, ManualClock, Operate, Outcome, Override, Permit, Policy, Recorded,
+    Rejected, Snapshot, Transition,
 };
 
 /// One breaker under test, driven on the fixture's manual clock.
@@ -41,7 +41,7 @@ pub trait Subject: Send + Sync {
     fn reset(&self) -> Option<Transition>;
 }
 
-impl<B: Breaker> Subject for B {
+impl<B: Breaker + Operate> Subject for B {
     fn acquire(&self) -> Result<Permit, Rejected> {
         Breaker::acquire(self)
     }
@@ -55,19 +55,19 @@ impl<B: Breaker> Subject for B {
     }
 
     fn snapshot(&self) -> Snapshot {
-        Breaker::snapshot(self).expect("snapshot")
+        Operate::snapshot(self).expect("snapshot")
     }
 
     fn set_override(&self, mode: Override, duration: Option<Duration>) {
-        Breaker::set_override(self, mode, duration).expect("set_override");
+        Operate::set_override(self, mode, duration).expect("set_override");
     }
 
     fn trip(&self) -> Transition {
-        Breaker::trip(self).expect("trip")
+        Operate::trip(self).expect("trip")
     }
 
     fn reset(&self) -> Option<Transition> {
-        Breaker::reset(self).expect("reset")
+        Operate::reset(self).expect("reset")
     }
 }
 

@@ -1,6 +1,5 @@
 //! The async store (tokio).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,17 +14,15 @@ use redis::aio::{
 };
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{
-    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value,
-};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
 use crate::config::{Deployment, RedisConfig, redact};
-use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
+use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error, store_error_in, timed_out};
-use crate::history::{self, Bucket, HistoryEntry};
-use crate::registry::{self, BreakerInfo};
-use crate::script::Op;
+use crate::history::{Bucket, HistoryEntry};
+use crate::ops::{self, Ask, Operation, Request, Step};
+use crate::registry::BreakerInfo;
 
 /// A Sentinel-managed master: found through the Sentinels, and found again after an error
 /// (the master may have moved).
@@ -222,15 +219,28 @@ impl RedisStore {
         result
     }
 
-    async fn invoke(
-        &self,
-        call: ScriptInvocation<'static>,
-        what: &str,
-    ) -> Result<Vec<i64>, StoreError> {
-        self.request(what, |mut connection| async move {
-            call.invoke_async(&mut connection).await
-        })
-        .await
+    /// Runs `op` to its end: sends what it asks and hands it the replies. Also says whether
+    /// Redis answered the last request (false if none was sent).
+    async fn run<O: Operation>(&self, mut op: O) -> (O::Output, bool) {
+        let mut reply = None;
+        let mut answered = false;
+        loop {
+            match op.step(reply.take()) {
+                Step::Done(output) => return (output, answered),
+                Step::Ask(Ask { request, what }) => {
+                    let result = self
+                        .request(what, |mut connection| async move {
+                            match request {
+                                Request::Script(call) => call.invoke_async(&mut connection).await,
+                                Request::Command(cmd) => cmd.query_async(&mut connection).await,
+                            }
+                        })
+                        .await;
+                    answered = result.is_ok();
+                    reply = Some(result);
+                }
+            }
+        }
     }
 
     async fn query<T: FromRedisValue + Send + 'static>(
@@ -260,31 +270,13 @@ impl RedisStore {
         engine.registration()?;
         let now = engine.now();
         if engine.registration_due(now) {
-            let ok = self.register(&engine).await;
+            let (ok, _) = self.run(ops::register(&engine)).await;
             engine.registered(now, ok);
         }
         Ok(RedisBreaker {
             engine,
             store: self.clone(),
         })
-    }
-
-    /// Writes `engine`'s breaker into the registry; whether it worked.
-    async fn register(&self, engine: &Engine) -> bool {
-        let commands = match engine.registration() {
-            Ok(commands) => commands,
-            Err(err) => {
-                tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
-                return false;
-            }
-        };
-        for cmd in commands {
-            if let Err(err) = self.query::<()>(cmd, "registering the breaker").await {
-                tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
-                return false;
-            }
-        }
-        true
     }
 
     /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no
@@ -311,16 +303,8 @@ impl RedisStore {
 
     /// Sends `engine`'s pending outcomes, if any, in one script call.
     async fn flush_engine(&self, engine: &Arc<Engine>) -> Result<(), StoreError> {
-        let Some((call, context)) = engine.take_batch() else {
-            return Ok(());
-        };
-        let reply = self.invoke(call, "sending a batch").await;
-        let result = match &reply {
-            Ok(_) => Ok(()),
-            Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
-        };
-        engine.finish_batch(context, reply);
-        if result.is_ok() {
+        let (result, answered) = self.run(ops::flush(engine)).await;
+        if answered {
             self.refresh_registration(engine);
         }
         result
@@ -340,7 +324,7 @@ impl RedisStore {
         let store = self.clone();
         let engine = engine.clone();
         runtime.spawn(async move {
-            let ok = store.register(&engine).await;
+            let (ok, _) = store.run(ops::register(&engine)).await;
             engine.registered(now, ok);
         });
     }
@@ -352,64 +336,16 @@ impl RedisStore {
         name: Option<&str>,
         count: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        history::check_count(count)?;
-        let prefix = &self.inner.settings.prefix;
-        let names = match name {
-            Some(name) => vec![name.to_owned()],
-            None => {
-                let raw: HashMap<String, String> = self
-                    .query(registry::names(prefix), "reading the registry")
-                    .await?;
-                registry::parse_names(raw)
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .collect()
-            }
-        };
-        let mut entries = Vec::new();
-        for name in names {
-            let keys = crate::keys::Keys::new(prefix, &name);
-            let raw: Vec<(String, Vec<String>)> = self
-                .query(history::read(&keys, count), "reading a breaker's history")
-                .await?;
-            entries.extend(history::parse(&name, raw));
-        }
-        Ok(history::merge(entries, count))
+        self.run(ops::history(&self.inner.settings, name, count))
+            .await
+            .0
     }
 
     /// Every registered breaker with its live state and the policies it was registered
     /// with (more than one: processes disagree). Breakers whose keys have expired are
     /// dropped from the registry.
     pub async fn list(&self) -> Result<Vec<BreakerInfo>, StoreError> {
-        let prefix = &self.inner.settings.prefix;
-        let raw: HashMap<String, String> = self
-            .query(registry::names(prefix), "reading the registry")
-            .await?;
-        let mut breakers = Vec::new();
-        for (name, first_seen) in registry::parse_names(raw) {
-            let keys = crate::keys::Keys::new(prefix, &name);
-            let raw: HashMap<String, String> = self
-                .query(Cmd::hgetall(&keys.policies), "reading a breaker's policies")
-                .await?;
-            let (policies, last_seen) = registry::parse_policies(raw);
-            let Some(policy) = policies.first().cloned() else {
-                self.query::<()>(Cmd::hdel(&keys.registry, &name), "pruning the registry")
-                    .await?;
-                continue;
-            };
-            let engine = Engine::new(&name, policy, self.inner.settings.clone());
-            let call = engine.operator_call(Op::Snapshot);
-            let snapshot =
-                engine.finish_snapshot(&self.invoke(call, "reading a breaker").await?)?;
-            breakers.push(BreakerInfo {
-                name,
-                first_seen,
-                last_seen,
-                policies,
-                snapshot,
-            });
-        }
-        Ok(breakers)
+        self.run(ops::list(&self.inner.settings)).await.0
     }
 }
 
@@ -441,9 +377,7 @@ impl RedisBreaker {
 
     /// The breaker's state, read from Redis.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let call = self.engine.operator_call(Op::Snapshot);
-        self.engine
-            .finish_snapshot(&self.store.invoke(call, "reading the breaker").await?)
+        self.store.run(ops::snapshot(&self.engine)).await.0
     }
 
     /// Sets an operator override for every process, for `duration` (forever if `None`).
@@ -452,9 +386,8 @@ impl RedisBreaker {
         mode: Override,
         duration: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let call = self.engine.override_call(mode, duration);
-        self.engine
-            .finish_override(&self.store.invoke(call, "setting an override").await?)
+        let op = ops::set_override(&self.engine, mode, duration);
+        self.store.run(op).await.0
     }
 
     /// Sends the outcomes this breaker has added up in batched mode
@@ -468,23 +401,17 @@ impl RedisBreaker {
 
     /// The window's live buckets, oldest first, read from Redis.
     pub async fn window(&self) -> Result<Vec<Bucket>, StoreError> {
-        let call = self.engine.operator_call(Op::Window);
-        self.engine
-            .finish_window(&self.store.invoke(call, "reading the window").await?)
+        self.store.run(ops::window(&self.engine)).await.0
     }
 
     /// Opens the breaker now for every process.
     pub async fn trip(&self) -> Result<Transition, StoreError> {
-        let call = self.engine.operator_call(Op::Trip);
-        self.engine
-            .finish_trip(&self.store.invoke(call, "tripping the breaker").await?)
+        self.store.run(ops::trip(&self.engine)).await.0
     }
 
     /// Closes the breaker now for every process, clearing its window.
     pub async fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        let call = self.engine.operator_call(Op::Reset);
-        self.engine
-            .finish_reset(&self.store.invoke(call, "resetting the breaker").await?)
+        self.store.run(ops::reset(&self.engine)).await.0
     }
 }
 
@@ -535,16 +462,7 @@ impl AsyncBreaker for RedisBreaker {
     }
 
     async fn acquire(&self) -> Result<Permit, Rejected> {
-        let now = self.engine.now();
-        if let Some(decision) = self.engine.cached_acquire(now) {
-            return decision;
-        }
-        let reply = self
-            .store
-            .invoke(self.engine.invocation(now, Op::Acquire), "acquire")
-            .await;
-        let answered = reply.is_ok();
-        let decision = self.engine.finish_acquire(now, reply);
+        let (decision, answered) = self.store.run(ops::acquire(&self.engine)).await;
         if answered {
             self.store.refresh_registration(&self.engine);
         }
@@ -572,25 +490,18 @@ impl RedisBreaker {
         outcome: Outcome,
         wait: Option<Duration>,
     ) -> Recorded {
-        match self.engine.plan_record(permit, outcome, wait) {
-            RecordPlan::Done(recorded) => recorded,
-            RecordPlan::Batched(recorded, BatchDue::Trip) => {
+        let op = ops::record(&self.engine, permit, outcome, wait);
+        let ((recorded, due), answered) = self.store.run(op).await;
+        match due {
+            // The caller whose failure could trip the breaker waits for the batch.
+            BatchDue::Trip => {
                 let _ = self.store.flush_engine(&self.engine).await;
-                recorded
             }
-            RecordPlan::Batched(recorded, due) => {
-                self.store.schedule_flush(&self.engine, due);
-                recorded
-            }
-            RecordPlan::Send(call, context) => {
-                let reply = self.store.invoke(call, "record").await;
-                let answered = reply.is_ok();
-                let recorded = self.engine.finish_record(context, reply);
-                if answered {
-                    self.store.refresh_registration(&self.engine);
-                }
-                recorded
-            }
+            due => self.store.schedule_flush(&self.engine, due),
         }
+        if answered {
+            self.store.refresh_registration(&self.engine);
+        }
+        recorded
     }
 }

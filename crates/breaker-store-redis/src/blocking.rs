@@ -1,6 +1,5 @@
 //! The blocking store: a pool of plain connections, each request bounded by the timeout.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,14 +9,14 @@ use breaker_core::{
     StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, RedisResult, ScriptInvocation};
+use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, RedisResult};
 
 use crate::config::{Deployment, RedisConfig};
-use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
+use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error};
-use crate::history::{self, Bucket, HistoryEntry};
-use crate::registry::{self, BreakerInfo};
-use crate::script::Op;
+use crate::history::{Bucket, HistoryEntry};
+use crate::ops::{self, Ask, Operation, Request, Step};
+use crate::registry::BreakerInfo;
 
 enum Client {
     Standalone(redis::Client),
@@ -198,8 +197,24 @@ impl BlockingRedisStore {
         result.map_err(store_error)
     }
 
-    fn invoke(&self, call: &ScriptInvocation<'static>, what: &str) -> Result<Vec<i64>, StoreError> {
-        self.request(what, |conn| call.invoke(conn))
+    /// Runs `op` to its end: sends what it asks and hands it the replies. Also says whether
+    /// Redis answered the last request (false if none was sent).
+    fn run<O: Operation>(&self, mut op: O) -> (O::Output, bool) {
+        let mut reply = None;
+        let mut answered = false;
+        loop {
+            match op.step(reply.take()) {
+                Step::Done(output) => return (output, answered),
+                Step::Ask(Ask { request, what }) => {
+                    let result = self.request(what, |conn| match &request {
+                        Request::Script(call) => call.invoke(conn),
+                        Request::Command(cmd) => cmd.query(conn),
+                    });
+                    answered = result.is_ok();
+                    reply = Some(result);
+                }
+            }
+        }
     }
 
     fn query<T: FromRedisValue>(&self, cmd: &Cmd, what: &str) -> Result<T, StoreError> {
@@ -227,16 +242,8 @@ impl BlockingRedisStore {
 
     /// Sends `engine`'s pending outcomes, if any, in one script call.
     fn flush_engine(&self, engine: &Engine) -> Result<(), StoreError> {
-        let Some((call, context)) = engine.take_batch() else {
-            return Ok(());
-        };
-        let reply = self.invoke(&call, "sending a batch");
-        let result = match &reply {
-            Ok(_) => Ok(()),
-            Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
-        };
-        engine.finish_batch(context, reply);
-        if result.is_ok() {
+        let (result, answered) = self.run(ops::flush(engine));
+        if answered {
             self.refresh_registration(engine);
         }
         result
@@ -249,16 +256,8 @@ impl BlockingRedisStore {
         if !engine.registration_due(now) {
             return;
         }
-        let ok = match engine.registration() {
-            Ok(commands) => commands
-                .iter()
-                .try_for_each(|cmd| self.query::<()>(cmd, "registering the breaker")),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = &ok {
-            tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
-        }
-        engine.registered(now, ok.is_ok());
+        let (ok, _) = self.run(ops::register(engine));
+        engine.registered(now, ok);
     }
 
     /// The newest `count` entries of the history of breaker `name`, or of every registered
@@ -268,58 +267,12 @@ impl BlockingRedisStore {
         name: Option<&str>,
         count: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        history::check_count(count)?;
-        let prefix = &self.inner.settings.prefix;
-        let names = match name {
-            Some(name) => vec![name.to_owned()],
-            None => {
-                let raw: HashMap<String, String> =
-                    self.query(&registry::names(prefix), "reading the registry")?;
-                registry::parse_names(raw)
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .collect()
-            }
-        };
-        let mut entries = Vec::new();
-        for name in names {
-            let keys = crate::keys::Keys::new(prefix, &name);
-            let raw: Vec<(String, Vec<String>)> =
-                self.query(&history::read(&keys, count), "reading a breaker's history")?;
-            entries.extend(history::parse(&name, raw));
-        }
-        Ok(history::merge(entries, count))
+        self.run(ops::history(&self.inner.settings, name, count)).0
     }
 
     /// Every registered breaker with its live state; see [`RedisStore::list`](crate::RedisStore::list).
     pub fn list(&self) -> Result<Vec<BreakerInfo>, StoreError> {
-        let prefix = &self.inner.settings.prefix;
-        let raw: HashMap<String, String> =
-            self.query(&registry::names(prefix), "reading the registry")?;
-        let mut breakers = Vec::new();
-        for (name, first_seen) in registry::parse_names(raw) {
-            let keys = crate::keys::Keys::new(prefix, &name);
-            let raw: HashMap<String, String> = self.query(
-                &Cmd::hgetall(&keys.policies),
-                "reading a breaker's policies",
-            )?;
-            let (policies, last_seen) = registry::parse_policies(raw);
-            let Some(policy) = policies.first().cloned() else {
-                self.query::<()>(&Cmd::hdel(&keys.registry, &name), "pruning the registry")?;
-                continue;
-            };
-            let engine = Engine::new(&name, policy, self.inner.settings.clone());
-            let call = engine.operator_call(Op::Snapshot);
-            let snapshot = engine.finish_snapshot(&self.invoke(&call, "reading a breaker")?)?;
-            breakers.push(BreakerInfo {
-                name,
-                first_seen,
-                last_seen,
-                policies,
-                snapshot,
-            });
-        }
-        Ok(breakers)
+        self.run(ops::list(&self.inner.settings)).0
     }
 }
 
@@ -352,25 +305,16 @@ impl BlockingRedisBreaker {
 
 impl BlockingRedisBreaker {
     fn record_with(&self, permit: Permit, outcome: Outcome, wait: Option<Duration>) -> Recorded {
-        match self.engine.plan_record(permit, outcome, wait) {
-            RecordPlan::Done(recorded) => recorded,
-            RecordPlan::Batched(recorded, due) => {
-                // No timer here: the call that finds the interval passed sends the batch.
-                if matches!(due, BatchDue::Now | BatchDue::Trip) {
-                    let _ = self.store.flush_engine(&self.engine);
-                }
-                recorded
-            }
-            RecordPlan::Send(call, context) => {
-                let reply = self.store.invoke(&call, "record");
-                let answered = reply.is_ok();
-                let recorded = self.engine.finish_record(context, reply);
-                if answered {
-                    self.store.refresh_registration(&self.engine);
-                }
-                recorded
-            }
+        let op = ops::record(&self.engine, permit, outcome, wait);
+        let ((recorded, due), answered) = self.store.run(op);
+        // No timer here: the call that finds the interval passed sends the batch.
+        if matches!(due, BatchDue::Now | BatchDue::Trip) {
+            let _ = self.store.flush_engine(&self.engine);
         }
+        if answered {
+            self.store.refresh_registration(&self.engine);
+        }
+        recorded
     }
 
     /// Sends the outcomes this breaker has added up in batched mode
@@ -384,9 +328,7 @@ impl BlockingRedisBreaker {
 
     /// The window's live buckets, oldest first, read from Redis.
     pub fn window(&self) -> Result<Vec<Bucket>, StoreError> {
-        let call = self.engine.operator_call(Op::Window);
-        self.engine
-            .finish_window(&self.store.invoke(&call, "reading the window")?)
+        self.store.run(ops::window(&self.engine)).0
     }
 }
 
@@ -413,15 +355,7 @@ impl Breaker for BlockingRedisBreaker {
     }
 
     fn acquire(&self) -> Result<Permit, Rejected> {
-        let now = self.engine.now();
-        if let Some(decision) = self.engine.cached_acquire(now) {
-            return decision;
-        }
-        let reply = self
-            .store
-            .invoke(&self.engine.invocation(now, Op::Acquire), "acquire");
-        let answered = reply.is_ok();
-        let decision = self.engine.finish_acquire(now, reply);
+        let (decision, answered) = self.store.run(ops::acquire(&self.engine));
         if answered {
             self.store.refresh_registration(&self.engine);
         }
@@ -439,26 +373,20 @@ impl Breaker for BlockingRedisBreaker {
 
 impl Operate for BlockingRedisBreaker {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let call = self.engine.operator_call(Op::Snapshot);
-        self.engine
-            .finish_snapshot(&self.store.invoke(&call, "reading the breaker")?)
+        self.store.run(ops::snapshot(&self.engine)).0
     }
 
     fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
-        let call = self.engine.override_call(mode, duration);
-        self.engine
-            .finish_override(&self.store.invoke(&call, "setting an override")?)
+        self.store
+            .run(ops::set_override(&self.engine, mode, duration))
+            .0
     }
 
     fn trip(&self) -> Result<Transition, StoreError> {
-        let call = self.engine.operator_call(Op::Trip);
-        self.engine
-            .finish_trip(&self.store.invoke(&call, "tripping the breaker")?)
+        self.store.run(ops::trip(&self.engine)).0
     }
 
     fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        let call = self.engine.operator_call(Op::Reset);
-        self.engine
-            .finish_reset(&self.store.invoke(&call, "resetting the breaker")?)
+        self.store.run(ops::reset(&self.engine)).0
     }
 }

@@ -36,6 +36,7 @@ mod engine;
 mod error;
 mod history;
 mod keys;
+mod ops;
 mod registry;
 mod script;
 

@@ -1,0 +1,533 @@
+//! Every store operation as steps without IO: an operation says what to send next and takes
+//! the reply, until it is done. The async and blocking stores are two thin transports around
+//! this: each only sends what an operation asks (within the store's timeout) and hands it the
+//! reply, in one loop of its own.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{
+    Outcome, Override, Permit, Recorded, Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp,
+    Transition,
+};
+use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
+
+use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
+use crate::history::{self, Bucket, HistoryEntry};
+use crate::keys::Keys;
+use crate::registry::{self, BreakerInfo};
+use crate::script::Op;
+
+/// What to send.
+pub(crate) enum Request {
+    /// A call of the breaker script.
+    Script(ScriptInvocation<'static>),
+    /// A plain command.
+    Command(Cmd),
+}
+
+/// A request, with what it is for (for errors and logs).
+pub(crate) struct Ask {
+    pub(crate) request: Request,
+    pub(crate) what: &'static str,
+}
+
+/// What an operation does next.
+pub(crate) enum Step<T> {
+    /// Send this, then hand the reply to [`Operation::step`].
+    Ask(Ask),
+    /// The operation is done.
+    Done(T),
+}
+
+/// A store operation without IO.
+pub(crate) trait Operation {
+    /// What it comes to.
+    type Output;
+    /// The next step, given the reply to the last request (`None` at the start).
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output>;
+}
+
+fn script(call: ScriptInvocation<'static>, what: &'static str) -> Step<Never> {
+    Step::Ask(Ask {
+        request: Request::Script(call),
+        what,
+    })
+}
+
+fn command(cmd: Cmd, what: &'static str) -> Ask {
+    Ask {
+        request: Request::Command(cmd),
+        what,
+    }
+}
+
+/// No value: the type of a step that can only ask.
+pub(crate) enum Never {}
+
+impl Step<Never> {
+    fn into_step<T>(self) -> Step<T> {
+        match self {
+            Step::Ask(ask) => Step::Ask(ask),
+            Step::Done(never) => match never {},
+        }
+    }
+}
+
+/// A reply read as `T`; a reply of another shape is corrupt data.
+fn read<T: FromRedisValue>(reply: Result<Value, StoreError>, what: &str) -> Result<T, StoreError> {
+    redis::from_redis_value(reply?).map_err(|err| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("unexpected reply from redis ({what}): {err}"),
+        )
+    })
+}
+
+/// One script call whose reply `finish` turns into the output.
+pub(crate) struct OneCall<F> {
+    ask: Option<(ScriptInvocation<'static>, &'static str)>,
+    finish: Option<F>,
+}
+
+impl<T, F: FnOnce(Result<Vec<i64>, StoreError>) -> T> Operation for OneCall<F> {
+    type Output = T;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<T> {
+        match (reply, self.ask.take(), self.finish.take()) {
+            (None, Some((call, what)), finish) => {
+                self.finish = finish;
+                script(call, what).into_step()
+            }
+            (Some(reply), _, Some(finish)) => Step::Done(finish(read(reply, "breaker script"))),
+            _ => unreachable!(
+                "a one-call operation is stepped once with no reply, then once with it"
+            ),
+        }
+    }
+}
+
+fn one_call<T>(
+    call: ScriptInvocation<'static>,
+    what: &'static str,
+    finish: impl FnOnce(Result<Vec<i64>, StoreError>) -> T,
+) -> OneCall<impl FnOnce(Result<Vec<i64>, StoreError>) -> T> {
+    OneCall {
+        ask: Some((call, what)),
+        finish: Some(finish),
+    }
+}
+
+/// The pre-call check: from the cache when it can answer, else one script call.
+pub(crate) fn acquire(engine: &Engine) -> impl Operation<Output = Result<Permit, Rejected>> + '_ {
+    let now = engine.now();
+    let cached = engine.cached_acquire(now);
+    Acquire {
+        engine,
+        now,
+        cached,
+        asked: false,
+    }
+}
+
+struct Acquire<'a> {
+    engine: &'a Engine,
+    now: Timestamp,
+    cached: Option<Result<Permit, Rejected>>,
+    asked: bool,
+}
+
+impl Operation for Acquire<'_> {
+    type Output = Result<Permit, Rejected>;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
+        if let Some(decision) = self.cached.take() {
+            return Step::Done(decision);
+        }
+        match reply {
+            None if !self.asked => {
+                self.asked = true;
+                script(self.engine.invocation(self.now, Op::Acquire), "acquire").into_step()
+            }
+            reply => {
+                let reply = reply.map_or_else(|| Err(internal("acquire")), |r| read(r, "acquire"));
+                Step::Done(self.engine.finish_acquire(self.now, reply))
+            }
+        }
+    }
+}
+
+fn internal(what: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!("no reply to hand on ({what})"),
+    )
+}
+
+/// Reporting an outcome: answered at once, added to the batch (and when to send it), or one
+/// script call.
+pub(crate) fn record(
+    engine: &Engine,
+    permit: Permit,
+    outcome: Outcome,
+    wait: Option<Duration>,
+) -> impl Operation<Output = (Recorded, BatchDue)> + '_ {
+    Record {
+        engine,
+        plan: Some(engine.plan_record(permit, outcome, wait)),
+        context: None,
+    }
+}
+
+struct Record<'a> {
+    engine: &'a Engine,
+    plan: Option<RecordPlan>,
+    context: Option<crate::engine::RecordContext>,
+}
+
+impl Operation for Record<'_> {
+    type Output = (Recorded, BatchDue);
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
+        match (self.plan.take(), self.context.take(), reply) {
+            (Some(RecordPlan::Done(recorded)), ..) => Step::Done((recorded, BatchDue::No)),
+            (Some(RecordPlan::Batched(recorded, due)), ..) => Step::Done((recorded, due)),
+            (Some(RecordPlan::Send(call, context)), ..) => {
+                self.context = Some(context);
+                script(call, "record").into_step()
+            }
+            (None, Some(context), Some(reply)) => Step::Done((
+                self.engine.finish_record(context, read(reply, "record")),
+                BatchDue::No,
+            )),
+            _ => unreachable!("a record is planned once, then finished with its reply"),
+        }
+    }
+}
+
+/// Sending what the batch holds, if anything.
+pub(crate) fn flush(engine: &Engine) -> impl Operation<Output = Result<(), StoreError>> + '_ {
+    let batch = engine.take_batch();
+    let finish = move |reply: Result<Vec<i64>, StoreError>, context| {
+        let result = match &reply {
+            Ok(_) => Ok(()),
+            Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
+        };
+        engine.finish_batch(context, reply);
+        result
+    };
+    match batch {
+        Some((call, context)) => Flush::Send(one_call(call, "sending a batch", move |reply| {
+            finish(reply, context)
+        })),
+        None => Flush::Empty,
+    }
+}
+
+enum Flush<O> {
+    Empty,
+    Send(O),
+}
+
+impl<O: Operation<Output = Result<(), StoreError>>> Operation for Flush<O> {
+    type Output = Result<(), StoreError>;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
+        match self {
+            Flush::Empty => Step::Done(Ok(())),
+            Flush::Send(op) => op.step(reply),
+        }
+    }
+}
+
+/// The breaker's state, read from Redis.
+pub(crate) fn snapshot(
+    engine: &Engine,
+) -> impl Operation<Output = Result<Snapshot, StoreError>> + '_ {
+    one_call(
+        engine.operator_call(Op::Snapshot),
+        "reading the breaker",
+        |reply| engine.finish_snapshot(&reply?),
+    )
+}
+
+/// The window's live buckets.
+pub(crate) fn window(
+    engine: &Engine,
+) -> impl Operation<Output = Result<Vec<Bucket>, StoreError>> + '_ {
+    one_call(
+        engine.operator_call(Op::Window),
+        "reading the window",
+        |reply| engine.finish_window(&reply?),
+    )
+}
+
+/// An operator's override.
+pub(crate) fn set_override(
+    engine: &Engine,
+    mode: Override,
+    duration: Option<Duration>,
+) -> impl Operation<Output = Result<(), StoreError>> + '_ {
+    one_call(
+        engine.override_call(mode, duration),
+        "setting an override",
+        |reply| engine.finish_override(&reply?),
+    )
+}
+
+/// An operator's trip.
+pub(crate) fn trip(
+    engine: &Engine,
+) -> impl Operation<Output = Result<Transition, StoreError>> + '_ {
+    one_call(
+        engine.operator_call(Op::Trip),
+        "tripping the breaker",
+        |reply| engine.finish_trip(&reply?),
+    )
+}
+
+/// An operator's reset.
+pub(crate) fn reset(
+    engine: &Engine,
+) -> impl Operation<Output = Result<Option<Transition>, StoreError>> + '_ {
+    one_call(
+        engine.operator_call(Op::Reset),
+        "resetting the breaker",
+        |reply| engine.finish_reset(&reply?),
+    )
+}
+
+/// Writing the breaker into the registry (a few plain commands, one key each: in a Cluster the
+/// registry and the breaker live in different slots); whether it worked.
+pub(crate) fn register(engine: &Engine) -> impl Operation<Output = bool> + '_ {
+    let commands = match engine.registration() {
+        Ok(commands) => VecDeque::from(commands),
+        Err(err) => {
+            tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
+            VecDeque::new()
+        }
+    };
+    let ok = !commands.is_empty();
+    Register {
+        engine,
+        commands,
+        ok,
+    }
+}
+
+struct Register<'a> {
+    engine: &'a Engine,
+    commands: VecDeque<Cmd>,
+    ok: bool,
+}
+
+impl Operation for Register<'_> {
+    type Output = bool;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<bool> {
+        if let Some(Err(err)) = reply {
+            tracing::warn!(breaker = %self.engine.name, error = %err, "breaker registration failed");
+            return Step::Done(false);
+        }
+        match self.commands.pop_front() {
+            Some(cmd) if self.ok => Step::Ask(command(cmd, "registering the breaker")),
+            _ => Step::Done(self.ok),
+        }
+    }
+}
+
+/// Every registered breaker with its live state and the policies it was registered with;
+/// breakers whose keys have expired are pruned from the registry.
+pub(crate) fn list(
+    settings: &Settings,
+) -> impl Operation<Output = Result<Vec<BreakerInfo>, StoreError>> + '_ {
+    List {
+        settings,
+        names: None,
+        current: None,
+        breakers: Vec::new(),
+    }
+}
+
+struct List<'a> {
+    settings: &'a Settings,
+    names: Option<VecDeque<(String, Timestamp)>>,
+    current: Option<Listing>,
+    breakers: Vec<BreakerInfo>,
+}
+
+/// Where the listing of one breaker is.
+enum Listing {
+    Policies(String, Timestamp),
+    Pruned,
+    Snapshot {
+        engine: Arc<Engine>,
+        first_seen: Timestamp,
+        last_seen: Timestamp,
+        policies: Vec<breaker_core::Policy>,
+    },
+}
+
+impl List<'_> {
+    /// The next breaker's first request, or the listing.
+    fn next_breaker(&mut self) -> Step<Result<Vec<BreakerInfo>, StoreError>> {
+        let Some((name, first_seen)) = self.names.as_mut().and_then(VecDeque::pop_front) else {
+            return Step::Done(Ok(std::mem::take(&mut self.breakers)));
+        };
+        let keys = Keys::new(&self.settings.prefix, &name);
+        self.current = Some(Listing::Policies(name, first_seen));
+        Step::Ask(command(
+            Cmd::hgetall(&keys.policies),
+            "reading a breaker's policies",
+        ))
+    }
+}
+
+impl Operation for List<'_> {
+    type Output = Result<Vec<BreakerInfo>, StoreError>;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
+        let Some(reply) = reply else {
+            return Step::Ask(command(
+                registry::names(&self.settings.prefix),
+                "reading the registry",
+            ));
+        };
+        if self.names.is_none() {
+            match read::<HashMap<String, String>>(reply, "registry") {
+                Ok(raw) => self.names = Some(registry::parse_names(raw).into()),
+                Err(err) => return Step::Done(Err(err)),
+            }
+            return self.next_breaker();
+        }
+        match self.current.take() {
+            Some(Listing::Policies(name, first_seen)) => {
+                let raw = match read::<HashMap<String, String>>(reply, "policies") {
+                    Ok(raw) => raw,
+                    Err(err) => return Step::Done(Err(err)),
+                };
+                let (policies, last_seen) = registry::parse_policies(raw);
+                let keys = Keys::new(&self.settings.prefix, &name);
+                let Some(policy) = policies.first().cloned() else {
+                    self.current = Some(Listing::Pruned);
+                    return Step::Ask(command(
+                        Cmd::hdel(&keys.registry, &name),
+                        "pruning the registry",
+                    ));
+                };
+                let engine = Arc::new(Engine::new(&name, policy, self.settings.clone()));
+                let call = engine.operator_call(Op::Snapshot);
+                self.current = Some(Listing::Snapshot {
+                    engine,
+                    first_seen,
+                    last_seen,
+                    policies,
+                });
+                script(call, "reading a breaker").into_step()
+            }
+            Some(Listing::Pruned) => match reply {
+                Ok(_) => self.next_breaker(),
+                Err(err) => Step::Done(Err(err)),
+            },
+            Some(Listing::Snapshot {
+                engine,
+                first_seen,
+                last_seen,
+                policies,
+            }) => {
+                let snapshot = read::<Vec<i64>>(reply, "snapshot")
+                    .and_then(|reply| engine.finish_snapshot(&reply));
+                match snapshot {
+                    Ok(snapshot) => {
+                        self.breakers.push(BreakerInfo {
+                            name: engine.name.to_string(),
+                            first_seen,
+                            last_seen,
+                            policies,
+                            snapshot,
+                        });
+                        self.next_breaker()
+                    }
+                    Err(err) => Step::Done(Err(err)),
+                }
+            }
+            None => unreachable!("a listing is stepped only while a breaker is being read"),
+        }
+    }
+}
+
+/// The newest `count` entries of the history of breaker `name`, or of every registered
+/// breaker merged, newest first.
+pub(crate) fn history<'a>(
+    settings: &'a Settings,
+    name: Option<&str>,
+    count: usize,
+) -> impl Operation<Output = Result<Vec<HistoryEntry>, StoreError>> + 'a {
+    History {
+        settings,
+        names: name.map(|name| VecDeque::from([name.to_owned()])),
+        reading: None,
+        count,
+        entries: Vec::new(),
+    }
+}
+
+struct History<'a> {
+    settings: &'a Settings,
+    names: Option<VecDeque<String>>,
+    reading: Option<String>,
+    count: usize,
+    entries: Vec<HistoryEntry>,
+}
+
+impl History<'_> {
+    fn next_breaker(&mut self) -> Step<Result<Vec<HistoryEntry>, StoreError>> {
+        let Some(name) = self.names.as_mut().and_then(VecDeque::pop_front) else {
+            let entries = std::mem::take(&mut self.entries);
+            return Step::Done(Ok(history::merge(entries, self.count)));
+        };
+        let keys = Keys::new(&self.settings.prefix, &name);
+        self.reading = Some(name);
+        Step::Ask(command(
+            history::read(&keys, self.count),
+            "reading a breaker's history",
+        ))
+    }
+}
+
+impl Operation for History<'_> {
+    type Output = Result<Vec<HistoryEntry>, StoreError>;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
+        if let Err(err) = history::check_count(self.count) {
+            return Step::Done(Err(err));
+        }
+        let Some(reply) = reply else {
+            if self.names.is_some() {
+                return self.next_breaker();
+            }
+            return Step::Ask(command(
+                registry::names(&self.settings.prefix),
+                "reading the registry",
+            ));
+        };
+        match self.reading.take() {
+            None => match read::<HashMap<String, String>>(reply, "registry") {
+                Ok(raw) => {
+                    let names = registry::parse_names(raw).into_iter().map(|(name, _)| name);
+                    self.names = Some(names.collect());
+                    self.next_breaker()
+                }
+                Err(err) => Step::Done(Err(err)),
+            },
+            Some(name) => match read::<Vec<(String, Vec<String>)>>(reply, "history") {
+                Ok(raw) => {
+                    self.entries.extend(history::parse(&name, raw));
+                    self.next_breaker()
+                }
+                Err(err) => Step::Done(Err(err)),
+            },
+        }
+    }
+}

@@ -10,6 +10,8 @@
 //! - `deps`: fails if `breaker-core` depends on any runtime, network or Redis crate.
 
 mod bench;
+#[cfg(test)]
+mod tidy;
 
 use std::env;
 use std::path::{Path, PathBuf};

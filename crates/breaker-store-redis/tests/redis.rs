@@ -800,6 +800,7 @@ fn redis_failures_under_load() {
                                 None => tally.unavailable += 1,
                             }
                         }
+                        // Paces the load: a caller every 2 ms, not a wait for state.
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                 }));

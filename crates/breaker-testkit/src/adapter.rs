@@ -514,6 +514,7 @@ pub fn misbehaving_listeners<A: Adapter>(a: &A) {
     let (recording, seen) = recorder();
     let listeners = recording
         .with(|_: &Event<'_>| panic!("listener bug"))
+        // Stands for a slow listener: the call must not wait for it.
         .with(|_: &Event<'_>| std::thread::sleep(Duration::from_millis(300)));
     let breaker = a.breaker("misbehaving", policy(100, 50.0), listeners);
     let client = a.client(Spec::one(server.url(""), breaker));

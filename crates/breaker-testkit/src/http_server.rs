@@ -189,6 +189,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             Reply::Status(status) => (status, "ok".to_owned()),
             Reply::Body(status, body) => (status, body),
             Reply::Delayed(wait, status) => {
+                // Stands for a slow backend: the delay is the reply, not a wait for state.
                 std::thread::sleep(wait);
                 (status, "ok".to_owned())
             }

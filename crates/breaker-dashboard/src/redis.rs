@@ -147,16 +147,6 @@ impl DashboardStore for RedisBreakers {
     }
 
     async fn act(&self, name: &str, action: Action) -> Result<(), StoreError> {
-        let breaker = self.breaker(name).await?;
-        match action {
-            Action::Trip => {
-                breaker.trip().await?;
-            }
-            Action::Reset => {
-                breaker.reset().await?;
-            }
-            Action::Override(mode, duration) => breaker.set_override(mode, duration).await?,
-        }
-        Ok(())
+        action.apply(&self.breaker(name).await?).await
     }
 }

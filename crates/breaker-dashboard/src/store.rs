@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use breaker_core::{Override, Policy, Snapshot, StoreError, Timestamp};
+use breaker_core::{AsyncOperate, Override, Policy, Snapshot, StoreError, Timestamp};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -72,6 +72,16 @@ impl Action {
             Some(_) => Err(format!(
                 "{name} takes no duration: only force-open and force-closed do"
             )),
+        }
+    }
+
+    /// Applies this action to `breaker`, through the store's operator actions: what a
+    /// [`DashboardStore::act`] does once it has found the breaker by name.
+    pub async fn apply<B: AsyncOperate + Sync>(self, breaker: &B) -> Result<(), StoreError> {
+        match self {
+            Action::Trip => breaker.trip().await.map(drop),
+            Action::Reset => breaker.reset().await.map(drop),
+            Action::Override(mode, duration) => breaker.set_override(mode, duration).await,
         }
     }
 }

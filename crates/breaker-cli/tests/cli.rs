@@ -309,7 +309,7 @@ fn a_bad_policy_file_is_one_line_naming_the_file_and_the_field() {
         (
             "duration",
             "failure_rate = 20\nwindow = \"soon\"\n",
-            "line 2, window: invalid duration \"soon\"",
+            "line 2, window: invalid value: string \"soon\", expected a duration",
         ),
         ("type", "buckets = \"many\"\n", "buckets"),
         ("unknown", "windw = \"1s\"\n", "unknown field `windw`"),

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use breaker_core::store::{self, BucketWindow, PolicyMillis};
+use breaker_core::store::{self, LocalBreaker, PolicyMillis};
 use breaker_core::{
     Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit, PermitKind,
     Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
@@ -128,8 +128,7 @@ pub(crate) enum BatchDue {
 /// afresh, in a new era, when the store answers again.
 #[derive(Debug)]
 struct Local {
-    circuit: Circuit,
-    window: BucketWindow,
+    breaker: LocalBreaker,
     era: u64,
     used: bool,
 }
@@ -137,8 +136,7 @@ struct Local {
 impl Local {
     fn new(policy: &Policy, era: u64) -> Local {
         Local {
-            circuit: Circuit::new(),
-            window: BucketWindow::new(policy),
+            breaker: LocalBreaker::new(policy),
             era: era & LOCAL_ERA,
             used: false,
         }
@@ -348,7 +346,7 @@ impl Engine {
     fn local_acquire(&self, now: Timestamp) -> Result<Permit, Rejected> {
         let mut local = lock(&self.local);
         local.used = true;
-        let permit = local.circuit.acquire(&self.policy, now)?;
+        let permit = local.breaker.acquire(&self.policy, now)?;
         Ok(store::permit(
             LOCAL | local.era << LOCAL_ERA_SHIFT | (permit.generation() & LOCAL_GENERATION),
             permit.kind(),
@@ -383,21 +381,16 @@ impl Engine {
                 permit.started(),
                 false,
             );
-            let Local {
-                circuit, window, ..
-            } = &mut *local;
-            let transition = match wait {
-                Some(wait) => circuit.record_retry_after(
-                    &self.policy,
-                    now,
-                    &local_permit,
-                    outcome,
-                    wait,
-                    window,
-                ),
-                None => circuit.record(&self.policy, now, &local_permit, outcome, window),
-            };
-            return RecordPlan::Done(Recorded::new(outcome, elapsed, transition));
+            return RecordPlan::Done(match wait {
+                Some(wait) => {
+                    local
+                        .breaker
+                        .record_retry_after(&self.policy, now, local_permit, outcome, wait)
+                }
+                None => local
+                    .breaker
+                    .record(&self.policy, now, local_permit, outcome),
+            });
         }
         let ticket = match permit.kind() {
             // Admitted without the store: nothing to count.
@@ -534,13 +527,12 @@ impl Engine {
         let now = self.now();
         let mut local = lock(&self.local);
         local.used = true;
-        let Local {
-            circuit, window, ..
-        } = &mut *local;
-        circuit.free_generation().and_then(|generation| {
-            let permit = store::permit(generation, PermitKind::Normal, now, false);
-            circuit.record(&self.policy, now, &permit, outcome, window)
-        })
+        let generation = local.breaker.circuit().free_generation()?;
+        let permit = store::permit(generation, PermitKind::Normal, now, false);
+        local
+            .breaker
+            .record(&self.policy, now, permit, outcome)
+            .transition
     }
 
     /// The answer to `record`, from the script's reply or the store's failure.

@@ -17,10 +17,10 @@ pub mod redis_server;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use breaker_core::store::BucketWindow;
+use breaker_core::store::LocalBreaker;
 use breaker_core::{
-    Breaker, Circuit, Clock, ManualClock, Operate, Outcome, Override, Permit, Policy, Recorded,
-    Rejected, Snapshot, Transition,
+    Breaker, Clock, ManualClock, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Snapshot, Transition,
 };
 
 /// One breaker under test, driven on the fixture's manual clock.
@@ -85,73 +85,58 @@ pub trait Fixture: Sync {
 pub struct CoreSubject {
     policy: Policy,
     clock: ManualClock,
-    state: Mutex<(Circuit, BucketWindow)>,
+    state: Mutex<LocalBreaker>,
 }
 
 impl CoreSubject {
     /// A closed breaker with `policy`, on `clock`.
     pub fn new(policy: Policy, clock: ManualClock) -> CoreSubject {
-        let window = BucketWindow::new(&policy);
         CoreSubject {
+            state: Mutex::new(LocalBreaker::new(&policy)),
             policy,
             clock,
-            state: Mutex::new((Circuit::new(), window)),
         }
     }
 }
 
 impl Subject for CoreSubject {
     fn acquire(&self) -> Result<Permit, Rejected> {
-        let mut state = self.state.lock().unwrap();
-        state.0.acquire(&self.policy, self.clock.now())
+        let now = self.clock.now();
+        self.state.lock().unwrap().acquire(&self.policy, now)
     }
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         let now = self.clock.now();
-        let elapsed = now.saturating_since(permit.started());
-        let outcome = self.policy.classify(outcome, elapsed);
-        let mut state = self.state.lock().unwrap();
-        let (circuit, window) = &mut *state;
-        let transition = circuit.record(&self.policy, now, &permit, outcome, window);
-        Recorded::new(outcome, elapsed, transition)
+        self.state
+            .lock()
+            .unwrap()
+            .record(&self.policy, now, permit, outcome)
     }
 
     fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
         let now = self.clock.now();
-        let elapsed = now.saturating_since(permit.started());
-        let outcome = self.policy.classify(outcome, elapsed);
-        let mut state = self.state.lock().unwrap();
-        let (circuit, window) = &mut *state;
-        let transition =
-            circuit.record_retry_after(&self.policy, now, &permit, outcome, wait, window);
-        Recorded::new(outcome, elapsed, transition)
+        self.state
+            .lock()
+            .unwrap()
+            .record_retry_after(&self.policy, now, permit, outcome, wait)
     }
 
     fn snapshot(&self) -> Snapshot {
-        let state = self.state.lock().unwrap();
-        state.0.snapshot(&self.policy, self.clock.now(), &state.1)
+        let now = self.clock.now();
+        self.state.lock().unwrap().snapshot(&self.policy, now)
     }
 
     fn set_override(&self, mode: Override, duration: Option<Duration>) {
         let now = self.clock.now();
-        self.state
-            .lock()
-            .unwrap()
-            .0
-            .set_override_for(mode, now, duration);
+        self.state.lock().unwrap().set_override(mode, now, duration);
     }
 
     fn trip(&self) -> Transition {
-        self.state
-            .lock()
-            .unwrap()
-            .0
-            .trip(&self.policy, self.clock.now())
+        let now = self.clock.now();
+        self.state.lock().unwrap().trip(&self.policy, now)
     }
 
     fn reset(&self) -> Option<Transition> {
-        let mut state = self.state.lock().unwrap();
-        let (circuit, window) = &mut *state;
-        circuit.reset(window)
+        self.state.lock().unwrap().reset()
     }
 }

@@ -1,6 +1,6 @@
 //! The success path (permit + record) of a closed breaker in the memory store, with `now`
-//! passed in, beside an uncontended atomic increment and the `failsafe` crate (its default
-//! policy), on one thread and on two threads sharing one breaker.
+//! passed in, beside an uncontended atomic increment and the `failsafe` and `recloser` crates
+//! (their default policies), on one thread and on two threads sharing one breaker.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -53,6 +53,11 @@ fn one_thread(c: &mut Criterion) {
     let failsafe = failsafe::Config::new().build();
     group.bench_function("failsafe", |b| {
         b.iter(|| black_box(failsafe.call(|| Ok::<(), ()>(()))))
+    });
+
+    let recloser = recloser::Recloser::default();
+    group.bench_function("recloser", |b| {
+        b.iter(|| black_box(recloser.call(|| Ok::<(), ()>(()))))
     });
     group.finish();
 }
@@ -114,6 +119,18 @@ fn two_threads(c: &mut Criterion) {
             on_two_threads(iters, move |_, iters| {
                 for _ in 0..iters {
                     black_box(failsafe.call(|| Ok::<(), ()>(()))).ok();
+                }
+            })
+        })
+    });
+
+    let recloser = Arc::new(recloser::Recloser::default());
+    group.bench_function("recloser", |b| {
+        b.iter_custom(|iters| {
+            let recloser = recloser.clone();
+            on_two_threads(iters, move |_, iters| {
+                for _ in 0..iters {
+                    black_box(recloser.call(|| Ok::<(), ()>(()))).ok();
                 }
             })
         })

@@ -108,6 +108,7 @@ async fn first_seen(
 /// One row of the table.
 struct Row {
     max_staleness: Duration,
+    push: bool,
     trips: Vec<Duration>,
     resets: Vec<Duration>,
     calls_per_second: f64,
@@ -115,17 +116,18 @@ struct Row {
     store_errors: u64,
 }
 
-async fn measure(url: &str, max_staleness: Duration) -> Row {
+async fn measure(url: &str, max_staleness: Duration, push: bool) -> Row {
     // Keys apart from any application's, and from earlier runs of this program.
     let prefix = format!("propagation-{}", std::process::id());
-    let name = format!("staleness-{}ms", max_staleness.as_millis());
+    let name = format!("staleness-{}ms-push-{push}", max_staleness.as_millis());
     // The default policy keeps the breaker open for 3 minutes after a trip, so during the
     // measurement only the operator's reset closes it.
     let policy = Policy::default();
     let process_store = RedisStore::connect(
         RedisConfig::standalone(url)
             .prefix(&prefix)
-            .max_staleness(max_staleness),
+            .max_staleness(max_staleness)
+            .push(push),
     )
     .await
     .unwrap();
@@ -182,6 +184,7 @@ async fn measure(url: &str, max_staleness: Duration) -> Row {
 
     Row {
         max_staleness,
+        push,
         trips,
         resets,
         calls_per_second: calls.made.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
@@ -222,8 +225,10 @@ async fn main() {
         }
     };
     let mut rows = Vec::new();
-    for max_staleness in [Duration::from_secs(1), Duration::from_millis(100)] {
-        rows.push(measure(&url, max_staleness).await);
+    for push in [false, true] {
+        for max_staleness in [Duration::from_secs(1), Duration::from_millis(100)] {
+            rows.push(measure(&url, max_staleness, push).await);
+        }
     }
 
     // A URL with credentials is not printed.
@@ -254,10 +259,10 @@ async fn main() {
     );
     println!();
     println!(
-        "| max_staleness | trip: median | trip: max | reset: median | reset: max | calls/s | \
-         unchecked calls | store errors |"
+        "| changes pushed | max_staleness | trip: median | trip: max | reset: median | \
+         reset: max | calls/s | unchecked calls | store errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         let staleness = if row.max_staleness == Duration::from_secs(1) {
             "1 s (default)".to_owned()
@@ -265,7 +270,8 @@ async fn main() {
             format!("{} ms", row.max_staleness.as_millis())
         };
         println!(
-            "| {staleness} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            "| {} | {staleness} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            if row.push { "yes" } else { "no (polling)" },
             ms(median(&row.trips)),
             ms(max(&row.trips)),
             ms(median(&row.resets)),

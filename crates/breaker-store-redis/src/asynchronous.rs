@@ -1,21 +1,24 @@
 //! The async store (tokio).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use breaker_core::{
     AsyncBreaker, AsyncOperate, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected,
     Snapshot, StoreError, Transition,
 };
+use futures_util::StreamExt;
+use futures_util::future::{self, Either};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use crate::config::{Deployment, RedisConfig, redact};
 use crate::engine::{BatchDue, Engine, Settings};
@@ -79,6 +82,84 @@ struct Inner {
     connector: Connector,
     settings: Settings,
     description: String,
+    changes: Arc<Changes>,
+    /// Dropped with the store: ends the task that listens for changes Redis pushes.
+    _stop_listening: Option<oneshot::Sender<()>>,
+}
+
+/// The breakers this store made, by state key, so a change Redis pushes reaches them.
+#[derive(Default)]
+struct Changes {
+    engines: std::sync::Mutex<HashMap<String, Vec<Weak<Engine>>>>,
+}
+
+impl Changes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Weak<Engine>>>> {
+        // Nothing panics while holding this lock; a poisoned map still holds valid entries.
+        self.engines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, engine: &Arc<Engine>) {
+        let mut engines = self.lock();
+        let list = engines.entry(engine.keys.state.clone()).or_default();
+        list.retain(|weak| weak.strong_count() > 0);
+        list.push(Arc::downgrade(engine));
+    }
+
+    /// The breaker whose state key is `key` changed: its cache is stale.
+    fn changed(&self, key: &str) {
+        let mut engines = self.lock();
+        if let Some(list) = engines.get_mut(key) {
+            list.retain(|weak| weak.strong_count() > 0);
+            for engine in list.iter().filter_map(Weak::upgrade) {
+                engine.make_stale();
+            }
+        }
+    }
+
+    /// Changes may have been missed (no subscription was live): every cache is stale.
+    fn all_changed(&self) {
+        for list in self.lock().values() {
+            for engine in list.iter().filter_map(Weak::upgrade) {
+                engine.make_stale();
+            }
+        }
+    }
+}
+
+/// Listens for the changes the breaker script publishes (transitions and operator actions) on
+/// `<prefix>:changes` and makes the changed breakers' caches stale, so a running process
+/// follows them within milliseconds; reconnects after a second when the connection drops, and
+/// ends when the store is dropped. Polling within `max_staleness` stays the safety net.
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    changes: Arc<Changes>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let session = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            changes.all_changed();
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                if let Ok(key) = message.get_payload::<String>() {
+                    changes.changed(&key);
+                }
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        if let Either::Right(_) = future::select(Box::pin(session), &mut stop).await {
+            return;
+        }
+        let pause = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
+        if let Either::Right(_) = future::select(pause, &mut stop).await {
+            return;
+        }
+    }
 }
 
 /// A Redis store for async callers: many breakers sharing one multiplexed connection (or one
@@ -159,11 +240,29 @@ impl RedisStore {
                 }))
             }
         };
+        let changes = Arc::new(Changes::default());
+        // Changes are pushed through one Redis node: a standalone server, or any node of a
+        // Cluster (a published message reaches every node). Behind Sentinels, polling only.
+        let push_url = match &config.deployment {
+            Deployment::Standalone(url) if config.push => Some(url.clone()),
+            Deployment::Cluster(urls) if config.push => urls.first().cloned(),
+            _ => None,
+        };
+        let stop_listening = push_url.and_then(|url| {
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            let client = redis::Client::open(url.as_str()).ok()?;
+            let (stop, stopped) = oneshot::channel();
+            let channel = format!("{}:changes", settings.prefix);
+            runtime.spawn(listen(client, channel, changes.clone(), stopped));
+            Some(stop)
+        });
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connector,
                 settings,
                 description,
+                changes,
+                _stop_listening: stop_listening,
             }),
         })
     }
@@ -268,6 +367,7 @@ impl RedisStore {
     pub async fn breaker(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
         let engine = Arc::new(Engine::new(name, policy, self.inner.settings.clone()));
         engine.registration()?;
+        self.inner.changes.add(&engine);
         let now = engine.now();
         if engine.registration_due(now) {
             let (ok, _) = self.run(ops::register(&engine)).await;
@@ -372,6 +472,8 @@ impl RedisBreaker {
     #[must_use]
     pub fn with_listeners(mut self, listeners: Listeners) -> RedisBreaker {
         Engine::set_listeners(&mut self.engine, listeners);
+        // A fresh engine hears pushed changes too.
+        self.store.inner.changes.add(&self.engine);
         self
     }
 

@@ -358,9 +358,14 @@ local function expire_override(s)
   end
 end
 
--- One entry in the breaker's history, written by the step that made it. The stream is capped
--- (about history_len entries) and expires with the breaker.
+-- One entry in the breaker's history, written by the step that made it, and the change
+-- published. The stream is capped (about history_len entries) and expires with the breaker.
 local function history(event, s, fields)
+  -- Every process using the breaker learns of the change at once (the async store subscribes
+  -- to <prefix>:changes); polling within max_staleness stays the safety net.
+  -- A user the ACL does not let publish (no `&<prefix>:changes`) still changes the breaker.
+  local prefix = string.match(key, '^(.*):{=')
+  if prefix then redis.pcall('PUBLISH', prefix .. ':changes', key) end
   if history_len <= 0 then return end
   local args = {'XADD', history_key, 'MAXLEN', '~', history_len, '*',
     'at', now, 'event', event, 'gen', s.gen}

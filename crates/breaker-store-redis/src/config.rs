@@ -46,6 +46,7 @@ pub struct RedisConfig {
     history_len: u32,
     actor: String,
     batch: Option<Duration>,
+    pub(crate) push: bool,
 }
 
 impl RedisConfig {
@@ -62,6 +63,7 @@ impl RedisConfig {
             history_len: 1_000,
             actor: format!("process {}", std::process::id()),
             batch: None,
+            push: true,
         }
     }
 
@@ -141,6 +143,17 @@ impl RedisConfig {
     #[must_use]
     pub fn batch(mut self, interval: Duration) -> RedisConfig {
         self.batch = Some(interval);
+        self
+    }
+
+    /// Whether the async store listens for changes Redis pushes (default on): the breaker
+    /// script publishes every transition and operator action on `<prefix>:changes`, and a
+    /// running process then asks Redis again at once instead of within `max_staleness`. It
+    /// takes one more connection per store. The blocking store, and Sentinel deployments,
+    /// rely on `max_staleness` alone.
+    #[must_use]
+    pub fn push(mut self, enabled: bool) -> RedisConfig {
+        self.push = enabled;
         self
     }
 

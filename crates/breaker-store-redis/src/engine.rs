@@ -318,6 +318,14 @@ impl Engine {
         *lock(&self.cached) = Cached::default();
     }
 
+    /// Makes the cached state stale at once (a change was pushed): the next call asks Redis,
+    /// while a reply older than the one cached is still not taken.
+    pub(crate) fn make_stale(&self) {
+        let mut cached = lock(&self.cached);
+        cached.received = Timestamp::ZERO;
+        cached.refreshing_until = Timestamp::ZERO;
+    }
+
     /// The answer to `acquire`, from the script's reply or the store's failure.
     pub(crate) fn finish_acquire(
         &self,

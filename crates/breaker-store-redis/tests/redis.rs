@@ -1024,3 +1024,56 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
 fn policy_default() -> Policy {
     policy(StoreFailurePolicy::FailOpen)
 }
+
+#[test]
+fn changes_are_pushed_to_running_processes_at_once() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let connect = |push: bool| {
+        RUNTIME
+            .block_on(RedisStore::connect(
+                single_config(&prefix, &clock).push(push),
+            ))
+            .unwrap()
+    };
+    let (running, polling, operator) = (connect(true), connect(false), connect(false));
+    let policy = policy(StoreFailurePolicy::FailOpen);
+    // With listeners, as applications make them: the handle gets an engine of its own.
+    let breaker = |store: &RedisStore| {
+        RUNTIME
+            .block_on(store.breaker("pushed", policy.clone()))
+            .unwrap()
+            .with_listeners(Listeners::new())
+    };
+    let (pushed, polled, ops) = (breaker(&running), breaker(&polling), breaker(&operator));
+    let admits = |b: &RedisBreaker| {
+        RUNTIME.block_on(async {
+            match AsyncBreaker::acquire(b).await {
+                Ok(permit) => {
+                    AsyncBreaker::record(b, permit, Outcome::Ignored).await;
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+    };
+    assert!(admits(&pushed) && admits(&polled), "both cached closed");
+    // The clock does not move: only a pushed change can reach a process before
+    // max_staleness has passed.
+    RUNTIME.block_on(ops.trip()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admits(&pushed) {
+        assert!(Instant::now() < deadline, "the trip was not pushed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        admits(&polled),
+        "without push, the cache answers until max_staleness"
+    );
+    RUNTIME.block_on(ops.reset()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !admits(&pushed) {
+        assert!(Instant::now() < deadline, "the reset was not pushed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -335,6 +335,7 @@ fn redis() -> Result {
 fn adapters() -> Result {
     run_bench("breaker-reqwest", "latency")?;
     run_bench("breaker-ureq", "latency")?;
+    run_bench("breaker-tower", "latency")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -350,7 +351,9 @@ fn adapters() -> Result {
          `max_staleness`), called in turn, in a shuffled order each round (20 000 rounds after \
          2 000 to warm up), so that the machine's noise falls on all variants alike. All three share one \
          connection (reqwest: one client under the three; ureq: one agent, breakers mounted on \
-         `/memory` and `/redis`, `/bare` passing through both middlewares).\n"
+         `/memory` and `/redis`, `/bare` passing through both middlewares; tower: clones of one \
+         hyper-util legacy client, which share its pool, bare and under the layer with each \
+         store, each call through a clone of its service as `oneshot` takes it).\n"
     );
     let _ = writeln!(
         section,
@@ -358,7 +361,7 @@ fn adapters() -> Result {
     );
     let _ = writeln!(section, "|---|---|---|---|---|---|");
     let mut bars = Vec::new();
-    for adapter in ["reqwest", "ureq"] {
+    for adapter in ["reqwest", "ureq", "tower"] {
         let figures = figures(&format!("{adapter}.txt"))?;
         let ns = |key: &str| -> Result<f64> {
             figures

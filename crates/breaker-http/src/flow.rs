@@ -269,8 +269,9 @@ impl<B> Breakers<B> {
         self.on_demand.as_ref().map_or(0, |registry| registry.len())
     }
 
-    /// Step one, no IO: the breaker `request` goes through, found or to be made, at `now`.
-    fn route(&self, request: &RequestHead<'_>, now: Instant) -> Route<'_, B> {
+    /// Step one, no IO: the breaker `request` goes through, found or to be made, at `now`
+    /// (asked only for breakers on demand).
+    fn route(&self, request: &RequestHead<'_>, now: impl FnOnce() -> Instant) -> Route<'_, B> {
         if let Some(mounted) =
             self.routes
                 .route(request.scheme, request.host, request.port, request.path)
@@ -283,7 +284,7 @@ impl<B> Breakers<B> {
         let Some(key) = registry.key(request) else {
             return Route::Pass;
         };
-        match registry.get(&key, now) {
+        match registry.get(&key, now()) {
             Some(mounted) => Route::Found(mounted),
             None => Route::Make(Make {
                 key,
@@ -331,7 +332,7 @@ impl<B: Breaker> Breakers<B> {
     /// Before a request, for a blocking client: routes it, makes its breaker if it is made on
     /// demand, and asks the breaker.
     pub fn start_blocking(&self, request: &RequestHead<'_>) -> Start<'_, B> {
-        let mounted = match self.route(request, Instant::now()) {
+        let mounted = match self.route(request, Instant::now) {
             Route::Pass => return Start::Pass,
             Route::Found(mounted) => mounted,
             Route::Make(make) => {
@@ -357,7 +358,7 @@ impl<B: AsyncBreaker> Breakers<B> {
     /// Before a request, for an async client: routes it, makes its breaker if it is made on
     /// demand, and asks the breaker.
     pub async fn start(&self, request: &RequestHead<'_>) -> Start<'_, B> {
-        let mounted = match self.route(request, Instant::now()) {
+        let mounted = match self.route(request, Instant::now) {
             Route::Pass => return Start::Pass,
             Route::Found(mounted) => mounted,
             Route::Make(make) => {
@@ -469,7 +470,10 @@ impl<'a, B> Call<'a, B> {
             Attempt::Error { error, .. } => (None, listening.then(|| error.to_string())),
         };
         let wait = match (status, response_headers) {
-            (Some(status), Some(headers)) if headers.contains_key(http::header::RETRY_AFTER) => {
+            // Only a 429 or 503 can ask to wait; the clock is read only when one does.
+            (Some(status @ (429 | 503)), Some(headers))
+                if headers.contains_key(http::header::RETRY_AFTER) =>
+            {
                 crate::retry_after::requested_wait(status, headers, SystemTime::now())
             }
             _ => None,
@@ -628,7 +632,7 @@ mod tests {
     fn use_at(breakers: &Breakers<MemoryBreaker>, url: &str, now: Instant) -> String {
         let uri: http::Uri = url.parse().unwrap();
         let headers = http::HeaderMap::new();
-        let mounted = match breakers.route(&RequestHead::new("GET", &uri, &headers), now) {
+        let mounted = match breakers.route(&RequestHead::new("GET", &uri, &headers), || now) {
             Route::Found(mounted) => mounted,
             Route::Make(make) => {
                 let Factory::Blocking(factory) = &make.registry.config.factory else {
@@ -685,7 +689,7 @@ mod tests {
         let breakers = Breakers::blocking().on_demand(on_demand);
         let uri: http::Uri = "https://api.example/".parse().unwrap();
         let mut headers = http::HeaderMap::new();
-        let none = breakers.route(&RequestHead::new("GET", &uri, &headers), Instant::now());
+        let none = breakers.route(&RequestHead::new("GET", &uri, &headers), Instant::now);
         assert!(matches!(none, Route::Pass));
         headers.insert("x-tenant", "blue".parse().unwrap());
         let head = RequestHead::new("GET", &uri, &headers);

@@ -36,9 +36,9 @@ use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
     Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
-    RejectionMode, default_classify,
+    RejectionMode, RequestHead, default_classify,
 };
-use breaker_http::{Finish, RequestHead, Start};
+use breaker_http::{Finish, Start};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Extensions;

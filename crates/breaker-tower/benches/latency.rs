@@ -1,13 +1,16 @@
 //! Latency added per call by the tower layer, against the bare hyper-util client, on one
-//! local server, in one run, with the memory store.
+//! local server, in one run: with the memory store, and with the async Redis store (whose
+//! Redis round trips per call are counted from `INFO commandstats`).
 //!
 //! Writes `target/breaker-bench/tower.txt` for `cargo xtask bench adapters`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use breaker_core::Policy;
 use breaker_store_memory::MemoryStore;
+use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::TestServer;
 use breaker_testkit::latency::{Variant, as_lines, compare};
+use breaker_testkit::redis_server::RedisServer;
 use breaker_tower::BreakerLayer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -25,47 +28,66 @@ fn main() {
         .build()
         .unwrap();
     let server = TestServer::start();
+    let redis = RedisServer::start();
     let policy = Policy::builder().minimum_failures(1 << 40).build().unwrap();
 
-    // One hyper client, so one pool of keep-alive connections for both variants: the memory
-    // breaker is mounted on /memory, and /bare goes through the bare client.
+    // One hyper client, whose clones share one pool of keep-alive connections: bare, under
+    // the layer with the memory breaker, and under the layer with the Redis breaker. Each
+    // call goes through a clone of its service, as tower's `oneshot` takes it.
     let bare = {
         let _entered = runtime.enter();
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .build_http::<Empty<Bytes>>()
     };
-    let layered = BreakerLayer::new()
-        .mount(
-            &server.url("/memory"),
-            MemoryStore::new().breaker("bench", policy).unwrap(),
-        )
+    let redis_breaker = runtime.block_on(async {
+        let store = RedisStore::connect(RedisConfig::standalone(redis.url()))
+            .await
+            .unwrap();
+        store.breaker("bench", policy.clone()).await.unwrap()
+    });
+    let with_redis = BreakerLayer::new()
+        .mount(&server.url(""), redis_breaker)
         .unwrap()
         .layer(bare.clone());
-    let bare_url: http::Uri = server.url("/bare").parse().unwrap();
-    let memory_url: http::Uri = server.url("/memory").parse().unwrap();
-    let request = |uri: &http::Uri| http::Request::get(uri.clone()).body(Empty::new()).unwrap();
+    let memory_breaker = MemoryStore::new().breaker("bench", policy).unwrap();
+    let with_memory = BreakerLayer::new()
+        .mount(&server.url(""), memory_breaker)
+        .unwrap()
+        .layer(bare.clone());
+    let url: http::Uri = server.url("/").parse().unwrap();
+    let request = || http::Request::get(url.clone()).body(Empty::new()).unwrap();
+    macro_rules! through {
+        ($service:expr) => {
+            Box::new(|| {
+                runtime.block_on(async {
+                    let response = $service.clone().oneshot(request()).await.unwrap();
+                    response.into_body().collect().await.unwrap();
+                })
+            })
+        };
+    }
+    let evalsha = || redis.command_calls().get("evalsha").copied().unwrap_or(0);
+    let before = evalsha();
 
     let mut variants = [
         Variant {
             name: "bare",
-            call: Box::new(|| {
-                runtime.block_on(async {
-                    let response = bare.request(request(&bare_url)).await.unwrap();
-                    response.into_body().collect().await.unwrap();
-                });
-            }),
+            call: through!(bare),
         },
         Variant {
             name: "memory",
-            call: Box::new(|| {
-                runtime.block_on(async {
-                    let response = layered.clone().oneshot(request(&memory_url)).await.unwrap();
-                    response.into_body().collect().await.unwrap();
-                });
-            }),
+            call: through!(with_memory),
+        },
+        Variant {
+            name: "redis",
+            call: through!(with_redis),
         },
     ];
-    let out = as_lines(&compare(&mut variants, warmup, rounds));
+    let mut out = as_lines(&compare(&mut variants, warmup, rounds));
+    out.push_str(&format!(
+        "redis_round_trips_per_call={:.3}\n",
+        (evalsha() - before) as f64 / (warmup + rounds) as f64
+    ));
     print!("{out}");
     if measuring {
         let dir =

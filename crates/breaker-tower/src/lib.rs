@@ -47,9 +47,9 @@ use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
     Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
-    RejectionMode, default_classify,
+    RejectionMode, RequestHead, default_classify,
 };
-use breaker_http::{Breakers, Finish, RequestHead, Start};
+use breaker_http::{Breakers, Finish, Start};
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 

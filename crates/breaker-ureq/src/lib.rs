@@ -10,8 +10,8 @@
 //! ureq turns 4xx/5xx statuses into `Err(ureq::Error::StatusCode)` at the end of its chain
 //! (unless `http_status_as_error(false)`). The middleware counts a real `503` as a failure
 //! either way, and its synthetic rejection reaches the caller as an `Ok` response. A 5xx that
-//! arrives as an error has no headers, so its `Retry-After` is only honoured with
-//! `http_status_as_error(false)`.
+//! arrives as an error has neither headers nor body, so its `Retry-After` is honoured (and
+//! its body captured for listeners) only with `http_status_as_error(false)`.
 //!
 //! ```no_run
 //! use breaker_core::Policy;
@@ -35,9 +35,9 @@ use breaker_core::Breaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
     Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
-    RejectionMode, default_classify,
+    RejectionMode, RequestHead, default_classify,
 };
-use breaker_http::{Finish, RequestHead, Start};
+use breaker_http::{Finish, Start};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, SendBody};
 

@@ -5,10 +5,11 @@
 //! `failure_rate` percent or more of them, it opens: calls are rejected at once for `open_for`.
 //! Then a few probes go through; their successes close it, a failure opens it again.
 //!
-//! This crate holds the [`Policy`], the [`Circuit`] state machine and its [`Window`], the
-//! [`Breaker`] call API that stores implement, and the events listeners receive. Stores
-//! (`breaker-store-memory`, `breaker-store-redis`) keep the state; adapters
-//! (`breaker-reqwest`, `breaker-ureq`) wrap HTTP clients.
+//! This crate holds the [`Policy`], the [`Circuit`] state machine, the [`Breaker`] call API
+//! that stores implement and the [`Operate`] API operators use, and the events listeners
+//! receive; what only store authors need (the window, [`store::LocalBreaker`]) is in
+//! [`store`]. Stores (`breaker-store-memory`, `breaker-store-redis`) keep the state; adapters
+//! (`breaker-reqwest`, `breaker-ureq`, `breaker-tower`) wrap HTTP clients.
 //!
 //! Driving the state machine by hand, with time passed in:
 //!

@@ -87,8 +87,7 @@ impl<'a> RequestHead<'a> {
 
     /// The URL's port, or the scheme's default port.
     pub fn port(&self) -> Option<u16> {
-        self.port
-            .or_else(|| default_port(&self.scheme.to_ascii_lowercase()))
+        self.port.or_else(|| default_port(self.scheme))
     }
 
     /// The URL's path.
@@ -664,6 +663,11 @@ mod tests {
             "http://b.example:8080"
         );
         use_at(&breakers, "https://c.example", at(2));
+        assert_eq!(
+            use_at(&breakers, "https://A.Example/", at(2)),
+            "https://a.example:443",
+            "the same authority"
+        );
         use_at(&breakers, "https://a.example/other", at(3));
         assert_eq!(breakers.on_demand_breakers(), 3);
         // A fourth host drops the least recently used: b, not a (used again at 3).

@@ -88,7 +88,13 @@ impl<B> Clone for OnDemand<B> {
 /// The default key: `scheme://host:port`, the port filled in from the scheme.
 fn authority(request: &RequestHead<'_>) -> Option<String> {
     let port = request.port()?;
-    Some(format!("{}://{}:{port}", request.scheme(), request.host()))
+    let (scheme, host) = (request.scheme(), request.host());
+    if scheme.is_empty() || host.is_empty() {
+        return None;
+    }
+    // Hosts and schemes compare without case: `API.example.com` is `api.example.com`.
+    let key = format!("{scheme}://{host}:{port}");
+    Some(key.to_ascii_lowercase())
 }
 
 impl<B> OnDemand<B> {

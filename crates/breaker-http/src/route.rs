@@ -32,10 +32,12 @@ impl fmt::Display for MountError {
 impl std::error::Error for MountError {}
 
 pub(crate) fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
+    if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else {
+        None
     }
 }
 
@@ -76,7 +78,7 @@ impl Mount {
     /// Whether a request to these URL parts falls under this mount: same scheme, host and
     /// port, and a path equal to the prefix or below it (at a `/`).
     pub(crate) fn matches(&self, scheme: &str, host: &str, port: Option<u16>, path: &str) -> bool {
-        let port = port.or_else(|| default_port(&scheme.to_ascii_lowercase()));
+        let port = port.or_else(|| default_port(scheme));
         scheme.eq_ignore_ascii_case(&self.scheme)
             && host.eq_ignore_ascii_case(&self.host)
             && port == Some(self.port)

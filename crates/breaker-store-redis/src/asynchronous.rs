@@ -17,14 +17,14 @@ use redis::aio::{
 };
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::config::{Deployment, RedisConfig, redact};
 use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error, store_error_in, timed_out};
 use crate::history::{Bucket, HistoryEntry};
-use crate::ops::{self, Ask, Operation, Request, Step};
+use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 
 /// A Sentinel-managed master: found through the Sentinels, and found again after an error
@@ -320,43 +320,26 @@ impl RedisStore {
 
     /// Runs `op` to its end: sends what it asks and hands it the replies. Also says whether
     /// Redis answered the last request (false if none was sent).
-    async fn run<O: Operation>(&self, mut op: O) -> (O::Output, bool) {
-        let mut reply = None;
-        let mut answered = false;
+    async fn run<O: Operation>(&self, op: O) -> (O::Output, bool) {
+        let mut run = Run::new(op);
         loop {
-            match op.step(reply.take()) {
-                Step::Done(output) => return (output, answered),
-                Step::Ask(Ask { request, what }) => {
-                    let result = self
-                        .request(what, |mut connection| async move {
-                            match request {
-                                Request::Script(call) => call.invoke_async(&mut connection).await,
-                                Request::Command(cmd) => cmd.query_async(&mut connection).await,
-                            }
-                        })
-                        .await;
-                    answered = result.is_ok();
-                    reply = Some(result);
+            let Ask { request, what } = match run.next() {
+                Ok(ask) => ask,
+                Err(done) => return done,
+            };
+            let reply = self.request(what, |mut connection| async move {
+                match request {
+                    Request::Script(call) => call.invoke_async(&mut connection).await,
+                    Request::Command(cmd) => cmd.query_async(&mut connection).await,
                 }
-            }
+            });
+            run.reply(reply.await);
         }
-    }
-
-    async fn query<T: FromRedisValue + Send + 'static>(
-        &self,
-        cmd: Cmd,
-        what: &str,
-    ) -> Result<T, StoreError> {
-        self.request(what, |mut connection| async move {
-            cmd.query_async(&mut connection).await
-        })
-        .await
     }
 
     /// Checks that Redis answers (one `PING`), within the timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.query(redis::cmd("PING"), "PING").await?;
-        Ok(())
+        self.run(ops::ping()).await.0
     }
 
     /// The breaker named `name` with `policy`, registered in the store's registry now. While

@@ -9,13 +9,13 @@ use breaker_core::{
     StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, RedisResult};
+use redis::{ConnectionLike, RedisError, RedisResult};
 
 use crate::config::{Deployment, RedisConfig};
 use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error};
 use crate::history::{Bucket, HistoryEntry};
-use crate::ops::{self, Ask, Operation, Request, Step};
+use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 
 enum Client {
@@ -199,32 +199,23 @@ impl BlockingRedisStore {
 
     /// Runs `op` to its end: sends what it asks and hands it the replies. Also says whether
     /// Redis answered the last request (false if none was sent).
-    fn run<O: Operation>(&self, mut op: O) -> (O::Output, bool) {
-        let mut reply = None;
-        let mut answered = false;
+    fn run<O: Operation>(&self, op: O) -> (O::Output, bool) {
+        let mut run = Run::new(op);
         loop {
-            match op.step(reply.take()) {
-                Step::Done(output) => return (output, answered),
-                Step::Ask(Ask { request, what }) => {
-                    let result = self.request(what, |conn| match &request {
-                        Request::Script(call) => call.invoke(conn),
-                        Request::Command(cmd) => cmd.query(conn),
-                    });
-                    answered = result.is_ok();
-                    reply = Some(result);
-                }
-            }
+            let Ask { request, what } = match run.next() {
+                Ok(ask) => ask,
+                Err(done) => return done,
+            };
+            run.reply(self.request(what, |conn| match &request {
+                Request::Script(call) => call.invoke(conn),
+                Request::Command(cmd) => cmd.query(conn),
+            }));
         }
-    }
-
-    fn query<T: FromRedisValue>(&self, cmd: &Cmd, what: &str) -> Result<T, StoreError> {
-        self.request(what, |conn| cmd.query(conn))
     }
 
     /// Checks that Redis answers (one `PING`), within the timeout.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.query(&redis::cmd("PING"), "PING")?;
-        Ok(())
+        self.run(ops::ping()).0
     }
 
     /// The breaker named `name` with `policy`, registered in the store's registry. A

@@ -41,6 +41,38 @@ pub(crate) enum Step<T> {
     Done(T),
 }
 
+/// An operation on its way: what a transport sends next, or what it came to, and whether
+/// Redis answered the last request (false if none was sent).
+pub(crate) struct Run<O: Operation> {
+    op: O,
+    reply: Option<Result<Value, StoreError>>,
+    answered: bool,
+}
+
+impl<O: Operation> Run<O> {
+    pub(crate) fn new(op: O) -> Run<O> {
+        Run {
+            op,
+            reply: None,
+            answered: false,
+        }
+    }
+
+    /// The next request to send, or the operation's output.
+    pub(crate) fn next(&mut self) -> Result<Ask, (O::Output, bool)> {
+        match self.op.step(self.reply.take()) {
+            Step::Ask(ask) => Ok(ask),
+            Step::Done(output) => Err((output, self.answered)),
+        }
+    }
+
+    /// The reply to the request [`Run::next`] gave.
+    pub(crate) fn reply(&mut self, reply: Result<Value, StoreError>) {
+        self.answered = reply.is_ok();
+        self.reply = Some(reply);
+    }
+}
+
 /// A store operation without IO.
 pub(crate) trait Operation {
     /// What it comes to.
@@ -163,6 +195,33 @@ fn internal(what: &str) -> StoreError {
         StoreErrorKind::Unavailable,
         format!("no reply to hand on ({what})"),
     )
+}
+
+/// Checks that Redis answers (one `PING`).
+pub(crate) fn ping() -> impl Operation<Output = Result<(), StoreError>> {
+    Ping { asked: false }
+}
+
+struct Ping {
+    asked: bool,
+}
+
+impl Operation for Ping {
+    type Output = Result<(), StoreError>;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
+        match reply {
+            None if !self.asked => {
+                self.asked = true;
+                Step::Ask(command(redis::cmd("PING"), "PING"))
+            }
+            reply => Step::Done(
+                reply
+                    .map_or_else(|| Err(internal("PING")), |r| read::<String>(r, "PING"))
+                    .map(|_| ()),
+            ),
+        }
+    }
 }
 
 /// Reporting an outcome: answered at once, added to the batch (and when to send it), or one

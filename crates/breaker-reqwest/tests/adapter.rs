@@ -4,11 +4,11 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use breaker_core::{Listeners, ManualClock, Policy, Timestamp};
+use breaker_core::{ManualClock, Timestamp};
 use breaker_http::Breakers;
 use breaker_reqwest::{BreakerMiddleware, BreakerOpen, Rejection};
 use breaker_store_memory::{MemoryBreaker, MemoryStore};
-use breaker_testkit::adapter::{Adapter, Answer, Client, Failed};
+use breaker_testkit::adapter::{Adapter, Answer, Backing, Client, Failed};
 use reqwest_middleware::ClientWithMiddleware;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -20,20 +20,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 #[derive(Clone)]
-struct Reqwest {
-    clock: ManualClock,
-    store: MemoryStore,
-}
-
-impl Reqwest {
-    fn new() -> Reqwest {
-        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
-        Reqwest {
-            store: MemoryStore::with_clock(clock.clone()),
-            clock,
-        }
-    }
-}
+struct Reqwest(Backing<MemoryBreaker>);
 
 struct ReqwestClient(ClientWithMiddleware, BreakerMiddleware<MemoryBreaker>);
 
@@ -75,15 +62,8 @@ impl Client for ReqwestClient {
 impl Adapter for Reqwest {
     type Breaker = MemoryBreaker;
 
-    fn clock(&self) -> &ManualClock {
-        &self.clock
-    }
-
-    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> MemoryBreaker {
-        self.store
-            .breaker(name, policy)
-            .unwrap()
-            .with_listeners(listeners)
+    fn backing(&self) -> &Backing<MemoryBreaker> {
+        &self.0
     }
 
     fn client_over(&self, breakers: Breakers<MemoryBreaker>) -> Box<dyn Client> {
@@ -99,4 +79,15 @@ impl Adapter for Reqwest {
     }
 }
 
-breaker_testkit::adapter_suite!(Reqwest::new());
+fn memory() -> Backing<MemoryBreaker> {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let store = MemoryStore::with_clock(clock.clone());
+    Backing::new(clock, move |name, policy, listeners| {
+        store
+            .breaker(name, policy)
+            .unwrap()
+            .with_listeners(listeners)
+    })
+}
+
+breaker_testkit::adapter_suite!(Reqwest(memory()));

@@ -125,16 +125,52 @@ pub trait Client: Send + Sync {
     fn on_demand_breakers(&self) -> usize;
 }
 
+type Make<B> = dyn Fn(&str, Policy, Listeners) -> B + Send + Sync;
+
+/// The breakers of one store on a manual clock, as an adapter's test binary makes them.
+pub struct Backing<B> {
+    clock: ManualClock,
+    make: Arc<Make<B>>,
+}
+
+impl<B> Clone for Backing<B> {
+    fn clone(&self) -> Self {
+        Backing {
+            clock: self.clock.clone(),
+            make: self.make.clone(),
+        }
+    }
+}
+
+impl<B> Backing<B> {
+    /// Breakers made by `make(name, policy, listeners)`, reading `clock`.
+    pub fn new(
+        clock: ManualClock,
+        make: impl Fn(&str, Policy, Listeners) -> B + Send + Sync + 'static,
+    ) -> Backing<B> {
+        Backing {
+            clock,
+            make: Arc::new(make),
+        }
+    }
+}
+
 /// What an adapter's test binary provides.
 pub trait Adapter: Clone + Send + Sync + 'static {
     /// The breaker type the adapter takes.
     type Breaker: Breaker + 'static;
-    /// The clock the breakers read.
-    fn clock(&self) -> &ManualClock;
-    /// A fresh breaker with `policy` and `listeners`.
-    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> Self::Breaker;
+    /// Where its breakers come from.
+    fn backing(&self) -> &Backing<Self::Breaker>;
     /// A client of the adapter over `breakers`.
     fn client_over(&self, breakers: Breakers<Self::Breaker>) -> Box<dyn Client>;
+    /// The clock the breakers read.
+    fn clock(&self) -> &ManualClock {
+        &self.backing().clock
+    }
+    /// A fresh breaker with `policy` and `listeners`.
+    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> Self::Breaker {
+        (self.backing().make)(name, policy, listeners)
+    }
     /// A client set up as `spec` says.
     fn client(&self, spec: Spec<Self::Breaker>) -> Box<dyn Client> {
         self.client_over(spec.into_breakers())

@@ -4,10 +4,10 @@
 
 use std::sync::LazyLock;
 
-use breaker_core::{Listeners, ManualClock, Policy, Timestamp};
+use breaker_core::{ManualClock, Timestamp};
 use breaker_http::Breakers;
 use breaker_store_memory::{MemoryBreaker, MemoryStore};
-use breaker_testkit::adapter::{Adapter, Answer, Client, Failed};
+use breaker_testkit::adapter::{Adapter, Answer, Backing, Client, Failed};
 use breaker_tower::{BreakerLayer, BreakerService, Rejection};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -24,20 +24,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 #[derive(Clone)]
-struct Tower {
-    clock: ManualClock,
-    store: MemoryStore,
-}
-
-impl Tower {
-    fn new() -> Tower {
-        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
-        Tower {
-            store: MemoryStore::with_clock(clock.clone()),
-            clock,
-        }
-    }
-}
+struct Tower(Backing<MemoryBreaker>);
 
 type Hyper = hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>;
 
@@ -86,15 +73,8 @@ impl Client for TowerClient {
 impl Adapter for Tower {
     type Breaker = MemoryBreaker;
 
-    fn clock(&self) -> &ManualClock {
-        &self.clock
-    }
-
-    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> MemoryBreaker {
-        self.store
-            .breaker(name, policy)
-            .unwrap()
-            .with_listeners(listeners)
+    fn backing(&self) -> &Backing<MemoryBreaker> {
+        &self.0
     }
 
     fn client_over(&self, breakers: Breakers<MemoryBreaker>) -> Box<dyn Client> {
@@ -106,4 +86,15 @@ impl Adapter for Tower {
     }
 }
 
-breaker_testkit::adapter_suite!(Tower::new());
+fn memory() -> Backing<MemoryBreaker> {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let store = MemoryStore::with_clock(clock.clone());
+    Backing::new(clock, move |name, policy, listeners| {
+        store
+            .breaker(name, policy)
+            .unwrap()
+            .with_listeners(listeners)
+    })
+}
+
+breaker_testkit::adapter_suite!(Tower(memory()));

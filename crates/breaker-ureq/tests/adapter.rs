@@ -3,27 +3,14 @@
 
 use std::time::Duration;
 
-use breaker_core::{Listeners, ManualClock, Policy, Timestamp};
+use breaker_core::{ManualClock, Timestamp};
 use breaker_http::Breakers;
 use breaker_store_memory::{MemoryBreaker, MemoryStore};
-use breaker_testkit::adapter::{Adapter, Answer, Client, Failed};
+use breaker_testkit::adapter::{Adapter, Answer, Backing, Client, Failed};
 use breaker_ureq::{BreakerMiddleware, BreakerOpen, Rejection};
 
 #[derive(Clone)]
-struct Ureq {
-    clock: ManualClock,
-    store: MemoryStore,
-}
-
-impl Ureq {
-    fn new() -> Ureq {
-        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
-        Ureq {
-            store: MemoryStore::with_clock(clock.clone()),
-            clock,
-        }
-    }
-}
+struct Ureq(Backing<MemoryBreaker>);
 
 struct UreqClient(ureq::Agent, BreakerMiddleware<MemoryBreaker>);
 
@@ -61,15 +48,8 @@ impl Client for UreqClient {
 impl Adapter for Ureq {
     type Breaker = MemoryBreaker;
 
-    fn clock(&self) -> &ManualClock {
-        &self.clock
-    }
-
-    fn breaker(&self, name: &str, policy: Policy, listeners: Listeners) -> MemoryBreaker {
-        self.store
-            .breaker(name, policy)
-            .unwrap()
-            .with_listeners(listeners)
+    fn backing(&self) -> &Backing<MemoryBreaker> {
+        &self.0
     }
 
     fn client_over(&self, breakers: Breakers<MemoryBreaker>) -> Box<dyn Client> {
@@ -86,4 +66,15 @@ impl Adapter for Ureq {
     }
 }
 
-breaker_testkit::adapter_suite!(Ureq::new());
+fn memory() -> Backing<MemoryBreaker> {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let store = MemoryStore::with_clock(clock.clone());
+    Backing::new(clock, move |name, policy, listeners| {
+        store
+            .breaker(name, policy)
+            .unwrap()
+            .with_listeners(listeners)
+    })
+}
+
+breaker_testkit::adapter_suite!(Ureq(memory()));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{Event, EventKind, Listeners, Policy, StoreFailurePolicy};
-use breaker_reqwest::{BreakerMiddleware, Rejection};
+use breaker_reqwest::{BreakerMiddleware, OnDemand, Rejection};
 use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
@@ -36,6 +36,21 @@ async fn client(redis_url: &str, backend: &str, timeout: Duration) -> ClientWith
         .unwrap();
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
+        .build()
+}
+
+/// A client whose breakers are made on demand, one per host, in the Redis store at `redis_url`.
+async fn on_demand(redis_url: &str) -> ClientWithMiddleware {
+    // Every call asks Redis, so the other client sees a trip on its next call.
+    let config = RedisConfig::standalone(redis_url).max_staleness(Duration::ZERO);
+    let store = RedisStore::connect(config).await.unwrap();
+    let policy = Policy::builder().minimum_failures(3).build().unwrap();
+    let per_host = OnDemand::new_async(move |name: String| {
+        let (store, policy) = (store.clone(), policy.clone());
+        async move { store.breaker(&name, policy).await }
+    });
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(BreakerMiddleware::new().on_demand(per_host))
         .build()
 }
 
@@ -118,5 +133,24 @@ fn main() {
         );
     });
     assert_eq!(backend.hits(), hits, "this process sent nothing");
-    println!("reqwest with redis: 2 passed, 0 failed");
+
+    // Breakers on demand through the async store: two clients make the same breaker for a
+    // host, so one's failures stop the other's calls.
+    let failing = TestServer::start();
+    failing.set_default(Reply::Status(500));
+    runtime.block_on(async {
+        let (one, two) = (on_demand(&redis.url()).await, on_demand(&redis.url()).await);
+        for _ in 0..3 {
+            let answer = one.get(failing.url("/")).send().await.unwrap();
+            assert_eq!(answer.status(), 500);
+        }
+        let hits = failing.hits();
+        let answer = two.get(failing.url("/")).send().await.unwrap();
+        assert!(
+            answer.extensions().get::<Rejection>().is_some(),
+            "the host's breaker is open for the other client too"
+        );
+        assert_eq!(failing.hits(), hits, "the other client sent nothing");
+    });
+    println!("reqwest with redis: 3 passed, 0 failed");
 }

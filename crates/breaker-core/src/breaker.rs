@@ -119,6 +119,7 @@ pub trait AsyncBreaker: Send + Sync {
 }
 
 /// A call through [`call`] or [`call_async`] failed.
+#[allow(clippy::exhaustive_enums)] // Rejected before, or failed in, the call: nothing else.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CallError<E> {
     /// The breaker rejected the call; it was not made.

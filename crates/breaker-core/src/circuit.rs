@@ -10,6 +10,7 @@ use crate::window::{Counts, Window};
 use crate::{Policy, Timestamp};
 
 /// The automatic state of a breaker.
+#[allow(clippy::exhaustive_enums)] // The three states of SPEC section 4, complete by definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
@@ -32,6 +33,7 @@ impl fmt::Display for State {
 }
 
 /// An operator's override, applied on top of the automatic state by every process.
+#[allow(clippy::exhaustive_enums)] // Auto and the two overrides of SPEC section 4, complete.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Override {
@@ -55,6 +57,7 @@ impl fmt::Display for Override {
 }
 
 /// How one finished call counts.
+#[allow(clippy::exhaustive_enums)] // SPEC section 3: every call is one of these three.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {

@@ -42,6 +42,10 @@
 //! # Ok::<(), breaker_core::PolicyError>(())
 //! ```
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 mod breaker;
 mod circuit;
 mod error;

@@ -71,6 +71,7 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 /// This and [`MonotonicClock`] are the only places in the core that read a clock; the state
 /// machine itself never does.
 #[derive(Clone, Copy, Debug, Default)]
+#[allow(clippy::exhaustive_structs)] // A unit struct: there is nothing to add.
 pub struct SystemClock;
 
 impl Clock for SystemClock {

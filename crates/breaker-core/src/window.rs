@@ -4,6 +4,7 @@ use crate::store::PolicyMillis;
 use crate::{Policy, Timestamp};
 
 /// Calls and failures counted in a window.
+#[allow(clippy::exhaustive_structs)] // The two counts the trip rule reads, built by users and stores alike.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Counts {
     /// Calls whose outcome was a success or a failure (ignored calls are not counted).

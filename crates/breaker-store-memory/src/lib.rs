@@ -28,6 +28,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 mod window;
 
 use std::fmt;

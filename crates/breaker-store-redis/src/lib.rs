@@ -29,6 +29,10 @@
 //! # }
 //! ```
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 mod asynchronous;
 mod blocking;
 mod config;

@@ -487,6 +487,15 @@ local function count(s, calls, failures)
   return NONE
 end
 
+-- A probe's slot, freed by its report.
+local function release_probe(s, ticket)
+  local kept = {}
+  for _, p in ipairs(s.probes) do
+    if p[1] ~= ticket then table.insert(kept, p) end
+  end
+  s.probes = kept
+end
+
 local function record(s)
   expire_override(s)
   local generation = tonumber(ARGV[16])
@@ -502,11 +511,7 @@ local function record(s)
     if kind == 0 then
       if outcome == 0 then window_add(s, 1, 0) elseif outcome == 1 then window_add(s, 1, 1) end
     else
-      local kept = {}
-      for _, p in ipairs(s.probes) do
-        if p[1] ~= ticket then table.insert(kept, p) end
-      end
-      s.probes = kept
+      release_probe(s, ticket)
     end
     local ms = math.min(wait, max_open_ms)
     if s.st == OPEN and s.ou >= now + ms then return NONE end
@@ -519,11 +524,7 @@ local function record(s)
     return count(s, 1, failures)
   end
   if s.st ~= HALF then return NONE end
-  local kept = {}
-  for _, p in ipairs(s.probes) do
-    if p[1] ~= ticket then table.insert(kept, p) end
-  end
-  s.probes = kept
+  release_probe(s, ticket)
   if outcome == 2 then return NONE end
   if outcome == 0 then
     s.sc = s.sc + 1

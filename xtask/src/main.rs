@@ -68,6 +68,7 @@ fn run(mut command: Command) -> Result {
 const EXAMPLES: &[(&str, &str)] = &[
     ("breaker-reqwest", "reqwest_breaker"),
     ("breaker-ureq", "ureq_breaker"),
+    ("breaker-tower", "tower_breaker"),
 ];
 
 fn test() -> Result {

@@ -372,21 +372,15 @@ fn adapters() -> Result {
         };
         let (bare50, bare99) = (ns("bare_p50_ns")?, ns("bare_p99_ns")?);
         let trips = ns("redis_round_trips_per_call")?;
-        let rows: &[(&str, &str)] = if figures.contains_key("framework_p50_ns") {
-            &[
-                ("bare", "bare"),
-                ("framework", "reqwest-middleware with no middleware"),
-                ("memory", "memory store"),
-                ("redis", "Redis store"),
-            ]
-        } else {
-            &[
-                ("bare", "bare"),
-                ("memory", "memory store"),
-                ("redis", "Redis store"),
-            ]
-        };
-        for &(store, label) in rows {
+        let mut rows: Vec<(&str, &str)> = vec![("bare", "bare")];
+        if figures.contains_key("framework_p50_ns") {
+            rows.push(("framework", "reqwest-middleware with no middleware"));
+        }
+        rows.extend([("memory", "memory store"), ("redis", "Redis store")]);
+        if figures.contains_key("redis_batched_p50_ns") {
+            rows.push(("redis_batched", "Redis store, batched every 5 ms"));
+        }
+        for (store, label) in rows {
             let (p50, p99) = (
                 ns(&format!("{store}_p50_ns"))?,
                 ns(&format!("{store}_p99_ns"))?,

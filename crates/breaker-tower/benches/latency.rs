@@ -49,6 +49,19 @@ fn main() {
         .mount(&server.url(""), redis_breaker)
         .unwrap()
         .layer(bare.clone());
+    // Batched every 5 ms, on a Redis of its own so the round trips above stay the unbatched
+    // store's.
+    let batched_redis = RedisServer::start();
+    let batched_breaker = runtime.block_on(async {
+        let config =
+            RedisConfig::standalone(batched_redis.url()).batch(std::time::Duration::from_millis(5));
+        let store = RedisStore::connect(config).await.unwrap();
+        store.breaker("bench", policy.clone()).await.unwrap()
+    });
+    let with_batched = BreakerLayer::new()
+        .mount(&server.url(""), batched_breaker)
+        .unwrap()
+        .layer(bare.clone());
     let memory_breaker = MemoryStore::new().breaker("bench", policy).unwrap();
     let with_memory = BreakerLayer::new()
         .mount(&server.url(""), memory_breaker)
@@ -81,6 +94,10 @@ fn main() {
         Variant {
             name: "redis",
             call: through!(with_redis),
+        },
+        Variant {
+            name: "redis_batched",
+            call: through!(with_batched),
         },
     ];
     let mut out = as_lines(&compare(&mut variants, warmup, rounds));

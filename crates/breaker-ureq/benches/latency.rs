@@ -1,6 +1,7 @@
 //! Latency added per call by the ureq middleware, against the bare agent, on one local
-//! server, in one run: with the memory store, and with the blocking Redis store (whose
-//! Redis round trips per call are counted from `INFO commandstats`).
+//! server, in one run: with the memory store, with the blocking Redis store (whose Redis round
+//! trips per call are counted from `INFO commandstats`), and with the blocking Redis store in
+//! batched mode (every 5 ms, on a Redis of its own).
 //!
 //! Writes `target/breaker-bench/ureq.txt` for `cargo xtask bench adapters`.
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -29,6 +30,11 @@ fn main() {
     // through both middlewares untouched (a route lookup each, tens of nanoseconds, counted
     // against the bare variant).
     let store = BlockingRedisStore::connect(RedisConfig::standalone(redis.url())).unwrap();
+    let batched_redis = RedisServer::start();
+    let batched = BlockingRedisStore::connect(
+        RedisConfig::standalone(batched_redis.url()).batch(std::time::Duration::from_millis(5)),
+    )
+    .unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .middleware(
             BreakerMiddleware::new()
@@ -42,7 +48,15 @@ fn main() {
             BreakerMiddleware::new()
                 .mount(
                     &server.url("/redis"),
-                    store.breaker("bench", policy).unwrap(),
+                    store.breaker("bench", policy.clone()).unwrap(),
+                )
+                .unwrap(),
+        )
+        .middleware(
+            BreakerMiddleware::new()
+                .mount(
+                    &server.url("/batched"),
+                    batched.breaker("bench", policy).unwrap(),
                 )
                 .unwrap(),
         )
@@ -66,6 +80,10 @@ fn main() {
         Variant {
             name: "redis",
             call: Box::new(|| get("/redis")),
+        },
+        Variant {
+            name: "redis_batched",
+            call: Box::new(|| get("/batched")),
         },
     ];
     let results = compare(&mut variants, warmup, rounds);

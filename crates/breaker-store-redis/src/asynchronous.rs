@@ -481,7 +481,14 @@ impl RedisBreaker {
     /// the breaker's store-failure policy applies to the batch as to a call, listeners are
     /// told, and the error is returned; the outcomes are not kept for a retry.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.store.flush_engine(&self.engine).await
+        let on_their_way = self.engine.batches_taken();
+        let result = self.store.flush_engine(&self.engine).await;
+        // Batches sent in the background before this one may still await their reply.
+        let deadline = tokio::time::Instant::now() + self.engine.settings.timeout;
+        while !self.engine.batches_done(on_their_way) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        result
     }
 
     /// The window's live buckets, oldest first, read from Redis.

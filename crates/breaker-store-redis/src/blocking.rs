@@ -314,7 +314,14 @@ impl BlockingRedisBreaker {
     /// applies to the batch as to a call, listeners are told, and the error is returned; the
     /// outcomes are not kept for a retry.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.store.flush_engine(&self.engine)
+        let on_their_way = self.engine.batches_taken();
+        let result = self.store.flush_engine(&self.engine);
+        // Batches other threads' calls are sending may still await their reply.
+        let deadline = Instant::now() + self.engine.settings.timeout;
+        while !self.engine.batches_done(on_their_way) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        result
     }
 
     /// The window's live buckets, oldest first, read from Redis.

@@ -2,6 +2,7 @@
 //! stores: the cached state, the store-failure policy, and the local fallback breaker. The
 //! stores only move script invocations to Redis and back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -166,6 +167,10 @@ pub(crate) struct Engine {
     local: Mutex<Local>,
     registration: Mutex<Registration>,
     pending: Mutex<Pending>,
+    /// Batches taken to be sent, and batches whose reply (or failure) was handled: a flush
+    /// waits for the batches already on their way, not only for its own.
+    batches_taken: AtomicU64,
+    batches_done: AtomicU64,
 }
 
 /// What `record` must do after the pre-call work.
@@ -176,6 +181,15 @@ pub(crate) enum RecordPlan {
     Send(ScriptInvocation<'static>, RecordContext),
     /// Added to the batch (batched mode): the answer, and when the batch should go.
     Batched(Recorded, BatchDue),
+}
+
+/// Counts a batch as handled when its handling ends.
+struct DoneOnDrop<'a>(&'a AtomicU64);
+
+impl Drop for DoneOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// What `finish_batch` needs to know about the batch it finishes.
@@ -209,6 +223,8 @@ impl Engine {
             cached: Mutex::new(Cached::default()),
             registration: Mutex::new(Registration::default()),
             pending: Mutex::new(Pending::default()),
+            batches_taken: AtomicU64::new(0),
+            batches_done: AtomicU64::new(0),
         }
     }
 
@@ -490,13 +506,25 @@ impl Engine {
             successes: pending.successes,
             failures: pending.failures,
         };
+        self.batches_taken.fetch_add(1, Ordering::SeqCst);
         Some((self.invocation(self.now(), op), context))
+    }
+
+    /// How many batches have been taken to be sent so far.
+    pub(crate) fn batches_taken(&self) -> u64 {
+        self.batches_taken.load(Ordering::SeqCst)
+    }
+
+    /// Whether every batch of the first `taken` has been handled (sent, or failed).
+    pub(crate) fn batches_done(&self, taken: u64) -> bool {
+        self.batches_done.load(Ordering::SeqCst) >= taken
     }
 
     /// After a batch was sent: the cache takes the reply and listeners hear of a transition
     /// it made (no caller waits for a batch, so the engine tells them); when Redis failed,
     /// the failure policy applies to the batch as to a call.
     pub(crate) fn finish_batch(&self, context: BatchContext, reply: Result<Vec<i64>, StoreError>) {
+        let _done = DoneOnDrop(&self.batches_done);
         match reply.and_then(|reply| script::parse_transition(&reply, "batch")) {
             Ok((transition, tail)) => {
                 self.remember(self.now(), &tail);

@@ -2,9 +2,17 @@
 //! what one observed protects all the others.
 //!
 //! - One atomic Lua script per call records the outcome and returns the state: the closed
-//!   path costs at most one round trip. The pre-call check is answered from the state the
-//!   last round trip returned while it is younger than `max_staleness`; while open, no round
-//!   trip at all until the open period ends.
+//!   path costs at most one round trip, and a script whose cost does not grow with
+//!   `buckets`. The pre-call check is answered from the state the last round trip returned
+//!   while it is younger than `max_staleness` (an open state included, so operator actions
+//!   reach every process within it); the async store also hears of every change at once
+//!   through Redis Pub/Sub ([`RedisConfig::push`]).
+//! - Batched outcomes ([`RedisConfig::batch`]): added up in the process and sent once per
+//!   interval, so the caller never waits for Redis on the closed path; `flush()` before a
+//!   serverless handler returns.
+//! - A process follows Redis through a restart or a lost key (each key has an epoch), keeps
+//!   the registry of breakers true while it uses them, and a capped history of transitions
+//!   and operator actions per breaker ([`RedisStore::history`]).
 //! - Time comes from the Redis server (`TIME`), so hosts with skewed clocks agree.
 //! - Counters live in fixed buckets (hash fields): memory per breaker is bounded by the
 //!   policy's `buckets`. All keys of a breaker share a hash tag (Cluster works), every key has

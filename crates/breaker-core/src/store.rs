@@ -139,6 +139,7 @@ impl<W: Window> LocalBreaker<W> {
 
 /// The record step's first part, the same in every store: how long the call took (from its
 /// permit to `now`) and what it counts as under the policy's slow-call rule.
+#[inline]
 pub fn classify(
     policy: &Policy,
     permit: &Permit,

@@ -237,8 +237,7 @@ impl MemoryBreaker {
     #[inline]
     pub fn record_at(&self, now: Timestamp, permit: Permit, outcome: Outcome) -> Recorded {
         let inner = &*self.inner;
-        let elapsed = now.saturating_since(permit.started());
-        let outcome = inner.policy.classify(outcome, elapsed);
+        let (outcome, elapsed) = store::classify(&inner.policy, &permit, outcome, now);
         if permit.kind() == PermitKind::Normal
             && outcome == Outcome::Success
             && inner.free_generation() == Some(permit.generation())
@@ -276,8 +275,7 @@ impl MemoryBreaker {
         wait: Duration,
     ) -> Recorded {
         let inner = &*self.inner;
-        let elapsed = now.saturating_since(permit.started());
-        let outcome = inner.policy.classify(outcome, elapsed);
+        let (outcome, elapsed) = store::classify(&inner.policy, &permit, outcome, now);
         let transition = self.with_circuit(|circuit, window| {
             circuit.record_retry_after(&inner.policy, now, &permit, outcome, wait, window)
         });

@@ -389,14 +389,12 @@ impl Engine {
         wait: Option<Duration>,
     ) -> RecordPlan {
         let now = self.now();
-        let elapsed = now.saturating_since(permit.started());
-        let outcome = self.policy.classify(outcome, elapsed);
-        let hold_off = wait.and_then(|wait| self.policy.hold_off_millis(wait));
         if permit.generation() & LOCAL != 0 {
             let mut local = lock(&self.local);
             let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
             if era != local.era {
                 // Given by a local breaker that has since given way to the store's state.
+                let (outcome, elapsed) = store::classify(&self.policy, &permit, outcome, now);
                 return RecordPlan::Done(Recorded::new(outcome, elapsed, None));
             }
             let local_permit = store::permit(
@@ -416,6 +414,8 @@ impl Engine {
                     .record(&self.policy, now, local_permit, outcome),
             });
         }
+        let (outcome, elapsed) = store::classify(&self.policy, &permit, outcome, now);
+        let hold_off = wait.and_then(|wait| self.policy.hold_off_millis(wait));
         let ticket = match permit.kind() {
             // Admitted without the store: nothing to count.
             PermitKind::Unchecked => {

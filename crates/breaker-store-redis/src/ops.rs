@@ -151,42 +151,37 @@ fn one_call<T>(
     }
 }
 
-/// The pre-call check: from the cache when it can answer, else one script call.
-pub(crate) fn acquire(engine: &Engine) -> impl Operation<Output = Result<Permit, Rejected>> + '_ {
-    let now = engine.now();
-    let cached = engine.cached_acquire(now);
-    Acquire {
-        engine,
-        now,
-        cached,
-        asked: false,
+/// An operation whose answer may be known without Redis: `Ready` answers at once, `Ask`
+/// runs the operation it holds.
+enum ReadyOr<T, O> {
+    Ready(Option<T>),
+    Ask(O),
+}
+
+impl<T, O: Operation<Output = T>> Operation for ReadyOr<T, O> {
+    type Output = T;
+
+    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<T> {
+        match self {
+            ReadyOr::Ready(answer) => match answer.take() {
+                Some(answer) => Step::Done(answer),
+                None => unreachable!("a ready operation is stepped once"),
+            },
+            ReadyOr::Ask(op) => op.step(reply),
+        }
     }
 }
 
-struct Acquire<'a> {
-    engine: &'a Engine,
-    now: Timestamp,
-    cached: Option<Result<Permit, Rejected>>,
-    asked: bool,
-}
-
-impl Operation for Acquire<'_> {
-    type Output = Result<Permit, Rejected>;
-
-    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
-        if let Some(decision) = self.cached.take() {
-            return Step::Done(decision);
-        }
-        match reply {
-            None if !self.asked => {
-                self.asked = true;
-                script(self.engine.invocation(self.now, Op::Acquire), "acquire").into_step()
-            }
-            reply => {
-                let reply = reply.map_or_else(|| Err(internal("acquire")), |r| read(r, "acquire"));
-                Step::Done(self.engine.finish_acquire(self.now, reply))
-            }
-        }
+/// The pre-call check: from the cache when it can answer, else one script call.
+pub(crate) fn acquire(engine: &Engine) -> impl Operation<Output = Result<Permit, Rejected>> + '_ {
+    let now = engine.now();
+    match engine.cached_acquire(now) {
+        Some(decision) => ReadyOr::Ready(Some(decision)),
+        None => ReadyOr::Ask(one_call(
+            engine.invocation(now, Op::Acquire),
+            "acquire",
+            move |reply| engine.finish_acquire(now, reply),
+        )),
     }
 }
 
@@ -267,36 +262,16 @@ impl Operation for Record<'_> {
 
 /// Sending what the batch holds, if anything.
 pub(crate) fn flush(engine: &Engine) -> impl Operation<Output = Result<(), StoreError>> + '_ {
-    let batch = engine.take_batch();
-    let finish = move |reply: Result<Vec<i64>, StoreError>, context| {
-        let result = match &reply {
-            Ok(_) => Ok(()),
-            Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
-        };
-        engine.finish_batch(context, reply);
-        result
-    };
-    match batch {
-        Some((call, context)) => Flush::Send(one_call(call, "sending a batch", move |reply| {
-            finish(reply, context)
+    match engine.take_batch() {
+        Some((call, context)) => ReadyOr::Ask(one_call(call, "sending a batch", move |reply| {
+            let result = match &reply {
+                Ok(_) => Ok(()),
+                Err(err) => Err(StoreError::new(err.kind(), err.to_string())),
+            };
+            engine.finish_batch(context, reply);
+            result
         })),
-        None => Flush::Empty,
-    }
-}
-
-enum Flush<O> {
-    Empty,
-    Send(O),
-}
-
-impl<O: Operation<Output = Result<(), StoreError>>> Operation for Flush<O> {
-    type Output = Result<(), StoreError>;
-
-    fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
-        match self {
-            Flush::Empty => Step::Done(Ok(())),
-            Flush::Send(op) => op.step(reply),
-        }
+        None => ReadyOr::Ready(Some(Ok(()))),
     }
 }
 

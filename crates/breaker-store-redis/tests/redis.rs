@@ -982,7 +982,7 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     let (first, second) = (process(), process());
     let policy = policy(StoreFailurePolicy::FailOpen);
     let a = first.breaker("asked-to-wait", policy.clone()).unwrap();
-    let b = second.breaker("asked-to-wait", policy).unwrap();
+    let b = second.breaker("asked-to-wait", policy.clone()).unwrap();
     // The second process has seen the breaker closed: its cache says so.
     let permit = Breaker::acquire(&b).unwrap();
     Breaker::record(&b, permit, Outcome::Success);
@@ -1013,16 +1013,12 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     clock.advance(Duration::from_secs(2));
     assert!(Breaker::acquire(&b).unwrap().is_probe());
     // A wait of zero (a date in the past, garbage) changes nothing.
-    let fresh = first.breaker("not-asked", policy_default()).unwrap();
+    let fresh = first.breaker("not-asked", policy).unwrap();
     let permit = Breaker::acquire(&fresh).unwrap();
     assert_eq!(
         Breaker::record_retry_after(&fresh, permit, Outcome::Failure, Duration::ZERO).transition,
         None
     );
-}
-
-fn policy_default() -> Policy {
-    policy(StoreFailurePolicy::FailOpen)
 }
 
 #[test]

@@ -426,7 +426,9 @@ impl Circuit {
     /// Records the outcome of the call `permit` admitted, at `now`, counting it in `window`.
     ///
     /// Reports from an earlier generation, probes reported after the half-open cycle ended,
-    /// and unchecked permits are ignored.
+    /// and unchecked permits are ignored. A report that changes nothing (an unchecked permit,
+    /// an ordinary call's ignored outcome) leaves the breaker exactly as it was: a store need
+    /// not send it anywhere.
     pub fn record<W: Window + ?Sized>(
         &mut self,
         policy: &Policy,
@@ -435,6 +437,14 @@ impl Circuit {
         outcome: Outcome,
         window: &mut W,
     ) -> Option<Transition> {
+        let nothing_to_count = match permit.kind() {
+            PermitKind::Unchecked => true,
+            PermitKind::Normal => outcome == Outcome::Ignored,
+            PermitKind::Probe { .. } => false,
+        };
+        if nothing_to_count {
+            return None;
+        }
         self.expire_override(now);
         if permit.generation != self.generation {
             return None;
@@ -502,17 +512,14 @@ impl Circuit {
         wait: Duration,
         window: &mut W,
     ) -> Option<Transition> {
-        self.expire_override(now);
         let hold_ms = match policy.hold_off_millis(wait) {
-            Some(ms)
-                if permit.generation == self.generation
-                    && permit.kind() != PermitKind::Unchecked
-                    && self.override_mode != Override::ForcedClosed =>
-            {
-                ms
-            }
+            Some(ms) if permit.kind() != PermitKind::Unchecked => ms,
             _ => return self.record(policy, now, permit, outcome, window),
         };
+        self.expire_override(now);
+        if permit.generation != self.generation || self.override_mode == Override::ForcedClosed {
+            return self.record(policy, now, permit, outcome, window);
+        }
         match permit.kind() {
             PermitKind::Probe { ticket } => self.probes.retain(|lease| lease.ticket != ticket),
             _ => match outcome {

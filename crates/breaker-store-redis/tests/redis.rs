@@ -232,6 +232,39 @@ proptest! {
     }
 }
 
+/// An ordinary call's ignored outcome changes nothing, so no store sends it: an override that
+/// expired meanwhile is still in force if the clock then steps back, in the core as in Redis.
+#[test]
+fn an_ignored_outcome_changes_nothing_even_an_expired_override() {
+    let steps = [
+        Step::Acquire,
+        Step::Override(Override::ForcedOpen, Some(1)),
+        Step::Advance(1),
+        Step::Record(0, Outcome::Ignored),
+        Step::StepBack(1),
+        Step::Acquire,
+    ];
+    let policy = Policy::default();
+    differential(
+        &AsyncFixture::with(Deployment::Single, Duration::ZERO),
+        policy.clone(),
+        &steps,
+    )
+    .unwrap();
+    differential(
+        &AsyncFixture::with(Deployment::Single, Duration::from_secs(1)),
+        policy.clone(),
+        &steps,
+    )
+    .unwrap();
+    differential(
+        &BlockingFixture::with(Deployment::Single, Duration::from_secs(1)),
+        policy,
+        &steps,
+    )
+    .unwrap();
+}
+
 fn policy(on_store_failure: StoreFailurePolicy) -> Policy {
     Policy::builder()
         .minimum_failures(3)

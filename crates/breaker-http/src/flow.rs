@@ -439,20 +439,16 @@ pub struct Call<'a, B> {
     context: Option<HttpContext>,
 }
 
-impl<'a, B> Call<'a, B> {
+impl<B> Call<'_, B> {
     /// A response arrived (no IO): the call is classified by its status, and its headers
     /// (if the client still has them) go to listeners and give the wait a 429 or 503 asks
     /// with `Retry-After`.
-    pub fn response(self, status: u16, headers: Option<&http::HeaderMap>) -> Finish<'a, B> {
+    pub fn response(self, status: u16, headers: Option<&http::HeaderMap>) -> Finish<B> {
         self.finish(&Attempt::Response { status }, headers)
     }
 
     /// The call failed without a response (no IO).
-    pub fn error(
-        self,
-        kind: ErrorKind,
-        error: &(dyn std::error::Error + 'static),
-    ) -> Finish<'a, B> {
+    pub fn error(self, kind: ErrorKind, error: &(dyn std::error::Error + 'static)) -> Finish<B> {
         self.finish(&Attempt::Error { kind, error }, None)
     }
 
@@ -460,7 +456,7 @@ impl<'a, B> Call<'a, B> {
         self,
         attempt: &Attempt<'_>,
         response_headers: Option<&http::HeaderMap>,
-    ) -> Finish<'a, B> {
+    ) -> Finish<B> {
         let options = &self.breakers.options;
         let outcome = options.classifier.classify(attempt);
         let listening = self.mounted.observer.wants_context();
@@ -484,33 +480,38 @@ impl<'a, B> Call<'a, B> {
             Some(headers) if listening => header_list(headers, options.reveal_secrets),
             _ => Vec::new(),
         };
+        let Call {
+            mounted,
+            permit,
+            context,
+            ..
+        } = self;
         Finish {
-            call: self,
-            outcome,
-            wait,
-            status,
-            error,
-            response_headers,
+            permit,
             capture,
-            body_prefix: None,
+            told: Told {
+                mounted,
+                outcome,
+                wait,
+                status,
+                error,
+                response_headers,
+                body_prefix: None,
+                context,
+            },
         }
     }
 }
 
 /// A finished call, to be recorded and told.
 #[must_use]
-pub struct Finish<'a, B> {
-    call: Call<'a, B>,
-    outcome: Outcome,
-    wait: Option<Duration>,
-    status: Option<u16>,
-    error: Option<String>,
-    response_headers: Vec<(String, String)>,
+pub struct Finish<B> {
+    permit: Permit,
     capture: Option<usize>,
-    body_prefix: Option<Vec<u8>>,
+    told: Told<B>,
 }
 
-impl<B> Finish<'_, B> {
+impl<B> Finish<B> {
     /// How many bytes of the response body listeners want (a failed call's, when the client
     /// captures bodies); the adapter reads them with [`body_prefix`](Self::body_prefix),
     /// leaving the caller the whole body.
@@ -521,43 +522,12 @@ impl<B> Finish<'_, B> {
     /// The first bytes of the response body, read for listeners.
     pub fn body_prefix(&mut self, mut prefix: Vec<u8>) {
         prefix.truncate(self.capture.unwrap_or(0));
-        self.body_prefix = Some(prefix);
+        self.told.body_prefix = Some(prefix);
     }
 
     /// How the call counts.
     pub fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-
-    /// Takes the permit out, leaving what listeners are told after recording.
-    fn into_permit(self) -> (Permit, Told<B>) {
-        let Finish {
-            call,
-            outcome,
-            wait,
-            status,
-            error,
-            response_headers,
-            body_prefix,
-            ..
-        } = self;
-        let Call {
-            mounted,
-            permit,
-            context,
-            ..
-        } = call;
-        let told = Told {
-            mounted,
-            outcome,
-            wait,
-            status,
-            error,
-            response_headers,
-            body_prefix,
-            context,
-        };
-        (permit, told)
+        self.told.outcome
     }
 }
 
@@ -594,10 +564,10 @@ impl<B> Told<B> {
     }
 }
 
-impl<B: Breaker> Finish<'_, B> {
+impl<B: Breaker> Finish<B> {
     /// Records the call in its breaker (blocking) and tells listeners.
     pub fn record_blocking(self) {
-        let (permit, told) = self.into_permit();
+        let Finish { permit, told, .. } = self;
         let breaker = &told.mounted.breaker;
         let recorded = match told.wait {
             Some(wait) => breaker.record_retry_after(permit, told.outcome, wait),
@@ -607,10 +577,10 @@ impl<B: Breaker> Finish<'_, B> {
     }
 }
 
-impl<B: AsyncBreaker> Finish<'_, B> {
+impl<B: AsyncBreaker> Finish<B> {
     /// Records the call in its breaker and tells listeners.
     pub async fn record(self) {
-        let (permit, told) = self.into_permit();
+        let Finish { permit, told, .. } = self;
         let breaker = &told.mounted.breaker;
         let recorded = match told.wait {
             Some(wait) => breaker.record_retry_after(permit, told.outcome, wait).await,

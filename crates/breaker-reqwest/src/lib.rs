@@ -98,7 +98,7 @@ fn response_of(rejection: http::Response<String>, request: &Request) -> Response
 
 /// Reads the first bytes of the body for listeners when `finish` asks, and gives back a
 /// response whose body is still whole (the bytes read, then the rest).
-async fn capture<B>(response: Response, finish: &mut Finish<'_, B>) -> Response {
+async fn capture<B>(response: Response, finish: &mut Finish<B>) -> Response {
     let Some(limit) = finish.capture() else {
         return response;
     };

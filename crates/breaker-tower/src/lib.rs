@@ -192,7 +192,7 @@ where
 /// the whole body (the frames read, then the rest).
 async fn capture<B, R>(
     response: http::Response<R>,
-    finish: &mut Finish<'_, B>,
+    finish: &mut Finish<B>,
 ) -> http::Response<BreakerBody<R>>
 where
     R: Body + Unpin,

@@ -69,7 +69,7 @@ fn response_of(rejection: http::Response<String>) -> http::Response<Body> {
 
 /// Reads the first bytes of the body for listeners when `finish` asks, and gives back a
 /// response whose body is still whole (the bytes read, then the rest).
-fn capture<B>(response: http::Response<Body>, finish: &mut Finish<'_, B>) -> http::Response<Body> {
+fn capture<B>(response: http::Response<Body>, finish: &mut Finish<B>) -> http::Response<Body> {
     let Some(limit) = finish.capture() else {
         return response;
     };

@@ -5,9 +5,11 @@
 //!   `npm ci`), then runs every test of the workspace (unit, integration, doc, benches in test
 //!   mode) and the adapters' examples.
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
-//!   check, a build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
+//!   check, each Redis transport built alone (the blocking one without an async runtime), a
+//!   build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
 //! - `bench`: the criterion benchmarks, then `docs/benchmarks.md` written from their results.
-//! - `deps`: fails if `breaker-core` depends on any runtime, network or Redis crate.
+//! - `deps`: fails if `breaker-core` depends on any runtime, network or Redis crate, or if a
+//!   Redis transport does not build alone (the blocking one without an async runtime).
 
 mod bench;
 #[cfg(test)]
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench::run(&args[1..]),
-        Some("deps") => core_has_no_io(),
+        Some("deps") => core_has_no_io().and_then(|()| redis_transports_stand_alone()),
         _ => {
             eprintln!("usage: cargo xtask <test|ci|bench|deps>");
             return ExitCode::from(2);
@@ -227,6 +229,7 @@ fn ci() -> Result {
         "warnings",
     ]))?;
     core_has_no_io()?;
+    redis_transports_stand_alone()?;
     // TLS is an opt-in feature of the Redis store: check that it still builds.
     run(cargo(&[
         "check",
@@ -259,32 +262,13 @@ const IO_CRATES: &[&str] = &[
 ];
 
 fn core_has_no_io() -> Result {
-    let output = cargo(&[
-        "tree",
-        "--package",
-        "breaker-core",
-        "--edges",
-        "normal",
-        "--prefix",
-        "none",
-        "--locked",
-    ])
-    .output()
-    .map_err(|err| format!("could not run cargo tree: {err}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let tree = String::from_utf8_lossy(&output.stdout);
-    let found: Vec<&str> = tree
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
+    let found = dependencies("breaker-core", &[])?
+        .into_iter()
         .filter(|name| {
-            IO_CRATES.contains(name) || name.starts_with("breaker-") && *name != "breaker-core"
+            IO_CRATES.contains(&name.as_str())
+                || name.starts_with("breaker-") && name != "breaker-core"
         })
-        .collect();
+        .collect::<Vec<_>>();
     if found.is_empty() {
         eprintln!("xtask: breaker-core depends on no IO crate and no other workspace crate");
         Ok(())
@@ -293,4 +277,65 @@ fn core_has_no_io() -> Result {
             "breaker-core must do no IO, but depends on {found:?}"
         ))
     }
+}
+
+/// Each Redis transport builds alone, without warnings, and the blocking one without an async
+/// runtime.
+fn redis_transports_stand_alone() -> Result {
+    for transport in ["tokio", "blocking"] {
+        run(cargo(&[
+            "clippy",
+            "--package",
+            "breaker-store-redis",
+            "--no-default-features",
+            "--features",
+            transport,
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    let blocking = ["--no-default-features", "--features", "blocking"];
+    let found = dependencies("breaker-store-redis", &blocking)?
+        .into_iter()
+        .filter(|name| ["tokio", "futures-util", "async-std", "smol"].contains(&name.as_str()))
+        .collect::<Vec<_>>();
+    if found.is_empty() {
+        eprintln!("xtask: the blocking Redis store depends on no async runtime");
+        Ok(())
+    } else {
+        Err(format!(
+            "the blocking Redis store must not need an async runtime, but depends on {found:?}"
+        ))
+    }
+}
+
+/// The names of every crate `package` depends on (normal edges, with `features`).
+fn dependencies(package: &str, features: &[&str]) -> Result<Vec<String>> {
+    let mut args = vec![
+        "tree",
+        "--package",
+        package,
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+        "--locked",
+    ];
+    args.extend(features);
+    let output = cargo(&args)
+        .output()
+        .map_err(|err| format!("could not run cargo tree: {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
 }

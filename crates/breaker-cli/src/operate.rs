@@ -294,13 +294,10 @@ fn details(entry: &HistoryEntry) -> String {
 pub(crate) async fn history(args: HistoryArgs) -> Result<(), Failure> {
     let store = store_of(&args.store).await?;
     let count = usize::try_from(args.count).unwrap_or(usize::MAX);
-    let entries: Vec<HistoryEntry> = store
+    let entries = store
         .history(args.name.as_deref(), count)
         .await
-        .map_err(store_failure)?
-        .into_iter()
-        .map(HistoryEntry::from)
-        .collect();
+        .map_err(store_failure)?;
     if args.json {
         println!("{}", json_line(&entries)?);
         return Ok(());

@@ -50,6 +50,7 @@ mod breaker;
 mod circuit;
 mod error;
 mod event;
+mod history;
 mod policy;
 pub mod store;
 mod time;
@@ -65,6 +66,7 @@ pub use circuit::{
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};
+pub use history::{Bucket, HistoryEntry};
 pub use policy::{
     MAX_BUCKETS, MAX_DURATION, Policy, PolicyBuilder, PolicyError, RetryAfterPolicy,
     StoreFailurePolicy,

@@ -47,7 +47,8 @@ mod store;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use breaker_core::{Bucket, HistoryEntry};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakers;
 pub use router::Dashboard;
-pub use store::{Action, BreakerView, Bucket, DashboardStore, HistoryEntry};
+pub use store::{Action, BreakerView, DashboardStore};

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use breaker_core::{Policy, StoreError, StoreErrorKind};
+use breaker_core::{HistoryEntry, Policy, StoreError, StoreErrorKind};
 use breaker_store_redis::{BreakerInfo, RedisBreaker, RedisStore};
 
-use crate::store::{Action, BreakerView, Bucket, DashboardStore, HistoryEntry};
+use crate::store::{Action, BreakerView, DashboardStore};
 
 /// The breakers registered in a [`RedisStore`], as operators see them: listed with their
 /// windows, their history, and operator actions by name. Cheap to clone.
@@ -102,20 +102,6 @@ impl From<BreakerInfo> for BreakerView {
     }
 }
 
-impl From<breaker_store_redis::Bucket> for Bucket {
-    fn from(bucket: breaker_store_redis::Bucket) -> Bucket {
-        Bucket::new(bucket.start, bucket.calls, bucket.failures)
-    }
-}
-
-impl From<breaker_store_redis::HistoryEntry> for HistoryEntry {
-    fn from(entry: breaker_store_redis::HistoryEntry) -> HistoryEntry {
-        let mut view = HistoryEntry::new(entry.name, entry.at, entry.event, entry.generation);
-        view.details = entry.details;
-        view
-    }
-}
-
 impl DashboardStore for RedisBreakers {
     async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
         let listed = self.store.list().await?;
@@ -130,7 +116,7 @@ impl DashboardStore for RedisBreakers {
             let mut view = BreakerView::from(info);
             if let Some(handle) = handle {
                 let buckets = handle.window().await?;
-                view.buckets = Some(buckets.into_iter().map(Bucket::from).collect());
+                view.buckets = Some(buckets);
             }
             views.push(view);
         }
@@ -142,8 +128,7 @@ impl DashboardStore for RedisBreakers {
         name: Option<&str>,
         count: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let entries = self.store.history(name, count).await?;
-        Ok(entries.into_iter().map(HistoryEntry::from).collect())
+        self.store.history(name, count).await
     }
 
     async fn act(&self, name: &str, action: Action) -> Result<(), StoreError> {

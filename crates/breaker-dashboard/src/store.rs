@@ -4,7 +4,9 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use breaker_core::{AsyncOperate, Override, Policy, Snapshot, StoreError, Timestamp};
+use breaker_core::{
+    AsyncOperate, Bucket, HistoryEntry, Override, Policy, Snapshot, StoreError, Timestamp,
+};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -174,104 +176,6 @@ impl Serialize for BreakerView {
     }
 }
 
-/// Calls and failures counted in one bucket of a breaker's window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Bucket {
-    /// When the bucket starts.
-    pub start: Timestamp,
-    /// Calls counted in it.
-    pub calls: u64,
-    /// Failures counted in it.
-    pub failures: u64,
-}
-
-impl Bucket {
-    /// A bucket starting at `start` with these counts.
-    pub fn new(start: Timestamp, calls: u64, failures: u64) -> Bucket {
-        Bucket {
-            start,
-            calls,
-            failures,
-        }
-    }
-}
-
-impl Serialize for Bucket {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("start_ms", &self.start.as_millis())?;
-        map.serialize_entry("calls", &self.calls)?;
-        map.serialize_entry("failures", &self.failures)?;
-        map.end()
-    }
-}
-
-/// One transition or operator action in a breaker's history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HistoryEntry {
-    /// The breaker's name.
-    pub name: String,
-    /// When it happened (milliseconds since the Unix epoch).
-    pub at: Timestamp,
-    /// What happened: `tripped`, `half-opened`, `closed` or `override`.
-    pub event: String,
-    /// The breaker's generation after it.
-    pub generation: u64,
-    /// What else is known, in the order the store gave it: for a trip its `cause`,
-    /// `open_until`, `calls` and `failures`; for an override its `mode` and `until`; for
-    /// operator actions `by`, who asked.
-    pub details: Vec<(String, String)>,
-}
-
-impl HistoryEntry {
-    /// An entry with no details.
-    pub fn new(
-        name: impl Into<String>,
-        at: Timestamp,
-        event: impl Into<String>,
-        generation: u64,
-    ) -> HistoryEntry {
-        HistoryEntry {
-            name: name.into(),
-            at,
-            event: event.into(),
-            generation,
-            details: Vec::new(),
-        }
-    }
-
-    /// This entry with one more detail.
-    #[must_use]
-    pub fn detail(mut self, field: impl Into<String>, value: impl Into<String>) -> HistoryEntry {
-        self.details.push((field.into(), value.into()));
-        self
-    }
-}
-
-impl Serialize for HistoryEntry {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Details<'a>(&'a [(String, String)]);
-        impl Serialize for Details<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut map = serializer.serialize_map(Some(self.0.len()))?;
-                for (field, value) in self.0 {
-                    map.serialize_entry(field, value)?;
-                }
-                map.end()
-            }
-        }
-        let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("name", &self.name)?;
-        map.serialize_entry("at_ms", &self.at.as_millis())?;
-        map.serialize_entry("event", &self.event)?;
-        map.serialize_entry("generation", &self.generation)?;
-        map.serialize_entry("details", &Details(&self.details))?;
-        map.end()
-    }
-}
-
 fn millis(at: Timestamp) -> u64 {
     at.as_millis()
 }
@@ -297,18 +201,6 @@ mod tests {
         assert_eq!(
             Action::Override(Override::ForcedClosed, ten).to_string(),
             "force-closed for 10m"
-        );
-    }
-
-    #[test]
-    fn history_details_serialize_as_an_object_in_order() {
-        let entry = HistoryEntry::new("a", Timestamp::from_millis(5), "tripped", 2)
-            .detail("cause", "operator")
-            .detail("by", "ops");
-        let json = serde_json::to_string(&entry).unwrap_or_default();
-        assert_eq!(
-            json,
-            r#"{"name":"a","at_ms":5,"event":"tripped","generation":2,"details":{"cause":"operator","by":"ops"}}"#
         );
     }
 }

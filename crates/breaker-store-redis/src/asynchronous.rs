@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use breaker_core::{
-    AsyncBreaker, AsyncOperate, Listeners, Outcome, Override, Permit, Policy, Recorded, Rejected,
-    Snapshot, StoreError, Transition,
+    AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Outcome, Override, Permit, Policy, Recorded,
+    Rejected, Snapshot, StoreError, Transition,
 };
 use futures_util::StreamExt;
 use futures_util::future::{self, Either};
@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, oneshot};
 use crate::config::{Deployment, RedisConfig, redact};
 use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error, store_error_in, timed_out};
-use crate::history::{Bucket, HistoryEntry};
+use crate::handle::{breaker_accessors, breaker_handle};
 use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 
@@ -350,7 +350,7 @@ impl RedisStore {
     pub async fn breaker(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
         let engine = Arc::new(Engine::new(name, policy, self.inner.settings.clone()));
         engine.registration()?;
-        self.inner.changes.add(&engine);
+        self.follow(&engine);
         let now = engine.now();
         if engine.registration_due(now) {
             let (ok, _) = self.run(ops::register(&engine)).await;
@@ -360,6 +360,11 @@ impl RedisStore {
             engine,
             store: self.clone(),
         })
+    }
+
+    /// Makes `engine` hear the changes Redis pushes.
+    fn follow(&self, engine: &Arc<Engine>) {
+        self.inner.changes.add(engine);
     }
 
     /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no
@@ -432,34 +437,12 @@ impl RedisStore {
     }
 }
 
-/// One breaker in a [`RedisStore`]. Cheap to clone.
-#[derive(Clone)]
-pub struct RedisBreaker {
-    engine: Arc<Engine>,
-    store: RedisStore,
-}
-
-impl fmt::Debug for RedisBreaker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBreaker")
-            .field("name", &self.engine.name)
-            .field("policy", &self.engine.policy)
-            .field("store", &self.store)
-            .finish()
-    }
+breaker_handle! {
+    /// One breaker in a [`RedisStore`]. Cheap to clone.
+    RedisBreaker over RedisStore
 }
 
 impl RedisBreaker {
-    /// This breaker with `listeners`. Call it when the breaker is made: a handle that
-    /// shares its breaker with clones gets a fresh cache of the breaker's state.
-    #[must_use]
-    pub fn with_listeners(mut self, listeners: Listeners) -> RedisBreaker {
-        Engine::set_listeners(&mut self.engine, listeners);
-        // A fresh engine hears pushed changes too.
-        self.store.inner.changes.add(&self.engine);
-        self
-    }
-
     /// The breaker's state, read from Redis.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.store.run(ops::snapshot(&self.engine)).await.0
@@ -541,17 +524,7 @@ impl Drop for RedisBreaker {
 }
 
 impl AsyncBreaker for RedisBreaker {
-    fn name(&self) -> &str {
-        &self.engine.name
-    }
-
-    fn policy(&self) -> &Policy {
-        &self.engine.policy
-    }
-
-    fn listeners(&self) -> &Listeners {
-        &self.engine.listeners
-    }
+    breaker_accessors!();
 
     async fn acquire(&self) -> Result<Permit, Rejected> {
         let (decision, answered) = self.store.run(ops::acquire(&self.engine)).await;

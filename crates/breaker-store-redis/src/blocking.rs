@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Breaker, Listeners, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected, Snapshot,
-    StoreError, StoreErrorKind, Transition,
+    Breaker, Bucket, HistoryEntry, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Snapshot, StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{ConnectionLike, RedisError, RedisResult};
@@ -14,7 +14,7 @@ use redis::{ConnectionLike, RedisError, RedisResult};
 use crate::config::{Deployment, RedisConfig};
 use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error};
-use crate::history::{Bucket, HistoryEntry};
+use crate::handle::{breaker_accessors, breaker_handle};
 use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 
@@ -231,6 +231,9 @@ impl BlockingRedisStore {
         })
     }
 
+    /// Nothing is pushed to the blocking store: it polls within `max_staleness`.
+    fn follow(&self, _engine: &Arc<Engine>) {}
+
     /// Sends `engine`'s pending outcomes, if any, in one script call.
     fn flush_engine(&self, engine: &Engine) -> Result<(), StoreError> {
         let (result, answered) = self.run(ops::flush(engine));
@@ -267,31 +270,9 @@ impl BlockingRedisStore {
     }
 }
 
-/// One breaker in a [`BlockingRedisStore`]. Cheap to clone.
-#[derive(Clone)]
-pub struct BlockingRedisBreaker {
-    engine: Arc<Engine>,
-    store: BlockingRedisStore,
-}
-
-impl fmt::Debug for BlockingRedisBreaker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingRedisBreaker")
-            .field("name", &self.engine.name)
-            .field("policy", &self.engine.policy)
-            .field("store", &self.store)
-            .finish()
-    }
-}
-
-impl BlockingRedisBreaker {
-    /// This breaker with `listeners`. Call it when the breaker is made: a handle that
-    /// shares its breaker with clones gets a fresh cache of the breaker's state.
-    #[must_use]
-    pub fn with_listeners(mut self, listeners: Listeners) -> BlockingRedisBreaker {
-        Engine::set_listeners(&mut self.engine, listeners);
-        self
-    }
+breaker_handle! {
+    /// One breaker in a [`BlockingRedisStore`]. Cheap to clone.
+    BlockingRedisBreaker over BlockingRedisStore
 }
 
 impl BlockingRedisBreaker {
@@ -340,17 +321,7 @@ impl Drop for BlockingRedisBreaker {
 }
 
 impl Breaker for BlockingRedisBreaker {
-    fn name(&self) -> &str {
-        &self.engine.name
-    }
-
-    fn policy(&self) -> &Policy {
-        &self.engine.policy
-    }
-
-    fn listeners(&self) -> &Listeners {
-        &self.engine.listeners
-    }
+    breaker_accessors!();
 
     fn acquire(&self) -> Result<Permit, Rejected> {
         let (decision, answered) = self.store.run(ops::acquire(&self.engine));

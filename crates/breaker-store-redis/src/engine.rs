@@ -14,10 +14,10 @@ use breaker_core::{
 };
 use redis::{Cmd, ScriptInvocation};
 
-use crate::history::Bucket;
 use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op, Tail};
+use breaker_core::Bucket;
 
 /// Permits given by the local fallback breaker carry this bit in their generation, so their
 /// outcomes go back to it and never to Redis.
@@ -336,6 +336,7 @@ impl Engine {
 
     /// Makes the cached state stale at once (a change was pushed): the next call asks Redis,
     /// while a reply older than the one cached is still not taken.
+    #[cfg(feature = "tokio")]
     pub(crate) fn make_stale(&self) {
         let mut cached = lock(&self.cached);
         cached.received = Timestamp::ZERO;
@@ -636,10 +637,12 @@ impl Engine {
         let width = self.policy.bucket_millis();
         Ok(script::parse_window(reply)?
             .into_iter()
-            .map(|[bucket, calls, failures]| Bucket {
-                start: Timestamp::from_millis(bucket.saturating_mul(width)),
-                calls,
-                failures,
+            .map(|[bucket, calls, failures]| {
+                Bucket::new(
+                    Timestamp::from_millis(bucket.saturating_mul(width)),
+                    calls,
+                    failures,
+                )
             })
             .collect())
     }

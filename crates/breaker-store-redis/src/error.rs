@@ -37,6 +37,7 @@ pub(crate) fn store_error(err: RedisError) -> StoreError {
 }
 
 /// A failed Redis request, with what was being done.
+#[cfg(feature = "tokio")]
 pub(crate) fn store_error_in(context: &str, err: RedisError) -> StoreError {
     let kind = kind_of(&err);
     StoreError::new(kind, format!("{context}: {err}")).with_source(err)
@@ -52,6 +53,7 @@ pub(crate) fn config_error(url: &str, err: RedisError) -> StoreError {
 }
 
 /// A request that did not finish within the store's timeout.
+#[cfg(feature = "tokio")]
 pub(crate) fn timed_out(what: &str) -> StoreError {
     StoreError::new(
         StoreErrorKind::Timeout,

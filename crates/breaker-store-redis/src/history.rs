@@ -1,52 +1,10 @@
-//! What operators read besides the live state: each breaker's history of transitions and
-//! operator actions (a capped stream per breaker), and its window's buckets.
+//! Reading a breaker's history of transitions and operator actions: a capped stream per
+//! breaker, written by the script.
 
-use breaker_core::{StoreError, Timestamp};
+use breaker_core::{HistoryEntry, StoreError, Timestamp};
 use redis::Cmd;
-use serde::Serialize;
 
 use crate::keys::Keys;
-
-/// One transition or operator action, as the script that made it wrote it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct HistoryEntry {
-    /// The breaker's name.
-    pub name: String,
-    /// When it happened (milliseconds since the Unix epoch, by the Redis server's clock, or
-    /// the injected clock's time).
-    pub at: Timestamp,
-    /// `tripped`, `half-opened`, `closed` or `override`.
-    pub event: String,
-    /// The breaker's generation after it.
-    pub generation: u64,
-    /// What else the script knew: for a trip its `cause` (`threshold`, `probe-failed`,
-    /// `operator`), `open_until`, `open_ms`, `calls` and `failures`; for an override its
-    /// `mode` and `until` (0: none); for operator actions `by`, who asked.
-    pub details: Vec<(String, String)>,
-}
-
-impl HistoryEntry {
-    /// The detail named `field`, if the entry has it.
-    pub fn detail(&self, field: &str) -> Option<&str> {
-        self.details
-            .iter()
-            .find(|(name, _)| name == field)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// Calls and failures counted in one bucket of a breaker's window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct Bucket {
-    /// When the bucket starts (the script's clock).
-    pub start: Timestamp,
-    /// Calls counted in it.
-    pub calls: u64,
-    /// Failures counted in it.
-    pub failures: u64,
-}
 
 /// The newest `count` entries of one breaker's history, newest first.
 pub(crate) fn read(keys: &Keys, count: usize) -> Cmd {
@@ -77,13 +35,9 @@ pub(crate) fn parse(name: &str, raw: Vec<(String, Vec<String>)>) -> Vec<HistoryE
             let generation = take("gen")
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0);
-            Some(HistoryEntry {
-                name: name.to_owned(),
-                at: Timestamp::from_millis(at),
-                event,
-                generation,
-                details: pairs,
-            })
+            let mut entry = HistoryEntry::new(name, Timestamp::from_millis(at), event, generation);
+            entry.details = pairs;
+            Some(entry)
         })
         .collect()
 }

@@ -23,7 +23,9 @@
 //!   themselves.
 //!
 //! [`RedisStore`] serves async callers (tokio); [`BlockingRedisStore`] blocking ones. Both
-//! use the same keys and script, so they share breakers.
+//! use the same keys and script, so they share breakers. Each is behind a cargo feature, both
+//! on by default: `tokio` and `blocking`. A blocking program does not compile tokio with
+//! `default-features = false, features = ["blocking"]`.
 //!
 //! ```no_run
 //! use breaker_core::{call_async, CallError, Policy};
@@ -41,7 +43,11 @@
 // definition say so where they are declared.
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+mod handle;
+
+#[cfg(feature = "tokio")]
 mod asynchronous;
+#[cfg(feature = "blocking")]
 mod blocking;
 mod config;
 mod engine;
@@ -52,8 +58,10 @@ mod ops;
 mod registry;
 mod script;
 
+#[cfg(feature = "tokio")]
 pub use asynchronous::{RedisBreaker, RedisStore};
+#[cfg(feature = "blocking")]
 pub use blocking::{BlockingRedisBreaker, BlockingRedisStore};
+pub use breaker_core::{Bucket, HistoryEntry};
 pub use config::RedisConfig;
-pub use history::{Bucket, HistoryEntry};
 pub use registry::BreakerInfo;

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{
-    Outcome, Override, Permit, Recorded, Rejected, Snapshot, StoreError, StoreErrorKind, Timestamp,
-    Transition,
+    Bucket, HistoryEntry, Outcome, Override, Permit, Recorded, Rejected, Snapshot, StoreError,
+    StoreErrorKind, Timestamp, Transition,
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
 use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
-use crate::history::{self, Bucket, HistoryEntry};
+use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
 use crate::script::Op;

@@ -9,7 +9,7 @@ use breaker_core::{
     AsyncBreaker, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy, Recorded,
     Rejected, State, Transition, TripCause,
 };
-use breaker_http::{Attempt, ErrorKind, default_classify};
+use breaker_http::{Attempt, RequestErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::RedisBreaker;
@@ -289,7 +289,7 @@ async fn drive<B: AsyncBreaker + 'static>(
                         }
                         Err(err) => {
                             let not_sent = matches!(&err, reqwest_middleware::Error::Reqwest(e) if e.is_builder());
-                            let kind = if not_sent { ErrorKind::NotSent } else { ErrorKind::Transport };
+                            let kind = if not_sent { RequestErrorKind::NotSent } else { RequestErrorKind::Transport };
                             if !not_sent {
                                 tally.sent.fetch_add(1, Ordering::SeqCst);
                             }

@@ -41,6 +41,10 @@
 //! - `POST /api/breakers/{name}/{trip|reset|force-open|force-closed|auto}?for=10m`: the name
 //!   percent-encoded (any UTF-8); `for` only with the overrides.
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 mod router;
 mod store;
 

@@ -9,7 +9,7 @@ use breaker_core::Outcome;
 /// What kind of error a call ended with, as the adapter saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum RequestErrorKind {
     /// Nothing was sent: a bad URL, a body that could not be built.
     NotSent,
     /// The request did not complete: connection refused or reset, DNS, TLS, protocol.
@@ -30,7 +30,7 @@ pub enum Attempt<'a> {
     /// The call failed without a response.
     Error {
         /// What kind of failure.
-        kind: ErrorKind,
+        kind: RequestErrorKind,
         /// The client's error.
         error: &'a (dyn Error + 'static),
     },
@@ -52,7 +52,7 @@ pub fn default_classify(attempt: &Attempt<'_>) -> Outcome {
         Attempt::Response { status } if *status >= 500 => Outcome::Failure,
         Attempt::Response { .. } => Outcome::Success,
         Attempt::Error {
-            kind: ErrorKind::NotSent,
+            kind: RequestErrorKind::NotSent,
             ..
         } => Outcome::Ignored,
         Attempt::Error { .. } => Outcome::Failure,
@@ -114,9 +114,9 @@ mod tests {
         assert_eq!(at(500), Outcome::Failure);
         assert_eq!(at(503), Outcome::Failure);
         for (kind, outcome) in [
-            (ErrorKind::NotSent, Outcome::Ignored),
-            (ErrorKind::Transport, Outcome::Failure),
-            (ErrorKind::Timeout, Outcome::Failure),
+            (RequestErrorKind::NotSent, Outcome::Ignored),
+            (RequestErrorKind::Transport, Outcome::Failure),
+            (RequestErrorKind::Timeout, Outcome::Failure),
         ] {
             assert_eq!(
                 default_classify(&Attempt::Error { kind, error: &io }),

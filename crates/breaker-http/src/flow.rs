@@ -15,7 +15,8 @@ use crate::observe::{Observer, header_list};
 use crate::on_demand::{Factory, Registry};
 use crate::route::{Routes, default_port};
 use crate::{
-    Attempt, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    Attempt, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    RequestErrorKind,
 };
 
 /// A request as the call flow sees it: method, URL parts and headers, borrowed from the
@@ -407,6 +408,7 @@ impl<B> Make<'_, B> {
 
 /// What to do with a request, decided before it is sent.
 #[must_use]
+#[allow(clippy::exhaustive_enums)] // Pass, reject (by response or by error) or admit: complete.
 pub enum Start<'a, B> {
     /// No breaker watches this request: send it untouched.
     Pass,
@@ -448,7 +450,11 @@ impl<B> Call<'_, B> {
     }
 
     /// The call failed without a response (no IO).
-    pub fn error(self, kind: ErrorKind, error: &(dyn std::error::Error + 'static)) -> Finish<B> {
+    pub fn error(
+        self,
+        kind: RequestErrorKind,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Finish<B> {
         self.finish(&Attempt::Error { kind, error }, None)
     }
 

@@ -32,11 +32,15 @@
 //! # }
 //! ```
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
-    Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
-    RejectionMode, RequestHead, default_classify,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    RequestErrorKind, RequestHead, default_classify,
 };
 use breaker_http::{Finish, Start};
 use bytes::Bytes;
@@ -76,11 +80,11 @@ fn rejection_in(error: &reqwest_middleware::Error) -> Option<&Rejection> {
     })
 }
 
-fn error_kind(error: &reqwest_middleware::Error) -> ErrorKind {
+fn error_kind(error: &reqwest_middleware::Error) -> RequestErrorKind {
     match error {
-        reqwest_middleware::Error::Reqwest(err) if err.is_builder() => ErrorKind::NotSent,
-        reqwest_middleware::Error::Reqwest(err) if err.is_timeout() => ErrorKind::Timeout,
-        _ => ErrorKind::Transport,
+        reqwest_middleware::Error::Reqwest(err) if err.is_builder() => RequestErrorKind::NotSent,
+        reqwest_middleware::Error::Reqwest(err) if err.is_timeout() => RequestErrorKind::Timeout,
+        _ => RequestErrorKind::Transport,
     }
 }
 

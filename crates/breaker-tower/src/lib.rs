@@ -37,6 +37,10 @@
 //! # }
 //! ```
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,8 +50,8 @@ use std::task::{Context, Poll};
 use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
-    Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
-    RejectionMode, RequestHead, default_classify,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    RequestErrorKind, RequestHead, default_classify,
 };
 use breaker_http::{Breakers, Finish, Start};
 use bytes::{Buf, Bytes};
@@ -122,17 +126,17 @@ pub fn rejection_of<T>(result: &Result<http::Response<T>, BoxError>) -> Option<&
 
 /// Timeouts anywhere in the error's chain are timeouts; everything else the inner service
 /// returns is a transport error (it cannot tell us what was not sent).
-fn error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+fn error_kind(error: &(dyn std::error::Error + 'static)) -> RequestErrorKind {
     let mut next = Some(error);
     while let Some(error) = next {
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return ErrorKind::Timeout;
+            return RequestErrorKind::Timeout;
         }
         next = error.source();
     }
-    ErrorKind::Transport
+    RequestErrorKind::Transport
 }
 
 type Answer<R> = Result<http::Response<BreakerBody<R>>, BoxError>;

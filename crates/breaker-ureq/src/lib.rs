@@ -29,13 +29,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
+// definition say so where they are declared.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::io::{Cursor, Read};
 
 use breaker_core::Breaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
-    Attempt, BreakerOpen, Classifier, ErrorKind, HttpContext, MountError, OnDemand, Rejection,
-    RejectionMode, RequestHead, default_classify,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    RequestErrorKind, RequestHead, default_classify,
 };
 use breaker_http::{Finish, Start};
 use ureq::middleware::{Middleware, MiddlewareNext};
@@ -49,15 +53,15 @@ breaker_http::client_type!(
     Breaker
 );
 
-fn error_kind(error: &ureq::Error) -> ErrorKind {
+fn error_kind(error: &ureq::Error) -> RequestErrorKind {
     match error {
         ureq::Error::BadUri(_)
         | ureq::Error::Http(_)
         | ureq::Error::InvalidProxyUrl
         | ureq::Error::RequireHttpsOnly(_)
-        | ureq::Error::BodyExceedsLimit(_) => ErrorKind::NotSent,
-        ureq::Error::Timeout(_) => ErrorKind::Timeout,
-        _ => ErrorKind::Transport,
+        | ureq::Error::BodyExceedsLimit(_) => RequestErrorKind::NotSent,
+        ureq::Error::Timeout(_) => RequestErrorKind::Timeout,
+        _ => RequestErrorKind::Transport,
     }
 }
 

@@ -498,11 +498,8 @@ end
 
 local function record(s)
   expire_override(s)
-  local generation = tonumber(ARGV[16])
-  local kind = tonumber(ARGV[17])
-  local ticket = tonumber(ARGV[18])
-  local outcome = tonumber(ARGV[19])
-  local wait = tonumber(ARGV[20]) or 0
+  local generation, kind, ticket = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+  local outcome, wait = tonumber(ARGV[19]), tonumber(ARGV[20]) or 0
   if generation ~= s.gen then return NONE end
   if wait > 0 and s.ov ~= FORCED_CLOSED then
     -- The backend asked every caller to wait (Circuit::record_retry_after): the call is
@@ -540,9 +537,7 @@ end
 
 local function batch(s)
   expire_override(s)
-  local generation = tonumber(ARGV[16])
-  local successes = tonumber(ARGV[17])
-  local failures = tonumber(ARGV[18])
+  local generation, successes, failures = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
   if generation ~= s.gen then return NONE end
   return count(s, successes + failures, failures)
 end

@@ -183,11 +183,7 @@ fn redis_failing_during_a_flush_follows_the_failure_policy() {
 
 #[test]
 fn a_crowd_sends_few_requests() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = breaker_testkit::runtime();
     let server = RedisServer::start();
     let url = server.url();
     let (calls_made, requests) = runtime.block_on(async move {

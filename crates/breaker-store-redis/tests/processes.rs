@@ -108,11 +108,7 @@ fn parent() {
 }
 
 fn child(url: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = breaker_testkit::runtime();
     let (never, racing) = policies();
     runtime.block_on(async {
         let store =

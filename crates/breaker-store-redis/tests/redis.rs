@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
@@ -15,16 +15,8 @@ use breaker_core::{
 use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
-use breaker_testkit::{CoreSubject, Fixture, Subject};
+use breaker_testkit::{CoreSubject, Fixture, Subject, runtime};
 use proptest::prelude::*;
-
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-});
 
 fn single() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
@@ -74,29 +66,29 @@ struct AsyncSubject(RedisBreaker);
 
 impl Subject for AsyncSubject {
     fn acquire(&self) -> Result<Permit, Rejected> {
-        RUNTIME.block_on(AsyncBreaker::acquire(&self.0))
+        runtime().block_on(AsyncBreaker::acquire(&self.0))
     }
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        RUNTIME.block_on(AsyncBreaker::record(&self.0, permit, outcome))
+        runtime().block_on(AsyncBreaker::record(&self.0, permit, outcome))
     }
     fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        RUNTIME.block_on(AsyncBreaker::record_retry_after(
+        runtime().block_on(AsyncBreaker::record_retry_after(
             &self.0, permit, outcome, wait,
         ))
     }
     fn snapshot(&self) -> Snapshot {
-        RUNTIME.block_on(self.0.snapshot()).unwrap()
+        runtime().block_on(self.0.snapshot()).unwrap()
     }
     fn set_override(&self, mode: Override, duration: Option<Duration>) {
-        RUNTIME
+        runtime()
             .block_on(self.0.set_override(mode, duration))
             .unwrap();
     }
     fn trip(&self) -> Transition {
-        RUNTIME.block_on(self.0.trip()).unwrap()
+        runtime().block_on(self.0.trip()).unwrap()
     }
     fn reset(&self) -> Option<Transition> {
-        RUNTIME.block_on(self.0.reset()).unwrap()
+        runtime().block_on(self.0.reset()).unwrap()
     }
 }
 
@@ -117,7 +109,7 @@ impl AsyncFixture {
             .timeout(RELAXED)
             .max_staleness(max_staleness)
             .injected_clock(clock.clone());
-        let store = RUNTIME.block_on(RedisStore::connect(config)).unwrap();
+        let store = runtime().block_on(RedisStore::connect(config)).unwrap();
         AsyncFixture { clock, store }
     }
 }
@@ -128,7 +120,9 @@ impl Fixture for AsyncFixture {
     }
     fn breaker(&self, name: &str, policy: Policy) -> Box<dyn Subject> {
         Box::new(AsyncSubject(
-            RUNTIME.block_on(self.store.breaker(name, policy)).unwrap(),
+            runtime()
+                .block_on(self.store.breaker(name, policy))
+                .unwrap(),
         ))
     }
 }
@@ -462,7 +456,7 @@ fn bad_urls_are_clear_errors_and_secrets_stay_secret() {
         let err = BlockingRedisStore::connect(RedisConfig::standalone(url)).unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Config, "{url}: {err}");
         assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
-        let err = RUNTIME
+        let err = runtime()
             .block_on(RedisStore::connect(RedisConfig::standalone(url)))
             .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
@@ -486,7 +480,7 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
     let timeout = Duration::from_millis(50);
     let blocking =
         BlockingRedisStore::connect(RedisConfig::standalone(&url).timeout(timeout)).unwrap();
-    let store = RUNTIME
+    let store = runtime()
         .block_on(RedisStore::connect(
             RedisConfig::standalone(&url).timeout(timeout),
         ))
@@ -518,12 +512,12 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
                 "the call's outcome stands"
             );
         }
-        let r#async = RUNTIME
+        let r#async = runtime()
             .block_on(store.breaker("unreachable", policy(failure)))
             .unwrap()
             .with_listeners(listeners);
         let started = Instant::now();
-        let decision = RUNTIME.block_on(AsyncBreaker::acquire(&r#async));
+        let decision = runtime().block_on(AsyncBreaker::acquire(&r#async));
         assert!(
             started.elapsed() < timeout + Duration::from_millis(250),
             "{:?}",
@@ -678,12 +672,12 @@ fn wrong_password_is_reported_without_the_password() {
         Operate::trip(&breaker).unwrap(),
         Transition::Tripped { .. }
     ));
-    let store = RUNTIME
+    let store = runtime()
         .block_on(RedisStore::connect(
             RedisConfig::standalone(&acl).timeout(RELAXED),
         ))
         .unwrap();
-    let seen = RUNTIME.block_on(async {
+    let seen = runtime().block_on(async {
         store
             .breaker("acl", Policy::default())
             .await
@@ -703,16 +697,16 @@ fn registry_lists_breakers_and_policy_conflicts() {
             .prefix(&prefix)
             .timeout(RELAXED)
     };
-    let one = RUNTIME.block_on(RedisStore::connect(config())).unwrap();
+    let one = runtime().block_on(RedisStore::connect(config())).unwrap();
     let two = BlockingRedisStore::connect(config()).unwrap();
-    let api = RUNTIME
+    let api = runtime()
         .block_on(one.breaker("api", Policy::default()))
         .unwrap();
     two.breaker("api", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     two.breaker("db", Policy::default()).unwrap();
-    RUNTIME.block_on(api.trip()).unwrap();
-    let listed = RUNTIME.block_on(one.list()).unwrap();
+    runtime().block_on(api.trip()).unwrap();
+    let listed = runtime().block_on(one.list()).unwrap();
     let names: Vec<&str> = listed.iter().map(|info| info.name.as_str()).collect();
     assert_eq!(names, ["api", "db"]);
     assert!(listed[0].policy_conflict());
@@ -730,21 +724,21 @@ fn registry_lists_breakers_and_policy_conflicts() {
 
 #[test]
 fn time_comes_from_the_redis_server() {
-    let store = RUNTIME
+    let store = runtime()
         .block_on(RedisStore::connect(
             RedisConfig::standalone(single().url())
                 .prefix(unique_prefix())
                 .timeout(RELAXED),
         ))
         .unwrap();
-    let breaker = RUNTIME
+    let breaker = runtime()
         .block_on(store.breaker("server-time", Policy::default()))
         .unwrap();
     let Transition::Tripped {
         open_until,
         open_for,
         ..
-    } = RUNTIME.block_on(breaker.trip()).unwrap()
+    } = runtime().block_on(breaker.trip()).unwrap()
     else {
         panic!("a trip");
     };
@@ -778,7 +772,7 @@ fn redis_failures_under_load() {
             .timeout(timeout)
             .max_staleness(Duration::ZERO)
     };
-    let store = RUNTIME.block_on(RedisStore::connect(config())).unwrap();
+    let store = runtime().block_on(RedisStore::connect(config())).unwrap();
     let observer = BlockingRedisStore::connect(config().timeout(RELAXED)).unwrap();
     let never_trips = |failure| {
         Policy::builder()
@@ -787,10 +781,10 @@ fn redis_failures_under_load() {
             .build()
             .unwrap()
     };
-    let open = RUNTIME
+    let open = runtime()
         .block_on(store.breaker("fail-open", never_trips(StoreFailurePolicy::FailOpen)))
         .unwrap();
-    let closed = RUNTIME
+    let closed = runtime()
         .block_on(store.breaker("fail-closed", never_trips(StoreFailurePolicy::FailClosed)))
         .unwrap();
     let watched = observer
@@ -806,7 +800,7 @@ fn redis_failures_under_load() {
     }
     let run_phase = |length: Duration| -> Tally {
         let tally = Arc::new(Mutex::new(Tally::default()));
-        RUNTIME.block_on(async {
+        runtime().block_on(async {
             let mut tasks = Vec::new();
             for task in 0..8 {
                 let (open, closed, tally) = (open.clone(), closed.clone(), tally.clone());
@@ -894,21 +888,21 @@ fn sentinel_finds_the_master_for_both_stores() {
     };
     let prefix = unique_prefix();
     let blocking = BlockingRedisStore::connect(config().prefix(&prefix)).unwrap();
-    let store = RUNTIME
+    let store = runtime()
         .block_on(RedisStore::connect(config().prefix(&prefix)))
         .unwrap();
     let one = blocking.breaker("sentinel", Policy::default()).unwrap();
-    let two = RUNTIME
+    let two = runtime()
         .block_on(store.breaker("sentinel", Policy::default()))
         .unwrap();
     assert!(matches!(
         Operate::trip(&one).unwrap(),
         Transition::Tripped { .. }
     ));
-    let seen = RUNTIME.block_on(two.snapshot()).unwrap();
+    let seen = runtime().block_on(two.snapshot()).unwrap();
     assert_eq!(seen.state, State::Open, "both reached the same master");
     assert_eq!(
-        RUNTIME
+        runtime()
             .block_on(AsyncBreaker::acquire(&two))
             .unwrap_err()
             .reason(),
@@ -1059,7 +1053,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
     let clock = start_clock();
     let prefix = unique_prefix();
     let connect = |push: bool| {
-        RUNTIME
+        runtime()
             .block_on(RedisStore::connect(
                 single_config(&prefix, &clock).push(push),
             ))
@@ -1069,14 +1063,14 @@ fn changes_are_pushed_to_running_processes_at_once() {
     let policy = policy(StoreFailurePolicy::FailOpen);
     // With listeners, as applications make them: the handle gets an engine of its own.
     let breaker = |store: &RedisStore| {
-        RUNTIME
+        runtime()
             .block_on(store.breaker("pushed", policy.clone()))
             .unwrap()
             .with_listeners(Listeners::new())
     };
     let (pushed, polled, ops) = (breaker(&running), breaker(&polling), breaker(&operator));
     let admits = |b: &RedisBreaker| {
-        RUNTIME.block_on(async {
+        runtime().block_on(async {
             match AsyncBreaker::acquire(b).await {
                 Ok(permit) => {
                     AsyncBreaker::record(b, permit, Outcome::Ignored).await;
@@ -1089,7 +1083,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
     assert!(admits(&pushed) && admits(&polled), "both cached closed");
     // The clock does not move: only a pushed change can reach a process before
     // max_staleness has passed.
-    RUNTIME.block_on(ops.trip()).unwrap();
+    runtime().block_on(ops.trip()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while admits(&pushed) {
         assert!(Instant::now() < deadline, "the trip was not pushed");
@@ -1099,7 +1093,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
         admits(&polled),
         "without push, the cache answers until max_staleness"
     );
-    RUNTIME.block_on(ops.reset()).unwrap();
+    runtime().block_on(ops.reset()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !admits(&pushed) {
         assert!(Instant::now() < deadline, "the reset was not pushed");

@@ -13,6 +13,7 @@ pub mod http_server;
 pub mod latency;
 pub mod model;
 pub mod redis_server;
+pub mod shared;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -139,4 +140,16 @@ impl Subject for CoreSubject {
     fn reset(&self) -> Option<Transition> {
         self.state.lock().unwrap().reset()
     }
+}
+
+/// The runtime async clients in tests and benchmarks run on: two workers, IO and time.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }

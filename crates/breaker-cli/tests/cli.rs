@@ -16,6 +16,11 @@ fn redis() -> &'static RedisServer {
     SERVER.get_or_init(RedisServer::start)
 }
 
+/// A command line's words (none of them has a space).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn breaker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_breaker"))
         .args(args)
@@ -77,18 +82,9 @@ fn run_reports_exactly_what_happened() {
     let server = TestServer::start();
     server.push([500, 500, 200, 200, 500].map(Reply::Status));
     let url = server.url("/x");
-    let out = breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--requests",
-        "10",
-        "--minimum-failures",
-        "3",
-        "--failure-rate",
-        "50",
-        "--json",
-    ]);
+    let out = breaker(&words(&format!(
+        "run --url {url} --requests 10 --minimum-failures 3 --failure-rate 50 --json"
+    )));
     let report = json_of(&out);
     assert_eq!(report["sent"], 5);
     assert_eq!(report["rejected"], 5);
@@ -111,38 +107,16 @@ fn two_processes_share_one_breaker_through_redis() {
     server.set_default(Reply::Status(503));
     let url = server.url("/");
     let store = redis().url();
-    let first = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--store",
-        &store,
-        "--name",
-        "shared-run",
-        "--requests",
-        "3",
-        "--minimum-failures",
-        "3",
-        "--json",
-    ]));
+    let first = json_of(&breaker(&words(&format!(
+        "run --url {url} --store {store} --name shared-run --requests 3 --minimum-failures 3 --json"
+    ))));
     assert_eq!(
         (first["sent"].as_u64(), first["state"].as_str()),
         (Some(3), Some("open"))
     );
-    let second = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--store",
-        &store,
-        "--name",
-        "shared-run",
-        "--requests",
-        "4",
-        "--minimum-failures",
-        "3",
-        "--json",
-    ]));
+    let second = json_of(&breaker(&words(&format!(
+        "run --url {url} --store {store} --name shared-run --requests 4 --minimum-failures 3 --json"
+    ))));
     assert_eq!(second["sent"], 0, "the second process sends nothing");
     assert_eq!(second["rejected"], 4);
     assert_eq!(server.hits(), 3);
@@ -154,20 +128,9 @@ fn operators_override_what_running_clients_do() {
     let url = server.url("/");
     let store = redis().url();
     let run = |requests: &str| {
-        json_of(&breaker(&[
-            "run",
-            "--url",
-            &url,
-            "--store",
-            &store,
-            "--name",
-            "operated",
-            "--requests",
-            requests,
-            "--max-staleness",
-            "0s",
-            "--json",
-        ]))
+        json_of(&breaker(&words(&format!(
+            "run --url {url} --store {store} --name operated --requests {requests} --max-staleness 0s --json"
+        ))))
     };
     assert_eq!(run("2")["sent"], 2);
 
@@ -339,40 +302,9 @@ fn a_bad_policy_file_is_one_line_naming_the_file_and_the_field() {
 fn every_policy_field_has_a_flag() {
     let server = TestServer::start();
     let url = server.url("/");
-    let all = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--requests",
-        "3",
-        "--window",
-        "30s",
-        "--buckets",
-        "30",
-        "--failure-rate",
-        "50",
-        "--minimum-failures",
-        "2",
-        "--minimum-calls",
-        "2",
-        "--open-for",
-        "1m",
-        "--half-open-probes",
-        "2",
-        "--probe-lease",
-        "5s",
-        "--successes-to-close",
-        "2",
-        "--backoff",
-        "2",
-        "--max-open-for",
-        "10m",
-        "--slow-call",
-        "5s",
-        "--on-store-failure",
-        "local",
-        "--json",
-    ]));
+    let all = json_of(&breaker(&words(&format!(
+        "run --url {url} --requests 3 --window 30s --buckets 30 --failure-rate 50 --minimum-failures 2 --minimum-calls 2 --open-for 1m --half-open-probes 2 --probe-lease 5s --successes-to-close 2 --backoff 2 --max-open-for 10m --slow-call 5s --on-store-failure local --json"
+    ))));
     assert_eq!(
         (all["successes"].as_u64(), all["state"].as_str()),
         (Some(3), Some("closed"))
@@ -380,35 +312,17 @@ fn every_policy_field_has_a_flag() {
 
     // A success slower than --slow-call counts as a failure: two of them trip the breaker.
     server.set_default(Reply::Delayed(Duration::from_millis(100), 200));
-    let slow = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--requests",
-        "4",
-        "--minimum-failures",
-        "2",
-        "--slow-call",
-        "20ms",
-        "--json",
-    ]));
+    let slow = json_of(&breaker(&words(&format!(
+        "run --url {url} --requests 4 --minimum-failures 2 --slow-call 20ms --json"
+    ))));
     assert_eq!(slow["sent"], 2, "{slow}");
     assert_eq!(slow["rejected"], 2, "{slow}");
     assert_eq!(slow["state"], "open", "{slow}");
     // `off` lifts a limit the policy file set.
     let file = policy_file("slow", "slow_call = \"20ms\"\nminimum_failures = 2\n");
-    let off = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--requests",
-        "3",
-        "--policy",
-        &file,
-        "--slow-call",
-        "off",
-        "--json",
-    ]));
+    let off = json_of(&breaker(&words(&format!(
+        "run --url {url} --requests 3 --policy {file} --slow-call off --json"
+    ))));
     assert_eq!(
         (off["successes"].as_u64(), off["state"].as_str()),
         (Some(3), Some("closed"))
@@ -441,18 +355,9 @@ fn rate_and_duration_pace_the_run() {
     let url = server.url("/");
     for concurrency in ["1", "4"] {
         let began = Instant::now();
-        let report = json_of(&breaker(&[
-            "run",
-            "--url",
-            &url,
-            "--rate",
-            "50",
-            "--duration",
-            "1s",
-            "--concurrency",
-            concurrency,
-            "--json",
-        ]));
+        let report = json_of(&breaker(&words(&format!(
+            "run --url {url} --rate 50 --duration 1s --concurrency {concurrency} --json"
+        ))));
         let took = began.elapsed();
         // 50 per second for 1 s, whatever the concurrency: the rate is the total.
         let requests = requests_of(&report);
@@ -472,16 +377,9 @@ fn requests_end_a_run_before_its_duration() {
     let server = TestServer::start();
     let url = server.url("/");
     let began = Instant::now();
-    let report = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--duration",
-        "10m",
-        "--requests",
-        "5",
-        "--json",
-    ]));
+    let report = json_of(&breaker(&words(&format!(
+        "run --url {url} --duration 10m --requests 5 --json"
+    ))));
     assert_eq!(report["sent"], 5, "{report}");
     assert!(
         began.elapsed() < Duration::from_secs(60),
@@ -506,20 +404,9 @@ fn any_window_works_with_either_store() {
     for store in ["memory", redis_url.as_str()] {
         for window in ["10s", "7s", "1s", "90s", "10m", "1h"] {
             let name = format!("window-{window}");
-            let report = json_of(&breaker(&[
-                "run",
-                "--url",
-                &url,
-                "--store",
-                store,
-                "--name",
-                &name,
-                "--requests",
-                "5",
-                "--window",
-                window,
-                "--json",
-            ]));
+            let report = json_of(&breaker(&words(&format!(
+                "run --url {url} --store {store} --name {name} --requests 5 --window {window} --json"
+            ))));
             assert_eq!(
                 (report["successes"].as_u64(), report["state"].as_str()),
                 (Some(5), Some("closed")),
@@ -587,24 +474,9 @@ fn an_operator_trip_and_reset_reach_a_running_process() {
     // process that only asked Redis again once it ended would see the reset after 3 minutes,
     // not within its max staleness (300 ms). The run lasts far longer than the test needs and
     // is killed at the end.
-    let mut run = Background::spawn(&[
-        "run",
-        "--url",
-        &url,
-        "--store",
-        &store,
-        "--name",
-        NAME,
-        "--rate",
-        "100",
-        "--duration",
-        "60s",
-        "--max-staleness",
-        "300ms",
-        "--open-for",
-        "3m",
-        "--json",
-    ]);
+    let mut run = Background::spawn(&words(&format!(
+        "run --url {url} --store {store} --name {NAME} --rate 100 --duration 60s --max-staleness 300ms --open-for 3m --json"
+    )));
     wait_for(Duration::from_secs(15), "requests to the backend", || {
         server.hits() >= 10
     });
@@ -660,20 +532,9 @@ fn a_running_process_keeps_working_through_a_redis_restart() {
     let store = redis_server.url();
     let server = TestServer::start();
     let url = server.url("/");
-    let run = Background::spawn(&[
-        "run",
-        "--url",
-        &url,
-        "--store",
-        &store,
-        "--name",
-        NAME,
-        "--rate",
-        "100",
-        "--duration",
-        "6s",
-        "--json",
-    ]);
+    let run = Background::spawn(&words(&format!(
+        "run --url {url} --store {store} --name {NAME} --rate 100 --duration 6s --json"
+    )));
     wait_for(Duration::from_secs(15), "requests to the backend", || {
         server.hits() >= 10
     });
@@ -730,20 +591,9 @@ fn history_lists_transitions_and_operator_actions_with_who_asked() {
     server.set_default(Reply::Status(503));
     let url = server.url("/");
     let store = redis().url();
-    let run = json_of(&breaker(&[
-        "run",
-        "--url",
-        &url,
-        "--store",
-        &store,
-        "--name",
-        NAME,
-        "--requests",
-        "3",
-        "--minimum-failures",
-        "3",
-        "--json",
-    ]));
+    let run = json_of(&breaker(&words(&format!(
+        "run --url {url} --store {store} --name {NAME} --requests 3 --minimum-failures 3 --json"
+    ))));
     assert_eq!(run["state"], "open", "{run}");
     for command in [
         &["reset", NAME][..],

@@ -696,9 +696,46 @@ pub fn breakers_on_demand<A: Adapter>(a: &A) {
     }
 }
 
-/// One `#[test]` per adapter case, given an expression that makes the [`Adapter`].
+/// One `#[test]` per adapter case, given an expression that makes the [`Adapter`], or, with
+/// `memory, $client`, over the memory store on a manual clock, for an adapter whose test
+/// client `$client` (a function or non-capturing closure) makes from a `Breakers` (expanded
+/// where `breaker_store_memory` and `breaker_http` are dependencies).
 #[macro_export]
 macro_rules! adapter_suite {
+    (memory, $client:expr) => {
+        type Handle = breaker_store_memory::MemoryBreaker;
+
+        #[derive(Clone)]
+        struct OverMemory($crate::adapter::Backing<Handle>);
+
+        impl $crate::adapter::Adapter for OverMemory {
+            type Breaker = Handle;
+
+            fn backing(&self) -> &$crate::adapter::Backing<Handle> {
+                &self.0
+            }
+
+            fn client_over(
+                &self,
+                breakers: breaker_http::Breakers<Handle>,
+            ) -> Box<dyn $crate::adapter::Client> {
+                let client: fn(breaker_http::Breakers<Handle>) -> Box<dyn $crate::adapter::Client> =
+                    $client;
+                client(breakers)
+            }
+        }
+
+        fn over_memory() -> OverMemory {
+            let start = breaker_core::Timestamp::from_millis(1_700_000_000_000);
+            let clock = breaker_core::ManualClock::new(start);
+            let store = breaker_store_memory::MemoryStore::with_clock(clock.clone());
+            OverMemory($crate::adapter::Backing::new(clock, move |name, policy, listeners| {
+                store.breaker(name, policy).unwrap().with_listeners(listeners)
+            }))
+        }
+
+        $crate::adapter_suite!(over_memory());
+    };
     ($adapter:expr) => {
         $crate::adapter_suite!(@cases $adapter;
             trips_at_the_boundary, synthetic_response_in_every_detail, error_mode,

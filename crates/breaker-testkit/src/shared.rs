@@ -3,7 +3,8 @@
 //! made on demand are shared by clients that each have their own store connection.
 //!
 //! An adapter's `tests/redis.rs` (with `harness = false`: the binary runs itself as the
-//! second process) implements [`RedisClients`] and calls [`shared_through_redis`] from `main`.
+//! second process) expands [`redis_scenarios!`](crate::redis_scenarios), which implements
+//! [`RedisClients`] over the async or blocking store and calls [`shared_through_redis`].
 
 use std::process::Command;
 use std::sync::Arc;
@@ -140,4 +141,90 @@ pub fn shared_through_redis(clients: &dyn RedisClients, name: &str) {
         "and still calls the healthy host"
     );
     println!("{name} with redis: 3 passed, 0 failed");
+}
+
+/// Expands to an adapter's Redis test binary (its `main`, with `harness = false`): the
+/// scenarios of [`shared_through_redis`] for the adapter `$name`, whose test client `$client`
+/// (a function or non-capturing closure) makes from a `Breakers` over the async (`async`) or
+/// blocking (`blocking`) Redis store. Expanded where `breaker_store_redis` and `breaker_http`
+/// are dependencies.
+#[macro_export]
+macro_rules! redis_scenarios {
+    ($name:literal, async, $client:expr) => {
+        type Store = breaker_store_redis::RedisStore;
+        type Handle = breaker_store_redis::RedisBreaker;
+
+        fn connect(config: breaker_store_redis::RedisConfig) -> Store {
+            $crate::runtime().block_on(Store::connect(config)).unwrap()
+        }
+
+        fn breaker(store: &Store, policy: breaker_core::Policy) -> Handle {
+            $crate::runtime().block_on(store.breaker("shared-backend", policy)).unwrap()
+        }
+
+        fn on_demand(store: Store, policy: breaker_core::Policy) -> breaker_http::OnDemand<Handle> {
+            breaker_http::OnDemand::new_async(move |name: String| {
+                let (store, policy) = (store.clone(), policy.clone());
+                async move { store.breaker(&name, policy).await }
+            })
+        }
+
+        $crate::redis_scenarios!(@clients $name, $client, breaker_http::Breakers::asynchronous());
+    };
+    ($name:literal, blocking, $client:expr) => {
+        type Store = breaker_store_redis::BlockingRedisStore;
+        type Handle = breaker_store_redis::BlockingRedisBreaker;
+
+        fn connect(config: breaker_store_redis::RedisConfig) -> Store {
+            Store::connect(config).unwrap()
+        }
+
+        fn breaker(store: &Store, policy: breaker_core::Policy) -> Handle {
+            store.breaker("shared-backend", policy).unwrap()
+        }
+
+        fn on_demand(store: Store, policy: breaker_core::Policy) -> breaker_http::OnDemand<Handle> {
+            breaker_http::OnDemand::new(move |name: &str| store.breaker(name, policy.clone()))
+        }
+
+        $crate::redis_scenarios!(@clients $name, $client, breaker_http::Breakers::blocking());
+    };
+    (@clients $name:literal, $client:expr, $breakers:expr) => {
+        struct OverRedis;
+
+        fn client(breakers: breaker_http::Breakers<Handle>) -> Box<dyn $crate::adapter::Client> {
+            let client: fn(breaker_http::Breakers<Handle>) -> Box<dyn $crate::adapter::Client> =
+                $client;
+            client(breakers)
+        }
+
+        impl $crate::shared::RedisClients for OverRedis {
+            fn mounted(
+                &self,
+                redis_url: &str,
+                timeout: std::time::Duration,
+                backend: &str,
+                policy: breaker_core::Policy,
+                listeners: breaker_core::Listeners,
+            ) -> Box<dyn $crate::adapter::Client> {
+                let config = breaker_store_redis::RedisConfig::standalone(redis_url).timeout(timeout);
+                let handle = breaker(&connect(config), policy).with_listeners(listeners);
+                client($breakers.mount(backend, handle).unwrap())
+            }
+
+            fn on_demand(
+                &self,
+                redis_url: &str,
+                policy: breaker_core::Policy,
+            ) -> Box<dyn $crate::adapter::Client> {
+                let config = breaker_store_redis::RedisConfig::standalone(redis_url)
+                    .max_staleness(std::time::Duration::ZERO);
+                client($breakers.on_demand(on_demand(connect(config), policy)))
+            }
+        }
+
+        fn main() {
+            $crate::shared::shared_through_redis(&OverRedis, $name);
+        }
+    };
 }

@@ -5,40 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
-use breaker_core::{Listeners, Policy};
-use breaker_store_redis::{BlockingRedisStore, RedisConfig};
-use breaker_testkit::adapter::Client;
-use breaker_testkit::shared::{RedisClients, shared_through_redis};
-use breaker_ureq::{BreakerMiddleware, OnDemand};
-
-struct Ureq;
-
-impl RedisClients for Ureq {
-    fn mounted(
-        &self,
-        redis_url: &str,
-        timeout: Duration,
-        backend: &str,
-        policy: Policy,
-        listeners: Listeners,
-    ) -> Box<dyn Client> {
-        let config = RedisConfig::standalone(redis_url).timeout(timeout);
-        let store = BlockingRedisStore::connect(config).unwrap();
-        let breaker = store.breaker("shared-backend", policy).unwrap();
-        let middleware = BreakerMiddleware::new().mount(backend, breaker.with_listeners(listeners));
-        support::client(middleware.unwrap())
-    }
-
-    fn on_demand(&self, redis_url: &str, policy: Policy) -> Box<dyn Client> {
-        let config = RedisConfig::standalone(redis_url).max_staleness(Duration::ZERO);
-        let store = BlockingRedisStore::connect(config).unwrap();
-        let per_host = OnDemand::new(move |name: &str| store.breaker(name, policy.clone()));
-        support::client(BreakerMiddleware::new().on_demand(per_host))
-    }
-}
-
-fn main() {
-    shared_through_redis(&Ureq, "ureq");
-}
+breaker_testkit::redis_scenarios!("ureq", blocking, |breakers| support::client(
+    breaker_ureq::BreakerMiddleware::from(breakers)
+));

@@ -10,17 +10,12 @@ use breaker_reqwest::BreakerMiddleware;
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::TestServer;
-use breaker_testkit::latency::{Variant, as_lines, compare};
+use breaker_testkit::latency::{Plan, Variant, as_lines, compare};
 use breaker_testkit::redis_server::RedisServer;
 use reqwest_middleware::ClientWithMiddleware;
 
-fn evalsha(redis: &RedisServer) -> u64 {
-    redis.command_calls().get("evalsha").copied().unwrap_or(0)
-}
-
 fn main() {
-    let measuring = std::env::args().any(|arg| arg == "--bench");
-    let (warmup, rounds) = if measuring { (2_000, 20_000) } else { (10, 20) };
+    let plan = Plan::from_args();
     // A worker thread runs the connections' tasks, so a connection is back in the pool as soon
     // as its response is read, whichever variant calls next.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +54,7 @@ fn main() {
             .build()
     });
 
-    let before = evalsha(&redis);
+    let before = redis.script_calls();
     // reqwest-middleware's own cost, with no middleware in it: what any middleware pays.
     let framework: ClientWithMiddleware =
         reqwest_middleware::ClientBuilder::new(bare.clone()).build();
@@ -87,18 +82,8 @@ fn main() {
             call: Box::new(|| through(&with_redis)),
         },
     ];
-    let results = compare(&mut variants, warmup, rounds);
-    let redis_calls = (warmup + rounds) as f64;
-    let mut out = as_lines(&results);
-    out.push_str(&format!(
-        "redis_round_trips_per_call={:.3}\n",
-        (evalsha(&redis) - before) as f64 / redis_calls
-    ));
-    print!("{out}");
-    if measuring {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("reqwest.txt"), out).unwrap();
-    }
+    let mut out = as_lines(&compare(&mut variants, plan.warmup, plan.rounds));
+    let per_call = (redis.script_calls() - before) as f64 / plan.calls() as f64;
+    out.push_str(&format!("redis_round_trips_per_call={per_call:.3}\n"));
+    plan.report("reqwest", &out);
 }

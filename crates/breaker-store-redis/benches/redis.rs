@@ -304,10 +304,7 @@ fn main() {
     if !filtered {
         let figures = counts_and_memory(&server, &runtime);
         print!("{figures}");
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("redis.txt"), figures).unwrap();
+        breaker_testkit::latency::write_figures("redis", &figures);
     }
     throughput(&mut criterion, &server, &runtime);
     criterion.final_summary();

@@ -4,6 +4,57 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+/// How long a latency benchmark runs: in full under `cargo bench` (`--bench`), a few rounds
+/// as a smoke test under `cargo test`.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Rounds run before measuring.
+    pub warmup: usize,
+    /// Rounds measured.
+    pub rounds: usize,
+    measuring: bool,
+}
+
+impl Plan {
+    /// The plan the benchmark binary's arguments ask for.
+    pub fn from_args() -> Plan {
+        if std::env::args().any(|arg| arg == "--bench") {
+            Plan {
+                warmup: 2_000,
+                rounds: 20_000,
+                measuring: true,
+            }
+        } else {
+            Plan {
+                warmup: 10,
+                rounds: 20,
+                measuring: false,
+            }
+        }
+    }
+
+    /// Every round, warm-up included.
+    pub fn calls(&self) -> usize {
+        self.warmup + self.rounds
+    }
+
+    /// Prints `figures` and, when measuring, writes them to `target/breaker-bench/<name>.txt`
+    /// for `cargo xtask bench`.
+    pub fn report(&self, name: &str, figures: &str) {
+        print!("{figures}");
+        if self.measuring {
+            write_figures(name, figures);
+        }
+    }
+}
+
+/// Writes `figures` to `target/breaker-bench/<name>.txt`, where `cargo xtask bench` reads them.
+pub fn write_figures(name: &str, figures: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.txt")), figures).unwrap();
+}
+
 /// One way of making a call, measured by [`compare`].
 pub struct Variant<'a> {
     /// Its name in the results.

@@ -189,6 +189,11 @@ impl RedisServer {
             .collect()
     }
 
+    /// How many script calls (`EVALSHA`) the server has run.
+    pub fn script_calls(&self) -> u64 {
+        self.command_calls().get("evalsha").copied().unwrap_or(0)
+    }
+
     /// Sends one command and returns the reply as text (errors as `Err`).
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         command(self.port, args)

@@ -9,7 +9,7 @@ use breaker_core::Policy;
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::TestServer;
-use breaker_testkit::latency::{Variant, as_lines, compare};
+use breaker_testkit::latency::{Plan, Variant, as_lines, compare};
 use breaker_testkit::redis_server::RedisServer;
 use breaker_tower::BreakerLayer;
 use bytes::Bytes;
@@ -18,8 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 
 fn main() {
-    let measuring = std::env::args().any(|arg| arg == "--bench");
-    let (warmup, rounds) = if measuring { (2_000, 20_000) } else { (10, 20) };
+    let plan = Plan::from_args();
     // A worker thread runs the connections' tasks, so a connection is back in the pool as soon
     // as its response is read, whichever variant calls next.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -79,8 +78,7 @@ fn main() {
             })
         };
     }
-    let evalsha = || redis.command_calls().get("evalsha").copied().unwrap_or(0);
-    let before = evalsha();
+    let before = redis.script_calls();
 
     let mut variants = [
         Variant {
@@ -100,16 +98,8 @@ fn main() {
             call: through!(with_batched),
         },
     ];
-    let mut out = as_lines(&compare(&mut variants, warmup, rounds));
-    out.push_str(&format!(
-        "redis_round_trips_per_call={:.3}\n",
-        (evalsha() - before) as f64 / (warmup + rounds) as f64
-    ));
-    print!("{out}");
-    if measuring {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("tower.txt"), out).unwrap();
-    }
+    let mut out = as_lines(&compare(&mut variants, plan.warmup, plan.rounds));
+    let per_call = (redis.script_calls() - before) as f64 / plan.calls() as f64;
+    out.push_str(&format!("redis_round_trips_per_call={per_call:.3}\n"));
+    plan.report("tower", &out);
 }

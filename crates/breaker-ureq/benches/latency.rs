@@ -10,17 +10,12 @@ use breaker_core::Policy;
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::http_server::TestServer;
-use breaker_testkit::latency::{Variant, as_lines, compare};
+use breaker_testkit::latency::{Plan, Variant, as_lines, compare};
 use breaker_testkit::redis_server::RedisServer;
 use breaker_ureq::BreakerMiddleware;
 
-fn evalsha(redis: &RedisServer) -> u64 {
-    redis.command_calls().get("evalsha").copied().unwrap_or(0)
-}
-
 fn main() {
-    let measuring = std::env::args().any(|arg| arg == "--bench");
-    let (warmup, rounds) = if measuring { (2_000, 20_000) } else { (10, 20) };
+    let plan = Plan::from_args();
     let server = TestServer::start();
     let redis = RedisServer::start();
     let policy = Policy::builder().minimum_failures(1 << 40).build().unwrap();
@@ -67,7 +62,7 @@ fn main() {
         response.body_mut().read_to_string().unwrap();
     };
 
-    let before = evalsha(&redis);
+    let before = redis.script_calls();
     let mut variants = [
         Variant {
             name: "bare",
@@ -86,18 +81,8 @@ fn main() {
             call: Box::new(|| get("/batched")),
         },
     ];
-    let results = compare(&mut variants, warmup, rounds);
-    let redis_calls = (warmup + rounds) as f64;
-    let mut out = as_lines(&results);
-    out.push_str(&format!(
-        "redis_round_trips_per_call={:.3}\n",
-        (evalsha(&redis) - before) as f64 / redis_calls
-    ));
-    print!("{out}");
-    if measuring {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/breaker-bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ureq.txt"), out).unwrap();
-    }
+    let mut out = as_lines(&compare(&mut variants, plan.warmup, plan.rounds));
+    let per_call = (redis.script_calls() - before) as f64 / plan.calls() as f64;
+    out.push_str(&format!("redis_round_trips_per_call={per_call:.3}\n"));
+    plan.report("ureq", &out);
 }

@@ -62,6 +62,19 @@ fn config(deployment: &Deployment) -> RedisConfig {
     }
 }
 
+/// A fixture's store: under a prefix of its own, on `clock`.
+fn fixture_config(
+    deployment: &Deployment,
+    max_staleness: Duration,
+    clock: &ManualClock,
+) -> RedisConfig {
+    config(deployment)
+        .prefix(unique_prefix())
+        .timeout(RELAXED)
+        .max_staleness(max_staleness)
+        .injected_clock(clock.clone())
+}
+
 struct AsyncSubject(RedisBreaker);
 
 impl Subject for AsyncSubject {
@@ -104,11 +117,7 @@ impl AsyncFixture {
 
     fn with(deployment: Deployment, max_staleness: Duration) -> AsyncFixture {
         let clock = start_clock();
-        let config = config(&deployment)
-            .prefix(unique_prefix())
-            .timeout(RELAXED)
-            .max_staleness(max_staleness)
-            .injected_clock(clock.clone());
+        let config = fixture_config(&deployment, max_staleness, &clock);
         let store = runtime().block_on(RedisStore::connect(config)).unwrap();
         AsyncFixture { clock, store }
     }
@@ -139,11 +148,7 @@ impl BlockingFixture {
 
     fn with(deployment: Deployment, max_staleness: Duration) -> BlockingFixture {
         let clock = start_clock();
-        let config = config(&deployment)
-            .prefix(unique_prefix())
-            .timeout(RELAXED)
-            .max_staleness(max_staleness)
-            .injected_clock(clock.clone());
+        let config = fixture_config(&deployment, max_staleness, &clock);
         BlockingFixture {
             store: BlockingRedisStore::connect(config).unwrap(),
             clock,

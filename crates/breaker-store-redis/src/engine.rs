@@ -8,16 +8,15 @@ use std::time::Duration;
 
 use breaker_core::store::{self, LocalBreaker, PolicyMillis};
 use breaker_core::{
-    Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit, PermitKind,
-    Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
-    StoreFailurePolicy, SystemClock, Timestamp, Transition,
+    Bucket, Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit,
+    PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError,
+    StoreErrorKind, StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
 
 use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op, Tail};
-use breaker_core::Bucket;
 
 /// Permits given by the local fallback breaker carry this bit in their generation, so their
 /// outcomes go back to it and never to Redis.

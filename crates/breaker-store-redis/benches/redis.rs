@@ -183,7 +183,7 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
     out
 }
 
-fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Arc<Runtime>) {
+fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Runtime) {
     let (breaker, batched, conn) = runtime.block_on(async {
         let store = RedisStore::connect(
             RedisConfig::standalone(server.url()).timeout(Duration::from_secs(2)),
@@ -288,13 +288,7 @@ fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Arc<Runtime>) {
 
 fn main() {
     let server = RedisServer::start();
-    let runtime = Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap(),
-    );
+    let runtime = breaker_testkit::runtime();
     let mut criterion = Criterion::default().configure_from_args();
     // `cargo test --benches` runs benches once in test mode, and a name filter asks for some
     // criterion benches only: both skip the long counting run.
@@ -302,10 +296,10 @@ fn main() {
         .skip(1)
         .any(|arg| arg == "--test" || !arg.starts_with('-'));
     if !filtered {
-        let figures = counts_and_memory(&server, &runtime);
+        let figures = counts_and_memory(&server, runtime);
         print!("{figures}");
         breaker_testkit::latency::write_figures("redis", &figures);
     }
-    throughput(&mut criterion, &server, &runtime);
+    throughput(&mut criterion, &server, runtime);
     criterion.final_summary();
 }

@@ -185,11 +185,7 @@ fn main() {
         return;
     }
     let server = RedisServer::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = breaker_testkit::runtime();
     let variants = [
         Variant::Hincrby,
         Variant::Store {
@@ -219,7 +215,7 @@ fn main() {
         let before = cpu_seconds(&server);
         runtime.block_on(run(variant, &server.url(), CPU_CALLS, round));
         let cpu = (cpu_seconds(&server) - before) / CPU_CALLS as f64 * 1e6;
-        let requests = requests(&server, &runtime, variant, round);
+        let requests = requests(&server, runtime, variant, round);
         println!("| {} | {cpu:.1} µs | {requests:.2} |", variant.label());
     }
 }

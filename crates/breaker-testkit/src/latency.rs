@@ -55,6 +55,17 @@ pub fn write_figures(name: &str, figures: &str) {
     std::fs::write(dir.join(format!("{name}.txt")), figures).unwrap();
 }
 
+/// The runtime an async latency benchmark drives its clients on. One worker thread runs the
+/// connections' tasks, so a connection is back in the pool as soon as its response is read,
+/// whichever variant calls next.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// One way of making a call, measured by [`compare`].
 pub struct Variant<'a> {
     /// Its name in the results.

@@ -9,7 +9,7 @@ use breaker_core::Policy;
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::TestServer;
-use breaker_testkit::latency::{Plan, Variant, as_lines, compare};
+use breaker_testkit::latency::{Plan, Variant, as_lines, client_runtime, compare};
 use breaker_testkit::redis_server::RedisServer;
 use breaker_tower::BreakerLayer;
 use bytes::Bytes;
@@ -19,13 +19,7 @@ use tower::{Layer, ServiceExt};
 
 fn main() {
     let plan = Plan::from_args();
-    // A worker thread runs the connections' tasks, so a connection is back in the pool as soon
-    // as its response is read, whichever variant calls next.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let server = TestServer::start();
     let redis = RedisServer::start();
     let policy = Policy::builder().minimum_failures(1 << 40).build().unwrap();

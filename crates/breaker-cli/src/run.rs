@@ -168,6 +168,16 @@ impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
         self.note(recorded.transition);
         recorded
     }
+    async fn record_retry_after(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        wait: Duration,
+    ) -> Recorded {
+        let recorded = self.inner.record_retry_after(permit, outcome, wait).await;
+        self.note(recorded.transition);
+        recorded
+    }
 }
 
 /// What happened to the requests.

@@ -975,3 +975,33 @@ fn assert_batch_needs_redis(url: &str) {
         "--batch needs a Redis --store",
     );
 }
+
+/// A 503 with `Retry-After: 3` opens the breaker at once in `breaker run`, with the memory
+/// store and with Redis, unless `--retry-after ignore`.
+#[test]
+fn run_honours_a_backends_retry_after() {
+    let store = redis().url();
+    for (extra, honoured) in [
+        (String::new(), true),
+        (format!("--store {store} --name asked-to-wait"), true),
+        ("--retry-after ignore".to_owned(), false),
+    ] {
+        let server = TestServer::start();
+        server.set_default(Reply::Headers(
+            503,
+            vec![("Retry-After".to_owned(), "3".to_owned())],
+        ));
+        let url = server.url("/");
+        let report = json_of(&breaker(&words(&format!(
+            "run --url {url} --requests 4 --minimum-failures 5 --json {extra}"
+        ))));
+        if honoured {
+            assert_eq!(report["sent"], 1, "{extra}: {report}");
+            assert_eq!(report["state"], "open", "{extra}: {report}");
+            assert_eq!(report["transitions"][0]["cause"], "retry-after", "{report}");
+        } else {
+            assert_eq!(report["sent"], 4, "{extra}: {report}");
+            assert_eq!(report["state"], "closed", "{extra}: {report}");
+        }
+    }
+}

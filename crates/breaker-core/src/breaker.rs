@@ -52,12 +52,9 @@ pub trait Breaker: Send + Sync {
     /// Reports the outcome of a call whose response asked every caller to wait `wait` (a 429
     /// or 503 with `Retry-After`): with the policy's `retry_after = honour`, the breaker opens
     /// until then for every process, in the same atomic step (see
-    /// [`Circuit::record_retry_after`](crate::Circuit::record_retry_after)). The default
-    /// ignores the wait, for stores that cannot honour it.
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        let _ = wait;
-        self.record(permit, outcome)
-    }
+    /// [`Circuit::record_retry_after`](crate::Circuit::record_retry_after)). No default: a
+    /// wrapper that forwards `record` must forward this too, or the wait would be lost.
+    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded;
 }
 
 /// What an operator does to a breaker, whatever store keeps it: read its state, override it,
@@ -106,16 +103,13 @@ pub trait AsyncBreaker: Send + Sync {
     /// Reports the outcome of the call `permit` admitted.
     fn record(&self, permit: Permit, outcome: Outcome) -> impl Future<Output = Recorded> + Send;
     /// Reports the outcome of a call whose response asked every caller to wait `wait`; see
-    /// [`Breaker::record_retry_after`]. The default ignores the wait.
+    /// [`Breaker::record_retry_after`]. No default, for the same reason.
     fn record_retry_after(
         &self,
         permit: Permit,
         outcome: Outcome,
         wait: Duration,
-    ) -> impl Future<Output = Recorded> + Send {
-        let _ = wait;
-        self.record(permit, outcome)
-    }
+    ) -> impl Future<Output = Recorded> + Send;
 }
 
 /// A call through [`call`] or [`call_async`] failed.
@@ -162,6 +156,7 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// # use breaker_core::store::permit;
 /// # use breaker_core::{Breaker, Listeners, Permit, PermitKind, Policy, Recorded, Rejected,
 /// #     Timestamp};
+/// # use std::time::Duration;
 /// # struct AlwaysClosed(Policy, Listeners);
 /// # impl Breaker for AlwaysClosed {
 /// #     fn name(&self) -> &str { "demo" }
@@ -172,6 +167,9 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     }
 /// #     fn record(&self, _: Permit, outcome: Outcome) -> Recorded {
 /// #         Recorded::new(outcome, Default::default(), None)
+/// #     }
+/// #     fn record_retry_after(&self, p: Permit, o: Outcome, _: Duration) -> Recorded {
+/// #         self.record(p, o)
 /// #     }
 /// # }
 /// # let breaker = AlwaysClosed(Policy::default(), Listeners::new());

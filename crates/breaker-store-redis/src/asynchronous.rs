@@ -90,28 +90,57 @@ struct Inner {
 /// The breakers this store made, by state key, so a change Redis pushes reaches them.
 #[derive(Default)]
 struct Changes {
-    engines: std::sync::Mutex<HashMap<String, Vec<Weak<Engine>>>>,
+    followed: std::sync::Mutex<Followed>,
 }
 
+/// Breakers by state key; entries whose breakers were all dropped are swept away whenever
+/// the map has doubled since the last sweep, so it holds at most about twice the live
+/// breakers (plus a few), however many names were ever used.
+#[derive(Default)]
+struct Followed {
+    engines: HashMap<String, Vec<Weak<Engine>>>,
+    /// Entries after the last sweep.
+    swept: usize,
+}
+
+/// The map is swept once it holds this many entries at least.
+const SWEEP_FLOOR: usize = 64;
+
 impl Changes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Weak<Engine>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Followed> {
         // Nothing panics while holding this lock; a poisoned map still holds valid entries.
-        self.engines
+        self.followed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn add(&self, engine: &Arc<Engine>) {
-        let mut engines = self.lock();
-        let list = engines.entry(engine.keys.state.clone()).or_default();
+        let mut followed = self.lock();
+        if followed.engines.len() >= (2 * followed.swept).max(SWEEP_FLOOR) {
+            followed.engines.retain(|_, list| {
+                list.retain(|weak| weak.strong_count() > 0);
+                !list.is_empty()
+            });
+            followed.engines.shrink_to_fit();
+            followed.swept = followed.engines.len();
+        }
+        let list = followed
+            .engines
+            .entry(engine.keys.state.clone())
+            .or_default();
         list.retain(|weak| weak.strong_count() > 0);
         list.push(Arc::downgrade(engine));
     }
 
+    /// How many breaker names the map holds.
+    fn len(&self) -> usize {
+        self.lock().engines.len()
+    }
+
     /// The breaker whose state key is `key` changed: its cache is stale.
     fn changed(&self, key: &str) {
-        let mut engines = self.lock();
-        if let Some(list) = engines.get_mut(key) {
+        let mut followed = self.lock();
+        if let Some(list) = followed.engines.get_mut(key) {
             list.retain(|weak| weak.strong_count() > 0);
             for engine in list.iter().filter_map(Weak::upgrade) {
                 engine.make_stale();
@@ -121,7 +150,7 @@ impl Changes {
 
     /// Changes may have been missed (no subscription was live): every cache is stale.
     fn all_changed(&self) {
-        for list in self.lock().values() {
+        for list in self.lock().engines.values() {
             for engine in list.iter().filter_map(Weak::upgrade) {
                 engine.make_stale();
             }
@@ -367,6 +396,13 @@ impl RedisStore {
         self.inner.changes.add(engine);
     }
 
+    /// How many breaker names this store keeps to hear pushed changes for: bounded by the
+    /// live breakers (about twice as many at most), not by every name ever used.
+    #[doc(hidden)]
+    pub fn followed_breakers(&self) -> usize {
+        self.inner.changes.len()
+    }
+
     /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no
     /// caller waits for it.
     fn schedule_flush(&self, engine: &Arc<Engine>, due: BatchDue) {
@@ -568,5 +604,59 @@ impl RedisBreaker {
             self.store.refresh_registration(&self.engine);
         }
         recorded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use breaker_core::{ManualClock, Timestamp};
+
+    use super::*;
+
+    #[test]
+    fn names_of_dropped_breakers_are_swept() {
+        let settings = Settings {
+            prefix: "test".to_owned(),
+            timeout: Duration::from_millis(50),
+            max_staleness: Duration::from_secs(1),
+            idle_ttl: Duration::from_secs(60),
+            clock: Arc::new(ManualClock::new(Timestamp::ZERO)),
+            inject_time: true,
+            history_len: 10,
+            actor: "test".to_owned(),
+            batch: None,
+        };
+        let changes = Changes::default();
+        let kept: Vec<Arc<Engine>> = (0..10)
+            .map(|i| {
+                Arc::new(Engine::new(
+                    &format!("kept-{i}"),
+                    Policy::default(),
+                    settings.clone(),
+                ))
+            })
+            .collect();
+        for engine in &kept {
+            changes.add(engine);
+        }
+        // Breakers on demand: a new name each time, dropped soon after.
+        for i in 0..20_000 {
+            let engine = Arc::new(Engine::new(
+                &format!("host-{i}"),
+                Policy::default(),
+                settings.clone(),
+            ));
+            changes.add(&engine);
+        }
+        assert!(
+            changes.len() <= 2 * SWEEP_FLOOR,
+            "{} names kept",
+            changes.len()
+        );
+        // The live ones still hear their changes.
+        let followed = changes.lock();
+        for engine in &kept {
+            assert_eq!(followed.engines[&engine.keys.state].len(), 1);
+        }
     }
 }

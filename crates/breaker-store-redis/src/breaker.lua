@@ -18,7 +18,7 @@
 --
 -- Every reply starts with the op's own values and ends with the state the caller caches:
 -- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override epoch
--- sequence repaired calls failures. The sequence grows by one at each write, so a process can
+-- sequence repaired calls failures override_until(0: none). The sequence grows by one at each write, so a process can
 -- tell a newer reply from an older one whatever the clocks say. The epoch names this life of
 -- the key: it is drawn when the key is created, so a key lost (Redis restarted empty,
 -- FLUSHDB, eviction, expiry) comes back with another one and processes know to take its
@@ -84,7 +84,7 @@ if (op == 'record' and ARGV[17] == '0' and ARGV[19] == '0' and ARGV[20] == '0')
     local free = 0
     if (ov == 0 and st == 0) or (ov == 2 and ovu == 0) then free = 1 end
     -- NONE, then the tail (see tail() below).
-    return {0, 0, 0, 0, 0, 0, 0, st, gen, ou, free, now, ov, ep, sq, 0, tc, tf}
+    return {0, 0, 0, 0, 0, 0, 0, st, gen, ou, free, now, ov, ep, sq, 0, tc, tf, ovu}
   end)
   if done and reply then return reply end
 end
@@ -182,6 +182,7 @@ local function tail(reply, s)
   table.insert(reply, repaired)
   table.insert(reply, s.tc)
   table.insert(reply, s.tf)
+  table.insert(reply, s.ovu)
   return reply
 end
 

@@ -79,6 +79,12 @@ struct Cached {
     /// and made again) always does.
     epoch: u64,
     sequence: u64,
+    /// The breaker's generation in the reply cached.
+    generation: u64,
+    /// How many requests this engine had sent when the reply cached arrived: a reply to a
+    /// request sent later is newer in Redis's own order, so it is taken even when its write
+    /// sequence went back (a failover to a replica that lagged, a backup restored).
+    issued: u64,
     /// When the reply cached arrived.
     received: Timestamp,
     /// `Some(generation)` while closed with no decision needed.
@@ -91,6 +97,9 @@ struct Cached {
     refreshing_until: Timestamp,
     /// The window's totals in the reply cached.
     counts: Counts,
+    /// The operator override in force, and when it ends in local time (`None`: never). It
+    /// holds while Redis cannot be reached, whatever the failure policy.
+    forced: Option<(Override, Option<Timestamp>)>,
 }
 
 /// Outcomes of ordinary calls added up in the process (batched mode), all of one generation.
@@ -170,6 +179,8 @@ pub(crate) struct Engine {
     /// waits for the batches already on their way, not only for its own.
     batches_taken: AtomicU64,
     batches_done: AtomicU64,
+    /// Requests sent so far (see [`Cached::issued`]).
+    sent: AtomicU64,
 }
 
 /// What `record` must do after the pre-call work.
@@ -195,12 +206,14 @@ impl Drop for DoneOnDrop<'_> {
 pub(crate) struct BatchContext {
     successes: u64,
     failures: u64,
+    sent: u64,
 }
 
 /// What `finish_record` needs to know about the call it finishes.
 pub(crate) struct RecordContext {
     outcome: Outcome,
     elapsed: Duration,
+    sent: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,7 +237,14 @@ impl Engine {
             pending: Mutex::new(Pending::default()),
             batches_taken: AtomicU64::new(0),
             batches_done: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a request about to be sent; its number goes back to [`Engine::remember`] with
+    /// the reply.
+    pub(crate) fn send(&self) -> u64 {
+        self.sent.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     pub(crate) fn now(&self) -> Timestamp {
@@ -272,9 +292,15 @@ impl Engine {
         }
     }
 
-    /// Remembers what a reply said, received at local time `now`: the store answered, so a
-    /// local fallback in use ends, and a key found lost is reported and registered again.
-    fn remember(&self, now: Timestamp, tail: &Tail) {
+    /// Remembers what the reply to request `sent` said, received at local time `now`: the
+    /// store answered, so a local fallback in use ends, and a key found lost is reported and
+    /// registered again.
+    ///
+    /// A reply overtaken by a newer one (concurrent calls) does not replace it: it has the
+    /// same epoch, a lower write sequence, and its request left before the cached reply
+    /// arrived. A reply to a request sent after that is Redis's state now, taken even if its
+    /// sequence went back: the key was rolled back to an earlier copy.
+    fn remember(&self, sent: u64, now: Timestamp, tail: &Tail) {
         if tail.repaired > 0 {
             self.report(&StoreError::new(
                 StoreErrorKind::Corrupt,
@@ -295,12 +321,14 @@ impl Engine {
         let lost = {
             let mut cached = lock(&self.cached);
             let same_epoch = cached.epoch == tail.epoch;
-            if same_epoch && tail.sequence < cached.sequence {
+            if same_epoch && tail.sequence < cached.sequence && sent <= cached.issued {
                 None
             } else {
                 let lost = cached.epoch != 0 && !same_epoch;
                 cached.epoch = tail.epoch;
                 cached.sequence = tail.sequence;
+                cached.generation = tail.generation;
+                cached.issued = self.sent.load(Ordering::SeqCst);
                 cached.received = now;
                 cached.refreshing_until = Timestamp::ZERO;
                 cached.free = tail.free.then_some(tail.generation);
@@ -310,6 +338,14 @@ impl Engine {
                 let auto_open = tail.state == State::Open && tail.override_mode == Override::Auto;
                 cached.open_until = (auto_open && tail.open_until > tail.now)
                     .then(|| now.saturating_add(tail.open_until.saturating_since(tail.now)));
+                cached.forced = match tail.override_mode {
+                    Override::Auto => None,
+                    mode if tail.override_until == Timestamp::ZERO => Some((mode, None)),
+                    mode => (tail.override_until > tail.now).then(|| {
+                        let left = tail.override_until.saturating_since(tail.now);
+                        (mode, Some(now.saturating_add(left)))
+                    }),
+                };
                 Some(lost)
             }
         };
@@ -345,16 +381,20 @@ impl Engine {
     /// The answer to `acquire`, from the script's reply or the store's failure.
     pub(crate) fn finish_acquire(
         &self,
+        sent: u64,
         now: Timestamp,
         reply: Result<Vec<i64>, StoreError>,
     ) -> Result<Permit, Rejected> {
         match reply.and_then(|reply| script::parse_acquire(&reply, now)) {
             Ok((decision, tail)) => {
-                self.remember(now, &tail);
+                self.remember(sent, now, &tail);
                 decision
             }
             Err(err) => {
                 self.report(&err);
+                if let Some(decision) = self.held_override(now) {
+                    return decision;
+                }
                 match self.policy.on_store_failure() {
                     StoreFailurePolicy::FailClosed => Err(Rejected::new(
                         RejectReason::StoreUnavailable,
@@ -364,6 +404,24 @@ impl Engine {
                     _ => Ok(store::permit(0, PermitKind::Unchecked, now, false)),
                 }
             }
+        }
+    }
+
+    /// While Redis cannot be reached: the operator's override this process last learnt of,
+    /// until its expiry, whatever the failure policy.
+    fn held_override(&self, now: Timestamp) -> Option<Result<Permit, Rejected>> {
+        let (mode, until) = lock(&self.cached).forced?;
+        if until.is_some_and(|until| now >= until) {
+            return None;
+        }
+        match mode {
+            Override::ForcedOpen => {
+                let wait =
+                    until.map_or(self.policy.open_for(), |until| until.saturating_since(now));
+                Some(Err(Rejected::new(RejectReason::ForcedOpen, wait)))
+            }
+            Override::ForcedClosed => Some(Ok(store::permit(0, PermitKind::Unchecked, now, false))),
+            _ => None,
         }
     }
 
@@ -440,7 +498,12 @@ impl Engine {
             outcome,
             retry_after_ms: hold_off.unwrap_or(0),
         };
-        RecordPlan::Send(self.invocation(now, op), RecordContext { outcome, elapsed })
+        let context = RecordContext {
+            outcome,
+            elapsed,
+            sent: self.send(),
+        };
+        RecordPlan::Send(self.invocation(now, op), context)
     }
 
     /// Adds an ordinary call's outcome to the batch; says when the batch should go.
@@ -449,13 +512,29 @@ impl Engine {
             return BatchDue::Now;
         };
         let mut pending = lock(&self.pending);
-        if pending.calls() > 0 && generation < pending.generation {
-            // From a cycle that already ended: the script would ignore it.
-            return BatchDue::No;
+        let first = pending.calls() == 0;
+        if !first && generation != pending.generation {
+            // Two cycles meet: the one the last reply named is Redis's current cycle (after a
+            // lost key or a rollback its generation may be lower), and the script ignores the
+            // other's outcomes. Without a reply naming either, the later generation wins.
+            let current = lock(&self.cached).generation;
+            let permit_is_current = if pending.generation == current {
+                false
+            } else if generation == current {
+                true
+            } else {
+                generation > pending.generation
+            };
+            if !permit_is_current {
+                // From a cycle that already ended: not counted, and the batch still goes
+                // when it is due.
+                let due = now.saturating_since(pending.since) >= interval || now < pending.since;
+                return if due { BatchDue::Now } else { BatchDue::No };
+            }
         }
-        let first = pending.calls() == 0 || generation > pending.generation;
+        let first = first || generation != pending.generation;
         if first {
-            // Outcomes of an earlier cycle would be ignored by the script: dropped here.
+            // Outcomes of an ended cycle would be ignored by the script: dropped here.
             *pending = Pending {
                 generation,
                 successes: 0,
@@ -505,6 +584,7 @@ impl Engine {
         let context = BatchContext {
             successes: pending.successes,
             failures: pending.failures,
+            sent: self.send(),
         };
         self.batches_taken.fetch_add(1, Ordering::SeqCst);
         Some((self.invocation(self.now(), op), context))
@@ -527,7 +607,7 @@ impl Engine {
         let _done = DoneOnDrop(&self.batches_done);
         match reply.and_then(|reply| script::parse_transition(&reply, "batch")) {
             Ok((transition, tail)) => {
-                self.remember(self.now(), &tail);
+                self.remember(context.sent, self.now(), &tail);
                 if let Some(transition) = transition {
                     self.emit_transition(transition);
                 }
@@ -577,10 +657,14 @@ impl Engine {
         context: RecordContext,
         reply: Result<Vec<i64>, StoreError>,
     ) -> Recorded {
-        let RecordContext { outcome, elapsed } = context;
+        let RecordContext {
+            outcome,
+            elapsed,
+            sent,
+        } = context;
         match reply.and_then(|reply| script::parse_transition(&reply, "record")) {
             Ok((transition, tail)) => {
-                self.remember(self.now(), &tail);
+                self.remember(sent, self.now(), &tail);
                 Recorded::new(outcome, elapsed, transition)
             }
             Err(err) => {
@@ -628,7 +712,7 @@ impl Engine {
     /// After an operator call: the cache holds what the reply says, nothing older.
     fn after_operator(&self, tail: &Tail) {
         self.forget();
-        self.remember(self.now(), tail);
+        self.remember(self.send(), self.now(), tail);
     }
 
     /// The reply to a window read.
@@ -701,7 +785,7 @@ impl Engine {
     }
 
     /// The commands that write this breaker into the registry, with its last use now.
-    pub(crate) fn registration(&self) -> Result<[Cmd; 4], StoreError> {
+    pub(crate) fn registration(&self) -> Result<[Cmd; 6], StoreError> {
         let ttl_ms = u64::try_from(self.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
         registry::register(
             &self.keys,
@@ -755,6 +839,7 @@ mod tests {
             sequence,
             repaired: 0,
             counts: breaker_core::Counts::default(),
+            override_until: Timestamp::ZERO,
         }
     }
 
@@ -763,16 +848,22 @@ mod tests {
         let clock = ManualClock::new(Timestamp::from_millis(1_000));
         let engine = engine(&clock);
         let now = clock.now();
-        // A trip (write 5) arrives before an older success's reply (write 4).
-        engine.remember(now, &tail(State::Open, 1, 31_000, 1_000, 5));
-        engine.remember(now, &tail(State::Closed, 0, 0, 999, 4));
+        // A trip (write 5) arrives before an older success's reply (write 4), both sent
+        // before either reply arrived.
+        let (success, trip) = (engine.send(), engine.send());
+        engine.remember(trip, now, &tail(State::Open, 1, 31_000, 1_000, 5));
+        engine.remember(success, now, &tail(State::Closed, 0, 0, 999, 4));
         let decision = engine.cached_acquire(now).expect("cached");
         assert_eq!(decision.unwrap_err().reason(), RejectReason::Open);
         // The open period ends: the cache no longer answers.
         clock.advance(Duration::from_secs(30));
         assert!(engine.cached_acquire(clock.now()).is_none());
         // A newer reply (a close, generation 2) is taken.
-        engine.remember(clock.now(), &tail(State::Closed, 2, 0, 31_000, 6));
+        engine.remember(
+            engine.send(),
+            clock.now(),
+            &tail(State::Closed, 2, 0, 31_000, 6),
+        );
         assert!(engine.cached_acquire(clock.now()).expect("cached").is_ok());
         // Staleness: after max_staleness the cache asks again.
         clock.advance(Duration::from_secs(1));
@@ -783,7 +874,11 @@ mod tests {
     fn an_open_state_is_asked_again_once_per_max_staleness() {
         let clock = ManualClock::new(Timestamp::from_millis(1_000));
         let engine = engine(&clock);
-        engine.remember(clock.now(), &tail(State::Open, 1, 181_000, 1_000, 1));
+        engine.remember(
+            engine.send(),
+            clock.now(),
+            &tail(State::Open, 1, 181_000, 1_000, 1),
+        );
         assert!(engine.cached_acquire(clock.now()).unwrap().is_err());
         clock.advance(Duration::from_millis(999));
         assert!(engine.cached_acquire(clock.now()).unwrap().is_err());
@@ -792,7 +887,11 @@ mod tests {
         assert!(engine.cached_acquire(clock.now()).is_none());
         assert!(engine.cached_acquire(clock.now()).unwrap().is_err());
         // An operator reset: the reply says closed, and calls flow at once.
-        engine.remember(clock.now(), &tail(State::Closed, 2, 0, 2_000, 2));
+        engine.remember(
+            engine.send(),
+            clock.now(),
+            &tail(State::Closed, 2, 0, 2_000, 2),
+        );
         assert!(engine.cached_acquire(clock.now()).unwrap().is_ok());
     }
 
@@ -807,14 +906,18 @@ mod tests {
                 lock(&sink).push(err.kind());
             }
         });
-        engine.remember(clock.now(), &tail(State::Open, 9, 181_000, 1_000, 40));
+        engine.remember(
+            engine.send(),
+            clock.now(),
+            &tail(State::Open, 9, 181_000, 1_000, 40),
+        );
         assert!(engine.registration_due(clock.now()), "never registered");
         engine.registered(clock.now(), true);
         assert!(!engine.registration_due(clock.now()));
         // Redis restarted empty: generation 0, write 1, another epoch.
         let mut fresh = tail(State::Closed, 0, 0, 1_001, 1);
         fresh.epoch = 8;
-        engine.remember(clock.now(), &fresh);
+        engine.remember(engine.send(), clock.now(), &fresh);
         assert!(engine.cached_acquire(clock.now()).unwrap().is_ok());
         assert_eq!(*lock(&seen), vec![StoreErrorKind::StateLost]);
         assert!(engine.registration_due(clock.now()), "registered again");
@@ -824,7 +927,11 @@ mod tests {
     fn a_clock_stepping_back_makes_the_cache_stale() {
         let clock = ManualClock::new(Timestamp::from_millis(100_000));
         let engine = engine(&clock);
-        engine.remember(clock.now(), &tail(State::Closed, 0, 0, 100_000, 1));
+        engine.remember(
+            engine.send(),
+            clock.now(),
+            &tail(State::Closed, 0, 0, 100_000, 1),
+        );
         assert!(engine.cached_acquire(clock.now()).is_some());
         clock.set(Timestamp::from_millis(50_000));
         assert!(engine.cached_acquire(clock.now()).is_none());

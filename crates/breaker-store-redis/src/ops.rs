@@ -177,11 +177,14 @@ pub(crate) fn acquire(engine: &Engine) -> impl Operation<Output = Result<Permit,
     let now = engine.now();
     match engine.cached_acquire(now) {
         Some(decision) => ReadyOr::Ready(Some(decision)),
-        None => ReadyOr::Ask(one_call(
-            engine.invocation(now, Op::Acquire),
-            "acquire",
-            move |reply| engine.finish_acquire(now, reply),
-        )),
+        None => {
+            let sent = engine.send();
+            ReadyOr::Ask(one_call(
+                engine.invocation(now, Op::Acquire),
+                "acquire",
+                move |reply| engine.finish_acquire(sent, now, reply),
+            ))
+        }
     }
 }
 

@@ -34,7 +34,7 @@ impl BreakerInfo {
 }
 
 /// Registration: the name in the registry (first-seen kept), the policy in the breaker's
-/// policies hash, both with a TTL. Plain commands, one key each: in a Cluster the registry
+/// policies hash, both with a TTL that only ever grows. Plain commands, one key each: in a Cluster the registry
 /// and the breaker live in different slots, and the blocking cluster client has no pipelines.
 pub(crate) fn register(
     keys: &Keys,
@@ -42,7 +42,7 @@ pub(crate) fn register(
     policy: &Policy,
     now: Timestamp,
     ttl_ms: u64,
-) -> Result<[Cmd; 4], StoreError> {
+) -> Result<[Cmd; 6], StoreError> {
     let policy_json = serde_json::to_string(policy).map_err(|err| {
         StoreError::new(
             StoreErrorKind::Config,
@@ -51,12 +51,29 @@ pub(crate) fn register(
         .with_source(err)
     })?;
     let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+    let [registry_new, registry_longer] = extend(&keys.registry, ttl_ms);
+    let [policies_new, policies_longer] = extend(&keys.policies, ttl_ms);
     Ok([
         Cmd::hset_nx(&keys.registry, name, now.as_millis()),
-        Cmd::pexpire(&keys.registry, ttl_ms),
+        registry_new,
+        registry_longer,
         Cmd::hset(&keys.policies, policy_json, now.as_millis()),
-        Cmd::pexpire(&keys.policies, ttl_ms),
+        policies_new,
+        policies_longer,
     ])
+}
+
+/// Sets `key` to expire in `ttl_ms` unless it already lives longer: a key without an expiry
+/// gets one (`NX`), and one with a shorter expiry gets this one (`GT`). So the registry lives
+/// as long as the longest idle TTL of the processes that use it, never as short as the last
+/// caller's.
+fn extend(key: &str, ttl_ms: i64) -> [Cmd; 2] {
+    let pexpire = |condition: &str| {
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(key).arg(ttl_ms).arg(condition);
+        cmd
+    };
+    [pexpire("NX"), pexpire("GT")]
 }
 
 /// Reads the registry's names and first-seen times.

@@ -63,9 +63,11 @@ pub(crate) struct Tail {
     pub(crate) repaired: u64,
     /// The window's running totals as of the reply.
     pub(crate) counts: Counts,
+    /// When the override in force ends, by the script's clock (`ZERO`: never, or none).
+    pub(crate) override_until: Timestamp,
 }
 
-const TAIL: usize = 11;
+const TAIL: usize = 12;
 
 /// A script call with its arguments, ready to send.
 pub(crate) fn invocation(
@@ -203,6 +205,7 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
             calls: tail[9],
             failures: tail[10],
         },
+        override_until: Timestamp::from_millis(tail[11]),
     };
     Ok((head.to_vec(), tail))
 }

@@ -244,3 +244,39 @@ async fn requests_sent(url: &str) -> u64 {
         })
         .sum()
 }
+
+/// Redis loses the key (a restart, `FLUSHDB`, a failover) while a batch of an earlier
+/// generation is pending: the process follows the new state and keeps counting, and a run
+/// of failures still trips the breaker. What the lost key held, and the pending batch of
+/// its generation, are gone: that is the documented bound.
+#[test]
+fn a_batched_process_keeps_counting_after_redis_loses_the_key() {
+    let server = RedisServer::start();
+    let clock = start_clock();
+    let store = BlockingRedisStore::connect(config(&server.url(), &clock)).unwrap();
+    let breaker = store
+        .breaker("lost", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    Operate::trip(&breaker).unwrap();
+    Operate::reset(&breaker).unwrap();
+    // Generation 2, one success pending.
+    calls(&breaker, 1, Outcome::Success);
+    server.command(&["FLUSHDB"]).unwrap();
+    clock.advance(Duration::from_secs(2));
+    let mut sent = 0;
+    for _ in 0..30 {
+        clock.advance(Duration::from_millis(60));
+        if let Ok(permit) = breaker.acquire() {
+            sent += 1;
+            breaker.record(permit, Outcome::Failure);
+        }
+    }
+    breaker.flush().unwrap();
+    let snapshot = Operate::snapshot(&breaker).unwrap();
+    assert_eq!(
+        snapshot.state,
+        State::Open,
+        "{sent} failures sent after the loss: {snapshot:?}"
+    );
+    assert!(sent <= 6, "{sent} calls passed before the trip");
+}

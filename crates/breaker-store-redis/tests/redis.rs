@@ -1105,3 +1105,120 @@ fn changes_are_pushed_to_running_processes_at_once() {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A failover to a replica that lagged (or a backup restored) rolls the key back: the same
+/// epoch, a lower write sequence. A running process takes that state within max_staleness,
+/// as a new process would, instead of keeping its cached trip until the sequence climbs
+/// past it.
+#[test]
+fn a_rolled_back_key_is_taken_within_max_staleness() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let process = || BlockingRedisStore::connect(single_config(&prefix, &clock)).unwrap();
+    let (running, operator) = (process(), process());
+    let policy = policy(StoreFailurePolicy::FailOpen);
+    let breaker = running.breaker("rolled-back", policy.clone()).unwrap();
+    let ops = operator.breaker("rolled-back", policy).unwrap();
+    // Writes enough that the rollback below keeps a valid (non-negative) sequence.
+    for _ in 0..10 {
+        let permit = Breaker::acquire(&ops).unwrap();
+        Breaker::record(&ops, permit, Outcome::Success);
+    }
+    Operate::trip(&ops).unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        Breaker::acquire(&breaker).unwrap_err().reason(),
+        RejectReason::Open,
+        "the running process has cached the trip"
+    );
+    // The replica that takes over missed the last writes.
+    let key = format!("{prefix}:{{=rolled-back}}");
+    let sequence: i64 = single()
+        .command(&["HINCRBY", &key, "sq", "-5"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(sequence > 0, "{sequence}");
+    Operate::reset(&ops).unwrap();
+    clock.advance(Duration::from_secs(1));
+    for call in 0..10 {
+        let permit = Breaker::acquire(&breaker)
+            .unwrap_or_else(|rejected| panic!("call {call} after the rollback: {rejected:?}"));
+        Breaker::record(&breaker, permit, Outcome::Success);
+    }
+}
+
+/// What a process last learnt of an operator's override holds while Redis cannot be
+/// reached, until the override's expiry, whatever the failure policy: fail-open never lets
+/// calls through a breaker forced open, fail-closed never rejects one forced closed.
+#[test]
+fn an_override_holds_while_redis_is_unreachable() {
+    let server = RedisServer::start();
+    let clock = start_clock();
+    let config = || {
+        RedisConfig::standalone(server.url())
+            .prefix(unique_prefix())
+            .timeout(Duration::from_millis(100))
+            .injected_clock(clock.clone())
+    };
+    let store = BlockingRedisStore::connect(config()).unwrap();
+    let open = store
+        .breaker("forced-open", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    let closed = store
+        .breaker("forced-closed", policy(StoreFailurePolicy::FailClosed))
+        .unwrap();
+    let expiring = store
+        .breaker("forced-briefly", policy(StoreFailurePolicy::FailOpen))
+        .unwrap();
+    Operate::set_override(&open, Override::ForcedOpen, None).unwrap();
+    Operate::set_override(&closed, Override::ForcedClosed, None).unwrap();
+    Operate::set_override(
+        &expiring,
+        Override::ForcedOpen,
+        Some(Duration::from_secs(3)),
+    )
+    .unwrap();
+    // The processes learn of them as they call.
+    clock.advance(Duration::from_secs(1));
+    assert!(Breaker::acquire(&open).is_err());
+    assert!(Breaker::acquire(&closed).is_ok());
+    assert!(Breaker::acquire(&expiring).is_err());
+    server.pause();
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..3 {
+        let rejected = Breaker::acquire(&open).unwrap_err();
+        assert_eq!(rejected.reason(), RejectReason::ForcedOpen);
+        assert!(Breaker::acquire(&closed).is_ok(), "forced closed admits");
+        let rejected = Breaker::acquire(&expiring).unwrap_err();
+        assert_eq!(rejected.reason(), RejectReason::ForcedOpen);
+        assert_eq!(rejected.retry_after(), Duration::from_secs(1));
+    }
+    // Past its expiry, the failure policy decides again.
+    clock.advance(Duration::from_secs(1));
+    assert!(Breaker::acquire(&expiring).is_ok(), "fail-open");
+    server.resume();
+}
+
+/// The registry's expiry is the longest any process asked for: a process with a short
+/// idle TTL cannot make it expire under processes that run for weeks.
+#[test]
+fn a_short_idle_ttl_does_not_shorten_the_registry() {
+    let prefix = unique_prefix();
+    let clock = start_clock();
+    let store = |ttl: Duration| {
+        BlockingRedisStore::connect(single_config(&prefix, &clock).idle_ttl(ttl)).unwrap()
+    };
+    let long = store(Duration::from_secs(7 * 24 * 3600));
+    long.breaker("long-lived", Policy::default()).unwrap();
+    let short = store(Duration::from_secs(2));
+    short.breaker("short-lived", Policy::default()).unwrap();
+    let pttl: i64 = single()
+        .command(&["PTTL", &format!("{prefix}:registry")])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pttl > 24 * 3600 * 1000, "the registry expires in {pttl} ms");
+}

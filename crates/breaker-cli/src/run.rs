@@ -425,9 +425,22 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         return Ok(());
     }
     if !args.store.starts_with("redis://") && !args.store.starts_with("rediss://") {
+        // Only the scheme is repeated: the rest may hold a password.
+        let scheme = args
+            .store
+            .split_once("://")
+            .map(|(scheme, _)| scheme)
+            .filter(|scheme| {
+                !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            });
         return Err(Failure::Usage(format!(
-            "--store must be `memory` or a redis:// URL, not {:?}",
-            args.store
+            "--store must be `memory` or a redis:// URL, not {}",
+            scheme.map_or("this value".to_owned(), |scheme| format!(
+                "a {scheme}:// address"
+            ))
         )));
     }
     let store = connect(&args.store, &args.prefix, args.max_staleness, args.batch).await?;

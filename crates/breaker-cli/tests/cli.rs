@@ -976,6 +976,47 @@ fn assert_batch_needs_redis(url: &str) {
     );
 }
 
+#[test]
+fn a_password_never_shows_whatever_characters_it_holds() {
+    let server = TestServer::start();
+    let url = server.url("/");
+    for password in ["s3cr#et", "s3cr/et", "s3cr?et", "s3cr@et", "s3cr:et"] {
+        let store = format!("redis://ops:{password}@127.0.0.1:1");
+        let sentinel = format!("redis+sentinel://ops:{password}@127.0.0.1:1/mymaster");
+        let commands: [&[&str]; 6] = [
+            &["status", "--store", &store],
+            &["history", "--store", &store],
+            &["trip", "some-breaker", "--store", &store],
+            &["run", "--url", &url, "--requests", "1", "--store", &store],
+            &[
+                "run",
+                "--url",
+                &url,
+                "--requests",
+                "1",
+                "--store",
+                &sentinel,
+            ],
+            &["dashboard", "--listen", "127.0.0.1:0", "--store", &sentinel],
+        ];
+        for args in commands {
+            let out = breaker(args);
+            let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+            assert!(!out.status.success(), "{args:?}: {stdout} {err}");
+            assert!(err.starts_with("error: "), "{args:?}: {err}");
+            assert!(
+                !stdout.contains("s3cr") && !err.contains("s3cr"),
+                "{args:?} printed the password: {stdout} {err}"
+            );
+        }
+    }
+    // A password that breaks the URL gets a hint, with the address shown redacted.
+    let out = breaker(&["status", "--store", "redis://ops:s3cr#et@127.0.0.1:1"]);
+    let err = stderr(&out);
+    assert!(err.contains("redis://ops:***@127.0.0.1:1"), "{err}");
+    assert!(err.contains("percent-encoded"), "{err}");
+}
+
 /// A 503 with `Retry-After: 3` opens the breaker at once in `breaker run`, with the memory
 /// store and with Redis, unless `--retry-after ignore`.
 #[test]

@@ -222,21 +222,26 @@ impl RedisConfig {
     }
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with its credentials hidden: everything between `://` and the last `@` becomes
+/// `***`, except a plain user name (the part before the first `:`, when it holds none of
+/// `/`, `?`, `#`), which is kept to help with permission errors. The last `@` is taken
+/// whatever comes before it, so a password holding `#`, `/`, `?` or `@` (which a URL parser
+/// would read as the start of a path, query or fragment) is hidden all the same; an `@`
+/// after the host only hides more than needed.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         // Not a URL: it could be anything, a password included, so it is not repeated.
         return "(not a URL)".to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            // `redis://password@host` puts the password in the user part.
-            None => format!("{scheme}://***@{host}{path}"),
-        },
-        None => url.to_owned(),
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) if !user.contains(['/', '?', '#']) => {
+            format!("{scheme}://{user}:***@{host}")
+        }
+        // `redis://password@host` puts the password in the user part.
+        _ => format!("{scheme}://***@{host}"),
     }
 }
 
@@ -280,6 +285,47 @@ mod tests {
         assert_eq!(redact("redis://pw@h"), "redis://***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
         assert_eq!(redact("garbage pw"), "(not a URL)");
+        assert_eq!(
+            redact("redis+sentinel://u:pw@s1:26379,s2:26379/mymaster"),
+            "redis+sentinel://u:***@s1:26379,s2:26379/mymaster"
+        );
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_are_redacted() {
+        for password in [
+            "s3cr#et", "s3cr/et", "s3cr?et", "s3cr@et", "s3:cr#et", "#/?@:",
+        ] {
+            for url in [
+                format!("redis://ops:{password}@host:6379"),
+                format!("rediss://:{password}@host:6379/0"),
+                format!("redis://{password}@host"),
+                format!("redis+sentinel://ops:{password}@s1:26379,s2:26380/mymaster"),
+            ] {
+                let shown = redact(&url);
+                assert!(shown.contains("***@"), "{url} -> {shown}");
+                assert!(
+                    !shown.contains("cr") && !shown.contains("et@"),
+                    "{url} -> {shown}"
+                );
+            }
+            let secret = format!("redis://ops:{password}@h:1");
+            let configs = [
+                RedisConfig::standalone(secret.clone()),
+                RedisConfig::cluster([secret.clone(), secret.clone()]),
+                RedisConfig::sentinel([secret.clone()], "mymaster"),
+            ];
+            for config in configs {
+                let debug = format!("{config:?}");
+                assert!(!debug.contains(password), "{debug}");
+                assert!(debug.contains("ops:***@h:1"), "{debug}");
+            }
+        }
+        assert_eq!(
+            redact("redis://ops:s3cr#et@host:6379"),
+            "redis://ops:***@host:6379"
+        );
+        assert_eq!(redact("redis://s3cr/et:x@host"), "redis://***@host");
         let config = RedisConfig::cluster(["redis://a:s3cret@h1", "redis://a:s3cret@h2"]);
         assert!(!format!("{config:?}").contains("s3cret"));
         let config = RedisConfig::sentinel(["redis://:s3cret@s1"], "mymaster");

@@ -45,9 +45,16 @@ pub(crate) fn store_error_in(context: &str, err: RedisError) -> StoreError {
 
 /// A URL or client setting Redis's client refused.
 pub(crate) fn config_error(url: &str, err: RedisError) -> StoreError {
+    // A password is the usual place for a character that ends the URL's host part early.
+    let hint = if url.contains('@') {
+        " (characters such as `#`, `/`, `?` and `@` in a user name or password must be \
+         percent-encoded: %23, %2F, %3F, %40)"
+    } else {
+        ""
+    };
     StoreError::new(
         StoreErrorKind::Config,
-        format!("invalid Redis address {}: {err}", redact(url)),
+        format!("invalid Redis address {}: {err}{hint}", redact(url)),
     )
     .with_source(err)
 }

@@ -128,26 +128,55 @@ fn apt_install(packages: &[&str]) -> Result {
     run(install)
 }
 
-/// The Redis tests start throwaway `redis-server` processes (and `redis-cli` for the cluster):
-/// install Debian's package when they are missing and this runs as root.
+/// The Redis tests start throwaway `redis-server` processes, `redis-cli` for the cluster, and
+/// Sentinels (`redis-server <conf> --sentinel`): install Debian's packages when something is
+/// missing and this runs as root. Debian's `redis-server` runs Sentinel itself, so the
+/// `redis-sentinel` package is installed only where it does not.
 fn ensure_redis() -> Result {
-    if found("redis-server") && found("redis-cli") {
+    let servers = || found("redis-server") && found("redis-cli");
+    if !servers() {
+        if !is_root() {
+            return Err(
+                "redis-server and redis-cli are needed by the Redis tests: install them \
+                 with `sudo apt-get install -y redis-server redis-tools` (or your system's \
+                 package), then run `cargo xtask test` again"
+                    .to_owned(),
+            );
+        }
+        apt_install(&["redis-server", "redis-tools"])?;
+        if !servers() {
+            return Err("redis-server is still missing after apt-get install".to_owned());
+        }
+    }
+    if runs_sentinel() {
         return Ok(());
     }
     if !is_root() {
         return Err(
-            "redis-server and redis-cli are needed by the Redis tests: install them \
-                    with `sudo apt-get install -y redis-server redis-tools` (or your system's \
-                    package), then run `cargo xtask test` again"
+            "the Sentinel failover tests need `redis-server --sentinel`, which this \
+             redis-server cannot run: install your system's redis-sentinel package (`sudo \
+             apt-get install -y redis-sentinel`), then run `cargo xtask test` again"
                 .to_owned(),
         );
     }
-    apt_install(&["redis-server", "redis-tools"])?;
-    if found("redis-server") && found("redis-cli") {
+    apt_install(&["redis-sentinel"])?;
+    if runs_sentinel() {
         Ok(())
     } else {
-        Err("redis-server is still missing after apt-get install".to_owned())
+        Err("redis-server still cannot run Sentinel after installing redis-sentinel".to_owned())
     }
+}
+
+/// Whether `redis-server --sentinel` is Sentinel: without a configuration file Sentinel
+/// refuses to start and says why, naming itself, which a build without it never does.
+fn runs_sentinel() -> bool {
+    Command::new("redis-server")
+        .arg("--sentinel")
+        .output()
+        .is_ok_and(|output| {
+            String::from_utf8_lossy(&output.stdout).contains("Sentinel")
+                || String::from_utf8_lossy(&output.stderr).contains("Sentinel")
+        })
 }
 
 /// Where the dashboard's browser test lives (a Node.js script and its lock file).

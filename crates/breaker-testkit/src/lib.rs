@@ -13,7 +13,10 @@ pub mod http_server;
 pub mod latency;
 pub mod model;
 pub mod redis_server;
+pub mod sentinel;
 pub mod shared;
+
+pub use sentinel::RedisSentinel;
 
 use std::sync::Mutex;
 use std::time::Duration;

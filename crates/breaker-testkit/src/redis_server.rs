@@ -43,27 +43,48 @@ impl RedisServer {
 
     /// A fresh node with extra `redis-server` arguments (`--requirepass`, `--cluster-enabled`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("breaker-redis-{}-{port}", std::process::id()));
-        let mut server = RedisServer {
-            port,
-            dir,
-            config: None,
-            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
-            shell: None,
-            pid: 0,
-        };
+        let mut server = RedisServer::unstarted(None, extra);
         server.launch();
         server
     }
 
+    /// A server on a free port, not started yet: `config` is written to a file passed first.
+    fn unstarted(config: Option<String>, extra: &[&str]) -> RedisServer {
+        let port = free_port();
+        RedisServer {
+            port,
+            dir: std::env::temp_dir().join(format!("breaker-redis-{}-{port}", std::process::id())),
+            config,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            shell: None,
+            pid: 0,
+        }
+    }
+
+    /// A started server whose configuration file holds `config` (Sentinel needs one it can
+    /// rewrite), or why it did not start.
+    pub(crate) fn try_start_configured(
+        config: String,
+        extra: &[&str],
+    ) -> Result<RedisServer, String> {
+        let mut server = RedisServer::unstarted(Some(config), extra);
+        server.try_launch()?;
+        Ok(server)
+    }
+
     fn launch(&mut self) {
+        if let Err(err) = self.try_launch() {
+            panic!("{err}");
+        }
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
             .is_err()
         {
-            panic!("{HOW_TO_INSTALL}");
+            return Err(HOW_TO_INSTALL.to_owned());
         }
         std::fs::create_dir_all(&self.dir).expect("create a directory for redis-server");
         let mut args = Vec::new();
@@ -111,31 +132,34 @@ impl RedisServer {
         while !matches!(command(self.port, &["PING"]), Ok(pong) if pong == "PONG")
             && !matches!(command(self.port, &["PING"]), Err(err) if err.starts_with("NOAUTH"))
         {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start",
-                self.port
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "redis-server {} on port {} did not start",
+                    args.join(" "),
+                    self.port
+                ));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
     }
 
     /// A Sentinel watching `master` under the name `name` (quorum 1).
     pub fn start_sentinel(master: &RedisServer, name: &str) -> RedisServer {
-        let port = free_port();
-        let mut sentinel = RedisServer {
-            port,
-            dir: std::env::temp_dir().join(format!("breaker-redis-{}-{port}", std::process::id())),
-            config: Some(format!(
+        let mut sentinel = RedisServer::unstarted(
+            Some(format!(
                 "sentinel monitor {name} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {name} 1000\n",
                 master.port
             )),
-            extra: vec!["--sentinel".to_owned()],
-            shell: None,
-            pid: 0,
-        };
+            &["--sentinel"],
+        );
         sentinel.launch();
         sentinel
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// The server's port on 127.0.0.1.
@@ -200,7 +224,8 @@ impl RedisServer {
     }
 }
 
-fn signal(name: &str, pid: u32) {
+/// Sends signal `name` (`STOP`, `CONT`) to process `pid`.
+pub(crate) fn signal(name: &str, pid: u32) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
@@ -218,6 +243,10 @@ impl Drop for RedisServer {
 
 impl RedisServer {
     fn resume_quietly(&self) {
+        // A killed server's pid may belong to another process by now.
+        if self.shell.is_none() {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-CONT")
             .arg(self.pid.to_string())

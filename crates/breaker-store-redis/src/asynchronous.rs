@@ -498,7 +498,8 @@ impl RedisBreaker {
     /// ([`RedisConfig::batch`](crate::RedisConfig::batch)), now, and waits for Redis to take
     /// them. A serverless function calls it before its handler returns. When Redis fails,
     /// the breaker's store-failure policy applies to the batch as to a call, listeners are
-    /// told, and the error is returned; the outcomes are not kept for a retry.
+    /// told (before it returns, as they are of every store event made so far), and the
+    /// error is returned; the outcomes are not kept for a retry.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let on_their_way = self.engine.batches_taken();
         let result = self.store.flush_engine(&self.engine).await;
@@ -507,6 +508,8 @@ impl RedisBreaker {
         while !self.engine.batches_done(on_their_way) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // Listeners have heard of what the batches did.
+        crate::dispatch::delivered_async(self.engine.settings.timeout).await;
         result
     }
 

@@ -292,7 +292,8 @@ impl BlockingRedisBreaker {
     /// Sends the outcomes this breaker has added up in batched mode
     /// ([`RedisConfig::batch`](crate::RedisConfig::batch)), now. A serverless function calls
     /// it before its handler returns. When Redis fails, the breaker's store-failure policy
-    /// applies to the batch as to a call, listeners are told, and the error is returned; the
+    /// applies to the batch as to a call, listeners are told (before it returns, as they are of
+    /// every store event made so far), and the error is returned; the
     /// outcomes are not kept for a retry.
     pub fn flush(&self) -> Result<(), StoreError> {
         let on_their_way = self.engine.batches_taken();
@@ -302,6 +303,8 @@ impl BlockingRedisBreaker {
         while !self.engine.batches_done(on_their_way) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Listeners have heard of what the batches did.
+        crate::dispatch::wait_delivered(self.engine.settings.timeout);
         result
     }
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use breaker_core::store::{self, LocalBreaker, PolicyMillis};
 use breaker_core::{
-    Bucket, Circuit, Clock, Counts, Event, EventKind, Listeners, Outcome, Override, Permit,
-    PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError,
-    StoreErrorKind, StoreFailurePolicy, SystemClock, Timestamp, Transition,
+    Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind, Policy,
+    Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
+    StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
 
+use crate::dispatch::{self, Told};
 use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op, Tail};
@@ -302,7 +303,7 @@ impl Engine {
     /// sequence went back: the key was rolled back to an earlier copy.
     fn remember(&self, sent: u64, now: Timestamp, tail: &Tail) {
         if tail.repaired > 0 {
-            self.report(&StoreError::new(
+            self.report(StoreError::new(
                 StoreErrorKind::Corrupt,
                 format!(
                     "{} field(s) of the breaker's state in Redis held garbage; each was repaired \
@@ -350,7 +351,7 @@ impl Engine {
             }
         };
         if lost == Some(true) {
-            self.report(&StoreError::new(
+            self.report(StoreError::new(
                 StoreErrorKind::StateLost,
                 "the breaker's state in Redis was lost (a restart, a flush, an eviction or an \
                  expiry) and started afresh; this process now follows the new state",
@@ -391,7 +392,7 @@ impl Engine {
                 decision
             }
             Err(err) => {
-                self.report(&err);
+                self.report(err);
                 if let Some(decision) = self.held_override(now) {
                     return decision;
                 }
@@ -613,7 +614,7 @@ impl Engine {
                 }
             }
             Err(err) => {
-                self.report(&err);
+                self.report(err);
                 if self.policy.on_store_failure() == StoreFailurePolicy::Local {
                     let outcomes = [
                         (Outcome::Success, context.successes),
@@ -633,8 +634,7 @@ impl Engine {
 
     fn emit_transition(&self, transition: Transition) {
         tracing::info!(breaker = %self.name, ?transition, "breaker transition");
-        self.listeners
-            .emit(&Event::new(&self.name, EventKind::Transition(transition)));
+        dispatch::tell(&self.listeners, &self.name, Told::Transition(transition));
     }
 
     /// Counts an outcome in the local fallback breaker while it can without a decision
@@ -668,7 +668,7 @@ impl Engine {
                 Recorded::new(outcome, elapsed, transition)
             }
             Err(err) => {
-                self.report(&err);
+                self.report(err);
                 // The backend's answer stands; with a local fallback, it learns of it.
                 let transition = if self.policy.on_store_failure() == StoreFailurePolicy::Local {
                     self.count_locally(outcome)
@@ -796,11 +796,10 @@ impl Engine {
         )
     }
 
-    /// Tells listeners and tracing that the store failed.
-    pub(crate) fn report(&self, err: &StoreError) {
+    /// Tells listeners (off the caller's thread) and tracing that the store failed.
+    pub(crate) fn report(&self, err: StoreError) {
         tracing::warn!(breaker = %self.name, error = %err, policy = ?self.policy.on_store_failure(), "breaker store failed");
-        self.listeners
-            .emit(&Event::new(&self.name, EventKind::StoreError(err)));
+        dispatch::tell(&self.listeners, &self.name, Told::StoreError(err));
     }
 }
 
@@ -808,7 +807,7 @@ impl Engine {
 mod tests {
     use std::time::Duration;
 
-    use breaker_core::{ManualClock, RejectReason};
+    use breaker_core::{Event, EventKind, ManualClock, RejectReason};
 
     use super::*;
 
@@ -919,6 +918,7 @@ mod tests {
         fresh.epoch = 8;
         engine.remember(engine.send(), clock.now(), &fresh);
         assert!(engine.cached_acquire(clock.now()).unwrap().is_ok());
+        dispatch::wait_delivered(Duration::from_secs(5));
         assert_eq!(*lock(&seen), vec![StoreErrorKind::StateLost]);
         assert!(engine.registration_due(clock.now()), "registered again");
     }

@@ -50,6 +50,7 @@ mod asynchronous;
 #[cfg(feature = "blocking")]
 mod blocking;
 mod config;
+mod dispatch;
 mod engine;
 mod error;
 mod history;

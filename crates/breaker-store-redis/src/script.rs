@@ -329,25 +329,25 @@ mod tests {
         let started = Timestamp::from_millis(5);
         for reply in [
             vec![],
-            vec![1, 0, 0, 0, 0, 0, 0],
-            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
-            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0],
-            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0],
+            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
+            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0, 0],
+            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
         ] {
             let err = parse_acquire(&reply, started).unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{reply:?}");
         }
         assert!(
             parse_transition(
-                &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+                &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
                 "record"
             )
             .is_err()
         );
         assert!(
-            parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0]).is_err()
+            parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]).is_err()
         );
     }
 
@@ -355,7 +355,7 @@ mod tests {
     fn replies_become_core_values() {
         let started = Timestamp::from_millis(5);
         let (probe, tail) = parse_acquire(
-            &[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0, 0, 0],
+            &[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0, 0, 0, 0],
             started,
         )
         .unwrap();
@@ -368,7 +368,7 @@ mod tests {
         assert_eq!(tail.state, State::HalfOpen);
         let (tripped, _) = parse_transition(
             &[
-                1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0, 0, 0,
+                1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0, 0, 0, 0,
             ],
             "record",
         )

@@ -120,6 +120,8 @@ fn a_failure_that_could_trip_goes_at_once_and_the_trip_is_reported_once() {
     let permit = breaker.acquire().unwrap();
     let recorded = breaker.record(permit, Outcome::Failure);
     assert_eq!(recorded.transition, None, "batched calls do not carry it");
+    // Listeners hear of store events off the caller's thread; flush waits for them.
+    breaker.flush().unwrap();
     assert_eq!(*seen.lock().unwrap(), ["tripped"]);
     assert_eq!(breaker.snapshot().unwrap().state, State::Open);
     assert_eq!(

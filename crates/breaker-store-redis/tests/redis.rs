@@ -383,6 +383,8 @@ fn one_corrupt_field_costs_only_that_field() {
         .with_listeners(listeners);
     let key = format!("{prefix}:{{=garbage}}");
     let corrupt_reports = || {
+        // Listeners hear of store events off the caller's thread; flush waits for them.
+        breaker.flush().unwrap();
         log.lock()
             .unwrap()
             .iter()
@@ -529,6 +531,9 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
             started.elapsed()
         );
         assert_eq!(decision.is_ok(), expect_permit, "{failure:?}");
+        breaker_testkit::eventually("listeners hear of the failures", || {
+            log.lock().unwrap().len() >= 2
+        });
         let logged = log.lock().unwrap();
         assert!(!logged.is_empty());
         for (_, text) in logged.iter() {
@@ -646,6 +651,9 @@ fn wrong_password_is_reported_without_the_password() {
         .with_listeners(listeners);
     let permit = Breaker::acquire(&breaker).unwrap();
     assert_eq!(permit.kind(), PermitKind::Unchecked);
+    breaker_testkit::eventually("listeners hear of the failure", || {
+        !log.lock().unwrap().is_empty()
+    });
     assert!(
         log.lock()
             .unwrap()
@@ -1221,4 +1229,52 @@ fn a_short_idle_ttl_does_not_shorten_the_registry() {
         .parse()
         .unwrap();
     assert!(pttl > 24 * 3600 * 1000, "the registry expires in {pttl} ms");
+}
+
+/// Events the store makes itself (here: Redis unreachable) reach listeners on another
+/// thread: a slow listener never delays the call.
+#[test]
+fn store_events_reach_listeners_off_the_callers_thread() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let timeout = Duration::from_millis(50);
+    let store = BlockingRedisStore::connect(
+        RedisConfig::standalone(format!("redis://127.0.0.1:{port}")).timeout(timeout),
+    )
+    .unwrap();
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let seen = threads.clone();
+    let slow = Listeners::new().with(move |event: &Event<'_>| {
+        if let EventKind::StoreError(_) = event.kind {
+            seen.lock().unwrap().push(std::thread::current().id());
+            // Stands for a slow listener (a network call, a disk write).
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let breaker = store
+        .breaker("slow-listener", policy(StoreFailurePolicy::FailOpen))
+        .unwrap()
+        .with_listeners(slow);
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert!(Breaker::acquire(&breaker).is_ok(), "fail-open");
+    }
+    assert!(
+        started.elapsed() < 3 * timeout + Duration::from_millis(400),
+        "the calls waited for the listener: {:?}",
+        started.elapsed()
+    );
+    breaker_testkit::eventually("the listener hears of the failure", || {
+        !threads.lock().unwrap().is_empty()
+    });
+    assert!(
+        threads
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|id| *id != std::thread::current().id())
+    );
 }

@@ -156,3 +156,13 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             .unwrap()
     })
 }
+
+/// Polls `done` until it holds, failing with `what` after five seconds: for what happens on
+/// another thread, such as listeners hearing of a store's own events.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -11,8 +11,9 @@ use breaker_core::{
     AsyncBreaker, Breaker, Listeners, Outcome, Permit, Recorded, Rejected, StoreError,
 };
 
-use crate::observe::{Observer, header_list};
+use crate::observe::Observer;
 use crate::on_demand::{Factory, Registry};
+use crate::redact::Redaction;
 use crate::route::{Routes, default_port};
 use crate::{
     Attempt, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
@@ -101,8 +102,8 @@ impl<'a> RequestHead<'a> {
         self.headers
     }
 
-    fn context(&self, reveal: bool) -> HttpContext {
-        HttpContext::for_request(self.method, &self.url.to_string(), self.headers, reveal)
+    fn context(&self, redaction: &Redaction) -> HttpContext {
+        HttpContext::for_request(self.method, &self.url.to_string(), self.headers, redaction)
     }
 }
 
@@ -148,7 +149,7 @@ struct Options {
     rejection: RejectionMode,
     classifier: Classifier,
     capture_body: Option<usize>,
-    reveal_secrets: bool,
+    redaction: Arc<Redaction>,
 }
 
 /// The breakers of one client and how it uses them: breakers mounted on URL prefixes (the
@@ -257,10 +258,33 @@ impl<B> Breakers<B> {
         self
     }
 
-    /// Shows secret headers (`Authorization`, cookies) to listeners instead of redacting them.
+    /// Shows secrets to listeners instead of redacting them: secret headers and query
+    /// parameters (see [`redact_header`](Self::redact_header) and
+    /// [`redact_query_param`](Self::redact_query_param)). A URL's `user:password@` is never
+    /// shown.
     #[must_use]
     pub fn reveal_secrets(mut self, reveal: bool) -> Breakers<B> {
-        self.options.reveal_secrets = reveal;
+        Arc::make_mut(&mut self.options.redaction).reveal(reveal);
+        self
+    }
+
+    /// Also redacts header `name` (any case) in what listeners see. Always redacted:
+    /// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`, `Api-Key`
+    /// and `X-Auth-Token`.
+    #[must_use]
+    pub fn redact_header(mut self, name: &str) -> Breakers<B> {
+        Arc::make_mut(&mut self.options.redaction).add_header(name);
+        self
+    }
+
+    /// Also redacts the value of query parameter `name` in the URLs listeners see. A name
+    /// matches in any case, whole or as the end of a longer name after `_`, `-` or `.`
+    /// (`pin` also redacts `card_pin`). Always redacted: `token`, `key`, `password`,
+    /// `secret` and `signature`, so also `access_token`, `api_key`, `client_secret` and
+    /// `X-Amz-Signature`; the same holds in a URL's fragment.
+    #[must_use]
+    pub fn redact_query_param(mut self, name: &str) -> Breakers<B> {
+        Arc::make_mut(&mut self.options.redaction).add_param(name);
         self
     }
 
@@ -302,9 +326,10 @@ impl<B> Breakers<B> {
         request: &RequestHead<'_>,
     ) -> Start<'_, B> {
         let observer = &mounted.observer;
-        let reveal = self.options.reveal_secrets;
         // Built only when someone listens; the request is gone once sent.
-        let context = observer.wants_context().then(|| request.context(reveal));
+        let context = observer
+            .wants_context()
+            .then(|| request.context(&self.options.redaction));
         let with = || HttpContext::ended(context.as_ref(), None, None);
         match decision {
             Ok(permit) => {
@@ -483,7 +508,7 @@ impl<B> Call<'_, B> {
             .capture_body
             .filter(|_| listening && outcome == Outcome::Failure && response_headers.is_some());
         let response_headers = match response_headers {
-            Some(headers) if listening => header_list(headers, options.reveal_secrets),
+            Some(headers) if listening => options.redaction.headers(headers),
             _ => Vec::new(),
         };
         let Call {

@@ -23,6 +23,7 @@ mod classify;
 mod flow;
 mod observe;
 mod on_demand;
+mod redact;
 mod reject;
 mod retry_after;
 mod route;
@@ -36,7 +37,7 @@ pub use route::MountError;
 
 /// Defines an adapter's client type around [`Breakers`], with the same builder methods
 /// (`new`, `mount`, `mount_with`, `on_demand`, `rejection_mode`, `classifier`,
-/// `capture_body`, `reveal_secrets`), so every adapter is configured alike by one piece of
+/// `capture_body`, `reveal_secrets`, `redact_header`, `redact_query_param`), so every adapter is configured alike by one piece of
 /// code. `blocking` or `asynchronous` names the kind of breaker the client drives.
 ///
 /// The type keeps its [`Breakers`] in a field named `breakers`.
@@ -137,12 +138,30 @@ macro_rules! client_type {
                 }
             }
 
-            /// Shows secret headers (`Authorization`, cookies) to listeners instead of
-            /// redacting them.
+            /// Shows secrets (headers such as `Authorization`, cookies and `X-Api-Key`,
+            /// credentials in query strings) to listeners instead of redacting them.
             #[must_use]
             pub fn reveal_secrets(self, reveal: bool) -> Self {
                 $name {
                     breakers: self.breakers.reveal_secrets(reveal),
+                }
+            }
+
+            /// Also redacts header `name` in what listeners see, as
+            /// [`Breakers::redact_header`]($crate::Breakers::redact_header) says.
+            #[must_use]
+            pub fn redact_header(self, name: &str) -> Self {
+                $name {
+                    breakers: self.breakers.redact_header(name),
+                }
+            }
+
+            /// Also redacts query parameter `name` in the URLs listeners see, as
+            /// [`Breakers::redact_query_param`]($crate::Breakers::redact_query_param) says.
+            #[must_use]
+            pub fn redact_query_param(self, name: &str) -> Self {
+                $name {
+                    breakers: self.breakers.redact_query_param(name),
                 }
             }
 

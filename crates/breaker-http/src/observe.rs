@@ -12,6 +12,8 @@ use std::time::Duration;
 use breaker_core::{Event, EventKind, Listeners, Outcome, Recorded, Rejected, State, Transition};
 use metrics::{Counter, Gauge};
 
+use crate::redact::Redaction;
+
 /// What listeners learn of the HTTP call behind an event, as its `context`
 /// (`event.context.and_then(|c| c.downcast_ref::<HttpContext>())`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,13 +21,17 @@ use metrics::{Counter, Gauge};
 pub struct HttpContext {
     /// The request method.
     pub method: String,
-    /// The request URL, without credentials.
+    /// The request URL, without `user:password@`, and with the values of secret query
+    /// parameters (`token`, `key`, `password`, `secret`, `signature`, also as the end of a
+    /// longer name such as `api_key`, and the client's own) redacted unless the client
+    /// reveals secrets.
     pub url: String,
     /// The response status, if a response arrived.
     pub status: Option<u16>,
     /// The error, if the call failed without a response.
     pub error: Option<String>,
-    /// Request headers (secrets redacted unless the client reveals them).
+    /// Request headers (secrets such as `Authorization`, cookies, `X-Api-Key` and the
+    /// client's own redacted unless the client reveals them).
     pub request_headers: Vec<(String, String)>,
     /// Response headers (secrets redacted unless the client reveals them).
     pub response_headers: Vec<(String, String)>,
@@ -34,18 +40,17 @@ pub struct HttpContext {
 }
 
 impl HttpContext {
-    /// The request's side: method, URL (without credentials) and headers (secrets redacted
-    /// unless `reveal`).
+    /// The request's side: method, URL and headers, with secrets redacted as `redaction` says.
     pub(crate) fn for_request(
         method: &str,
         url: &str,
         headers: &http::HeaderMap,
-        reveal: bool,
+        redaction: &Redaction,
     ) -> HttpContext {
         HttpContext {
             method: method.to_owned(),
-            url: url_without_credentials(url),
-            request_headers: header_list(headers, reveal),
+            url: redaction.url(url),
+            request_headers: redaction.headers(headers),
             ..HttpContext::default()
         }
     }
@@ -60,42 +65,6 @@ impl HttpContext {
         context.status = status;
         context.error = error;
         context
-    }
-}
-
-const SECRET_HEADERS: [&str; 4] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "proxy-authorization",
-];
-
-/// The headers as text, with secrets (`Authorization`, `Cookie`, `Set-Cookie`,
-/// `Proxy-Authorization`) replaced by `[redacted]` unless `reveal`.
-pub(crate) fn header_list(headers: &http::HeaderMap, reveal: bool) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let secret = SECRET_HEADERS.contains(&name.as_str());
-            let value = if secret && !reveal {
-                "[redacted]".to_owned()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
-            (name.as_str().to_owned(), value)
-        })
-        .collect()
-}
-
-/// `url` without a `user:password@` part.
-pub(crate) fn url_without_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{host}{}", &rest[end..]),
-        None => url.to_owned(),
     }
 }
 
@@ -311,33 +280,6 @@ impl Observer {
             }
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted_unless_revealed() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("authorization", "Bearer s3cret".parse().unwrap());
-        headers.insert("cookie", "id=s3cret".parse().unwrap());
-        headers.insert("x-request-id", "42".parse().unwrap());
-        let hidden = header_list(&headers, false);
-        assert!(hidden.iter().all(|(_, value)| !value.contains("s3cret")));
-        assert!(hidden.contains(&("x-request-id".to_owned(), "42".to_owned())));
-        let shown = header_list(&headers, true);
-        assert!(shown.contains(&("authorization".to_owned(), "Bearer s3cret".to_owned())));
-    }
-
-    #[test]
-    fn urls_lose_their_credentials() {
-        assert_eq!(
-            url_without_credentials("https://u:p@h:1/a?b@c"),
-            "https://h:1/a?b@c"
-        );
-        assert_eq!(url_without_credentials("http://h/x"), "http://h/x");
     }
 }
 

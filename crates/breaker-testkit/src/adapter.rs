@@ -27,6 +27,12 @@ pub struct Spec<B> {
     pub capture_body: Option<usize>,
     /// Breakers made on demand for requests no mount matches.
     pub on_demand: Option<OnDemand<B>>,
+    /// Headers redacted besides the built-in ones.
+    pub redact_headers: Vec<String>,
+    /// Query parameters redacted besides the built-in ones.
+    pub redact_query_params: Vec<String>,
+    /// Whether listeners see secrets.
+    pub reveal_secrets: bool,
 }
 
 impl<B: Breaker> Spec<B> {
@@ -41,6 +47,13 @@ impl<B: Breaker> Spec<B> {
         if let Some(on_demand) = self.on_demand {
             breakers = breakers.on_demand(on_demand);
         }
+        for name in &self.redact_headers {
+            breakers = breakers.redact_header(name);
+        }
+        for name in &self.redact_query_params {
+            breakers = breakers.redact_query_param(name);
+        }
+        breakers = breakers.reveal_secrets(self.reveal_secrets);
         for (prefix, breaker, rejection) in self.mounts {
             breakers = breakers.mount_with(&prefix, breaker, rejection).unwrap();
         }
@@ -57,6 +70,9 @@ impl<B> Spec<B> {
             classifier: Classifier::default(),
             capture_body: None,
             on_demand: None,
+            redact_headers: Vec::new(),
+            redact_query_params: Vec::new(),
+            reveal_secrets: false,
         }
     }
 
@@ -544,6 +560,77 @@ pub fn listener_events_and_fields<A: Adapter>(a: &A) {
     );
 }
 
+/// Listeners never see secrets unless the client reveals them: credential and key headers
+/// (built in and the client's own) and credentials in query strings, for calls that failed
+/// and calls that were rejected; the server still receives them all.
+pub fn secrets_are_redacted<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let sent = [
+        ("authorization", "Bearer s3cret"),
+        ("x-api-key", "s3cret"),
+        ("api-key", "s3cret"),
+        ("x-auth-token", "s3cret"),
+        ("x-tenant-pin", "s3cret"),
+        ("x-trace", "t-1"),
+    ];
+    let path = "/fail?q=1&token=s3cret&API_KEY=s3cret&X-Amz-Signature=s3cret&card_pin=s3cret";
+    for reveal in [false, true] {
+        let (listeners, seen) = recorder();
+        let name = if reveal {
+            "secrets-revealed"
+        } else {
+            "secrets"
+        };
+        let breaker = a.breaker(name, policy(1, 10.0), listeners);
+        let mut spec = Spec::one(server.url(""), breaker);
+        spec.redact_headers = vec!["X-Tenant-Pin".to_owned()];
+        spec.redact_query_params = vec!["pin".to_owned()];
+        spec.reveal_secrets = reveal;
+        let client = a.client(spec);
+        server.push([Reply::Status(500)]);
+        assert_eq!(client.get(&server.url(path), &sent).unwrap().status, 500);
+        let received = server.last_request_headers();
+        for (name, value) in sent {
+            assert!(
+                received.contains(&(name.to_owned(), value.to_owned())),
+                "the server gets {name}"
+            );
+        }
+        client.get(&server.url(path), &sent).unwrap();
+        let events = wait_for(&seen, 3);
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["failure", "trip", "rejected"]);
+        for event in [&events[0], &events[2]] {
+            let context = event.context.clone().unwrap();
+            let shown = |name: &str| {
+                context
+                    .request_headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(shown("x-trace"), Some("t-1"));
+            if reveal {
+                assert_eq!(context.url, server.url(path));
+                for (name, value) in sent {
+                    assert_eq!(shown(name), Some(value), "{name} revealed");
+                }
+            } else {
+                assert_eq!(
+                    context.url,
+                    server.url(
+                        "/fail?q=1&token=[redacted]&API_KEY=[redacted]\
+                         &X-Amz-Signature=[redacted]&card_pin=[redacted]"
+                    )
+                );
+                for (name, _) in &sent[..5] {
+                    assert_eq!(shown(name), Some("[redacted]"), "{name}");
+                }
+            }
+        }
+    }
+}
+
 /// A panicking listener breaks nothing; a slow one stalls nothing.
 pub fn misbehaving_listeners<A: Adapter>(a: &A) {
     let server = TestServer::start();
@@ -741,7 +828,7 @@ macro_rules! adapter_suite {
             trips_at_the_boundary, synthetic_response_in_every_detail, error_mode,
             half_open_probes_reach_the_server, prefix_routing, classifier,
             transport_errors_are_failures, slow_calls_fail, listener_events_and_fields,
-            misbehaving_listeners, probe_success_closes, retry_after_opens_the_breaker,
+            secrets_are_redacted, misbehaving_listeners, probe_success_closes, retry_after_opens_the_breaker,
             breakers_on_demand);
     };
     (@cases $adapter:expr; $($case:ident),* $(,)?) => {

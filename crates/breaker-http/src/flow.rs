@@ -11,7 +11,7 @@ use breaker_core::{
     AsyncBreaker, Breaker, Listeners, Outcome, Permit, Recorded, Rejected, StoreError,
 };
 
-use crate::observe::Observer;
+use crate::observe::{Observer, Series};
 use crate::on_demand::{Factory, Registry};
 use crate::redact::Redaction;
 use crate::route::{Routes, default_port};
@@ -128,13 +128,18 @@ fn async_parts<B: AsyncBreaker>(breaker: &B) -> (&str, &Listeners) {
 }
 
 impl<B> Mounted<B> {
+    /// `breaker`, reporting to `series` (its mount's) or, if `None`, to series of its own.
     pub(crate) fn new(
         breaker: B,
         describe: Describe<B>,
         rejection: Option<RejectionMode>,
+        series: Option<&Arc<Series>>,
     ) -> Mounted<B> {
         let (name, listeners) = describe(&breaker);
-        let observer = Observer::new(name, listeners.clone());
+        let observer = match series {
+            Some(series) => Observer::with_series(name, listeners.clone(), series.clone()),
+            None => Observer::new(name, listeners.clone()),
+        };
         Mounted {
             breaker,
             observer,
@@ -223,7 +228,7 @@ impl<B> Breakers<B> {
         breaker: B,
         rejection: Option<RejectionMode>,
     ) -> Result<Breakers<B>, MountError> {
-        let mounted = Mounted::new(breaker, self.describe, rejection);
+        let mounted = Mounted::new(breaker, self.describe, rejection, None);
         self.routes = self.routes.mount(prefix, Arc::new(mounted))?;
         Ok(self)
     }
@@ -333,7 +338,7 @@ impl<B> Breakers<B> {
         let with = || HttpContext::ended(context.as_ref(), None, None);
         match decision {
             Ok(permit) => {
-                observer.admitted(permit.transition(), with);
+                observer.admitted(&permit, with);
                 Start::Send(Call {
                     breakers: self,
                     mounted,
@@ -420,7 +425,13 @@ impl<B> Make<'_, B> {
     fn made(self, made: Result<B, StoreError>, now: Instant) -> Option<Arc<Mounted<B>>> {
         match made {
             Ok(breaker) => {
-                let mounted = Mounted::new(breaker, self.describe, self.registry.config.rejection);
+                let registry = self.registry;
+                let mounted = Mounted::new(
+                    breaker,
+                    self.describe,
+                    registry.config.rejection,
+                    registry.series(),
+                );
                 Some(self.registry.insert(self.key, mounted, now))
             }
             Err(err) => {

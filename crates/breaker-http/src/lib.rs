@@ -12,8 +12,16 @@
 //! responses, reads a body prefix when asked, and maps its errors; nothing else.
 //!
 //! Metrics: `breaker_calls_total{breaker, outcome}`, `breaker_rejections_total{breaker}`,
-//! `breaker_transitions_total{breaker, to}`, and the gauge `breaker_state{breaker}`
-//! (0 closed, 1 open, 2 half-open).
+//! `breaker_transitions_total{breaker, to}` (the transitions this process's calls made), and
+//! the gauge `breaker_state{breaker}` (0 closed, 1 open, 2 half-open). The gauge follows every
+//! decision the process gets, whoever moved the breaker (another process, a batch, an
+//! operator): a call rejected because the breaker is open or forced open shows it open, a
+//! probe (or a rejection because the probe slots are taken) half-open, an ordinary permit
+//! closed. Breakers made on demand share their mount's series by default
+//! ([`MetricLabels::PerMount`], labelled with [`OnDemand::name`]), where
+//! `breaker_on_demand_breakers{breaker, state}` counts the live breakers in each state, so
+//! that a client calling a million hosts keeps a dozen series; [`MetricLabels::PerBreaker`]
+//! gives each its own.
 
 // Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
 // definition say so where they are declared.
@@ -31,7 +39,7 @@ mod route;
 pub use classify::{Attempt, Classifier, RequestErrorKind, default_classify};
 pub use flow::{Breakers, Call, Finish, RequestHead, Start};
 pub use observe::HttpContext;
-pub use on_demand::OnDemand;
+pub use on_demand::{MetricLabels, OnDemand};
 pub use reject::{BreakerOpen, Rejection, RejectionMode};
 pub use route::MountError;
 

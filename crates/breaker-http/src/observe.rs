@@ -5,11 +5,15 @@
 //! `breaker_listener_events_dropped_total`); a listener that panics is contained by
 //! [`Listeners::emit`].
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use breaker_core::{Event, EventKind, Listeners, Outcome, Recorded, Rejected, State, Transition};
+use breaker_core::{
+    Event, EventKind, Listeners, Outcome, Permit, PermitKind, Recorded, RejectReason, Rejected,
+    State, Transition,
+};
 use metrics::{Counter, Gauge};
 
 use crate::redact::Redaction;
@@ -119,13 +123,9 @@ fn dispatcher() -> Option<SyncSender<Job>> {
         })
 }
 
-/// Reports one breaker's calls: to its listeners (with [`HttpContext`]), `tracing` and
-/// `metrics`. Metric handles are taken when it is made, so install a metrics recorder before
-/// building clients.
-pub(crate) struct Observer {
-    name: Arc<str>,
-    listeners: Listeners,
-    sender: Option<SyncSender<Job>>,
+/// The metric series one breaker reports to: its own (labelled with its name), or its
+/// on-demand mount's, shared by every breaker the mount makes.
+pub(crate) struct Series {
     successes: Counter,
     failures: Counter,
     ignored: Counter,
@@ -134,7 +134,105 @@ pub(crate) struct Observer {
     half_opens: Counter,
     closes: Counter,
     dropped: Counter,
-    state: Gauge,
+    states: States,
+}
+
+/// Where the state a process sees goes.
+enum States {
+    /// One breaker's `breaker_state` gauge, set to its state.
+    Gauge(Gauge),
+    /// A mount's `breaker_on_demand_breakers` gauges: how many of its live breakers are in
+    /// each state (closed, open, half-open).
+    Counts([Gauge; 3]),
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series").finish_non_exhaustive()
+    }
+}
+
+impl Series {
+    fn new(label: &str, states: States) -> Series {
+        let label = label.to_owned();
+        let calls = |outcome: &'static str| metrics::counter!("breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
+        let transitions = |to: &'static str| metrics::counter!("breaker_transitions_total", "breaker" => label.clone(), "to" => to);
+        Series {
+            successes: calls("success"),
+            failures: calls("failure"),
+            ignored: calls("ignored"),
+            rejections: metrics::counter!("breaker_rejections_total", "breaker" => label.clone()),
+            trips: transitions("open"),
+            half_opens: transitions("half-open"),
+            closes: transitions("closed"),
+            dropped: metrics::counter!("breaker_listener_events_dropped_total", "breaker" => label),
+            states,
+        }
+    }
+
+    /// The series of one breaker, labelled `breaker = name`.
+    pub(crate) fn per_breaker(name: &str) -> Series {
+        let state = metrics::gauge!("breaker_state", "breaker" => name.to_owned());
+        Series::new(name, States::Gauge(state))
+    }
+
+    /// The series of an on-demand mount, labelled `breaker = mount`, shared by its breakers.
+    pub(crate) fn per_mount(mount: &str) -> Series {
+        let count = |state: &'static str| metrics::gauge!("breaker_on_demand_breakers", "breaker" => mount.to_owned(), "state" => state);
+        let counts = [count("closed"), count("open"), count("half-open")];
+        Series::new(mount, States::Counts(counts))
+    }
+}
+
+/// No state seen yet.
+const UNSEEN: u8 = u8::MAX;
+
+fn state_index(state: State) -> u8 {
+    match state {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+    }
+}
+
+/// The state a decision shows: a rejection because the breaker is open or forced open shows
+/// it open, a busy probe slot half-open; a store failure shows nothing.
+fn rejected_state(rejected: &Rejected) -> Option<State> {
+    match rejected.reason() {
+        RejectReason::Open | RejectReason::ForcedOpen => Some(State::Open),
+        RejectReason::ProbesBusy => Some(State::HalfOpen),
+        _ => None,
+    }
+}
+
+/// The state a permit shows: a probe half-open, an ordinary call closed (or forced closed);
+/// a call let through without the store's word shows nothing.
+fn permit_state(permit: &Permit) -> Option<State> {
+    match permit.kind() {
+        PermitKind::Normal => Some(State::Closed),
+        PermitKind::Probe { .. } => Some(State::HalfOpen),
+        _ => None,
+    }
+}
+
+/// Reports one breaker's calls: to its listeners (with [`HttpContext`]), `tracing` and
+/// `metrics`. Metric handles are taken when it is made, so install a metrics recorder before
+/// building clients.
+///
+/// The state metrics follow every decision the process gets, whoever moved the breaker (this
+/// process, another one, a batch, an operator): a rejection because it is open shows it open,
+/// a probe half-open, an ordinary permit closed. Transition counters count the transitions
+/// this process's own calls made.
+pub(crate) struct Observer {
+    name: Arc<str>,
+    listeners: Listeners,
+    sender: Option<SyncSender<Job>>,
+    series: Arc<Series>,
+    /// The state last written to the series (`state_index`, or `UNSEEN`): the gauges are
+    /// written only when it changes, so the hot path reads one atomic.
+    seen: AtomicU8,
+    /// Held while the state changes, so that the gauges end as `seen` says.
+    changing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -145,20 +243,15 @@ impl std::fmt::Debug for Observer {
     }
 }
 
-fn state_value(state: State) -> f64 {
-    match state {
-        State::Closed => 0.0,
-        State::Open => 1.0,
-        State::HalfOpen => 2.0,
-    }
-}
-
 impl Observer {
-    /// An observer of breaker `name`, telling `listeners`.
+    /// An observer of breaker `name`, telling `listeners`, with series of its own.
     pub(crate) fn new(name: &str, listeners: Listeners) -> Observer {
-        let label = name.to_owned();
-        let calls = |outcome: &'static str| metrics::counter!("breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
-        let transitions = |to: &'static str| metrics::counter!("breaker_transitions_total", "breaker" => label.clone(), "to" => to);
+        Observer::with_series(name, listeners, Arc::new(Series::per_breaker(name)))
+    }
+
+    /// An observer of breaker `name`, telling `listeners`, reporting to `series` (its own, or
+    /// its mount's).
+    pub(crate) fn with_series(name: &str, listeners: Listeners, series: Arc<Series>) -> Observer {
         Observer {
             name: Arc::from(name),
             sender: if listeners.is_empty() {
@@ -167,15 +260,9 @@ impl Observer {
                 dispatcher()
             },
             listeners,
-            successes: calls("success"),
-            failures: calls("failure"),
-            ignored: calls("ignored"),
-            rejections: metrics::counter!("breaker_rejections_total", "breaker" => label.clone()),
-            trips: transitions("open"),
-            half_opens: transitions("half-open"),
-            closes: transitions("closed"),
-            dropped: metrics::counter!("breaker_listener_events_dropped_total", "breaker" => label.clone()),
-            state: metrics::gauge!("breaker_state", "breaker" => label),
+            series,
+            seen: AtomicU8::new(UNSEEN),
+            changing: Mutex::new(()),
         }
     }
 
@@ -201,30 +288,58 @@ impl Observer {
             context: context.clone(),
         };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(job) {
-            self.dropped.increment(1);
+            self.series.dropped.increment(1);
+        }
+    }
+
+    /// The process saw the breaker in `state`: the state metrics follow, written only when
+    /// the state differs from the last one written.
+    fn saw(&self, state: State) {
+        let index = state_index(state);
+        if self.seen.load(Ordering::Relaxed) == index {
+            return;
+        }
+        let _changing = self
+            .changing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = self.seen.swap(index, Ordering::Relaxed);
+        if before == index {
+            return;
+        }
+        match &self.series.states {
+            States::Gauge(gauge) => gauge.set(f64::from(index)),
+            States::Counts(counts) => {
+                if let Some(before) = counts.get(usize::from(before)) {
+                    before.decrement(1.0);
+                }
+                counts[usize::from(index)].increment(1.0);
+            }
         }
     }
 
     /// A call was rejected.
     pub(crate) fn rejected(&self, rejected: &Rejected, context: impl FnOnce() -> HttpContext) {
-        self.rejections.increment(1);
+        self.series.rejections.increment(1);
+        if let Some(state) = rejected_state(rejected) {
+            self.saw(state);
+        }
         tracing::debug!(breaker = %self.name, reason = %rejected.reason(), retry_after = ?rejected.retry_after(), "call rejected by circuit breaker");
         if self.wants_context() {
             self.send(Kind::Rejected(*rejected), None, &Arc::new(context()));
         }
     }
 
-    /// Giving a permit moved the breaker (open to half-open).
-    pub(crate) fn admitted(
-        &self,
-        transition: Option<Transition>,
-        context: impl FnOnce() -> HttpContext,
-    ) {
-        if let Some(transition) = transition {
+    /// A call was admitted under `permit`; giving it may have moved the breaker (open to
+    /// half-open).
+    pub(crate) fn admitted(&self, permit: &Permit, context: impl FnOnce() -> HttpContext) {
+        if let Some(transition) = permit.transition() {
             self.transition(transition);
             if self.wants_context() {
                 self.send(Kind::Transition(transition), None, &Arc::new(context()));
             }
+        } else if let Some(state) = permit_state(permit) {
+            self.saw(state);
         }
     }
 
@@ -232,15 +347,15 @@ impl Observer {
     pub(crate) fn finished(&self, recorded: &Recorded, context: impl FnOnce() -> HttpContext) {
         let kind = match recorded.outcome {
             Outcome::Success => {
-                self.successes.increment(1);
+                self.series.successes.increment(1);
                 Some(Kind::Success)
             }
             Outcome::Failure => {
-                self.failures.increment(1);
+                self.series.failures.increment(1);
                 Some(Kind::Failure)
             }
             Outcome::Ignored => {
-                self.ignored.increment(1);
+                self.series.ignored.increment(1);
                 None
             }
         };
@@ -258,27 +373,39 @@ impl Observer {
         }
     }
 
+    /// A transition this process's call made: counted, and seen.
     fn transition(&self, transition: Transition) {
         let name = &self.name;
         match transition {
             Transition::Tripped {
                 open_for, cause, ..
             } => {
-                self.trips.increment(1);
-                self.state.set(state_value(State::Open));
+                self.series.trips.increment(1);
+                self.saw(State::Open);
                 tracing::warn!(breaker = %name, ?open_for, ?cause, "circuit breaker opened");
             }
             Transition::HalfOpened { .. } => {
-                self.half_opens.increment(1);
-                self.state.set(state_value(State::HalfOpen));
+                self.series.half_opens.increment(1);
+                self.saw(State::HalfOpen);
                 tracing::info!(breaker = %name, "circuit breaker half-open: probing");
             }
             Transition::Closed { .. } => {
-                self.closes.increment(1);
-                self.state.set(state_value(State::Closed));
+                self.series.closes.increment(1);
+                self.saw(State::Closed);
                 tracing::info!(breaker = %name, "circuit breaker closed");
             }
             _ => {}
+        }
+    }
+}
+
+impl Drop for Observer {
+    /// A breaker made on demand leaves its mount's count when it is dropped.
+    fn drop(&mut self) {
+        if let States::Counts(counts) = &self.series.states
+            && let Some(count) = counts.get(usize::from(*self.seen.get_mut()))
+        {
+            count.decrement(1.0);
         }
     }
 }
@@ -289,7 +416,13 @@ mod metrics_tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use breaker_core::{Counts, RejectReason, Timestamp, TripCause};
+    use breaker_core::store::permit;
+    use breaker_core::{
+        Breaker, Counts, ManualClock, Operate, Override, Policy, Timestamp, TripCause,
+    };
+    use breaker_store_memory::{MemoryBreaker, MemoryStore};
+
+    use crate::{Breakers, MetricLabels, OnDemand, RequestHead, Start};
     use metrics::{
         Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
         SharedString, Unit,
@@ -303,23 +436,31 @@ mod metrics_tests {
         values: Mutex<HashMap<String, Arc<Value>>>,
     }
 
+    /// A counter's count, or a gauge's level.
     #[derive(Default)]
-    struct Value(AtomicU64);
+    struct Value {
+        count: AtomicU64,
+        level: Mutex<f64>,
+    }
 
     impl CounterFn for Value {
         fn increment(&self, by: u64) {
-            self.0.fetch_add(by, Ordering::SeqCst);
+            self.count.fetch_add(by, Ordering::SeqCst);
         }
         fn absolute(&self, value: u64) {
-            self.0.store(value, Ordering::SeqCst);
+            self.count.store(value, Ordering::SeqCst);
         }
     }
 
     impl GaugeFn for Value {
-        fn increment(&self, _: f64) {}
-        fn decrement(&self, _: f64) {}
+        fn increment(&self, by: f64) {
+            *self.level.lock().unwrap() += by;
+        }
+        fn decrement(&self, by: f64) {
+            *self.level.lock().unwrap() -= by;
+        }
         fn set(&self, value: f64) {
-            self.0.store(value as u64, Ordering::SeqCst);
+            *self.level.lock().unwrap() = value;
         }
     }
 
@@ -333,12 +474,24 @@ mod metrics_tests {
             self.values.lock().unwrap().entry(name).or_default().clone()
         }
 
+        /// A counter's count (0 if never registered).
         fn get(&self, name: &str) -> u64 {
             self.values
                 .lock()
                 .unwrap()
                 .get(name)
-                .map_or(0, |v| v.0.load(Ordering::SeqCst))
+                .map_or(0, |v| v.count.load(Ordering::SeqCst))
+        }
+
+        /// A gauge's level (`None` if never registered).
+        fn level(&self, name: &str) -> Option<f64> {
+            let values = self.values.lock().unwrap();
+            values.get(name).map(|v| *v.level.lock().unwrap())
+        }
+
+        /// How many series were registered.
+        fn series(&self) -> usize {
+            self.values.lock().unwrap().len()
         }
     }
 
@@ -404,12 +557,18 @@ mod metrics_tests {
             recorder.get("breaker_transitions_total{breaker=api,to=open}"),
             1
         );
-        assert_eq!(recorder.get("breaker_state{breaker=api}"), 1, "open");
-        observer.admitted(
-            Some(Transition::HalfOpened { generation: 1 }),
-            HttpContext::default,
+        assert_eq!(
+            recorder.level("breaker_state{breaker=api}"),
+            Some(1.0),
+            "open"
         );
-        assert_eq!(recorder.get("breaker_state{breaker=api}"), 2, "half-open");
+        let probe = permit(1, PermitKind::Probe { ticket: 1 }, Timestamp::ZERO, true);
+        observer.admitted(&probe, HttpContext::default);
+        assert_eq!(
+            recorder.level("breaker_state{breaker=api}"),
+            Some(2.0),
+            "half-open"
+        );
         observer.finished(
             &Recorded::new(
                 Outcome::Success,
@@ -418,10 +577,183 @@ mod metrics_tests {
             ),
             HttpContext::default,
         );
-        assert_eq!(recorder.get("breaker_state{breaker=api}"), 0, "closed");
+        assert_eq!(
+            recorder.level("breaker_state{breaker=api}"),
+            Some(0.0),
+            "closed"
+        );
         assert_eq!(
             recorder.get("breaker_transitions_total{breaker=api,to=closed}"),
             1
+        );
+    }
+
+    /// Sends `GET url` through `breakers`, answered with `status` if it is sent: whether it
+    /// was sent.
+    fn call(breakers: &Breakers<MemoryBreaker>, url: &str, status: u16) -> bool {
+        let uri: http::Uri = url.parse().unwrap();
+        let headers = http::HeaderMap::new();
+        match breakers.start_blocking(&RequestHead::new("GET", &uri, &headers)) {
+            Start::Send(call) => {
+                call.response(status, None).record_blocking();
+                true
+            }
+            Start::Respond(_) | Start::Fail(_) => false,
+            Start::Pass => panic!("{url} has a breaker"),
+        }
+    }
+
+    #[test]
+    fn the_state_gauge_follows_changes_made_elsewhere() {
+        let recorder = Memory::default();
+        metrics::with_local_recorder(&recorder, || {
+            let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+            let store = MemoryStore::with_clock(clock.clone());
+            let policy = Policy::builder()
+                .minimum_failures(1)
+                .open_for(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let ours = store.breaker("api", policy.clone()).unwrap();
+            // Another handle on the same breaker: another client, an operator, a batch.
+            let theirs = store.breaker("api", policy).unwrap();
+            let breakers = Breakers::blocking()
+                .mount("http://api.example", ours)
+                .unwrap();
+            let state = || recorder.level("breaker_state{breaker=api}");
+            let url = "http://api.example/x";
+
+            assert!(call(&breakers, url, 200));
+            assert_eq!(state(), Some(0.0), "closed");
+
+            Operate::trip(&theirs).unwrap();
+            assert!(!call(&breakers, url, 200));
+            assert_eq!(state(), Some(1.0), "open: tripped by someone else");
+            assert_eq!(
+                recorder.get("breaker_transitions_total{breaker=api,to=open}"),
+                0,
+                "not a transition of this process"
+            );
+
+            Operate::reset(&theirs).unwrap();
+            assert!(call(&breakers, url, 200));
+            assert_eq!(state(), Some(0.0), "closed again by the operator");
+
+            Operate::set_override(&theirs, Override::ForcedOpen, None).unwrap();
+            assert!(!call(&breakers, url, 200));
+            assert_eq!(state(), Some(1.0), "forced open");
+            Operate::set_override(&theirs, Override::Auto, None).unwrap();
+
+            // Someone else's failure trips it; after the open period someone else probes.
+            let permit = Breaker::acquire(&theirs).unwrap();
+            Breaker::record(&theirs, permit, Outcome::Failure);
+            clock.advance(Duration::from_secs(10));
+            let probe = Breaker::acquire(&theirs).unwrap();
+            assert!(probe.is_probe());
+            assert!(!call(&breakers, url, 200), "the only probe slot is taken");
+            assert_eq!(state(), Some(2.0), "half-open");
+            Breaker::record(&theirs, probe, Outcome::Success);
+            assert!(call(&breakers, url, 200));
+            assert_eq!(state(), Some(0.0), "closed by someone else's probe");
+            assert_eq!(
+                recorder.get("breaker_transitions_total{breaker=api,to=closed}"),
+                0
+            );
+
+            // This process's own transitions are still counted, and seen.
+            assert!(call(&breakers, url, 500));
+            assert_eq!(state(), Some(1.0));
+            assert_eq!(
+                recorder.get("breaker_transitions_total{breaker=api,to=open}"),
+                1
+            );
+        });
+    }
+
+    /// One client calling `hosts` hosts through breakers on demand (at most 100 kept); the
+    /// client, which keeps them.
+    fn on_demand_hosts(
+        recorder: &Memory,
+        labels: Option<MetricLabels>,
+        hosts: usize,
+    ) -> Breakers<MemoryBreaker> {
+        metrics::with_local_recorder(recorder, || {
+            let store = MemoryStore::new();
+            let policy = Policy::builder().minimum_failures(1).build().unwrap();
+            let mut on_demand =
+                OnDemand::new(move |name: &str| store.breaker(name, policy.clone()))
+                    .max_breakers(100);
+            if let Some(labels) = labels {
+                on_demand = on_demand.name("hosts").metric_labels(labels);
+            }
+            let breakers = Breakers::blocking().on_demand(on_demand);
+            for host in 0..hosts {
+                // Every third host fails, and its breaker opens.
+                let status = if host % 3 == 0 { 500 } else { 200 };
+                assert!(call(&breakers, &format!("http://h{host}.example/"), status));
+            }
+            assert_eq!(breakers.on_demand_breakers(), hosts.min(100));
+            // A failed host's next call is rejected: its breaker is open.
+            assert!(!call(
+                &breakers,
+                &format!("http://h{}.example/", hosts - 1),
+                200
+            ));
+            breakers
+        })
+    }
+
+    #[test]
+    fn on_demand_series_stay_bounded_per_mount_by_default() {
+        let recorder = Memory::default();
+        let client = on_demand_hosts(&recorder, None, 1_000);
+        let series = recorder.series();
+        assert!(series <= 11, "{series} series for 1,000 hosts");
+        let live = |state: &str| {
+            recorder
+                .level(&format!(
+                    "breaker_on_demand_breakers{{breaker=on-demand,state={state}}}"
+                ))
+                .unwrap()
+        };
+        // Hosts 900 to 999 are kept; 34 of them failed (900, 903, ..., 999).
+        assert_eq!(
+            (live("closed"), live("open"), live("half-open")),
+            (66.0, 34.0, 0.0)
+        );
+        assert_eq!(
+            recorder.get("breaker_calls_total{breaker=on-demand,outcome=success}"),
+            666
+        );
+        assert_eq!(
+            recorder.get("breaker_transitions_total{breaker=on-demand,to=open}"),
+            334
+        );
+        assert_eq!(
+            recorder.get("breaker_rejections_total{breaker=on-demand}"),
+            1
+        );
+        drop(client);
+        assert_eq!(
+            (live("closed"), live("open"), live("half-open")),
+            (0.0, 0.0, 0.0),
+            "dropped breakers leave the counts"
+        );
+
+        // Named, and per breaker when asked.
+        let named = Memory::default();
+        let _client = on_demand_hosts(&named, Some(MetricLabels::PerMount), 10);
+        assert_eq!(
+            named.level("breaker_on_demand_breakers{breaker=hosts,state=open}"),
+            Some(4.0),
+            "hosts 0, 3, 6 and 9"
+        );
+        let per_breaker = Memory::default();
+        let _client = on_demand_hosts(&per_breaker, Some(MetricLabels::PerBreaker), 1_000);
+        assert!(per_breaker.series() >= 9 * 1_000);
+        assert_eq!(
+            per_breaker.level("breaker_state{breaker=http://h999.example:80}"),
+            Some(1.0)
         );
     }
 }

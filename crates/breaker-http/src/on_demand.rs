@@ -12,6 +12,7 @@ use breaker_core::StoreError;
 
 use crate::RejectionMode;
 use crate::flow::{Mounted, RequestHead};
+use crate::observe::Series;
 
 type MakeBlocking<B> = dyn Fn(&str) -> Result<B, StoreError> + Send + Sync;
 type Made<B> = Pin<Box<dyn Future<Output = Result<B, StoreError>> + Send>>;
@@ -34,6 +35,27 @@ impl<B> Clone for Factory<B> {
     }
 }
 
+/// How the `metrics` series of breakers made on demand are labelled.
+///
+/// The `breaker` label of every series (`breaker_calls_total`, `breaker_rejections_total`,
+/// `breaker_transitions_total`, `breaker_listener_events_dropped_total`) is either each
+/// breaker's name or the on-demand mount's [`name`](OnDemand::name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricLabels {
+    /// One set of series for the whole mount, labelled with its name, however many hosts
+    /// it calls: the counters add up its breakers' calls, and instead of a `breaker_state`
+    /// gauge per breaker, `breaker_on_demand_breakers{breaker, state}` counts the mount's
+    /// live breakers in each state (`closed`, `open`, `half-open`). The default: the number
+    /// of series stays bounded.
+    #[default]
+    PerMount,
+    /// One set of series per breaker (per host), labelled with its name, `breaker_state`
+    /// gauge included, as for mounted breakers: about nine series per breaker ever made,
+    /// which a metrics recorder keeps after the breaker is dropped. For a few known hosts.
+    PerBreaker,
+}
+
 /// Breakers on demand: a client that calls many hosts gets one breaker per key, made on first
 /// use by a factory (one policy, one store), kept while in use, dropped from the process after
 /// [`idle_after`](Self::idle_after) without calls, and at most
@@ -43,6 +65,9 @@ impl<B> Clone for Factory<B> {
 /// otherwise; it is also the breaker's name, so processes sharing a Redis store share each
 /// key's breaker. Mounted prefixes come first: only requests no mount matches get a breaker
 /// on demand.
+///
+/// Their `metrics` series are the mount's, labelled with its [`name`](Self::name), unless
+/// [`metric_labels`](Self::metric_labels) asks for series per breaker (see [`MetricLabels`]).
 ///
 /// ```
 /// use breaker_core::Policy;
@@ -61,6 +86,8 @@ pub struct OnDemand<B> {
     idle_after: Duration,
     max_breakers: usize,
     pub(crate) rejection: Option<RejectionMode>,
+    name: Arc<str>,
+    labels: MetricLabels,
 }
 
 impl<B> fmt::Debug for OnDemand<B> {
@@ -69,6 +96,8 @@ impl<B> fmt::Debug for OnDemand<B> {
             .field("idle_after", &self.idle_after)
             .field("max_breakers", &self.max_breakers)
             .field("rejection", &self.rejection)
+            .field("name", &self.name)
+            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +110,8 @@ impl<B> Clone for OnDemand<B> {
             idle_after: self.idle_after,
             max_breakers: self.max_breakers,
             rejection: self.rejection,
+            name: self.name.clone(),
+            labels: self.labels,
         }
     }
 }
@@ -105,6 +136,8 @@ impl<B> OnDemand<B> {
             idle_after: Duration::from_secs(600),
             max_breakers: 1_000,
             rejection: None,
+            name: Arc::from("on-demand"),
+            labels: MetricLabels::PerMount,
         }
     }
 
@@ -160,6 +193,21 @@ impl<B> OnDemand<B> {
         self.rejection = Some(mode);
         self
     }
+
+    /// The mount's name (default `on-demand`): the `breaker` label of its metrics when they
+    /// are labelled per mount. Give each client's mount its own name to tell them apart.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
+    /// How the metrics of these breakers are labelled (default [`MetricLabels::PerMount`]).
+    #[must_use]
+    pub fn metric_labels(mut self, labels: MetricLabels) -> Self {
+        self.labels = labels;
+        self
+    }
 }
 
 struct Entry<B> {
@@ -170,6 +218,8 @@ struct Entry<B> {
 /// The breakers made on demand that this process keeps.
 pub(crate) struct Registry<B> {
     pub(crate) config: OnDemand<B>,
+    /// The mount's series, when its metrics are labelled per mount.
+    series: Option<Arc<Series>>,
     live: Mutex<Live<B>>,
 }
 
@@ -180,8 +230,13 @@ struct Live<B> {
 
 impl<B> Registry<B> {
     pub(crate) fn new(config: OnDemand<B>) -> Registry<B> {
+        let series = match config.labels {
+            MetricLabels::PerMount => Some(Arc::new(Series::per_mount(&config.name))),
+            MetricLabels::PerBreaker => None,
+        };
         Registry {
             config,
+            series,
             live: Mutex::new(Live {
                 entries: HashMap::new(),
                 swept: None,
@@ -193,6 +248,11 @@ impl<B> Registry<B> {
         self.live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The series a breaker made here reports to, if not its own.
+    pub(crate) fn series(&self) -> Option<&Arc<Series>> {
+        self.series.as_ref()
     }
 
     /// The key of `request`, if it gets a breaker.

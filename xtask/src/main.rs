@@ -8,6 +8,9 @@
 //!   check, each Redis transport built alone (the blocking one without an async runtime), a
 //!   build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
 //! - `bench`: the criterion benchmarks, then `docs/benchmarks.md` written from their results.
+//! - `soak`: the random tests (the core against the model, the stores against the core, the
+//!   fleet simulations) at ten times CI's cases, with a printed seed; `cargo xtask soak
+//!   SEED` replays one.
 //! - `deps`: fails if `breaker-core` depends on any runtime, network or Redis crate, or if a
 //!   Redis transport does not build alone (the blocking one without an async runtime).
 
@@ -27,9 +30,10 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench::run(&args[1..]),
+        Some("soak") => soak(args.get(1).map(String::as_str)),
         Some("deps") => core_has_no_io().and_then(|()| redis_transports_stand_alone()),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci|bench|deps>");
+            eprintln!("usage: cargo xtask <test|ci|bench|soak [SEED]|deps>");
             return ExitCode::from(2);
         }
     };
@@ -94,6 +98,54 @@ fn test() -> Result {
             run(command)?;
         }
     }
+    Ok(())
+}
+
+/// The random tests `soak` runs longer: (package, test binary).
+const RANDOM_TESTS: &[(&str, &str)] = &[
+    ("breaker-testkit", "model"),
+    ("breaker-store-memory", "store"),
+    ("breaker-store-redis", "redis"),
+    ("breaker-store-redis", "fleet"),
+];
+
+/// How many times CI's cases `soak` runs.
+const SOAK: u32 = 10;
+
+/// The random tests at [`SOAK`] times CI's cases, all with one seed (drawn, or `seed` to
+/// replay a failure), printed first so that a failure can be replayed.
+fn soak(seed: Option<&str>) -> Result {
+    ensure_redis()?;
+    let seed = match seed {
+        Some(seed) => seed
+            .parse::<u64>()
+            .map_err(|_| format!("the seed must be a whole number, not {seed:?}"))?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64),
+    };
+    eprintln!(
+        "xtask: soak at {SOAK}x CI's cases with seed {seed} (replay: cargo xtask soak {seed})"
+    );
+    let started = std::time::Instant::now();
+    for (package, test) in RANDOM_TESTS {
+        let mut command = cargo(&[
+            "test",
+            "--locked",
+            "--package",
+            package,
+            "--test",
+            test,
+        ]);
+        command
+            .env("BREAKER_SOAK", SOAK.to_string())
+            .env("PROPTEST_RNG_SEED", seed.to_string());
+        run(command).map_err(|err| format!("{err}; replay with `cargo xtask soak {seed}`"))?;
+    }
+    eprintln!(
+        "xtask: soak passed in {:.0} s (seed {seed})",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

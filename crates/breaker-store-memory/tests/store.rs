@@ -36,7 +36,7 @@ impl Fixture for Memory {
 breaker_testkit::conformance_suite!(Memory::new());
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: breaker_testkit::cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn memory_store_agrees_with_the_core((policy, steps) in scenarios_stepping_back(300)) {

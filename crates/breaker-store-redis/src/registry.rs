@@ -53,13 +53,15 @@ pub(crate) fn register(
     let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
     let [registry_new, registry_longer] = extend(&keys.registry, ttl_ms);
     let [policies_new, policies_longer] = extend(&keys.policies, ttl_ms);
+    // The policy first: a listing that meets a name without policies prunes it, so the name
+    // goes in only once its policy is there.
     Ok([
-        Cmd::hset_nx(&keys.registry, name, now.as_millis()),
-        registry_new,
-        registry_longer,
         Cmd::hset(&keys.policies, policy_json, now.as_millis()),
         policies_new,
         policies_longer,
+        Cmd::hset_nx(&keys.registry, name, now.as_millis()),
+        registry_new,
+        registry_longer,
     ])
 }
 

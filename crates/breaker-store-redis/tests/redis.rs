@@ -198,7 +198,7 @@ fn differential(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: breaker_testkit::cases(128), ..ProptestConfig::default() })]
 
     /// Every decision made by the script (no cache) matches the core's: any window, up to
     /// 1000 buckets, long overrides, a clock stepping back.
@@ -221,7 +221,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: breaker_testkit::cases(32), ..ProptestConfig::default() })]
 
     /// On a Cluster, through both stores.
     #[test]

@@ -166,3 +166,14 @@ pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// How many cases a random test runs: `ci` times the `BREAKER_SOAK` multiplier (1 unless set;
+/// `cargo xtask soak` sets 10).
+pub fn cases(ci: u32) -> u32 {
+    let soak = std::env::var("BREAKER_SOAK")
+        .ok()
+        .and_then(|value| value.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    ci.saturating_mul(soak)
+}

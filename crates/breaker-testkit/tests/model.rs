@@ -7,7 +7,7 @@ use breaker_testkit::model::Model;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: breaker_testkit::cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn core_agrees_with_the_naive_model((policy, steps) in scenarios(300)) {

@@ -4,7 +4,9 @@
 //! or async) are the only steps that differ between them, and they are here too.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use breaker_core::{
@@ -323,12 +325,14 @@ impl<B> Breakers<B> {
         }
     }
 
-    /// Step two, no IO: given the breaker's answer, what to do with the request.
+    /// Step two, no IO: given the breaker's answer, what to do with the request; `release`
+    /// gives back a probe permit whose call is dropped before it is recorded.
     fn decide(
         &self,
         mounted: Arc<Mounted<B>>,
         decision: Result<Permit, Rejected>,
         request: &RequestHead<'_>,
+        release: Release<B>,
     ) -> Start<'_, B> {
         let observer = &mounted.observer;
         // Built only when someone listens; the request is gone once sent.
@@ -341,8 +345,11 @@ impl<B> Breakers<B> {
                 observer.admitted(&permit, with);
                 Start::Send(Call {
                     breakers: self,
-                    mounted,
-                    permit,
+                    held: Held {
+                        mounted,
+                        permit: Some(permit),
+                        release,
+                    },
                     context,
                 })
             }
@@ -380,13 +387,19 @@ impl<B: Breaker> Breakers<B> {
             }
         };
         let decision = mounted.breaker.acquire();
-        self.decide(mounted, decision, request)
+        self.decide(mounted, decision, request, release_blocking)
     }
 }
 
-impl<B: AsyncBreaker> Breakers<B> {
+impl<B: AsyncBreaker + 'static> Breakers<B> {
     /// Before a request, for an async client: routes it, makes its breaker if it is made on
     /// demand, and asks the breaker.
+    ///
+    /// If the call's future is dropped while it holds a half-open probe (a timeout around
+    /// the client, a cancelled request), the probe's slot is given back at once, as an
+    /// ignored outcome, rather than when its lease ends: on the current tokio runtime, or
+    /// at once for a store that answers without waiting (the memory store). With no tokio
+    /// runtime at hand, a store that must wait (Redis) frees the slot when the lease ends.
     pub async fn start(&self, request: &RequestHead<'_>) -> Start<'_, B> {
         let mounted = match self.route(request, Instant::now) {
             Route::Pass => return Start::Pass,
@@ -403,8 +416,65 @@ impl<B: AsyncBreaker> Breakers<B> {
             }
         };
         let decision = mounted.breaker.acquire().await;
-        self.decide(mounted, decision, request)
+        self.decide(mounted, decision, request, release_async)
     }
+}
+
+/// Gives back a probe permit whose call was dropped before it was recorded.
+type Release<B> = fn(Arc<Mounted<B>>, Permit);
+
+/// The permit of an admitted call until it goes to the store. Dropped with it (the call's
+/// future was dropped: a timeout, a cancelled request), a probe permit is given back as an
+/// ignored outcome, which frees its slot for the fleet without counting; an ordinary permit
+/// needs nothing sent.
+struct Held<B> {
+    mounted: Arc<Mounted<B>>,
+    permit: Option<Permit>,
+    release: Release<B>,
+}
+
+impl<B> Held<B> {
+    /// The permit, to be recorded: from now on the store has it.
+    fn take(&mut self) -> Option<Permit> {
+        self.permit.take()
+    }
+}
+
+impl<B> Drop for Held<B> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take()
+            && permit.is_probe()
+        {
+            (self.release)(self.mounted.clone(), permit);
+        }
+    }
+}
+
+/// Gives a dropped call's probe back to a blocking breaker, on the dropping thread.
+fn release_blocking<B: Breaker>(mounted: Arc<Mounted<B>>, permit: Permit) {
+    mounted.breaker.record(permit, Outcome::Ignored);
+}
+
+/// Gives a dropped call's probe back to an async breaker: polled once here, so that a store
+/// that answers at once frees the slot before the caller goes on, then finished on the
+/// current tokio runtime.
+fn release_async<B: AsyncBreaker + 'static>(mounted: Arc<Mounted<B>>, permit: Permit) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!(breaker = %mounted.observer.name(), "a cancelled probe keeps its slot until its lease ends: no tokio runtime to give it back on");
+        return;
+    };
+    let mut release = Box::pin(async move {
+        mounted.breaker.record(permit, Outcome::Ignored).await;
+    });
+    // While unwinding, the store's future is left to the runtime alone.
+    if !std::thread::panicking()
+        && let Poll::Ready(()) = release
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return;
+    }
+    drop(runtime.spawn(release));
 }
 
 enum Route<'a, B> {
@@ -463,17 +533,17 @@ impl<B> fmt::Debug for Start<'_, B> {
             Start::Pass => f.write_str("Pass"),
             Start::Respond(response) => write!(f, "Respond({})", response.status()),
             Start::Fail(rejection) => write!(f, "Fail({rejection})"),
-            Start::Send(call) => write!(f, "Send({})", call.mounted.observer.name()),
+            Start::Send(call) => write!(f, "Send({})", call.held.mounted.observer.name()),
         }
     }
 }
 
-/// An admitted call, between sending the request and its end.
+/// An admitted call, between sending the request and its end. Dropped before it is
+/// recorded (its future cancelled), a half-open probe gives its slot back at once.
 #[must_use]
 pub struct Call<'a, B> {
     breakers: &'a Breakers<B>,
-    mounted: Arc<Mounted<B>>,
-    permit: Permit,
+    held: Held<B>,
     context: Option<HttpContext>,
 }
 
@@ -501,7 +571,7 @@ impl<B> Call<'_, B> {
     ) -> Finish<B> {
         let options = &self.breakers.options;
         let outcome = options.classifier.classify(attempt);
-        let listening = self.mounted.observer.wants_context();
+        let listening = self.held.mounted.observer.wants_context();
         let (status, error) = match attempt {
             Attempt::Response { status } => (Some(*status), None),
             Attempt::Error { error, .. } => (None, listening.then(|| error.to_string())),
@@ -522,17 +592,11 @@ impl<B> Call<'_, B> {
             Some(headers) if listening => options.redaction.headers(headers),
             _ => Vec::new(),
         };
-        let Call {
-            mounted,
-            permit,
-            context,
-            ..
-        } = self;
+        let Call { held, context, .. } = self;
         Finish {
-            permit,
+            held,
             capture,
             told: Told {
-                mounted,
                 outcome,
                 wait,
                 status,
@@ -545,12 +609,13 @@ impl<B> Call<'_, B> {
     }
 }
 
-/// A finished call, to be recorded and told.
+/// A finished call, to be recorded and told. Dropped before it is recorded (its future
+/// cancelled while the body prefix is read), a half-open probe gives its slot back at once.
 #[must_use]
 pub struct Finish<B> {
-    permit: Permit,
+    held: Held<B>,
     capture: Option<usize>,
-    told: Told<B>,
+    told: Told,
 }
 
 impl<B> Finish<B> {
@@ -574,8 +639,7 @@ impl<B> Finish<B> {
 }
 
 /// A call whose permit went to the store: what listeners will be told.
-struct Told<B> {
-    mounted: Arc<Mounted<B>>,
+struct Told {
     outcome: Outcome,
     wait: Option<Duration>,
     status: Option<u16>,
@@ -585,11 +649,10 @@ struct Told<B> {
     context: Option<HttpContext>,
 }
 
-impl<B> Told<B> {
+impl Told {
     /// Tells listeners, `tracing` and `metrics` what recording did (no IO).
-    fn told(self, recorded: &Recorded) {
+    fn told(self, observer: &Observer, recorded: &Recorded) {
         let Told {
-            mounted,
             status,
             error,
             response_headers,
@@ -597,7 +660,7 @@ impl<B> Told<B> {
             context,
             ..
         } = self;
-        mounted.observer.finished(recorded, || {
+        observer.finished(recorded, || {
             let mut context = HttpContext::ended(context.as_ref(), status, error);
             context.response_headers = response_headers;
             context.body_prefix = body_prefix;
@@ -609,26 +672,35 @@ impl<B> Told<B> {
 impl<B: Breaker> Finish<B> {
     /// Records the call in its breaker (blocking) and tells listeners.
     pub fn record_blocking(self) {
-        let Finish { permit, told, .. } = self;
-        let breaker = &told.mounted.breaker;
+        let Finish { mut held, told, .. } = self;
+        let Some(permit) = held.take() else { return };
+        let mounted = &held.mounted;
         let recorded = match told.wait {
-            Some(wait) => breaker.record_retry_after(permit, told.outcome, wait),
-            None => breaker.record(permit, told.outcome),
+            Some(wait) => mounted
+                .breaker
+                .record_retry_after(permit, told.outcome, wait),
+            None => mounted.breaker.record(permit, told.outcome),
         };
-        told.told(&recorded);
+        told.told(&mounted.observer, &recorded);
     }
 }
 
 impl<B: AsyncBreaker> Finish<B> {
     /// Records the call in its breaker and tells listeners.
     pub async fn record(self) {
-        let Finish { permit, told, .. } = self;
-        let breaker = &told.mounted.breaker;
+        let Finish { mut held, told, .. } = self;
+        let Some(permit) = held.take() else { return };
+        let mounted = &held.mounted;
         let recorded = match told.wait {
-            Some(wait) => breaker.record_retry_after(permit, told.outcome, wait).await,
-            None => breaker.record(permit, told.outcome).await,
+            Some(wait) => {
+                let recording = mounted
+                    .breaker
+                    .record_retry_after(permit, told.outcome, wait);
+                recording.await
+            }
+            None => mounted.breaker.record(permit, told.outcome).await,
         };
-        told.told(&recorded);
+        told.told(&mounted.observer, &recorded);
     }
 }
 
@@ -692,6 +764,147 @@ mod tests {
         use_at(&breakers, "https://e.example", at(64));
         assert_eq!(breakers.on_demand_breakers(), 2, "a and e");
         assert!(registry.get("https://a.example:443", at(64)).is_some());
+    }
+
+    #[test]
+    fn a_call_dropped_before_it_is_recorded_gives_its_probe_back() {
+        use breaker_core::{ManualClock, Operate, Timestamp};
+
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let store = MemoryStore::with_clock(clock.clone());
+        let policy = Policy::builder()
+            .minimum_failures(1)
+            .open_for(Duration::from_secs(10))
+            .half_open_probes(1)
+            .probe_lease(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let breaker = store.breaker("dropped", policy).unwrap();
+        let operator = store.get("dropped").unwrap();
+        let breakers = Breakers::blocking()
+            .mount("http://api.example", breaker)
+            .unwrap();
+        let uri: http::Uri = "http://api.example/".parse().unwrap();
+        let headers = http::HeaderMap::new();
+        let head = RequestHead::new("GET", &uri, &headers);
+        let send = || match breakers.start_blocking(&head) {
+            Start::Send(call) => call,
+            other => panic!("expected a permit, got {other:?}"),
+        };
+        let in_flight = || operator.snapshot().unwrap().probes_in_flight;
+
+        // An ordinary call dropped: nothing is counted.
+        drop(send());
+        assert_eq!(operator.snapshot().unwrap().counts.calls, 0);
+        send().response(500, None).record_blocking();
+        clock.advance(Duration::from_secs(10));
+
+        // A probe dropped before its response, then one dropped after it (while its body is
+        // read): each time the slot is free at once, with the lease far from over.
+        drop(send());
+        assert_eq!(in_flight(), 0);
+        drop(send().response(200, None));
+        assert_eq!(in_flight(), 0);
+        let probe = send();
+        assert_eq!(in_flight(), 1);
+        probe.response(200, None).record_blocking();
+        let snapshot = operator.snapshot().unwrap();
+        assert_eq!(
+            (snapshot.state, snapshot.probes_in_flight),
+            (breaker_core::State::Closed, 0)
+        );
+    }
+
+    /// A memory breaker whose store takes a turn of the runtime to answer a record, as a
+    /// remote store does.
+    struct Remote(MemoryBreaker);
+
+    /// Pending once, then ready: one turn of the runtime.
+    struct Turn(bool);
+
+    impl Future for Turn {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    impl AsyncBreaker for Remote {
+        fn name(&self) -> &str {
+            Breaker::name(&self.0)
+        }
+        fn policy(&self) -> &Policy {
+            Breaker::policy(&self.0)
+        }
+        fn listeners(&self) -> &Listeners {
+            Breaker::listeners(&self.0)
+        }
+        fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send {
+            std::future::ready(Breaker::acquire(&self.0))
+        }
+        async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+            Turn(false).await;
+            Breaker::record(&self.0, permit, outcome)
+        }
+        async fn record_retry_after(
+            &self,
+            permit: Permit,
+            outcome: Outcome,
+            wait: Duration,
+        ) -> Recorded {
+            Turn(false).await;
+            Breaker::record_retry_after(&self.0, permit, outcome, wait)
+        }
+    }
+
+    #[test]
+    fn an_async_store_that_must_wait_gets_the_probe_back_on_the_runtime() {
+        use breaker_core::{ManualClock, Operate, Timestamp};
+
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let store = MemoryStore::with_clock(clock.clone());
+        let policy = Policy::builder()
+            .minimum_failures(1)
+            .half_open_probes(1)
+            .probe_lease(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let breaker = Remote(store.breaker("remote", policy).unwrap());
+        let operator = store.get("remote").unwrap();
+        Operate::trip(&operator).unwrap();
+        clock.advance(Policy::default().open_for());
+        let breakers = Breakers::asynchronous()
+            .mount("http://api.example", breaker)
+            .unwrap();
+        let uri: http::Uri = "http://api.example/".parse().unwrap();
+        let headers = http::HeaderMap::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let head = RequestHead::new("GET", &uri, &headers);
+            let Start::Send(probe) = breakers.start(&head).await else {
+                panic!("a probe")
+            };
+            drop(probe);
+            assert_eq!(
+                operator.snapshot().unwrap().probes_in_flight,
+                1,
+                "the store has not answered yet"
+            );
+            // The release runs on the runtime, without waiting for the lease.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while operator.snapshot().unwrap().probes_in_flight > 0 {
+                assert!(Instant::now() < deadline, "the probe was never given back");
+                tokio::task::yield_now().await;
+            }
+            assert!(matches!(breakers.start(&head).await, Start::Send(_)));
+        });
     }
 
     #[test]

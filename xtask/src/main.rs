@@ -129,14 +129,7 @@ fn soak(seed: Option<&str>) -> Result {
     );
     let started = std::time::Instant::now();
     for (package, test) in RANDOM_TESTS {
-        let mut command = cargo(&[
-            "test",
-            "--locked",
-            "--package",
-            package,
-            "--test",
-            test,
-        ]);
+        let mut command = cargo(&["test", "--locked", "--package", package, "--test", test]);
         command
             .env("BREAKER_SOAK", SOAK.to_string())
             .env("PROPTEST_RNG_SEED", seed.to_string());

@@ -7,7 +7,7 @@ use breaker_store_redis::RedisStore;
 use clap::Args;
 
 use crate::Failure;
-use crate::operate::{StoreArgs, actor, store_config, store_failure, store_url};
+use crate::operate::{StoreArgs, actor, store_addresses, store_config, store_failure};
 
 /// Tokens shorter than this are easy to guess: the command says so.
 const SHORT_TOKEN: usize = 16;
@@ -29,8 +29,8 @@ pub(crate) struct DashboardArgs {
 }
 
 pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
-    let config =
-        store_config(store_url(&args.store)?, &args.store.prefix).actor(actor("breaker dashboard"));
+    let config = store_config(store_addresses(&args.store)?, &args.store.prefix)?
+        .actor(actor("breaker dashboard"));
     let store = RedisStore::connect(config).await.map_err(store_failure)?;
     // A store that is down now is not a reason to refuse to start: the page shows the
     // outage, and the connection recovers by itself.

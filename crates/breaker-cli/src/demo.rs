@@ -22,8 +22,9 @@ pub(crate) struct DemoArgs {
     /// How long the demo runs; the backend fails through the middle part of it.
     #[arg(long, value_parser = parse_duration, default_value = "12s")]
     duration: Duration,
-    /// Share the breaker's state through this Redis store instead of memory.
-    #[arg(long)]
+    /// Share the breaker's state through this Redis store instead of memory (any address
+    /// `--store` takes, given as one: redis://, redis+cluster:// or redis+sentinel://).
+    #[arg(long, value_name = "ADDRESS")]
     redis: Option<String>,
     /// With --redis: add outcomes up in the process and send them once per this interval.
     #[arg(long, value_parser = parse_duration, requires = "redis")]
@@ -219,7 +220,7 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), Failure> {
             drive(&args, &backend, Recording::new(breaker)).await
         }
         Some(url) => {
-            let store = connect(url, "breaker", None, args.batch).await?;
+            let store = connect(std::slice::from_ref(url), "breaker", None, args.batch).await?;
             let breaker = store
                 .breaker("demo-backend", policy)
                 .await

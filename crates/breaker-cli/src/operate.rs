@@ -9,12 +9,41 @@ use clap::Args;
 
 use crate::{Failure, parse_duration};
 
+/// The syntax of a Redis `--store`, as every command's `--help` gives it.
+macro_rules! store_syntax {
+    () => {
+        "One server: redis://[user:password@]host:port[/db] (rediss:// for TLS).
+A Cluster: --store once per node (--store redis://10.0.0.1:7000 --store redis://10.0.0.2:7001), \
+or redis+cluster://[user:password@]host:port[,host:port...].
+Sentinel: redis+sentinel://[user:password@]host:port[,host:port...]/MASTER (the Sentinels' \
+addresses, port 26379 by default, then the master's name; the user and password are the \
+Sentinels').
+rediss+cluster:// and rediss+sentinel:// use TLS. Percent-encode #, /, ? and @ in a password \
+(%23, %2F, %3F, %40)."
+    };
+}
+pub(crate) use store_syntax;
+
+/// `--store` in `--help`.
+const STORE_HELP: &str = concat!(
+    "The Redis store; defaults to $REDIS_URL.\n",
+    store_syntax!()
+);
+
 /// Where the breakers live.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
-    /// The Redis store (`redis://[user:password@]host:port`); defaults to $REDIS_URL.
-    #[arg(long, env = "REDIS_URL")]
-    store: Option<String>,
+    /// The Redis store (redis://, a Cluster's nodes, or redis+sentinel://HOST:PORT/MASTER);
+    /// defaults to $REDIS_URL.
+    // The environment's value is never shown in `--help`: it may hold a password.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        value_name = "ADDRESS",
+        long_help = STORE_HELP
+    )]
+    store: Vec<String>,
     /// Key prefix the applications use.
     #[arg(long, default_value = "breaker")]
     pub(crate) prefix: String,
@@ -66,11 +95,13 @@ pub(crate) struct HistoryArgs {
     store: StoreArgs,
 }
 
-/// How the command reaches Redis: `prefix`, and a timeout long enough for an operator.
-pub(crate) fn store_config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig::standalone(url)
+/// How the command reaches the Redis deployment at `addresses`: `prefix`, and a timeout long
+/// enough for an operator.
+pub(crate) fn store_config(addresses: &[String], prefix: &str) -> Result<RedisConfig, Failure> {
+    Ok(RedisConfig::from_addresses(addresses)
+        .map_err(store_failure)?
         .prefix(prefix)
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2)))
 }
 
 /// Who asked, as the history of operator actions records it: `role` and the user.
@@ -84,12 +115,12 @@ pub(crate) fn actor(role: &str) -> String {
 
 /// A connected store, or a failure that says how to fix it.
 pub(crate) async fn connect(
-    url: &str,
+    addresses: &[String],
     prefix: &str,
     max_staleness: Option<Duration>,
     batch: Option<Duration>,
 ) -> Result<RedisStore, Failure> {
-    let mut config = store_config(url, prefix);
+    let mut config = store_config(addresses, prefix)?;
     if let Some(staleness) = max_staleness {
         config = config.max_staleness(staleness);
     }
@@ -118,20 +149,23 @@ pub(crate) fn store_failure(err: StoreError) -> Failure {
     }
 }
 
-/// The store's URL, or a usage failure saying how to give one.
-pub(crate) fn store_url(args: &StoreArgs) -> Result<&str, Failure> {
-    args.store.as_deref().ok_or_else(|| {
-        Failure::Usage("no store given: pass --store redis://host:port or set REDIS_URL".to_owned())
-    })
+/// The store's addresses, or a usage failure saying how to give one.
+pub(crate) fn store_addresses(args: &StoreArgs) -> Result<&[String], Failure> {
+    if args.store.is_empty() {
+        return Err(Failure::Usage(
+            "no store given: pass --store redis://host:port or set REDIS_URL".to_owned(),
+        ));
+    }
+    Ok(&args.store)
 }
 
 async fn store_of(args: &StoreArgs) -> Result<RedisStore, Failure> {
-    connect(store_url(args)?, &args.prefix, None, None).await
+    connect(store_addresses(args)?, &args.prefix, None, None).await
 }
 
 /// Applies `action` to breaker `name` as the dashboard does, recorded as asked by this user.
 async fn act(args: &StoreArgs, name: &str, action: Action) -> Result<(), Failure> {
-    let config = store_config(store_url(args)?, &args.prefix).actor(actor("breaker"));
+    let config = store_config(store_addresses(args)?, &args.prefix)?.actor(actor("breaker"));
     let breakers = RedisBreakers::new(open(config).await?);
     breakers
         .act(name, action)

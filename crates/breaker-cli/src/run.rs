@@ -41,9 +41,10 @@ pub(crate) struct RunArgs {
     /// The breaker's name (default: the URL's host).
     #[arg(long)]
     name: Option<String>,
-    /// Where the breaker's state lives: `memory`, or a Redis URL to share it between processes.
-    #[arg(long, default_value = "memory")]
-    store: String,
+    /// Where the breaker's state lives: `memory`, or a Redis store to share it between
+    /// processes (redis://, a Cluster's nodes, or redis+sentinel://HOST:PORT/MASTER).
+    #[arg(long, default_value = "memory", value_name = "ADDRESS", long_help = RUN_STORE_HELP)]
+    store: Vec<String>,
     /// Key prefix in Redis.
     #[arg(long, default_value = "breaker")]
     prefix: String,
@@ -63,6 +64,13 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     json: bool,
 }
+
+/// How `run --store` is described in `--help`.
+const RUN_STORE_HELP: &str = concat!(
+    "Where the breaker's state lives: `memory` (this process only), or a Redis store to \
+share it between processes.\n",
+    crate::operate::store_syntax!()
+);
 
 /// Requests sent when neither `--requests` nor `--duration` is given.
 const DEFAULT_REQUESTS: u64 = 20;
@@ -409,7 +417,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         .name
         .clone()
         .unwrap_or_else(|| args.url.host_str().unwrap_or("breaker").to_owned());
-    if args.store == "memory" {
+    if args.store.iter().any(|store| store == "memory") {
+        if args.store.len() > 1 {
+            return Err(Failure::Usage(
+                "--store memory keeps the state in this process: give it alone".to_owned(),
+            ));
+        }
         if args.batch.is_some() {
             return Err(Failure::Usage(
                 "--batch needs a Redis --store (the memory store has no round trips to save)"
@@ -423,25 +436,6 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         let state = Operate::snapshot(&breaker).map_err(store_failure)?.state;
         report(&args, &name, &run, state);
         return Ok(());
-    }
-    if !args.store.starts_with("redis://") && !args.store.starts_with("rediss://") {
-        // Only the scheme is repeated: the rest may hold a password.
-        let scheme = args
-            .store
-            .split_once("://")
-            .map(|(scheme, _)| scheme)
-            .filter(|scheme| {
-                !scheme.is_empty()
-                    && scheme
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
-            });
-        return Err(Failure::Usage(format!(
-            "--store must be `memory` or a redis:// URL, not {}",
-            scheme.map_or("this value".to_owned(), |scheme| format!(
-                "a {scheme}:// address"
-            ))
-        )));
     }
     let store = connect(&args.store, &args.prefix, args.max_staleness, args.batch).await?;
     let breaker = store.breaker(&name, policy).await.map_err(store_failure)?;

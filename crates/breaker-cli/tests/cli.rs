@@ -7,8 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use breaker_testkit::RedisSentinel;
 use breaker_testkit::http_server::{Reply, TestServer};
-use breaker_testkit::redis_server::RedisServer;
+use breaker_testkit::redis_server::{RedisCluster, RedisServer};
 use serde_json::Value;
 
 fn redis() -> &'static RedisServer {
@@ -211,7 +212,7 @@ fn bad_input_is_one_clear_line_and_the_right_exit_code() {
         (
             &["run", "--url", &url, "--store", "mysql://x"],
             2,
-            "--store must be",
+            "is not a Redis scheme",
         ),
         (
             &["trip", "nope", "--store", &redis().url()],
@@ -685,10 +686,16 @@ struct DashboardProcess {
 
 impl DashboardProcess {
     fn start(store: &str, token: Option<&str>) -> DashboardProcess {
+        DashboardProcess::start_with(&["--store", store], token)
+    }
+
+    /// A dashboard with these store arguments.
+    fn start_with(store_args: &[&str], token: Option<&str>) -> DashboardProcess {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(env!("CARGO_BIN_EXE_breaker"));
         command
-            .args(["dashboard", "--store", store, "--listen", "127.0.0.1:0"])
+            .args(["dashboard", "--listen", "127.0.0.1:0"])
+            .args(store_args)
             .env_remove("REDIS_URL")
             .env_remove("BREAKER_DASHBOARD_TOKEN")
             // Operator actions through the dashboard are recorded as asked by this user.
@@ -983,6 +990,8 @@ fn a_password_never_shows_whatever_characters_it_holds() {
     for password in ["s3cr#et", "s3cr/et", "s3cr?et", "s3cr@et", "s3cr:et"] {
         let store = format!("redis://ops:{password}@127.0.0.1:1");
         let sentinel = format!("redis+sentinel://ops:{password}@127.0.0.1:1/mymaster");
+        // No master name: refused before the dashboard starts serving.
+        let bad_sentinel = format!("redis+sentinel://ops:{password}@127.0.0.1:1");
         let commands: [&[&str]; 6] = [
             &["status", "--store", &store],
             &["history", "--store", &store],
@@ -997,7 +1006,7 @@ fn a_password_never_shows_whatever_characters_it_holds() {
                 "--store",
                 &sentinel,
             ],
-            &["dashboard", "--listen", "127.0.0.1:0", "--store", &sentinel],
+            &["dashboard", "--listen", "127.0.0.1:0", "--store", &bad_sentinel],
         ];
         for args in commands {
             let out = breaker(args);
@@ -1044,5 +1053,154 @@ fn run_honours_a_backends_retry_after() {
             assert_eq!(report["sent"], 4, "{extra}: {report}");
             assert_eq!(report["state"], "closed", "{extra}: {report}");
         }
+    }
+}
+
+/// Every operator command, `run` and the dashboard, through the store arguments `store`
+/// (`--store ...` once or more): a run counts calls, a trip opens the breaker for the next
+/// run, status and history show it, the dashboard lists it, a reset closes it.
+fn operate_through(store: &[&str], name: &str) {
+    let server = TestServer::start();
+    let url = server.url("/");
+    let with_store = |command: &[&str]| {
+        let mut args = command.to_vec();
+        args.extend_from_slice(store);
+        let out = breaker(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let run = |requests: &str| {
+        json_of(&with_store(&words(&format!(
+            "run --url {url} --name {name} --requests {requests} --max-staleness 0s --json"
+        ))))
+    };
+    let state = || {
+        let listed = json_of(&with_store(&["status", "--json"]));
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {listed}"))["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(run("2")["sent"], 2);
+    assert_eq!(state(), "closed");
+    with_store(&["trip", name]);
+    assert_eq!(state(), "open");
+    assert_eq!(run("3")["rejected"], 3, "tripped: nothing is sent");
+    let table = String::from_utf8_lossy(&with_store(&["status"]).stdout).into_owned();
+    assert!(table.contains(name) && table.contains("open"), "{table}");
+
+    let dashboard = DashboardProcess::start_with(store, None);
+    let (status, body) = http_get(&format!("{}/api/breakers", dashboard.url));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(name) && body.contains("open"), "{body}");
+    drop(dashboard);
+
+    with_store(&["force-open", name, "--for", "1m"]);
+    with_store(&["auto", name]);
+    with_store(&["reset", name]);
+    assert_eq!(state(), "closed");
+    assert_eq!(run("1")["sent"], 1);
+    let history = json_of(&with_store(&["history", name, "--json"]));
+    let events: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["closed", "override", "override", "tripped"],
+        "{history}"
+    );
+}
+
+#[test]
+fn every_command_reaches_a_sentinel_deployment() {
+    let deployment = RedisSentinel::start();
+    let address = deployment.address();
+    operate_through(&["--store", &address], "through-sentinel");
+    // The state lives on the primary the Sentinels name.
+    let info = deployment.primary().command(&["INFO", "keyspace"]).unwrap();
+    assert!(info.contains("db0:keys="), "no keys on the primary: {info}");
+}
+
+#[test]
+fn every_command_reaches_a_cluster() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let mut store = Vec::new();
+    for url in &urls {
+        store.extend(["--store", url.as_str()]);
+    }
+    operate_through(&store, "through-the-cluster");
+    // One seed node in one address reaches the whole Cluster too.
+    let seed = format!("redis+cluster://{}", urls[1].trim_start_matches("redis://"));
+    let listed = json_of(&breaker(&["status", "--json", "--store", &seed]));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "through-the-cluster"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_malformed_store_address_says_what_is_wrong() {
+    let url = TestServer::start().url("/");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["status", "--store", "redis+sentinel://127.0.0.1:1"],
+            "no master name",
+        ),
+        (
+            &["trip", "x", "--store", "redis+sentinel://127.0.0.1:z/m"],
+            "port `z` of host `127.0.0.1`",
+        ),
+        (
+            &[
+                "status",
+                "--store",
+                "redis://a:1",
+                "--store",
+                "redis+sentinel://b:2/m",
+            ],
+            "several addresses name the nodes of a Cluster",
+        ),
+        (
+            &[
+                "history",
+                "--store",
+                "redis://a:1",
+                "--store",
+                "rediss://b:2",
+            ],
+            "mix redis:// and rediss://",
+        ),
+        (
+            &["run", "--url", &url, "--store", "mysql://u:pw@x"],
+            "`mysql://` is not a Redis scheme",
+        ),
+        (
+            &[
+                "run",
+                "--url",
+                &url,
+                "--store",
+                "memory",
+                "--store",
+                "redis://a:1",
+            ],
+            "--store memory",
+        ),
+    ];
+    for (args, message) in cases {
+        assert_one_error_line(args, 2, message);
     }
 }

@@ -96,6 +96,71 @@ impl RedisConfig {
         })
     }
 
+    /// The deployment that operators' addresses name, as the `breaker` command takes them:
+    ///
+    /// - one server: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS;
+    /// - a Cluster: several `redis://` (or `rediss://`) URLs, one per node, or one
+    ///   `redis+cluster://[user[:password]@]host[:port][,host[:port]...]` (`rediss+cluster://`
+    ///   for TLS; port 6379 by default);
+    /// - Sentinel: `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master`
+    ///   (`rediss+sentinel://` for TLS; port 26379 by default). The user and password are
+    ///   those of the Sentinels.
+    ///
+    /// A malformed address is a [`StoreErrorKind::Config`] error that says what is wrong
+    /// (with any password hidden).
+    ///
+    /// ```
+    /// use breaker_store_redis::RedisConfig;
+    ///
+    /// let sentinel = RedisConfig::from_addresses(["redis+sentinel://s1:26379,s2/mymaster"]);
+    /// assert!(format!("{:?}", sentinel.unwrap()).contains("redis://s2:26379"));
+    /// let cluster = RedisConfig::from_addresses(["redis://a:7000", "redis://b:7001"]);
+    /// assert!(format!("{:?}", cluster.unwrap()).starts_with("RedisConfig { deployment: Cluster"));
+    /// let missing = RedisConfig::from_addresses(["redis+sentinel://s1:26379"]);
+    /// assert!(missing.unwrap_err().to_string().contains("no master name"));
+    /// ```
+    pub fn from_addresses<I, S>(addresses: I) -> Result<RedisConfig, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let addresses: Vec<String> = addresses
+            .into_iter()
+            .map(|address| address.as_ref().trim().to_owned())
+            .collect();
+        let deployment = match addresses.as_slice() {
+            [] => return Err(address_error("no Redis address given".to_owned())),
+            [address] => parse_address(address)?,
+            nodes => {
+                let mut scheme = None;
+                for node in nodes {
+                    let this = node.split_once("://").map(|(scheme, _)| scheme);
+                    match this {
+                        Some("redis" | "rediss") => {}
+                        _ => {
+                            return Err(address_error(format!(
+                                "{}: several addresses name the nodes of a Cluster, each a \
+                                 redis:// or rediss:// URL (a Sentinel deployment is one \
+                                 redis+sentinel://host:port,host:port/master address)",
+                                redact(node)
+                            )));
+                        }
+                    }
+                    if scheme.is_some_and(|scheme| scheme != this) {
+                        return Err(address_error(format!(
+                            "{}: the Cluster's nodes mix redis:// and rediss:// (TLS); give \
+                             them all one scheme",
+                            redact(node)
+                        )));
+                    }
+                    scheme = Some(this);
+                }
+                Deployment::Cluster(nodes.to_vec())
+            }
+        };
+        Ok(RedisConfig::new(deployment))
+    }
+
     /// Prefix of every key (default `breaker`), to keep applications apart.
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> RedisConfig {
@@ -222,6 +287,105 @@ impl RedisConfig {
     }
 }
 
+/// An address that is not one the store understands.
+fn address_error(message: String) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Config,
+        format!("invalid Redis address: {message}"),
+    )
+}
+
+/// One address: a server, a `+cluster` list of nodes, or a `+sentinel` list and master.
+fn parse_address(address: &str) -> Result<Deployment, StoreError> {
+    let shown = redact(address);
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return Err(address_error(format!(
+            "{shown}: expected a URL such as redis://host:6379, \
+             redis+sentinel://host:26379/mymaster or redis+cluster://host:7000"
+        )));
+    };
+    let (base, kind) = match scheme.split_once('+') {
+        None => (scheme, None),
+        Some((base, kind)) => (base, Some(kind)),
+    };
+    if base != "redis" && base != "rediss" || !matches!(kind, None | Some("sentinel" | "cluster")) {
+        // Only a scheme made of plain characters is repeated; anything else is not a scheme.
+        let scheme = if scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            format!("`{scheme}://`")
+        } else {
+            "this scheme".to_owned()
+        };
+        return Err(address_error(format!(
+            "{shown}: {scheme} is not a Redis scheme; use redis:// or rediss:// (TLS), \
+             redis+sentinel:// or redis+cluster:// (rediss+... for TLS)"
+        )));
+    }
+    let Some(kind) = kind else {
+        return Ok(Deployment::Standalone(address.to_owned()));
+    };
+    // The credentials end at the last `@`, whatever the password holds (as in `redact`).
+    let (userinfo, hosts_and_path) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
+    };
+    let (hosts, path) = hosts_and_path
+        .split_once('/')
+        .unwrap_or((hosts_and_path, ""));
+    let default_port = if kind == "sentinel" { 26379 } else { 6379 };
+    let mut urls = Vec::new();
+    for host in hosts.split(',') {
+        let (name, port) = match host.rsplit_once(':') {
+            // An IPv6 address in brackets holds colons of its own.
+            Some((name, port)) if !port.contains(']') => (name, Some(port)),
+            _ => (host, None),
+        };
+        if name.is_empty() {
+            return Err(address_error(format!(
+                "{shown}: a host is missing in the list (hosts are separated by commas, as in \
+                 {scheme}://host1:{default_port},host2:{default_port})"
+            )));
+        }
+        let port = match port {
+            None => default_port,
+            Some(port) => port.parse::<u16>().map_err(|_| {
+                address_error(format!(
+                    "{shown}: port `{port}` of host `{name}` is not a number from 1 to 65535"
+                ))
+            })?,
+        };
+        let credentials = userinfo.map_or(String::new(), |userinfo| format!("{userinfo}@"));
+        urls.push(format!("{base}://{credentials}{name}:{port}"));
+    }
+    if kind == "cluster" {
+        if !path.is_empty() {
+            return Err(address_error(format!(
+                "{shown}: a Cluster has one database and takes no /path after its nodes"
+            )));
+        }
+        return Ok(Deployment::Cluster(urls));
+    }
+    let master = path.split(['?', '#']).next().unwrap_or_default();
+    if master.is_empty() {
+        return Err(address_error(format!(
+            "{shown}: no master name: add /<name> after the Sentinels, as in \
+             {scheme}://host:26379/mymaster"
+        )));
+    }
+    if master.contains('/') {
+        return Err(address_error(format!(
+            "{shown}: `{master}` is not a master name: write one name after the Sentinels, \
+             as in {scheme}://host:26379/mymaster"
+        )));
+    }
+    Ok(Deployment::Sentinel {
+        sentinels: urls,
+        master: master.to_owned(),
+    })
+}
+
 /// `url` with its credentials hidden: everything between `://` and the last `@` becomes
 /// `***`, except a plain user name (the part before the first `:`, when it holds none of
 /// `/`, `?`, `#`), which is kept to help with permission errors. The last `@` is taken
@@ -330,6 +494,75 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cret"));
         let config = RedisConfig::sentinel(["redis://:s3cret@s1"], "mymaster");
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    fn deployment_of(addresses: &[&str]) -> Deployment {
+        RedisConfig::from_addresses(addresses).unwrap().deployment
+    }
+
+    fn address_error_of(addresses: &[&str]) -> String {
+        let err = RedisConfig::from_addresses(addresses).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config);
+        err.to_string()
+    }
+
+    #[test]
+    fn addresses_name_every_deployment() {
+        assert_eq!(
+            deployment_of(&["redis://u:p@h:1/2"]),
+            Deployment::Standalone("redis://u:p@h:1/2".to_owned())
+        );
+        assert_eq!(
+            deployment_of(&["rediss://a:1", "rediss://b:2"]),
+            Deployment::Cluster(vec!["rediss://a:1".to_owned(), "rediss://b:2".to_owned()])
+        );
+        assert_eq!(
+            deployment_of(&["redis+cluster://u:p@a:1,b"]),
+            Deployment::Cluster(vec![
+                "redis://u:p@a:1".to_owned(),
+                "redis://u:p@b:6379".to_owned()
+            ])
+        );
+        assert_eq!(
+            deployment_of(&["rediss+sentinel://:s3cr#et@s1:5,[::1]:6,s3/mymaster"]),
+            Deployment::Sentinel {
+                sentinels: vec![
+                    "rediss://:s3cr#et@s1:5".to_owned(),
+                    "rediss://:s3cr#et@[::1]:6".to_owned(),
+                    "rediss://:s3cr#et@s3:26379".to_owned(),
+                ],
+                master: "mymaster".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_malformed_address_says_what_is_wrong() {
+        let cases: [(&[&str], &str); 9] = [
+            (&[], "no Redis address given"),
+            (&["localhost:6379"], "expected a URL"),
+            (&["mysql://u:s3cr#et@h"], "`mysql://` is not a Redis scheme"),
+            (&["redis+sentinel://u:s3cr#et@h:1"], "no master name"),
+            (&["redis+sentinel://h:1/a/b"], "`a/b` is not a master name"),
+            (
+                &["redis+sentinel://u:s3cr/et@h:x/m"],
+                "port `x` of host `h`",
+            ),
+            (&["redis+cluster://a:1,,b:2"], "a host is missing"),
+            (
+                &["redis://a:1", "redis+sentinel://b:2/m"],
+                "several addresses",
+            ),
+            (
+                &["redis://a:1", "rediss://u:s3cr?et@b:2"],
+                "mix redis:// and rediss://",
+            ),
+        ];
+        for (addresses, expected) in cases {
+            let message = address_error_of(addresses);
+            assert!(message.contains(expected), "{addresses:?}: {message}");
+            assert!(!message.contains("s3cr"), "{addresses:?}: {message}");
+        }
     }
 
     #[test]

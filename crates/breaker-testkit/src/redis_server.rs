@@ -224,7 +224,7 @@ impl RedisServer {
     }
 }
 
-/// Sends signal `name` (`STOP`, `CONT`) to process `pid`.
+/// Sends signal `name` (`STOP`, `CONT`, `KILL`) to process `pid`.
 pub(crate) fn signal(name: &str, pid: u32) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -247,9 +247,11 @@ impl RedisServer {
         if self.shell.is_none() {
             return;
         }
+        // Quietly: the server may have been killed with a signal already.
         let _ = Command::new("kill")
             .arg("-CONT")
             .arg(self.pid.to_string())
+            .stderr(Stdio::null())
             .status();
     }
 }

@@ -8,7 +8,7 @@
 //! use std::time::{Duration, Instant};
 //! use breaker_testkit::sentinel::RedisSentinel;
 //!
-//! let mut deployment = RedisSentinel::start();
+//! let deployment = RedisSentinel::start();
 //! deployment.pause_replica(); // from now on the replica receives nothing
 //! deployment.primary().command(&["SET", "lost", "1"]).unwrap();
 //! deployment.kill_primary();
@@ -172,9 +172,10 @@ impl RedisSentinel {
     }
 
     /// Kills the primary (SIGKILL), as a crash would. Sentinel notices within about half a
-    /// second and promotes the replica, once the replica answers.
-    pub fn kill_primary(&mut self) {
-        self.primary.kill();
+    /// second and promotes the replica, once the replica answers. It takes `&self`, so that
+    /// threads and closures sharing the deployment can go on using it.
+    pub fn kill_primary(&self) {
+        signal("KILL", self.primary.pid());
     }
 
     /// Makes the replica miss every write from now on, as a replica that lags: it is frozen
@@ -257,7 +258,7 @@ mod tests {
 
     #[test]
     fn sentinel_promotes_the_replica_when_the_primary_dies() {
-        let mut deployment = RedisSentinel::start();
+        let deployment = RedisSentinel::start();
         assert_eq!(
             deployment.current_primary_url(),
             Some(deployment.primary_url())

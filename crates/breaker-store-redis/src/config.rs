@@ -1,12 +1,14 @@
 //! How to reach Redis, and the store's settings.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{Clock, MAX_DURATION, MonotonicClock, StoreError, StoreErrorKind};
 
 use crate::engine::Settings;
+use crate::error::config_error;
 use crate::keys::check_prefix;
 
 /// Which Redis deployment to use.
@@ -47,6 +49,57 @@ pub struct RedisConfig {
     actor: String,
     batch: Option<Duration>,
     pub(crate) push: bool,
+    tls: Tls,
+}
+
+/// PEM text, or the file that holds it (read when the store connects). Only a build with
+/// TLS reads it; without, any TLS setting is refused.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "tls-rustls"), allow(dead_code))]
+enum Pem {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+#[cfg_attr(not(feature = "tls-rustls"), allow(dead_code))]
+impl Pem {
+    /// The PEM text, which must hold a `-----BEGIN <label>` block (of any label ending so
+    /// when `label` is `PRIVATE KEY`); `what` names it in errors.
+    fn read(&self, what: &str, label: &str) -> Result<Vec<u8>, StoreError> {
+        let (bytes, source) = match self {
+            Pem::Bytes(bytes) => (bytes.clone(), "given".to_owned()),
+            Pem::File(path) => (
+                std::fs::read(path).map_err(|err| {
+                    StoreError::new(
+                        StoreErrorKind::Config,
+                        format!("cannot read the {what} file {}: {err}", path.display()),
+                    )
+                    .with_source(err)
+                })?,
+                format!("in {}", path.display()),
+            ),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let found = text.lines().any(|line| {
+            line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----"))
+        });
+        if !found {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                format!("the {what} {source} is not PEM: no -----BEGIN ...{label}----- line"),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// Settings of TLS connections (`rediss://`) beyond the URL. Certificate checks are always on.
+#[derive(Clone, Default)]
+struct Tls {
+    /// Trusted roots instead of the default ones.
+    ca: Option<Pem>,
+    /// A client certificate (with its chain) and its key, for mutual TLS.
+    client: Option<(Pem, Pem)>,
 }
 
 impl RedisConfig {
@@ -64,6 +117,7 @@ impl RedisConfig {
             actor: format!("process {}", std::process::id()),
             batch: None,
             push: true,
+            tls: Tls::default(),
         }
     }
 
@@ -238,6 +292,49 @@ impl RedisConfig {
         self
     }
 
+    /// Trusts the certificate authorities in this PEM file (one certificate or more) for
+    /// TLS (`rediss://`), instead of the default roots (the public CAs of webpki-roots): for
+    /// a Redis whose certificate a private CA signed. The file is read when the store
+    /// connects. Certificates are always checked, names included; the store has no setting
+    /// that turns the checks off (`rediss://...#insecure` is refused).
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> RedisConfig {
+        self.tls.ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Like [`tls_ca_file`](RedisConfig::tls_ca_file), with the PEM text itself.
+    #[must_use]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> RedisConfig {
+        self.tls.ca = Some(Pem::Bytes(pem.into()));
+        self
+    }
+
+    /// Presents this client certificate (PEM, with any intermediate certificates after it)
+    /// and its private key (PEM) to servers that ask for one: mutual TLS. The files are
+    /// read when the store connects.
+    #[must_use]
+    pub fn tls_client_cert_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> RedisConfig {
+        self.tls.client = Some((Pem::File(cert.into()), Pem::File(key.into())));
+        self
+    }
+
+    /// Like [`tls_client_cert_files`](RedisConfig::tls_client_cert_files), with the PEM text
+    /// itself.
+    #[must_use]
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> RedisConfig {
+        self.tls.client = Some((Pem::Bytes(cert.into()), Pem::Bytes(key.into())));
+        self
+    }
+
     /// Takes time from `clock` and sends it to Redis instead of using the server's `TIME`:
     /// for tests that drive time with a [`ManualClock`](breaker_core::ManualClock).
     #[must_use]
@@ -284,6 +381,190 @@ impl RedisConfig {
             actor: self.actor.clone(),
             batch: self.batch,
         })
+    }
+}
+
+/// Clients for the deployment, with the TLS settings applied.
+impl RedisConfig {
+    /// Checks the configuration without connecting: the settings, every address, and the
+    /// TLS settings (their files are read, and they need `rediss://` addresses). An
+    /// operator's tool calls it to refuse a bad configuration before anything else.
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.settings()?;
+        match &self.deployment {
+            Deployment::Standalone(url) => self.client(url).map(drop),
+            Deployment::Cluster(urls) => self
+                .cluster_builder(urls)?
+                .build()
+                .map(drop)
+                .map_err(|err| config_error(&urls.join(","), err)),
+            Deployment::Sentinel { sentinels, master } => {
+                self.sentinel_client(sentinels, master).map(drop)
+            }
+        }
+    }
+
+    /// Whether TLS settings beyond the URL were given.
+    fn has_tls_settings(&self) -> bool {
+        self.tls.ca.is_some() || self.tls.client.is_some()
+    }
+
+    /// The TLS settings, read, or `None` when there are none.
+    #[cfg(feature = "tls-rustls")]
+    fn certificates(&self) -> Result<Option<redis::TlsCertificates>, StoreError> {
+        if !self.has_tls_settings() {
+            return Ok(None);
+        }
+        let root_cert = match &self.tls.ca {
+            Some(ca) => Some(ca.read("CA certificate", "CERTIFICATE")?),
+            None => None,
+        };
+        let client_tls = match &self.tls.client {
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: cert.read("client certificate", "CERTIFICATE")?,
+                client_key: key.read("client key", "PRIVATE KEY")?,
+            }),
+            None => None,
+        };
+        Ok(Some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
+
+    /// Refuses what the TLS settings cannot apply to: an address without TLS, or a build
+    /// without it, and `#insecure`, which would turn certificate checks off.
+    fn check_tls(&self, urls: &[String]) -> Result<(), StoreError> {
+        if let Some(url) = urls.iter().find(|url| url.ends_with("#insecure")) {
+            return Err(address_error(format!(
+                "{}: `#insecure` would turn certificate checks off, which the store never \
+                 does; trust the server's CA instead (RedisConfig::tls_ca_file)",
+                redact(url)
+            )));
+        }
+        if !self.has_tls_settings() {
+            return Ok(());
+        }
+        if let Some(url) = urls.iter().find(|url| !url.starts_with("rediss://")) {
+            return Err(address_error(format!(
+                "{}: a CA or a client certificate is given, but this address does not use \
+                 TLS; write rediss:// (or rediss+sentinel://, rediss+cluster://)",
+                redact(url)
+            )));
+        }
+        if !cfg!(feature = "tls-rustls") {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "TLS settings need breaker-store-redis's `tls-rustls` feature",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client of the one server at `url`.
+    pub(crate) fn client(&self, url: &str) -> Result<redis::Client, StoreError> {
+        self.check_tls(std::slice::from_ref(&url.to_owned()))?;
+        #[cfg(feature = "tls-rustls")]
+        if let Some(certificates) = self.certificates()? {
+            return redis::Client::build_with_tls(url, certificates)
+                .map_err(|err| config_error(url, err));
+        }
+        redis::Client::open(url).map_err(|err| config_error(url, err))
+    }
+
+    /// A builder of a client of the Cluster whose nodes include `urls`.
+    pub(crate) fn cluster_builder(
+        &self,
+        urls: &[String],
+    ) -> Result<redis::cluster::ClusterClientBuilder, StoreError> {
+        self.check_tls(urls)?;
+        let builder = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str));
+        #[cfg(feature = "tls-rustls")]
+        if let Some(certificates) = self.certificates()? {
+            return Ok(builder.certs(certificates));
+        }
+        Ok(builder)
+    }
+
+    /// A client of the master named `master`, found through the Sentinels at `sentinels`.
+    /// With TLS (`rediss://` Sentinels) the master is reached over TLS too, with the same
+    /// settings.
+    pub(crate) fn sentinel_client(
+        &self,
+        sentinels: &[String],
+        master: &str,
+    ) -> Result<redis::sentinel::SentinelClient, StoreError> {
+        use redis::sentinel::{SentinelClient, SentinelServerType};
+        self.check_tls(sentinels)?;
+        let shown = || {
+            sentinels
+                .iter()
+                .map(|url| redact(url))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let tls = sentinels.iter().any(|url| url.starts_with("rediss://"));
+        if !tls {
+            // The redis crate takes the master's name as a `String` without TLS, and as any
+            // `AsRef<str>` with it.
+            #[allow(clippy::unnecessary_to_owned)]
+            return SentinelClient::build(
+                sentinels.iter().map(String::as_str).collect(),
+                master.to_owned(),
+                None,
+                SentinelServerType::Master,
+            )
+            .map_err(|err| config_error(&shown(), err));
+        }
+        #[cfg(not(feature = "tls-rustls"))]
+        {
+            Err(address_error(format!(
+                "{}: rediss:// needs breaker-store-redis's `tls-rustls` feature",
+                shown()
+            )))
+        }
+        #[cfg(feature = "tls-rustls")]
+        {
+            use redis::IntoConnectionInfo;
+            let mut addresses = Vec::new();
+            let mut credentials = None;
+            for url in sentinels {
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(|err| config_error(url, err))?;
+                let settings = info.redis_settings();
+                if credentials.is_none() {
+                    credentials = Some((
+                        settings.username().map(str::to_owned),
+                        settings.password().map(str::to_owned),
+                    ));
+                }
+                addresses.push(info.addr().clone());
+            }
+            let mut builder = redis::sentinel::SentinelClientBuilder::new(
+                addresses,
+                master,
+                SentinelServerType::Master,
+            )
+            .map_err(|err| config_error(&shown(), err))?
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            if let Some((username, password)) = credentials {
+                if let Some(username) = username {
+                    builder = builder.set_client_to_sentinel_username(username);
+                }
+                if let Some(password) = password {
+                    builder = builder.set_client_to_sentinel_password(password);
+                }
+            }
+            if let Some(certificates) = self.certificates()? {
+                builder = builder
+                    .set_client_to_sentinel_certificates(certificates.clone())
+                    .set_client_to_redis_certificates(certificates);
+            }
+            builder.build().map_err(|err| config_error(&shown(), err))
+        }
     }
 }
 
@@ -562,6 +843,35 @@ mod tests {
             let message = address_error_of(addresses);
             assert!(message.contains(expected), "{addresses:?}: {message}");
             assert!(!message.contains("s3cr"), "{addresses:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_apply_are_refused() {
+        let check = |config: RedisConfig| config.check().unwrap_err().to_string();
+        let plain = check(RedisConfig::standalone("redis://h:1").tls_ca_pem("x"));
+        assert!(plain.contains("does not use TLS"), "{plain}");
+        let cluster = check(
+            RedisConfig::cluster(["rediss://a:1", "redis://b:2"]).tls_client_cert_pem("c", "k"),
+        );
+        assert!(cluster.contains("redis://b:2"), "{cluster}");
+        let insecure = check(RedisConfig::standalone("rediss://u:s3cret@h:1/#insecure"));
+        assert!(
+            insecure.contains("turn certificate checks off"),
+            "{insecure}"
+        );
+        assert!(!insecure.contains("s3cret"), "{insecure}");
+        RedisConfig::sentinel(["redis://s:1"], "m").check().unwrap();
+        #[cfg(feature = "tls-rustls")]
+        {
+            RedisConfig::standalone("rediss://h:1").check().unwrap();
+            let missing = check(RedisConfig::standalone("rediss://h:1").tls_ca_file("/nope.pem"));
+            assert!(
+                missing.contains("cannot read the CA certificate file /nope.pem"),
+                "{missing}"
+            );
+            let garbage = RedisConfig::standalone("rediss://h:1").tls_ca_pem("not PEM");
+            assert_eq!(garbage.check().unwrap_err().kind(), StoreErrorKind::Config);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod model;
 pub mod redis_server;
 pub mod sentinel;
 pub mod shared;
+pub mod tls;
 
 pub use sentinel::RedisSentinel;
 

@@ -22,6 +22,8 @@ pub struct RedisServer {
     extra: Vec<String>,
     shell: Option<(Child, ChildStdin)>,
     pid: u32,
+    /// The TLS port, for a server that also speaks TLS.
+    tls_port: Option<u16>,
 }
 
 /// A free loopback port below 55535 (a cluster node also uses port + 10000).
@@ -48,6 +50,38 @@ impl RedisServer {
         server
     }
 
+    /// A fresh node that also serves TLS on a port of its own (see
+    /// [`RedisServer::tls_url`]) with the certificate `server`, trusting client certificates
+    /// signed by `client_ca`, and requiring one when `require_client_cert`. The plain port
+    /// stays open for the test's own commands ([`RedisServer::command`]).
+    pub fn start_tls(
+        server: &crate::tls::CertFiles,
+        client_ca: &std::path::Path,
+        require_client_cert: bool,
+        extra: &[&str],
+    ) -> RedisServer {
+        let tls_port = free_port().to_string();
+        let paths = [&server.cert, &server.key, &client_ca.to_path_buf()]
+            .map(|path| path.display().to_string());
+        let mut args = vec![
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &paths[0],
+            "--tls-key-file",
+            &paths[1],
+            "--tls-ca-cert-file",
+            &paths[2],
+            "--tls-auth-clients",
+            if require_client_cert { "yes" } else { "no" },
+        ];
+        args.extend_from_slice(extra);
+        let mut node = RedisServer::unstarted(None, &args);
+        node.tls_port = Some(tls_port.parse().expect("a port"));
+        node.launch();
+        node
+    }
+
     /// A server on a free port, not started yet: `config` is written to a file passed first.
     fn unstarted(config: Option<String>, extra: &[&str]) -> RedisServer {
         let port = free_port();
@@ -58,6 +92,7 @@ impl RedisServer {
             extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
             shell: None,
             pid: 0,
+            tls_port: None,
         }
     }
 
@@ -170,6 +205,13 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<TLS port>`, for a server started with
+    /// [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a server started with start_tls");
+        format!("rediss://127.0.0.1:{port}")
     }
 
     /// Kills the server (SIGKILL), as a crash would.

@@ -29,14 +29,19 @@ pub(crate) struct DashboardArgs {
 }
 
 pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
-    let config = store_config(store_addresses(&args.store)?, &args.store.prefix)?
-        .actor(actor("breaker dashboard"));
+    let config = store_config(
+        store_addresses(&args.store)?,
+        &args.store.prefix,
+        &args.store.tls,
+    )?
+    .actor(actor("breaker dashboard"));
     let store = RedisStore::connect(config).await.map_err(store_failure)?;
     // A store that is down now is not a reason to refuse to start: the page shows the
     // outage, and the connection recovers by itself.
     if let Err(err) = store.ping().await {
+        let (Failure::Usage(why) | Failure::Failed(why)) = store_failure(err);
         eprintln!(
-            "warning: the Redis store does not answer yet ({err}); the page shows an outage until it does"
+            "warning: the Redis store does not answer yet ({why}); the page shows an outage until it does"
         );
     }
     let token = args.token.filter(|token| !token.is_empty());

@@ -12,7 +12,7 @@ use breaker_store_memory::MemoryStore;
 use clap::Args;
 
 use crate::backend::{Backend, Script};
-use crate::operate::{connect, store_failure};
+use crate::operate::{TlsArgs, connect, store_failure};
 use crate::run::{Recording, state_after};
 use crate::{Failure, PolicyArgs, parse_duration};
 
@@ -220,7 +220,14 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), Failure> {
             drive(&args, &backend, Recording::new(breaker)).await
         }
         Some(url) => {
-            let store = connect(std::slice::from_ref(url), "breaker", None, args.batch).await?;
+            let store = connect(
+                std::slice::from_ref(url),
+                "breaker",
+                &TlsArgs::default(),
+                None,
+                args.batch,
+            )
+            .await?;
             let breaker = store
                 .breaker("demo-backend", policy)
                 .await

@@ -7,6 +7,7 @@
 mod backend;
 mod dashboard;
 mod demo;
+mod diagnose;
 mod operate;
 mod policy_file;
 mod run;

@@ -1,5 +1,6 @@
 //! `status`, `history` and the operator actions, on a Redis store.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use breaker_core::{Clock, Override, State, StoreError, StoreErrorKind, SystemClock, Timestamp};
@@ -30,6 +31,45 @@ const STORE_HELP: &str = concat!(
     store_syntax!()
 );
 
+/// TLS settings for a `rediss://` store beyond its address.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct TlsArgs {
+    /// Trust this CA (a PEM file) for the store's TLS certificate, instead of the public
+    /// CAs: for a Redis whose certificate a private CA signed.
+    #[arg(long = "store-ca", env = "BREAKER_STORE_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Present this client certificate (a PEM file) to a Redis that requires one (mutual
+    /// TLS); needs --store-key.
+    #[arg(
+        long = "store-cert",
+        env = "BREAKER_STORE_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// The private key of --store-cert (a PEM file).
+    #[arg(
+        long = "store-key",
+        env = "BREAKER_STORE_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// `config` with these settings.
+    fn apply(&self, mut config: RedisConfig) -> RedisConfig {
+        if let Some(ca) = &self.ca {
+            config = config.tls_ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            config = config.tls_client_cert_files(cert, key);
+        }
+        config
+    }
+}
+
 /// Where the breakers live.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
@@ -47,6 +87,8 @@ pub(crate) struct StoreArgs {
     /// Key prefix the applications use.
     #[arg(long, default_value = "breaker")]
     pub(crate) prefix: String,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 /// `status`.
@@ -97,11 +139,20 @@ pub(crate) struct HistoryArgs {
 
 /// How the command reaches the Redis deployment at `addresses`: `prefix`, and a timeout long
 /// enough for an operator.
-pub(crate) fn store_config(addresses: &[String], prefix: &str) -> Result<RedisConfig, Failure> {
-    Ok(RedisConfig::from_addresses(addresses)
-        .map_err(store_failure)?
-        .prefix(prefix)
-        .timeout(Duration::from_secs(2)))
+pub(crate) fn store_config(
+    addresses: &[String],
+    prefix: &str,
+    tls: &TlsArgs,
+) -> Result<RedisConfig, Failure> {
+    let config = tls.apply(
+        RedisConfig::from_addresses(addresses)
+            .map_err(store_failure)?
+            .prefix(prefix)
+            .timeout(Duration::from_secs(2)),
+    );
+    // A missing certificate file or a TLS setting on a plain address is refused now.
+    config.check().map_err(store_failure)?;
+    Ok(config)
 }
 
 /// Who asked, as the history of operator actions records it: `role` and the user.
@@ -117,10 +168,11 @@ pub(crate) fn actor(role: &str) -> String {
 pub(crate) async fn connect(
     addresses: &[String],
     prefix: &str,
+    tls: &TlsArgs,
     max_staleness: Option<Duration>,
     batch: Option<Duration>,
 ) -> Result<RedisStore, Failure> {
-    let mut config = store_config(addresses, prefix)?;
+    let mut config = store_config(addresses, prefix, tls)?;
     if let Some(staleness) = max_staleness {
         config = config.max_staleness(staleness);
     }
@@ -134,19 +186,18 @@ pub(crate) async fn connect(
 async fn open(config: RedisConfig) -> Result<RedisStore, Failure> {
     let store = RedisStore::connect(config).await.map_err(store_failure)?;
     store.ping().await.map_err(|err| {
-        Failure::Failed(format!(
-            "cannot reach the Redis store: {err} (is redis-server running? check --store or REDIS_URL)"
-        ))
+        store_failure(
+            StoreError::new(err.kind(), format!("cannot reach the Redis store: {err}"))
+                .with_source(err),
+        )
     })?;
     Ok(store)
 }
 
-/// A store error as a failure: configuration mistakes are usage errors.
+/// A store error as a failure that names its cause; configuration mistakes are usage
+/// errors.
 pub(crate) fn store_failure(err: StoreError) -> Failure {
-    match err.kind() {
-        StoreErrorKind::Config => Failure::Usage(err.to_string()),
-        _ => Failure::Failed(err.to_string()),
-    }
+    crate::diagnose::failure(err)
 }
 
 /// The store's addresses, or a usage failure saying how to give one.
@@ -160,12 +211,13 @@ pub(crate) fn store_addresses(args: &StoreArgs) -> Result<&[String], Failure> {
 }
 
 async fn store_of(args: &StoreArgs) -> Result<RedisStore, Failure> {
-    connect(store_addresses(args)?, &args.prefix, None, None).await
+    connect(store_addresses(args)?, &args.prefix, &args.tls, None, None).await
 }
 
 /// Applies `action` to breaker `name` as the dashboard does, recorded as asked by this user.
 async fn act(args: &StoreArgs, name: &str, action: Action) -> Result<(), Failure> {
-    let config = store_config(store_addresses(args)?, &args.prefix)?.actor(actor("breaker"));
+    let config =
+        store_config(store_addresses(args)?, &args.prefix, &args.tls)?.actor(actor("breaker"));
     let breakers = RedisBreakers::new(open(config).await?);
     breakers
         .act(name, action)

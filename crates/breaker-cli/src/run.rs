@@ -16,7 +16,7 @@ use breaker_store_redis::RedisBreaker;
 use clap::Args;
 use serde_json::json;
 
-use crate::operate::{connect, store_failure};
+use crate::operate::{TlsArgs, connect, store_failure};
 use crate::{Failure, PolicyArgs, parse_duration};
 
 /// `run`.
@@ -48,6 +48,8 @@ pub(crate) struct RunArgs {
     /// Key prefix in Redis.
     #[arg(long, default_value = "breaker")]
     prefix: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// How long the state from Redis may answer the pre-call check (0s: ask every time).
     #[arg(long, value_parser = parse_duration)]
     max_staleness: Option<Duration>,
@@ -437,7 +439,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         report(&args, &name, &run, state);
         return Ok(());
     }
-    let store = connect(&args.store, &args.prefix, args.max_staleness, args.batch).await?;
+    let store = connect(
+        &args.store,
+        &args.prefix,
+        &args.tls,
+        args.max_staleness,
+        args.batch,
+    )
+    .await?;
     let breaker = store.breaker(&name, policy).await.map_err(store_failure)?;
     let recording = Recording::redis(breaker);
     let breaker = recording.inner.clone();

@@ -1,5 +1,5 @@
 //! The `breaker` command as users run it: the built binary, against a local HTTP server and
-//! a throwaway Redis.
+//! throwaway Redis servers (standalone, Cluster, Sentinel, TLS).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -7,9 +7,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use breaker_core::{AsyncBreaker, Policy};
+use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::RedisSentinel;
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
+use breaker_testkit::tls::TestCertificates;
 use serde_json::Value;
 
 fn redis() -> &'static RedisServer {
@@ -26,6 +29,9 @@ fn breaker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_breaker"))
         .args(args)
         .env_remove("REDIS_URL")
+        .env_remove("BREAKER_STORE_CA")
+        .env_remove("BREAKER_STORE_CERT")
+        .env_remove("BREAKER_STORE_KEY")
         .output()
         .unwrap()
 }
@@ -1006,7 +1012,13 @@ fn a_password_never_shows_whatever_characters_it_holds() {
                 "--store",
                 &sentinel,
             ],
-            &["dashboard", "--listen", "127.0.0.1:0", "--store", &bad_sentinel],
+            &[
+                "dashboard",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &bad_sentinel,
+            ],
         ];
         for args in commands {
             let out = breaker(args);
@@ -1203,4 +1215,199 @@ fn a_malformed_store_address_says_what_is_wrong() {
     for (args, message) in cases {
         assert_one_error_line(args, 2, message);
     }
+}
+
+// Reaching Redis as managed services offer it: TLS with a private CA, mutual TLS, and ACL
+// users limited to the prefix's keys; the stores as a program uses them (this crate builds
+// them with TLS) and the command as an operator runs it, with certificates the test makes.
+
+fn certificates() -> &'static TestCertificates {
+    static CERTIFICATES: OnceLock<TestCertificates> = OnceLock::new();
+    CERTIFICATES.get_or_init(TestCertificates::new)
+}
+
+fn path(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn succeeds(args: &[&str]) -> String {
+    let out = breaker(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `breaker args` fails with exactly one error line, which contains each of `expected`.
+fn fails_with(args: &[&str], expected: &[&str]) {
+    let out = breaker(args);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{args:?} succeeded: {err}");
+    assert_eq!(
+        err.lines().filter(|line| line.starts_with("error")).count(),
+        1,
+        "{args:?}: {err}"
+    );
+    for text in expected {
+        assert!(err.contains(text), "{args:?}: expected {text:?} in {err}");
+    }
+}
+
+/// The state `status --json` output `listed` gives breaker `name`.
+fn state_of(listed: &str, name: &str) -> String {
+    let listed: Value = serde_json::from_str(listed.trim()).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {listed}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused_before_connecting() {
+    let certs = certificates();
+    let server = RedisServer::start_tls(certs.server(), certs.ca(), false, &[]);
+    let url = server.tls_url();
+    // Without the CA, the default roots do not trust the server: refused, and said why.
+    fails_with(&["status", "--store", &url], &["not trusted", "--store-ca"]);
+    // A CA given for an address without TLS is a mistake, not ignored.
+    fails_with(
+        &[
+            "status",
+            "--store",
+            &server.url(),
+            "--store-ca",
+            path(certs.ca()),
+        ],
+        &["does not use TLS", "rediss://"],
+    );
+    fails_with(
+        &[
+            "status",
+            "--store",
+            &url,
+            "--store-ca",
+            "/nonexistent/ca.pem",
+        ],
+        &["cannot read the CA certificate file /nonexistent/ca.pem"],
+    );
+}
+
+#[test]
+fn a_server_certificate_from_an_unknown_ca_is_refused() {
+    let certs = certificates();
+    let stranger = RedisServer::start_tls(certs.stranger(), certs.ca(), false, &[]);
+    let ca = path(certs.ca());
+    fails_with(
+        &["status", "--store", &stranger.tls_url(), "--store-ca", ca],
+        &["not trusted", "--store-ca"],
+    );
+    runtime().block_on(async {
+        // Time enough for the handshake, so that its failure, not the timeout, is reported.
+        let config = RedisConfig::standalone(stranger.tls_url())
+            .tls_ca_file(certs.ca())
+            .timeout(Duration::from_secs(2));
+        let store = RedisStore::connect(config).await.unwrap();
+        let err = store.ping().await.unwrap_err();
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    });
+}
+
+/// A server with an ACL user `app` (password `app-secret`) allowed `rules`.
+fn server_with_user(rules: &[&str]) -> RedisServer {
+    let server = RedisServer::start();
+    let mut command = vec!["ACL", "SETUSER", "app", "reset", "on", ">app-secret"];
+    command.extend_from_slice(rules);
+    server.command(&command).unwrap();
+    server
+}
+
+#[test]
+fn a_user_limited_to_the_prefix_runs_everything() {
+    // What the README's "Managed Redis" section asks for.
+    let server = server_with_user(&["~breaker:*", "&breaker:changes", "+@all", "-@dangerous"]);
+    let store = format!("redis://app:app-secret@127.0.0.1:{}", server.port());
+    let backend = TestServer::start();
+    let url = backend.url("/");
+    let report = succeeds(&[
+        "run",
+        "--url",
+        &url,
+        "--store",
+        &store,
+        "--name",
+        "acl",
+        "--requests",
+        "2",
+        "--json",
+    ]);
+    assert!(report.contains("\"sent\":2"), "{report}");
+    succeeds(&["trip", "acl", "--store", &store]);
+    assert_eq!(
+        state_of(&succeeds(&["status", "--json", "--store", &store]), "acl"),
+        "open"
+    );
+    let history = succeeds(&["history", "acl", "--json", "--store", &store]);
+    assert!(history.contains("tripped"), "{history}");
+    let dashboard = DashboardProcess::start(&store, None);
+    let (status, body) = http_get(&format!("{}/api/breakers", dashboard.url));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"acl\""), "{body}");
+    drop(dashboard);
+
+    // The push of changes: a running async store that would not ask Redis again for an
+    // hour hears of the command's reset through the channel.
+    runtime().block_on(async {
+        let config = RedisConfig::standalone(&store).max_staleness(Duration::from_secs(3600));
+        let running = RedisStore::connect(config).await.unwrap();
+        let breaker = running.breaker("acl", Policy::default()).await.unwrap();
+        assert!(breaker.acquire().await.is_err(), "tripped by the command");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.command(&["CLIENT", "LIST"]).is_ok_and(|clients| {
+            clients
+                .lines()
+                .any(|client| client.contains("user=app") && client.contains("sub=1"))
+        }) {
+            assert!(Instant::now() < deadline, "the store never subscribed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        succeeds(&["reset", "acl", "--store", &store]);
+        while breaker.acquire().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the reset never reached the store"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+#[test]
+fn a_wrong_password_or_a_denied_command_is_named() {
+    let server = server_with_user(&["~breaker:*", "&breaker:changes", "+@all", "-evalsha"]);
+    let wrong = format!("redis://app:wrong@127.0.0.1:{}", server.port());
+    fails_with(
+        &["status", "--store", &wrong],
+        &["wrong user name or password"],
+    );
+    let denied = format!("redis://app:app-secret@127.0.0.1:{}", server.port());
+    let backend = TestServer::start();
+    let url = backend.url("/");
+    fails_with(
+        &["run", "--url", &url, "--store", &denied, "--name", "acl"],
+        &["may not use EVALSHA"],
+    );
+    fails_with(
+        &["status", "--store", "redis://127.0.0.1:1"],
+        &["nothing answers", "is redis-server running?"],
+    );
 }

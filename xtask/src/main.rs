@@ -1,7 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `test`: makes sure `redis-server` is installed (the Redis tests start their own servers)
-//!   and what the dashboard's browser test needs (Chromium, and playwright-core through
+//! - `test`: makes sure `redis-server` is installed and runs Sentinel (the Redis tests start
+//!   their own servers, Sentinels and TLS servers) and what the dashboard's browser test needs (Chromium, and playwright-core through
 //!   `npm ci`), then runs every test of the workspace (unit, integration, doc, benches in test
 //!   mode) and the adapters' examples.
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency

@@ -91,6 +91,8 @@ struct Load {
     calls: AtomicU64,
     /// Calls decided by Redis's state (not by the failure policy).
     decided: AtomicU64,
+    /// Decided calls in a row with the same answer as the last.
+    streak: AtomicU64,
     admitted: AtomicU64,
     last_admitted: AtomicBool,
     longest_us: AtomicU64,
@@ -121,7 +123,11 @@ impl Running {
                     .fetch_add(u64::from(admitted), Ordering::SeqCst);
                 if let Some(admitted) = decided {
                     counting.decided.fetch_add(1, Ordering::SeqCst);
-                    counting.last_admitted.store(admitted, Ordering::SeqCst);
+                    if counting.last_admitted.swap(admitted, Ordering::SeqCst) == admitted {
+                        counting.streak.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        counting.streak.store(1, Ordering::SeqCst);
+                    }
                 }
                 // Paces the load: about 500 calls a second per process.
                 std::thread::sleep(Duration::from_millis(2));
@@ -135,12 +141,15 @@ impl Running {
     }
 
     /// Waits until Redis's state, as this process sees it, admits its calls (`true`) or
-    /// rejects them (`false`), after a few more calls decided by it.
+    /// rejects them (`false`): ten decided calls in a row, after this point, say so (an open
+    /// breaker lets one call ask Redis now and then, which one admitted call must not pass
+    /// for).
     fn wait_until(&self, admitted: bool, what: &str) {
         let since = self.load.decided.load(Ordering::SeqCst);
         eventually(what, || {
-            self.load.decided.load(Ordering::SeqCst) > since + 2
+            self.load.decided.load(Ordering::SeqCst) >= since + 10
                 && self.load.last_admitted.load(Ordering::SeqCst) == admitted
+                && self.load.streak.load(Ordering::SeqCst) >= 10
         });
     }
 
@@ -268,9 +277,22 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
         .command(&["WAIT", "1", "2000"])
         .unwrap();
     assert_eq!(acked, "1", "the replica has every write so far");
-    // From now on the replica receives nothing: the trip reaches the primary alone.
+    // The replica holds this life of the key (its epoch): a rollback, not a lost key.
+    let key = format!("{prefix}:{{={NAME}}}");
+    let epoch = deployment.primary().command(&["HGET", &key, "ep"]).unwrap();
+    eventually("the replica holds the key", || {
+        deployment.replica().command(&["HGET", &key, "ep"]).as_ref() == Ok(&epoch)
+    });
+    // From now on the replica receives nothing: many writes, then the trip, reach the
+    // primary alone, so the replica's copy is far behind in write sequence (a process that
+    // ignored lower sequences would wait for hundreds of its own writes to catch up).
     deployment.pause_replica();
-    Operate::trip(&operator()).unwrap();
+    let writer = operator();
+    for _ in 0..300 {
+        let permit = Breaker::acquire(&writer).unwrap();
+        Breaker::record(&writer, permit, Outcome::Success);
+    }
+    Operate::trip(&writer).unwrap();
     for process in &fleet {
         process.wait_until(false, "every process has seen the trip");
     }
@@ -279,6 +301,11 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
     deployment.resume_replica();
     deployment.wait_for_failover(killed + Duration::from_secs(30));
     let promoted = Instant::now();
+    assert_eq!(
+        deployment.replica().command(&["HGET", &key, "ep"]),
+        Ok(epoch),
+        "the promoted replica holds the same life of the key"
+    );
     // A new process sees the replica's copy: closed.
     assert_eq!(Operate::snapshot(&operator()).unwrap().state, State::Closed);
     for process in &fleet {

@@ -336,7 +336,10 @@ pub(crate) fn reset(
 }
 
 /// Writing the breaker into the registry (a few plain commands, one key each: in a Cluster the
-/// registry and the breaker live in different slots); whether it worked.
+/// registry and the breaker live in different slots); whether it worked. Then a few names
+/// drawn from the registry at random are checked, and those whose breakers have expired are
+/// pruned, so the registry does not grow with every name ever used (breakers on demand) even
+/// when nobody lists it. A failed check leaves the registration as it went.
 pub(crate) fn register(engine: &Engine) -> impl Operation<Output = bool> + '_ {
     let commands = match engine.registration() {
         Ok(commands) => VecDeque::from(commands),
@@ -350,26 +353,89 @@ pub(crate) fn register(engine: &Engine) -> impl Operation<Output = bool> + '_ {
         engine,
         commands,
         ok,
+        pruning: Pruning::NotYet,
     }
 }
+
+/// Names a registration checks after writing its own.
+const PRUNE_SAMPLE: usize = 8;
 
 struct Register<'a> {
     engine: &'a Engine,
     commands: VecDeque<Cmd>,
     ok: bool,
+    pruning: Pruning,
+}
+
+/// Where a registration's check of other names is.
+enum Pruning {
+    NotYet,
+    /// Asked for names at random.
+    Drawing,
+    /// Asked whether `0`'s breaker still has its policies; the rest to check after it.
+    Checking(String, Vec<String>),
+    /// Asked to prune `0`'s name; the rest to check after it.
+    Pruning(Vec<String>),
+}
+
+impl Register<'_> {
+    /// Asks about the next name drawn, or ends.
+    fn check_next(&mut self, mut names: Vec<String>) -> Step<bool> {
+        let Some(name) = names.pop() else {
+            return Step::Done(self.ok);
+        };
+        let keys = Keys::new(&self.engine.settings.prefix, &name);
+        self.pruning = Pruning::Checking(name, names);
+        Step::Ask(command(
+            Cmd::exists(&keys.policies),
+            "checking the registry",
+        ))
+    }
 }
 
 impl Operation for Register<'_> {
     type Output = bool;
 
     fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<bool> {
-        if let Some(Err(err)) = reply {
-            tracing::warn!(breaker = %self.engine.name, error = %err, "breaker registration failed");
-            return Step::Done(false);
+        if let Pruning::NotYet = self.pruning {
+            if let Some(Err(err)) = reply {
+                tracing::warn!(breaker = %self.engine.name, error = %err, "breaker registration failed");
+                return Step::Done(false);
+            }
+            return match self.commands.pop_front() {
+                Some(cmd) if self.ok => Step::Ask(command(cmd, "registering the breaker")),
+                _ if self.ok => {
+                    self.pruning = Pruning::Drawing;
+                    let mut draw = redis::cmd("HRANDFIELD");
+                    draw.arg(&self.engine.keys.registry).arg(PRUNE_SAMPLE);
+                    Step::Ask(command(draw, "checking the registry"))
+                }
+                _ => Step::Done(false),
+            };
         }
-        match self.commands.pop_front() {
-            Some(cmd) if self.ok => Step::Ask(command(cmd, "registering the breaker")),
-            _ => Step::Done(self.ok),
+        let Some(Ok(reply)) = reply else {
+            // The registration itself went through; the check is for another time.
+            return Step::Done(self.ok);
+        };
+        match std::mem::replace(&mut self.pruning, Pruning::Drawing) {
+            Pruning::Drawing => {
+                let names = read::<Vec<String>>(Ok(reply), "registry names").unwrap_or_default();
+                self.check_next(names)
+            }
+            Pruning::Checking(name, rest) => {
+                if matches!(read::<i64>(Ok(reply), "exists"), Ok(0)) {
+                    self.pruning = Pruning::Pruning(rest);
+                    let keys = Keys::new(&self.engine.settings.prefix, &name);
+                    Step::Ask(command(
+                        Cmd::hdel(&keys.registry, &name),
+                        "pruning the registry",
+                    ))
+                } else {
+                    self.check_next(rest)
+                }
+            }
+            Pruning::Pruning(rest) => self.check_next(rest),
+            Pruning::NotYet => Step::Done(self.ok),
         }
     }
 }

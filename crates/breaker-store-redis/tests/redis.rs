@@ -1278,3 +1278,43 @@ fn store_events_reach_listeners_off_the_callers_thread() {
             .all(|id| *id != std::thread::current().id())
     );
 }
+
+/// Breakers on demand leave their names in the registry when their keys expire; each
+/// registration checks a few names at random and prunes the expired ones, so the registry
+/// stays near the live breakers even when nobody lists it.
+#[test]
+fn registrations_prune_expired_names_from_the_registry() {
+    let prefix = unique_prefix();
+    let clock = start_clock();
+    let store = |ttl: Duration| {
+        BlockingRedisStore::connect(single_config(&prefix, &clock).idle_ttl(ttl)).unwrap()
+    };
+    let long = store(Duration::from_secs(3600));
+    long.breaker("live-0", Policy::default()).unwrap();
+    let brief = store(Duration::from_millis(1_500));
+    for host in 0..100 {
+        brief
+            .breaker(&format!("host-{host}"), Policy::default())
+            .unwrap();
+    }
+    let registry = format!("{prefix}:registry");
+    let size = || -> usize {
+        single()
+            .command(&["HLEN", &registry])
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(size() >= 100, "{}", size());
+    breaker_testkit::eventually("the brief breakers' keys expire", || {
+        single()
+            .command(&["EXISTS", &format!("{prefix}:{{=host-99}}:policies")])
+            .unwrap()
+            == "0"
+    });
+    for live in 1..=30 {
+        long.breaker(&format!("live-{live}"), Policy::default())
+            .unwrap();
+    }
+    assert!(size() <= 45, "{} names left for 31 live breakers", size());
+}

@@ -60,26 +60,36 @@ impl RedisServer {
         require_client_cert: bool,
         extra: &[&str],
     ) -> RedisServer {
-        let tls_port = free_port().to_string();
-        let paths = [&server.cert, &server.key, &client_ca.to_path_buf()]
-            .map(|path| path.display().to_string());
-        let mut args = vec![
-            "--tls-port",
-            &tls_port,
-            "--tls-cert-file",
-            &paths[0],
-            "--tls-key-file",
-            &paths[1],
-            "--tls-ca-cert-file",
-            &paths[2],
-            "--tls-auth-clients",
-            if require_client_cert { "yes" } else { "no" },
-        ];
-        args.extend_from_slice(extra);
-        let mut node = RedisServer::unstarted(None, &args);
-        node.tls_port = Some(tls_port.parse().expect("a port"));
+        let mut node = RedisServer::unstarted(None, extra);
+        node.serve_tls(server, client_ca, require_client_cert);
         node.launch();
         node
+    }
+
+    /// Adds a TLS port to a server not started yet, as [`RedisServer::start_tls`] says.
+    pub(crate) fn serve_tls(
+        &mut self,
+        server: &crate::tls::CertFiles,
+        client_ca: &std::path::Path,
+        require_client_cert: bool,
+    ) {
+        let tls_port = free_port();
+        let mut args = vec![
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            server.cert.display().to_string(),
+            "--tls-key-file".to_owned(),
+            server.key.display().to_string(),
+            "--tls-ca-cert-file".to_owned(),
+            client_ca.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            if require_client_cert { "yes" } else { "no" }.to_owned(),
+        ];
+        // The TLS arguments go first, so that `--sentinel` and the like stay last.
+        args.append(&mut self.extra);
+        self.extra = args;
+        self.tls_port = Some(tls_port);
     }
 
     /// A server on a free port, not started yet: `config` is written to a file passed first.
@@ -97,14 +107,29 @@ impl RedisServer {
     }
 
     /// A started server whose configuration file holds `config` (Sentinel needs one it can
-    /// rewrite), or why it did not start.
+    /// rewrite), serving TLS too when `tls` gives its certificate and the CA of clients, or
+    /// why it did not start.
     pub(crate) fn try_start_configured(
         config: String,
         extra: &[&str],
+        tls: Option<(&crate::tls::CertFiles, &std::path::Path)>,
     ) -> Result<RedisServer, String> {
         let mut server = RedisServer::unstarted(Some(config), extra);
+        if let Some((cert, ca)) = tls {
+            server.serve_tls(cert, ca, false);
+        }
         server.try_launch()?;
         Ok(server)
+    }
+
+    /// Whether the server serves TLS.
+    pub(crate) fn has_tls(&self) -> bool {
+        self.tls_port.is_some()
+    }
+
+    /// The TLS port, for a server that serves TLS.
+    pub(crate) fn tls_port(&self) -> Option<u16> {
+        self.tls_port
     }
 
     fn launch(&mut self) {
@@ -307,10 +332,37 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts three nodes, joins them, and waits until the cluster is ready.
     pub fn start() -> RedisCluster {
+        RedisCluster::join(RedisServer::start_with, |node| node.port, &[])
+    }
+
+    /// Three nodes that also serve TLS (see [`RedisServer::start_tls`]) with `certs`'s server
+    /// certificate, and talk TLS to each other on the cluster bus; the TLS ports announce the
+    /// nodes' TLS ports to TLS clients. [`RedisCluster::tls_urls`] reaches them.
+    pub fn start_tls(certs: &crate::tls::TestCertificates) -> RedisCluster {
+        let ca = certs.ca().display().to_string();
+        RedisCluster::join(
+            |cluster| {
+                let mut extra = vec!["--tls-cluster", "yes"];
+                extra.extend_from_slice(cluster);
+                RedisServer::start_tls(certs.server(), certs.ca(), false, &extra)
+            },
+            |node| node.tls_port.expect("a TLS port"),
+            &["--tls", "--cacert", &ca],
+        )
+    }
+
+    /// Starts three nodes with `start` (given the cluster's arguments), joins them through
+    /// the port `port` names with `redis-cli <cli> --cluster create`, and waits until the
+    /// cluster is ready.
+    fn join(
+        start: impl Fn(&[&str]) -> RedisServer,
+        port: impl Fn(&RedisServer) -> u16,
+        cli: &[&str],
+    ) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 let config_file = format!("nodes-{}.conf", free_port());
-                RedisServer::start_with(&[
+                start(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -322,9 +374,10 @@ impl RedisCluster {
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
+            .map(|node| format!("127.0.0.1:{}", port(node)))
             .collect();
         let output = Command::new("redis-cli")
+            .args(cli)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -351,6 +404,11 @@ impl RedisCluster {
             }
         }
         RedisCluster { nodes }
+    }
+
+    /// The nodes' TLS URLs, for a cluster started with [`RedisCluster::start_tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
     }
 
     /// The nodes' URLs.
@@ -397,5 +455,24 @@ fn command(port: u16, args: &[&str]) -> Result<String, String> {
             String::from_utf8(body).map_err(|err| err.to_string())
         }
         _ => Err(format!("unexpected reply {line:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_cluster_forms_and_serves_tls() {
+        let certs = crate::tls::TestCertificates::new();
+        let cluster = RedisCluster::start_tls(&certs);
+        let urls = cluster.tls_urls();
+        assert_eq!(urls.len(), 3);
+        assert!(
+            urls.iter()
+                .all(|url| url.starts_with("rediss://127.0.0.1:"))
+        );
+        let info = cluster.nodes()[2].command(&["CLUSTER", "INFO"]).unwrap();
+        assert!(info.contains("cluster_known_nodes:3"), "{info}");
     }
 }

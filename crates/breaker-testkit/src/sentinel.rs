@@ -20,6 +20,7 @@
 use std::time::{Duration, Instant};
 
 use crate::redis_server::{RedisServer, signal};
+use crate::tls::TestCertificates;
 
 /// The master name the Sentinels monitor.
 const MASTER_NAME: &str = "mymaster";
@@ -58,27 +59,49 @@ impl RedisSentinel {
     /// A primary, a replica and `count` Sentinels (at least one), ready: the replica is in
     /// sync, and every Sentinel knows the replica and the other Sentinels.
     pub fn start_with_sentinels(count: usize) -> RedisSentinel {
+        RedisSentinel::launch(count, None)
+    }
+
+    /// Like [`RedisSentinel::start`], everything also over TLS with `certs`'s server
+    /// certificate: the Sentinels watch and the replica follows the primary on TLS ports,
+    /// and [`RedisSentinel::sentinel_urls`], [`RedisSentinel::address`] and the primary's
+    /// URLs are `rediss://` ones. Plain ports stay open for the test's own commands.
+    pub fn start_tls(certs: &TestCertificates) -> RedisSentinel {
+        RedisSentinel::launch(1, Some(certs))
+    }
+
+    fn launch(count: usize, tls: Option<&TestCertificates>) -> RedisSentinel {
         // No delay before a full sync: Redis 7 otherwise waits 5 s for more replicas. The
         // replica gets the same setting because it may become the primary.
-        let sync_now = ["--repl-diskless-sync-delay", "0"];
-        let primary = RedisServer::start_with(&sync_now);
-        let primary_port = primary.port().to_string();
-        let replica = RedisServer::start_with(&[
-            sync_now[0],
-            sync_now[1],
-            "--replicaof",
-            "127.0.0.1",
-            &primary_port,
-        ]);
-        let config = format!(
-            "sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 1\n\
+        let mut common = vec!["--repl-diskless-sync-delay", "0"];
+        if tls.is_some() {
+            common.extend(["--tls-replication", "yes"]);
+        }
+        let start = |extra: &[&str]| match tls {
+            Some(certs) => RedisServer::start_tls(certs.server(), certs.ca(), false, extra),
+            None => RedisServer::start_with(extra),
+        };
+        let primary = start(&common);
+        let watched_port = primary
+            .tls_port()
+            .unwrap_or_else(|| primary.port())
+            .to_string();
+        let mut replica_args = common.clone();
+        replica_args.extend(["--replicaof", "127.0.0.1", &watched_port]);
+        let replica = start(&replica_args);
+        let mut config = format!(
+            "sentinel monitor {MASTER_NAME} 127.0.0.1 {watched_port} 1\n\
              sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n"
         );
+        if tls.is_some() {
+            config.push_str("tls-replication yes\n");
+        }
         let sentinels = (0..count.max(1))
             .map(|_| {
-                RedisServer::try_start_configured(config.clone(), &["--sentinel"])
+                let certs = tls.map(|certs| (certs.server(), certs.ca()));
+                RedisServer::try_start_configured(config.clone(), &["--sentinel"], certs)
                     .unwrap_or_else(|err| panic!("{err}. {HOW_TO_GET_SENTINEL}"))
             })
             .collect();
@@ -89,6 +112,16 @@ impl RedisSentinel {
         };
         deployment.wait_until_ready();
         deployment
+    }
+
+    /// The URL clients use for `server`: `rediss://` on its TLS port when the deployment
+    /// serves TLS.
+    fn url_of(server: &RedisServer) -> String {
+        if server.has_tls() {
+            server.tls_url()
+        } else {
+            server.url()
+        }
     }
 
     fn wait_until_ready(&self) {
@@ -122,7 +155,7 @@ impl RedisSentinel {
 
     /// Each Sentinel's URL, `redis://127.0.0.1:<port>`, as `RedisConfig::sentinel` takes them.
     pub fn sentinel_urls(&self) -> Vec<String> {
-        self.sentinels.iter().map(RedisServer::url).collect()
+        self.sentinels.iter().map(RedisSentinel::url_of).collect()
     }
 
     /// The whole deployment as one address,
@@ -131,9 +164,17 @@ impl RedisSentinel {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
-            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+            .map(|sentinel| {
+                let port = sentinel.tls_port().unwrap_or_else(|| sentinel.port());
+                format!("127.0.0.1:{port}")
+            })
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        let scheme = if self.primary.has_tls() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+sentinel://{}/{MASTER_NAME}", hosts.join(","))
     }
 
     /// The Sentinels.
@@ -146,12 +187,13 @@ impl RedisSentinel {
         &self.primary
     }
 
-    /// The URL of the server that was the primary at the start.
+    /// The URL of the server that was the primary at the start (`rediss://` on its TLS port
+    /// in a deployment started with [`RedisSentinel::start_tls`]).
     pub fn primary_url(&self) -> String {
-        self.primary.url()
+        RedisSentinel::url_of(&self.primary)
     }
 
-    /// The port of the server that was the primary at the start.
+    /// The plain port of the server that was the primary at the start.
     pub fn primary_port(&self) -> u16 {
         self.primary.port()
     }
@@ -161,12 +203,13 @@ impl RedisSentinel {
         &self.replica
     }
 
-    /// The URL of the server that was the replica at the start.
+    /// The URL of the server that was the replica at the start (`rediss://` on its TLS port
+    /// in a deployment started with [`RedisSentinel::start_tls`]).
     pub fn replica_url(&self) -> String {
-        self.replica.url()
+        RedisSentinel::url_of(&self.replica)
     }
 
-    /// The port of the server that was the replica at the start.
+    /// The plain port of the server that was the replica at the start.
     pub fn replica_port(&self) -> u16 {
         self.replica.port()
     }
@@ -195,16 +238,22 @@ impl RedisSentinel {
         signal("CONT", self.replica.pid());
     }
 
-    /// The URL of the primary every Sentinel names now, if they agree.
+    /// The URL of the primary every Sentinel names now, if they agree (`rediss://` with
+    /// TLS).
     pub fn current_primary_url(&self) -> Option<String> {
         let mut ports = self
             .sentinels
             .iter()
             .map(|sentinel| master_line(sentinel).and_then(|line| address_port(&line)));
         let first = ports.next().flatten()?;
+        let scheme = if self.primary.has_tls() {
+            "rediss"
+        } else {
+            "redis"
+        };
         ports
             .all(|port| port == Some(first))
-            .then(|| format!("redis://127.0.0.1:{first}"))
+            .then(|| format!("{scheme}://127.0.0.1:{first}"))
     }
 
     /// Waits until every Sentinel names the replica as the primary, and the replica says it
@@ -284,6 +333,25 @@ mod tests {
             deployment.replica().command(&["GET", "lost"]).as_deref(),
             Ok("")
         );
+    }
+
+    #[test]
+    fn a_tls_deployment_fails_over_on_its_tls_ports() {
+        let certs = TestCertificates::new();
+        let deployment = RedisSentinel::start_tls(&certs);
+        assert!(
+            deployment
+                .address()
+                .starts_with("rediss+sentinel://127.0.0.1:")
+        );
+        assert!(deployment.primary_url().starts_with("rediss://"));
+        assert_eq!(
+            deployment.current_primary_url(),
+            Some(deployment.primary_url())
+        );
+        deployment.kill_primary();
+        let promoted = deployment.wait_for_failover(Instant::now() + Duration::from_secs(30));
+        assert_eq!(promoted, deployment.replica_url());
     }
 
     #[test]

@@ -153,10 +153,15 @@ fn leaf(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![match role {
-        Role::Server => ExtendedKeyUsagePurpose::ServerAuth,
-        Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
-    }];
+    // A server certificate is a client one too: cluster nodes and replicas present theirs
+    // when they connect to each other over TLS.
+    params.extended_key_usages = match role {
+        Role::Server => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
     let key = KeyPair::generate().expect("a key");
     let cert = params
         .signed_by(&key, issuer)

@@ -5,18 +5,19 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use breaker_core::{HistoryEntry, Policy, StoreError, StoreErrorKind};
-use breaker_store_redis::{BreakerInfo, RedisBreaker, RedisStore};
+use breaker_store_redis::{BreakerInfo, ListRequest, Listed, RedisBreaker, RedisStore};
 
 use crate::store::{Action, BreakerView, DashboardStore};
 
 /// The breakers registered in a [`RedisStore`], as operators see them: listed with their
 /// windows, their history, and operator actions by name. Cheap to clone.
 ///
-/// A breaker's window and operator actions go through a handle made with the policy the
-/// breaker was last registered with. Making a handle registers the breaker (it was in use
-/// with that policy a moment ago), so handles are kept, one per listed breaker, and a
-/// dashboard refreshing every second does not register every breaker every second. Handles
-/// of breakers no longer listed are dropped.
+/// Listing reads many breakers per round trip and never registers a breaker or extends its
+/// keys' life ([`RedisStore::list_many`]): a dashboard left open does not keep abandoned
+/// breakers alive. A breaker that cannot be read is listed as unreadable. Operator actions go
+/// through a handle made with the policy the breaker was last registered with; making one
+/// registers the breaker (an operator acted on it), and handles are kept while the breaker is
+/// listed.
 #[derive(Clone)]
 pub struct RedisBreakers {
     store: RedisStore,
@@ -50,19 +51,18 @@ impl RedisBreakers {
     /// with, for operator actions. An unregistered name is an error of kind
     /// [`NotFound`](StoreErrorKind::NotFound).
     pub async fn breaker(&self, name: &str) -> Result<RedisBreaker, StoreError> {
-        let info = self
-            .store
-            .list()
-            .await?
+        let listing = self.store.list_many(&ListRequest::names([name])).await?;
+        let listed = listing
+            .breakers
             .into_iter()
-            .find(|info| info.name == name)
+            .find(|listed| listed.name == name)
             .ok_or_else(|| {
                 StoreError::new(
                     StoreErrorKind::NotFound,
                     format!("no breaker named {name:?} in the store"),
                 )
             })?;
-        let policy = info.policies.into_iter().next().ok_or_else(|| {
+        let policy = listed.info?.policies.into_iter().next().ok_or_else(|| {
             StoreError::new(
                 StoreErrorKind::NotFound,
                 format!("breaker {name:?} has no registered policy"),
@@ -90,6 +90,22 @@ impl RedisBreakers {
     }
 }
 
+/// A listed breaker as the dashboard shows it: read, or unreadable and why.
+fn view(listed: Listed) -> BreakerView {
+    match listed.info {
+        Ok(info) => {
+            let mut view = BreakerView::from(info);
+            view.buckets = listed.window;
+            view
+        }
+        Err(err) => {
+            let mut view = BreakerView::unreadable(listed.name, err);
+            view.first_seen = Some(listed.first_seen);
+            view
+        }
+    }
+}
+
 impl From<BreakerInfo> for BreakerView {
     fn from(info: BreakerInfo) -> BreakerView {
         let mut policies = info.policies.into_iter();
@@ -104,23 +120,14 @@ impl From<BreakerInfo> for BreakerView {
 
 impl DashboardStore for RedisBreakers {
     async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
-        let listed = self.store.list().await?;
+        let listing = self
+            .store
+            .list_many(&ListRequest::all().windows(true))
+            .await?;
+        // Handles are made only for actions; those of breakers gone from the registry go.
         self.handles()
-            .retain(|name, _| listed.iter().any(|info| &info.name == name));
-        let mut views = Vec::with_capacity(listed.len());
-        for info in listed {
-            let handle = match info.policies.first() {
-                Some(policy) => Some(self.handle(&info.name, policy.clone()).await?),
-                None => None,
-            };
-            let mut view = BreakerView::from(info);
-            if let Some(handle) = handle {
-                let buckets = handle.window().await?;
-                view.buckets = Some(buckets);
-            }
-            views.push(view);
-        }
-        Ok(views)
+            .retain(|name, _| listing.breakers.iter().any(|listed| &listed.name == name));
+        Ok(listing.breakers.into_iter().map(view).collect())
     }
 
     async fn history(
@@ -128,7 +135,10 @@ impl DashboardStore for RedisBreakers {
         name: Option<&str>,
         count: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.store.history(name, count).await
+        match name {
+            Some(name) => self.store.history(Some(name), count).await,
+            None => Ok(self.store.history_merged(count).await?.0),
+        }
     }
 
     async fn act(&self, name: &str, action: Action) -> Result<(), StoreError> {

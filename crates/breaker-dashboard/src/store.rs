@@ -127,6 +127,9 @@ pub struct BreakerView {
     pub last_seen: Option<Timestamp>,
     /// The window's live buckets, oldest first, if the store can read them.
     pub buckets: Option<Vec<Bucket>>,
+    /// Why the breaker could not be read (garbage in its keys, a policy that does not
+    /// parse), if it could not: then only its name is known, and the rest are still listed.
+    pub unreadable: Option<String>,
 }
 
 impl BreakerView {
@@ -139,7 +142,21 @@ impl BreakerView {
             first_seen: None,
             last_seen: None,
             buckets: None,
+            unreadable: None,
         }
+    }
+
+    /// A breaker `name` that the store lists but cannot read, and why. It reads as a closed
+    /// breaker with the default policy and no calls, and serializes with `"state":
+    /// "unreadable"` and `"error"`.
+    pub fn unreadable(name: impl Into<String>, why: impl fmt::Display) -> BreakerView {
+        let policy = Policy::default();
+        let window = breaker_core::store::BucketWindow::new(&policy);
+        let snapshot = breaker_core::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window);
+        let mut view = BreakerView::new(name, snapshot, policy);
+        view.policies.clear();
+        view.unreadable = Some(why.to_string());
+        view
     }
 
     /// Whether processes use this breaker with different policies.
@@ -154,6 +171,11 @@ impl Serialize for BreakerView {
         let policy = self.policies.first();
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("name", &self.name)?;
+        if let Some(why) = &self.unreadable {
+            map.serialize_entry("state", "unreadable")?;
+            map.serialize_entry("error", why)?;
+            return map.end();
+        }
         map.serialize_entry("state", &snapshot.state.to_string())?;
         map.serialize_entry("calls", &snapshot.counts.calls)?;
         map.serialize_entry("failures", &snapshot.counts.failures)?;
@@ -161,6 +183,7 @@ impl Serialize for BreakerView {
         map.serialize_entry("open_until_ms", &snapshot.open_until.map(millis))?;
         map.serialize_entry("override", &snapshot.override_mode.to_string())?;
         map.serialize_entry("override_until_ms", &snapshot.override_until.map(millis))?;
+        map.serialize_entry("ramping_until_ms", &snapshot.ramping_until.map(millis))?;
         map.serialize_entry("generation", &snapshot.generation)?;
         map.serialize_entry("probes_in_flight", &snapshot.probes_in_flight)?;
         map.serialize_entry("policy_conflict", &self.policy_conflict())?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{AsyncBreaker, Outcome, Policy, call_async};
 use breaker_dashboard::{Dashboard, RedisBreakers};
-use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
+use breaker_store_redis::{ListRequest, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -478,4 +478,203 @@ async fn a_redis_outage_is_503_and_the_api_recovers_by_itself() {
         },
     )
     .await;
+}
+
+/// Registers `count` breakers named `svc-0`, `svc-1`, ... in `app`, many at a time.
+async fn fleet(app: &RedisStore, count: usize) -> Vec<RedisBreaker> {
+    let mut made = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        let handles = chunk
+            .iter()
+            .map(|i| app.breaker_owned(format!("svc-{i}"), policy(3)));
+        for handle in futures_join(handles).await {
+            made.push(handle);
+        }
+    }
+    made
+}
+
+/// Runs `futures` at once and collects their outputs in order.
+async fn futures_join<F: std::future::Future<Output = RedisBreaker> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<RedisBreaker> {
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+trait OwnedBreaker {
+    fn breaker_owned(
+        &self,
+        name: String,
+        policy: Policy,
+    ) -> impl std::future::Future<Output = RedisBreaker> + Send + 'static;
+}
+
+impl OwnedBreaker for RedisStore {
+    fn breaker_owned(
+        &self,
+        name: String,
+        policy: Policy,
+    ) -> impl std::future::Future<Output = RedisBreaker> + Send + 'static {
+        let store = self.clone();
+        async move { store.breaker(&name, policy).await.unwrap() }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_reads_many_breakers_per_round_trip_and_registers_none() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let made = fleet(&app, 600).await;
+    record(&made[7], 1, 3).await;
+    let policies_key = "api-test:{=svc-7}:policies";
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut policies = || -> std::collections::HashMap<String, String> {
+        redis::cmd("HGETALL")
+            .arg(policies_key)
+            .query(&mut raw)
+            .unwrap()
+    };
+    let before = policies();
+    let ttl_before: u64 = redis
+        .command(&["PTTL", "api-test:registry"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Pace: let the wall clock pass a few milliseconds, so that a registration during the
+    // listing would write a later last-seen time than the one kept above.
+    let deadline = Instant::now() + Duration::from_millis(5);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let url = serve(&redis, None).await;
+    let listed = breakers(&url).await;
+    assert_eq!(listed.len(), 600);
+    assert_eq!(one(&url, "svc-7").await["state"], "open");
+    assert_eq!(
+        policies(),
+        before,
+        "listing registered a breaker again (its last-seen time moved)"
+    );
+    let ttl_after: u64 = redis
+        .command(&["PTTL", "api-test:registry"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl_after <= ttl_before, "listing extended the registry");
+
+    // The registry, then 600 breakers' policies in one pipeline and their states and windows
+    // in pipelines of 250.
+    let reader = store(&redis, "reader").await;
+    let listing = reader
+        .list_many(&ListRequest::all().windows(true))
+        .await
+        .unwrap();
+    assert_eq!(listing.breakers.len(), 600);
+    assert_eq!(listing.round_trips, 1 + 1 + 3, "{}", listing.round_trips);
+    let seven = listing.breakers.iter().find(|b| b.name == "svc-7").unwrap();
+    let info = seven.info.as_ref().unwrap();
+    assert_eq!(info.snapshot.counts.calls, 4);
+    let window = seven.window.as_ref().unwrap();
+    assert_eq!(window.iter().map(|b| b.failures).sum::<u64>(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_breaker_is_shown_as_such_and_the_rest_are_listed() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _made = fleet(&app, 4).await;
+    // Garbage: a string where the state hash should be, and a policy that does not parse.
+    redis.command(&["DEL", "api-test:{=svc-1}"]).unwrap();
+    redis
+        .command(&["SET", "api-test:{=svc-1}", "garbage"])
+        .unwrap();
+    redis
+        .command(&["DEL", "api-test:{=svc-2}:policies"])
+        .unwrap();
+    redis
+        .command(&["HSET", "api-test:{=svc-2}:policies", "{not json", "1"])
+        .unwrap();
+    let url = serve(&redis, None).await;
+    let listed = breakers(&url).await;
+    let states: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|b| (b["name"].as_str().unwrap(), b["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("svc-0", "closed"),
+            ("svc-1", "unreadable"),
+            ("svc-2", "unreadable"),
+            ("svc-3", "closed"),
+        ]
+    );
+    assert!(
+        listed[1]["error"].as_str().unwrap().contains("WRONGTYPE"),
+        "{}",
+        listed[1]
+    );
+    assert!(listed[2]["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_merges_the_newest_entries_reading_a_page_per_stream() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let made = fleet(&app, 40).await;
+    // Each breaker: tripped and reset a few times, so every stream holds several entries.
+    for breaker in &made {
+        for _ in 0..3 {
+            breaker.trip().await.unwrap();
+            breaker.reset().await.unwrap();
+        }
+    }
+    let reader = store(&redis, "reader").await;
+    for count in [1, 10, 100, 1000] {
+        let (merged, round_trips) = reader.history_merged(count).await.unwrap();
+        // Every stream read whole, then merged: what the merge must equal.
+        let mut whole = Vec::new();
+        for i in 0..40 {
+            whole.extend(
+                reader
+                    .history(Some(&format!("svc-{i}")), 1000)
+                    .await
+                    .unwrap(),
+            );
+        }
+        whole.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.name.cmp(&b.name)));
+        whole.truncate(count);
+        let key = |e: &breaker_core::HistoryEntry| (e.name.clone(), e.at, e.event.clone());
+        assert_eq!(
+            merged.iter().map(key).collect::<Vec<_>>(),
+            whole.iter().map(key).collect::<Vec<_>>(),
+            "count {count}"
+        );
+        assert!(
+            round_trips <= 1 + 8,
+            "count {count}: {round_trips} round trips"
+        );
+    }
+    // One page of every stream, then more only of the few streams whose pages were all
+    // among the newest ten.
+    let streams_read = || redis.command_calls().get("xrevrange").copied().unwrap_or(0);
+    let before = streams_read();
+    let (merged, round_trips) = reader.history_merged(10).await.unwrap();
+    assert_eq!(merged.len(), 10);
+    let pages = streams_read() - before;
+    assert!(
+        (40..=45).contains(&pages),
+        "{pages} pages read in {round_trips} round trips"
+    );
 }

@@ -36,7 +36,7 @@ struct SentinelConnection {
 }
 
 #[derive(Clone)]
-enum Connection {
+pub(crate) enum Connection {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
     Sentinel(MultiplexedConnection),
@@ -325,7 +325,7 @@ impl RedisStore {
     }
 
     /// Runs `request` on a connection, within the store's timeout.
-    async fn request<T, F, Fut>(&self, what: &str, request: F) -> Result<T, StoreError>
+    pub(crate) async fn request<T, F, Fut>(&self, what: &str, request: F) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -389,6 +389,11 @@ impl RedisStore {
             engine,
             store: self.clone(),
         })
+    }
+
+    /// The store's settings (for reads of many breakers per round trip, in `listing.rs`).
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     /// Makes `engine` hear the changes Redis pushes.

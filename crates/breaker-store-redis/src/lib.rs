@@ -55,6 +55,8 @@ mod engine;
 mod error;
 mod history;
 mod keys;
+#[cfg(feature = "tokio")]
+mod listing;
 mod ops;
 mod registry;
 mod script;
@@ -65,4 +67,6 @@ pub use asynchronous::{RedisBreaker, RedisStore};
 pub use blocking::{BlockingRedisBreaker, BlockingRedisStore};
 pub use breaker_core::{Bucket, HistoryEntry};
 pub use config::RedisConfig;
+#[cfg(feature = "tokio")]
+pub use listing::{ListRequest, Listed, Listing};
 pub use registry::BreakerInfo;

@@ -1,0 +1,588 @@
+//! Reading many breakers per round trip, for operators' tools (the dashboard, metrics): the
+//! registry once, then each breaker's policies and state in pipelines of many breakers.
+//!
+//! Nothing here registers a breaker or extends a key's life: a listing only reads (the state
+//! script's `snapshot` and `window` write nothing, except to repair garbage). A breaker that
+//! cannot be read is listed as such, with its error, and the others are listed as usual.
+//!
+//! In a Redis Cluster a pipeline must stay in one slot, and every breaker has a slot of its
+//! own, so there each breaker is read on its own, many at a time over the one connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use breaker_core::{Bucket, HistoryEntry, Policy, StoreError, StoreErrorKind, Timestamp};
+use futures_util::StreamExt;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation, Value};
+
+use crate::asynchronous::{Connection, RedisStore};
+use crate::engine::{Engine, Settings};
+use crate::error::store_error;
+use crate::history;
+use crate::keys::Keys;
+use crate::registry::{self, BreakerInfo};
+use crate::script::Op;
+
+/// Breakers whose policies one pipeline reads.
+const POLICIES_PER_TRIP: usize = 1_000;
+/// Breakers whose state (and window) one pipeline reads: script calls cost Redis more than
+/// plain reads, and each pipeline must answer within the store's timeout.
+const STATES_PER_TRIP: usize = 250;
+/// History streams one pipeline reads from.
+const STREAMS_PER_TRIP: usize = 1_000;
+/// Breakers read at once in a Cluster, each on its own.
+const CLUSTER_CONCURRENCY: usize = 64;
+
+/// What a listing reads: every registered breaker or only some, with or without their
+/// windows' buckets.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ListRequest {
+    names: Option<Vec<String>>,
+    windows: bool,
+}
+
+impl ListRequest {
+    /// Every registered breaker, without windows.
+    pub fn all() -> ListRequest {
+        ListRequest::default()
+    }
+
+    /// Only the breakers named (those registered).
+    pub fn names(names: impl IntoIterator<Item = impl Into<String>>) -> ListRequest {
+        ListRequest {
+            names: Some(names.into_iter().map(Into::into).collect()),
+            windows: false,
+        }
+    }
+
+    /// Also reads each breaker's window: its live buckets, oldest first.
+    #[must_use]
+    pub fn windows(mut self, windows: bool) -> ListRequest {
+        self.windows = windows;
+        self
+    }
+}
+
+/// The answer to a listing: the breakers in the order of their names' bytes, and how many
+/// round trips to Redis it took.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Listing {
+    /// Every breaker listed, readable or not.
+    pub breakers: Vec<Listed>,
+    /// Requests sent to Redis (a pipeline counts once).
+    pub round_trips: usize,
+}
+
+/// One breaker of a [`Listing`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Listed {
+    /// The breaker's name.
+    pub name: String,
+    /// When a process first registered it.
+    pub first_seen: Timestamp,
+    /// What was read of it, or why it could not be read.
+    pub info: Result<BreakerInfo, StoreError>,
+    /// Its window's live buckets, oldest first, when asked for and readable.
+    pub window: Option<Vec<Bucket>>,
+}
+
+/// A breaker's policies, read: the engine for its script calls (with the newest policy), all
+/// its policies newest first, and when a process last registered it.
+type Found = (Arc<Engine>, Vec<Policy>, Timestamp);
+
+/// One breaker read on its own: its policies, state, window, and the round trips it took.
+type ReadOne = (
+    Option<Result<Found, StoreError>>,
+    Option<Result<breaker_core::Snapshot, StoreError>>,
+    Option<Vec<Bucket>>,
+    usize,
+);
+
+/// One breaker on its way through a listing.
+struct Reading {
+    name: String,
+    first_seen: Timestamp,
+    /// Its engine (for the script calls) with its policies and last-seen time, once read.
+    read: Option<Result<Found, StoreError>>,
+    snapshot: Option<Result<breaker_core::Snapshot, StoreError>>,
+    window: Option<Vec<Bucket>>,
+}
+
+impl Reading {
+    fn finish(self) -> Option<Listed> {
+        let info = match self.read? {
+            Err(err) => Err(err),
+            Ok((engine, policies, last_seen)) => match self.snapshot {
+                Some(Ok(snapshot)) => Ok(BreakerInfo {
+                    name: engine.name.to_string(),
+                    first_seen: self.first_seen,
+                    last_seen,
+                    policies,
+                    snapshot,
+                }),
+                Some(Err(err)) => Err(err),
+                None => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "the breaker's state was not read",
+                )),
+            },
+        };
+        Some(Listed {
+            name: self.name,
+            first_seen: self.first_seen,
+            window: if info.is_ok() { self.window } else { None },
+            info,
+        })
+    }
+}
+
+/// A reply of one command of a pipeline read as `T`; an error reply or another shape is this
+/// breaker's error alone.
+fn read<T: FromRedisValue>(reply: Value, what: &str) -> Result<T, StoreError> {
+    if let Value::ServerError(err) = reply {
+        return Err(store_error(err.into()));
+    }
+    redis::from_redis_value(reply).map_err(|err| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("unexpected reply from redis ({what}): {err}"),
+        )
+    })
+}
+
+/// The breaker's policies as the registry holds them, or `None` when it has none (its keys
+/// expired: not listed). Policies that do not parse make the breaker unreadable only when
+/// none parses.
+fn policies_of(settings: &Settings, name: &str, reply: Value) -> Option<Result<Found, StoreError>> {
+    let raw = match read::<HashMap<String, String>>(reply, "policies") {
+        Ok(raw) => raw,
+        Err(err) => return Some(Err(err)),
+    };
+    if raw.is_empty() {
+        return None;
+    }
+    let (policies, last_seen) = registry::parse_policies(raw);
+    let Some(policy) = policies.first().cloned() else {
+        return Some(Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("no policy of breaker {name:?} can be read"),
+        )));
+    };
+    let engine = Arc::new(Engine::new(name, policy, settings.clone()));
+    Some(Ok((engine, policies, last_seen)))
+}
+
+/// The command that loads the breaker script, so that the `EVALSHA`s after it in a pipeline
+/// find it even in a Redis that was just restarted.
+fn load_script() -> Cmd {
+    let mut cmd = redis::cmd("SCRIPT");
+    cmd.arg("LOAD").arg(include_str!("breaker.lua"));
+    cmd
+}
+
+fn evalsha(pipe: &mut Pipeline, call: &ScriptInvocation<'_>) {
+    pipe.invoke_script(call);
+}
+
+impl RedisStore {
+    /// Reads the breakers `request` asks for, many per round trip (pipelined), without
+    /// registering any or extending any key's life. A breaker that cannot be read (garbage in
+    /// its keys, policies that do not parse) is listed with its error; the listing fails only
+    /// when the registry cannot be read or Redis does not answer. Breakers whose keys have
+    /// expired are left out (registration prunes them from the registry).
+    pub async fn list_many(&self, request: &ListRequest) -> Result<Listing, StoreError> {
+        let settings = self.settings();
+        let mut round_trips = 1;
+        let registry: HashMap<String, String> = self
+            .request("reading the registry", |mut connection| async move {
+                registry::names(&settings.prefix)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let mut names = registry::parse_names(registry);
+        if let Some(wanted) = &request.names {
+            names.retain(|(name, _)| wanted.contains(name));
+        }
+        let mut readings: Vec<Reading> = names
+            .into_iter()
+            .map(|(name, first_seen)| Reading {
+                name,
+                first_seen,
+                read: None,
+                snapshot: None,
+                window: None,
+            })
+            .collect();
+        if self.is_cluster().await {
+            round_trips += self.read_each(&mut readings, request.windows).await;
+        } else {
+            round_trips += self.read_pipelined(&mut readings, request.windows).await?;
+        }
+        Ok(Listing {
+            breakers: readings.into_iter().filter_map(Reading::finish).collect(),
+            round_trips,
+        })
+    }
+
+    async fn is_cluster(&self) -> bool {
+        self.request("connecting", |connection| async move {
+            Ok(matches!(connection, Connection::Cluster(_)))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Standalone and Sentinel: pipelines of many breakers. Returns the round trips.
+    async fn read_pipelined(
+        &self,
+        readings: &mut [Reading],
+        windows: bool,
+    ) -> Result<usize, StoreError> {
+        let settings = self.settings();
+        let mut round_trips = 0;
+        for chunk in readings.chunks_mut(POLICIES_PER_TRIP) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for reading in chunk.iter() {
+                let keys = Keys::new(&settings.prefix, &reading.name);
+                pipe.hgetall(&keys.policies);
+            }
+            let replies = self.pipeline("reading breakers' policies", pipe).await?;
+            round_trips += 1;
+            for (reading, reply) in chunk.iter_mut().zip(replies) {
+                reading.read = policies_of(settings, &reading.name, reply);
+            }
+        }
+        let mut loaded = false;
+        let readable: Vec<&mut Reading> = readings
+            .iter_mut()
+            .filter(|reading| matches!(reading.read, Some(Ok(_))))
+            .collect();
+        let mut readable = readable.into_iter().peekable();
+        while readable.peek().is_some() {
+            let chunk: Vec<&mut Reading> = readable.by_ref().take(STATES_PER_TRIP).collect();
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            if !loaded {
+                pipe.add_command(load_script()).ignore();
+                loaded = true;
+            }
+            for reading in &chunk {
+                if let Some(Ok((engine, _, _))) = &reading.read {
+                    evalsha(&mut pipe, &engine.operator_call(Op::Snapshot));
+                    if windows {
+                        evalsha(&mut pipe, &engine.operator_call(Op::Window));
+                    }
+                }
+            }
+            let mut replies = self
+                .pipeline("reading breakers' states", pipe)
+                .await?
+                .into_iter();
+            round_trips += 1;
+            for reading in chunk {
+                let Some(Ok((engine, _, _))) = &reading.read else {
+                    continue;
+                };
+                let snapshot = replies.next().unwrap_or(Value::Nil);
+                reading.snapshot = Some(
+                    read::<Vec<i64>>(snapshot, "snapshot")
+                        .and_then(|reply| engine.finish_snapshot(&reply)),
+                );
+                if windows {
+                    let window = replies.next().unwrap_or(Value::Nil);
+                    reading.window = read::<Vec<i64>>(window, "window")
+                        .and_then(|reply| engine.finish_window(&reply))
+                        .ok();
+                }
+            }
+        }
+        Ok(round_trips)
+    }
+
+    /// A Cluster: each breaker on its own, many at a time. Returns the round trips.
+    async fn read_each(&self, readings: &mut [Reading], windows: bool) -> usize {
+        let names: Vec<String> = readings.iter().map(|r| r.name.clone()).collect();
+        let read = futures_util::stream::iter(names)
+            .map(|name| self.read_one(name, windows))
+            .buffered(CLUSTER_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let mut round_trips = 0;
+        for (reading, (read, snapshot, window, trips)) in readings.iter_mut().zip(read) {
+            reading.read = read;
+            reading.snapshot = snapshot;
+            reading.window = window;
+            round_trips += trips;
+        }
+        round_trips
+    }
+
+    /// One breaker, read on its own: its policies, state and window, and the round trips.
+    async fn read_one(&self, name: String, windows: bool) -> ReadOne {
+        let settings = self.settings();
+        let keys = Keys::new(&settings.prefix, &name);
+        let reply = self
+            .request(
+                "reading a breaker's policies",
+                |mut connection| async move {
+                    Cmd::hgetall(&keys.policies)
+                        .query_async::<Value>(&mut connection)
+                        .await
+                },
+            )
+            .await;
+        let read = match reply {
+            Ok(reply) => policies_of(settings, &name, reply),
+            Err(err) => Some(Err(err)),
+        };
+        let Some(Ok((engine, _, _))) = &read else {
+            return (read, None, None, 1);
+        };
+        let snapshot = self
+            .script(engine.operator_call(Op::Snapshot))
+            .await
+            .and_then(|reply| engine.finish_snapshot(&reply));
+        let mut window = None;
+        let mut trips = 2;
+        if windows && snapshot.is_ok() {
+            let reply = self.script(engine.operator_call(Op::Window)).await;
+            window = reply.and_then(|reply| engine.finish_window(&reply)).ok();
+            trips += 1;
+        }
+        (read, Some(snapshot), window, trips)
+    }
+
+    /// Sends one command.
+    async fn command(&self, what: &str, cmd: Cmd) -> Result<Value, StoreError> {
+        self.request(what, |mut connection| async move {
+            cmd.query_async::<Value>(&mut connection).await
+        })
+        .await
+    }
+
+    async fn script(&self, call: ScriptInvocation<'static>) -> Result<Vec<i64>, StoreError> {
+        self.request("reading a breaker", |mut connection| async move {
+            call.invoke_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Sends `pipe`, whose commands' errors come back as values.
+    async fn pipeline(&self, what: &str, pipe: Pipeline) -> Result<Vec<Value>, StoreError> {
+        self.request(what, |mut connection| async move {
+            let replies: RedisResult<Vec<Value>> = pipe.query_async(&mut connection).await;
+            replies
+        })
+        .await
+    }
+
+    /// The newest `count` entries of every registered breaker's history merged, newest
+    /// first, and the round trips it took. Each stream is read a page at a time, newest
+    /// first, and only as far as its entries can still be among the newest `count`: a
+    /// thousand breakers with long histories cost about one page each, not `count` entries
+    /// each. Assumes each stream's entries are in time order, as the script writes them.
+    pub async fn history_merged(
+        &self,
+        count: usize,
+    ) -> Result<(Vec<HistoryEntry>, usize), StoreError> {
+        history::check_count(count)?;
+        let settings = self.settings();
+        let registry: HashMap<String, String> = self
+            .request("reading the registry", |mut connection| async move {
+                registry::names(&settings.prefix)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let mut round_trips = 1;
+        let cluster = self.is_cluster().await;
+        let mut streams: Vec<Stream> = registry::parse_names(registry)
+            .into_iter()
+            .map(|(name, _)| Stream {
+                key: Keys::new(&settings.prefix, &name).history,
+                name,
+                cursor: None,
+                oldest: None,
+                done: false,
+            })
+            .collect();
+        let mut page = first_page(count, streams.len());
+        let mut entries: Vec<HistoryEntry> = Vec::new();
+        loop {
+            let active: Vec<&mut Stream> = streams.iter_mut().filter(|s| !s.done).collect();
+            if active.is_empty() {
+                break;
+            }
+            let trips = if cluster {
+                self.read_pages_each(active, page, &mut entries).await?
+            } else {
+                self.read_pages_pipelined(active, page, &mut entries)
+                    .await?
+            };
+            round_trips += trips;
+            entries = history::merge(entries, count);
+            if entries.len() >= count {
+                let threshold = entries[count - 1].at;
+                for stream in streams.iter_mut().filter(|s| !s.done) {
+                    // Entries after the last one read are older still.
+                    if stream.oldest.is_some_and(|oldest| oldest < threshold) {
+                        stream.done = true;
+                    }
+                }
+            }
+            page = (page * 2).min(count.max(1));
+        }
+        Ok((entries, round_trips))
+    }
+
+    async fn read_pages_pipelined(
+        &self,
+        active: Vec<&mut Stream>,
+        page: usize,
+        entries: &mut Vec<HistoryEntry>,
+    ) -> Result<usize, StoreError> {
+        let mut trips = 0;
+        let mut active = active.into_iter().peekable();
+        while active.peek().is_some() {
+            let mut chunk: Vec<&mut Stream> = active.by_ref().take(STREAMS_PER_TRIP).collect();
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for stream in &chunk {
+                pipe.add_command(stream.page(page));
+            }
+            let replies = self.pipeline("reading breakers' history", pipe).await?;
+            trips += 1;
+            for (stream, reply) in chunk.iter_mut().zip(replies) {
+                stream.take(reply, page, entries);
+            }
+        }
+        Ok(trips)
+    }
+
+    async fn read_pages_each(
+        &self,
+        active: Vec<&mut Stream>,
+        page: usize,
+        entries: &mut Vec<HistoryEntry>,
+    ) -> Result<usize, StoreError> {
+        let commands: Vec<Cmd> = active.iter().map(|stream| stream.page(page)).collect();
+        let replies = futures_util::stream::iter(commands)
+            .map(|cmd| self.command("reading a breaker's history", cmd))
+            .buffered(CLUSTER_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let trips = replies.len();
+        for (stream, reply) in active.into_iter().zip(replies) {
+            stream.take(reply?, page, entries);
+        }
+        Ok(trips)
+    }
+}
+
+/// One breaker's history stream, read a page at a time from the newest entry.
+struct Stream {
+    name: String,
+    key: String,
+    /// The ID of the last entry read.
+    cursor: Option<String>,
+    /// The time of the oldest entry read so far.
+    oldest: Option<Timestamp>,
+    done: bool,
+}
+
+impl Stream {
+    /// The next `page` entries, older than those read.
+    fn page(&self, page: usize) -> Cmd {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(&self.key);
+        match &self.cursor {
+            Some(id) => cmd.arg(format!("({id}")),
+            None => cmd.arg("+"),
+        };
+        cmd.arg("-").arg("COUNT").arg(page);
+        cmd
+    }
+
+    /// Takes a page's reply. A stream that cannot be read (garbage in its key) adds nothing:
+    /// the other breakers' history is still shown.
+    fn take(&mut self, reply: Value, page: usize, entries: &mut Vec<HistoryEntry>) {
+        let Ok(raw) = read::<Vec<(String, Vec<String>)>>(reply, "history") else {
+            self.done = true;
+            return;
+        };
+        if raw.len() < page {
+            self.done = true;
+        }
+        self.cursor = raw.last().map(|(id, _)| id.clone());
+        let parsed = history::parse(&self.name, raw);
+        if let Some(last) = parsed.last() {
+            self.oldest = Some(last.at);
+        }
+        entries.extend(parsed);
+    }
+}
+
+/// The first page read from each stream: enough that, were the entries spread evenly, one
+/// page each would hold the newest `count`.
+fn first_page(count: usize, streams: usize) -> usize {
+    count.div_ceil(streams.max(1)).max(4).min(count.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_page_shares_the_count_between_streams() {
+        assert_eq!(first_page(200, 500), 4);
+        assert_eq!(first_page(200, 10), 20);
+        assert_eq!(first_page(2, 10), 2);
+        assert_eq!(first_page(200, 0), 200);
+    }
+
+    #[test]
+    fn a_page_continues_after_the_last_entry_read() {
+        let mut stream = Stream {
+            name: "a".to_owned(),
+            key: "k".to_owned(),
+            cursor: None,
+            oldest: None,
+            done: false,
+        };
+        let entry = |id: &str, at: &str| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(
+                    ["at", at, "event", "tripped"]
+                        .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                        .to_vec(),
+                ),
+            ])
+        };
+        let mut entries = Vec::new();
+        stream.take(
+            Value::Array(vec![entry("5-0", "50"), entry("4-0", "40")]),
+            2,
+            &mut entries,
+        );
+        assert_eq!(entries.len(), 2);
+        assert!(!stream.done);
+        assert_eq!(stream.oldest, Some(Timestamp::from_millis(40)));
+        let packed = String::from_utf8_lossy(&stream.page(2).get_packed_command()).into_owned();
+        assert!(packed.contains("(4-0"), "{packed}");
+        stream.take(Value::Array(vec![entry("3-0", "30")]), 2, &mut entries);
+        assert!(stream.done, "a short page is the stream's end");
+        let mut garbage = Vec::new();
+        let mut other = Stream {
+            done: false,
+            ..stream
+        };
+        other.take(Value::Int(3), 2, &mut garbage);
+        assert!(other.done && garbage.is_empty());
+    }
+}

@@ -1,8 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
 //! - `test`: makes sure `redis-server` is installed and runs Sentinel (the Redis tests start
-//!   their own servers, Sentinels and TLS servers) and what the dashboard's browser test needs (Chromium, and playwright-core through
-//!   `npm ci`), then runs every test of the workspace (unit, integration, doc, benches in test
+//!   their own servers, Sentinels and TLS servers), what the dashboard's browser test needs (Chromium, and playwright-core through
+//!   `npm ci`) and Prometheus for the metrics test, then runs every test of the workspace (unit, integration, doc, benches in test
 //!   mode) and the adapters' examples.
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
 //!   check, each Redis transport built alone (the blocking one without an async runtime), a
@@ -80,6 +80,7 @@ const EXAMPLES: &[(&str, &str)] = &[
 fn test() -> Result {
     ensure_redis()?;
     ensure_browser()?;
+    ensure_prometheus()?;
     run(cargo(&["test", "--workspace", "--all-targets", "--locked"]))?;
     run(cargo(&["test", "--workspace", "--doc", "--locked"]))?;
     for (package, example) in EXAMPLES {
@@ -225,6 +226,30 @@ fn runs_sentinel() -> bool {
 }
 
 /// Where the dashboard's browser test lives (a Node.js script and its lock file).
+/// The dashboard's metrics test scrapes it with a real Prometheus (Debian's package, run by
+/// the test on loopback with a configuration of its own): install it when it is missing and
+/// this runs as root.
+fn ensure_prometheus() -> Result {
+    let prometheus = env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".to_owned());
+    if Path::new(&prometheus).exists() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "Prometheus is needed by the dashboard's metrics test and is not at {prometheus}: \
+             install it with `sudo apt-get install -y prometheus` (or set PROMETHEUS to a \
+             Prometheus binary), then run `cargo xtask test` again"
+        ));
+    }
+    apt_install(&["prometheus"])?;
+    if !Path::new(&prometheus).exists() {
+        return Err(format!(
+            "Prometheus is still missing at {prometheus} after apt-get install"
+        ));
+    }
+    Ok(())
+}
+
 fn browser_test_dir() -> PathBuf {
     root().join("crates/breaker-dashboard/tests/browser")
 }

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use breaker_dashboard::{Dashboard, RedisBreakers};
+use std::time::Duration;
+
+use breaker_dashboard::{DEFAULT_METRICS_CAP, Dashboard, RedisBreakers};
 use breaker_store_redis::RedisStore;
 use clap::Args;
 
@@ -26,16 +28,52 @@ pub(crate) struct DashboardArgs {
     /// visible to every user of the machine.
     #[arg(long, env = "BREAKER_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The most breakers /metrics exposes (open and overridden ones first); the exposition
+    /// says when it cut.
+    #[arg(long, default_value_t = DEFAULT_METRICS_CAP, value_name = "N")]
+    metrics_cap: usize,
+}
+
+/// `metrics`.
+#[derive(Debug, Args)]
+pub(crate) struct MetricsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The most breakers printed (open and overridden ones first); the exposition says when
+    /// it cut.
+    #[arg(long, default_value_t = DEFAULT_METRICS_CAP, value_name = "N")]
+    cap: usize,
+}
+
+/// `metrics`: the exposition once, on stdout. A store that cannot be read is a failure (exit
+/// code 1), unlike the dashboard's /metrics, which says `breaker_store_up 0` to its scraper.
+pub(crate) async fn metrics(args: MetricsArgs) -> Result<(), Failure> {
+    let store = connect(&args.store, "breaker metrics").await?;
+    let breakers = RedisBreakers::new(store);
+    store_answers(&breakers).await?;
+    let text = breaker_dashboard::metrics(&breakers, args.cap).await;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|err| Failure::Failed(format!("cannot write the metrics: {err}")))
+}
+
+async fn store_answers(breakers: &RedisBreakers) -> Result<(), Failure> {
+    breakers.store().ping().await.map_err(store_failure)
+}
+
+async fn connect(store: &StoreArgs, actor_name: &str) -> Result<RedisStore, Failure> {
+    let config = store_config(store_addresses(store)?, &store.prefix, &store.tls)?
+        .actor(actor(actor_name))
+        // A listing of thousands of breakers takes several pipelines, each answered within
+        // this; an operator's page can wait longer than a call on the hot path.
+        .timeout(Duration::from_secs(2));
+    RedisStore::connect(config).await.map_err(store_failure)
 }
 
 pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
-    let config = store_config(
-        store_addresses(&args.store)?,
-        &args.store.prefix,
-        &args.store.tls,
-    )?
-    .actor(actor("breaker dashboard"));
-    let store = RedisStore::connect(config).await.map_err(store_failure)?;
+    let store = connect(&args.store, "breaker dashboard").await?;
     // A store that is down now is not a reason to refuse to start: the page shows the
     // outage, and the connection recovers by itself.
     if let Err(err) = store.ping().await {
@@ -71,7 +109,7 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
              every breaker, and a token travels in clear over plain HTTP"
         );
     }
-    let mut dashboard = Dashboard::new(RedisBreakers::new(store));
+    let mut dashboard = Dashboard::new(RedisBreakers::new(store)).metrics_cap(args.metrics_cap);
     if let Some(token) = token {
         dashboard = dashboard.token(token);
     }

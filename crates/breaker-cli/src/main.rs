@@ -50,6 +50,9 @@ enum Command {
     History(operate::HistoryArgs),
     /// Serve a live page (and JSON API) of every breaker in a Redis store.
     Dashboard(dashboard::DashboardArgs),
+    /// Print the fleet's shared state once, in the Prometheus text format (as the
+    /// dashboard's /metrics serves it).
+    Metrics(dashboard::MetricsArgs),
 }
 
 /// Why a command did not succeed.
@@ -268,6 +271,7 @@ fn main() -> ExitCode {
             Command::Auto(args) => operate::auto(args).await,
             Command::History(args) => operate::history(args).await,
             Command::Dashboard(args) => dashboard::dashboard(args).await,
+            Command::Metrics(args) => dashboard::metrics(args).await,
         }
     });
     match result {

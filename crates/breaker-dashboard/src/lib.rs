@@ -40,11 +40,19 @@
 //! - `GET /api/config`: `{"actions": true}` when a token allows actions.
 //! - `POST /api/breakers/{name}/{trip|reset|force-open|force-closed|auto}?for=10m`: the name
 //!   percent-encoded (any UTF-8); `for` only with the overrides.
+//! - `GET /metrics`: the fleet's shared state in the Prometheus text format, per breaker
+//!   (`name` label): `breaker_state` (a `state` label, 1 for the current value),
+//!   `breaker_override`, `breaker_open_until_timestamp_seconds`, `breaker_generation`,
+//!   `breaker_window_calls`, `breaker_window_failures`, `breaker_window_failure_ratio`,
+//!   `breaker_policy_conflict` and more; plus `breaker_store_up`. At most
+//!   [`metrics_cap`](Dashboard::metrics_cap) breakers (open and overridden ones first), and
+//!   `breaker_exposition_truncated 1` when the cap cut.
 
 // Public types that may grow are `#[non_exhaustive]` by rule; the few that are complete by
 // definition say so where they are declared.
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+mod metrics;
 mod router;
 mod store;
 
@@ -52,6 +60,7 @@ mod store;
 mod redis;
 
 pub use breaker_core::{Bucket, HistoryEntry};
+pub use metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE, metrics};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakers;
 pub use router::Dashboard;

@@ -17,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE};
 use crate::store::{Action, DashboardStore};
 
 /// History entries `/api/history` answers when the request does not say.
@@ -33,6 +34,7 @@ const MAX_HISTORY: usize = 1_000;
 pub struct Dashboard<S> {
     store: S,
     token: Option<Token>,
+    metrics_cap: usize,
 }
 
 impl<S> fmt::Debug for Dashboard<S> {
@@ -46,7 +48,19 @@ impl<S> fmt::Debug for Dashboard<S> {
 impl<S: DashboardStore> Dashboard<S> {
     /// A read-only dashboard of `store`.
     pub fn new(store: S) -> Dashboard<S> {
-        Dashboard { store, token: None }
+        Dashboard {
+            store,
+            token: None,
+            metrics_cap: DEFAULT_METRICS_CAP,
+        }
+    }
+
+    /// The most breakers `GET /metrics` exposes (default [`DEFAULT_METRICS_CAP`]): open,
+    /// half-open and overridden breakers first, then by name. The exposition says when it cut.
+    #[must_use]
+    pub fn metrics_cap(mut self, cap: usize) -> Dashboard<S> {
+        self.metrics_cap = cap;
+        self
     }
 
     /// Allows operator actions to requests that carry `token` as a bearer token. An empty
@@ -59,11 +73,13 @@ impl<S: DashboardStore> Dashboard<S> {
     }
 
     /// The router: `/` (the page), `GET /api/config`, `GET /api/breakers`,
-    /// `GET /api/history?name=&count=` and `POST /api/breakers/{name}/{action}?for=`.
+    /// `GET /api/history?name=&count=`, `GET /metrics` and
+    /// `POST /api/breakers/{name}/{action}?for=`.
     pub fn router(self) -> Router {
         let shared = Arc::new(Shared {
             store: self.store,
             token: self.token,
+            metrics_cap: self.metrics_cap,
         });
         let actions = Router::new()
             .route("/api/breakers/{name}/{action}", post(act::<S>))
@@ -76,6 +92,7 @@ impl<S: DashboardStore> Dashboard<S> {
             .route("/api/config", get(config::<S>))
             .route("/api/breakers", get(breakers::<S>))
             .route("/api/history", get(history::<S>))
+            .route("/metrics", get(metrics::<S>))
             .merge(actions)
             .fallback(not_found)
             .layer(middleware::map_response(safety_headers))
@@ -95,6 +112,7 @@ impl fmt::Debug for Token {
 struct Shared<S> {
     store: S,
     token: Option<Token>,
+    metrics_cap: usize,
 }
 
 impl<S> Shared<S> {
@@ -166,6 +184,18 @@ async fn breakers<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Re
         Ok(views) => Json(views).into_response(),
         Err(err) => store_error(&err),
     }
+}
+
+async fn metrics<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    let text = crate::metrics::metrics(&shared.store, shared.metrics_cap).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(METRICS_CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -114,8 +114,8 @@ pub(crate) struct PolicyArgs {
     #[arg(long, value_parser = parse_duration)]
     max_open_for: Option<Duration>,
     /// A call slower than this counts as a failure (`off`: never).
-    #[arg(long, value_parser = parse_slow_call, value_name = "DURATION|off")]
-    slow_call: Option<SlowCall>,
+    #[arg(long, value_parser = parse_duration_or_off, value_name = "DURATION|off")]
+    slow_call: Option<DurationOrOff>,
     /// What the breaker does when its store cannot answer.
     #[arg(long, value_enum)]
     on_store_failure: Option<OnStoreFailure>,
@@ -123,6 +123,10 @@ pub(crate) struct PolicyArgs {
     /// count it like any other response (`ignore`).
     #[arg(long, value_enum)]
     retry_after: Option<RetryAfterChoice>,
+    /// After a close by probes, let the fleet's share of calls grow from 10 % to 100 % over
+    /// this time (`off`: every call flows at once).
+    #[arg(long, value_parser = parse_duration_or_off, value_name = "DURATION|off")]
+    ramp_up: Option<DurationOrOff>,
 }
 
 /// The `--retry-after` values (core's `RetryAfterPolicy` is non-exhaustive).
@@ -143,16 +147,17 @@ impl From<RetryAfterChoice> for RetryAfterPolicy {
     }
 }
 
-/// The `--slow-call` value: a limit, or `off` to lift one a policy file set.
+/// The `--slow-call` and `--ramp-up` values: a duration, or `off` to lift one a policy file
+/// set.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SlowCall(Option<Duration>);
+pub(crate) struct DurationOrOff(Option<Duration>);
 
-/// `--slow-call`: a duration, or `off`.
-fn parse_slow_call(text: &str) -> Result<SlowCall, String> {
+/// `--slow-call`, `--ramp-up`: a duration, or `off`.
+fn parse_duration_or_off(text: &str) -> Result<DurationOrOff, String> {
     if text.eq_ignore_ascii_case("off") {
-        return Ok(SlowCall(None));
+        return Ok(DurationOrOff(None));
     }
-    parse_duration(text).map(|limit| SlowCall(Some(limit)))
+    parse_duration(text).map(|limit| DurationOrOff(Some(limit)))
 }
 
 /// The `--on-store-failure` values; core's `StoreFailurePolicy` is non-exhaustive, so the
@@ -224,7 +229,7 @@ impl PolicyArgs {
         if let Some(factor) = self.backoff {
             builder = builder.backoff(factor);
         }
-        if let Some(SlowCall(limit)) = self.slow_call {
+        if let Some(DurationOrOff(limit)) = self.slow_call {
             builder = builder.slow_call(limit);
         }
         if let Some(choice) = self.on_store_failure {
@@ -232,6 +237,9 @@ impl PolicyArgs {
         }
         if let Some(choice) = self.retry_after {
             builder = builder.retry_after(choice.into());
+        }
+        if let Some(DurationOrOff(ramp)) = self.ramp_up {
+            builder = builder.ramp_up(ramp);
         }
         Ok(builder.build()?)
     }

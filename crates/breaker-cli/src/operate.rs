@@ -322,6 +322,8 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
         let s = &info.snapshot;
         let open_until = if s.state == State::Open {
             until(s.open_until)
+        } else if s.ramping_until.is_some() {
+            format!("ramp {}", until(s.ramping_until))
         } else {
             "-".to_owned()
         };

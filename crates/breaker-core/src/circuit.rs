@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::PolicyMillis;
+use crate::store::{PolicyMillis, RampCredit, ramp_retry_after, ramp_share};
 use crate::window::{Counts, Window};
 use crate::{Policy, Timestamp};
 
@@ -188,6 +188,9 @@ pub enum RejectReason {
     ForcedOpen,
     /// The store failed and the breaker's policy is fail-closed.
     StoreUnavailable,
+    /// The breaker closed a moment ago and is ramping up: this call is outside the share
+    /// admitted so far (policy `ramp_up`).
+    RampingUp,
 }
 
 impl fmt::Display for RejectReason {
@@ -197,6 +200,7 @@ impl fmt::Display for RejectReason {
             RejectReason::ProbesBusy => "the breaker is half-open and its probe slots are taken",
             RejectReason::ForcedOpen => "the breaker is forced open",
             RejectReason::StoreUnavailable => "the breaker's store is unavailable (fail-closed)",
+            RejectReason::RampingUp => "the breaker is ramping up after a close",
         })
     }
 }
@@ -301,6 +305,8 @@ pub struct Snapshot {
     pub counts: Counts,
     /// Probes holding a slot.
     pub probes_in_flight: u32,
+    /// While closed and ramping up after a close (policy `ramp_up`): when the ramp ends.
+    pub ramping_until: Option<Timestamp>,
 }
 
 /// One half-open probe slot.
@@ -326,6 +332,9 @@ pub struct Circuit {
     next_ticket: u64,
     override_mode: Override,
     override_until: Option<Timestamp>,
+    /// When the last close by probes happened, while its ramp may still run.
+    ramp_from: Option<Timestamp>,
+    ramp_credit: RampCredit,
 }
 
 impl Default for Circuit {
@@ -347,6 +356,8 @@ impl Circuit {
             next_ticket: 0,
             override_mode: Override::Auto,
             override_until: None,
+            ramp_from: None,
+            ramp_credit: RampCredit::new(),
         }
     }
 
@@ -356,10 +367,11 @@ impl Circuit {
     ///
     /// A store may serve those two operations from this value alone (the memory store keeps
     /// it in one atomic word), since [`Circuit::acquire`] would answer `Normal` with this
-    /// generation and [`Circuit::record`] of a success would only count it.
+    /// generation and [`Circuit::record`] of a success would only count it. Not while a ramp
+    /// may run after a close: each call is then decided.
     pub fn free_generation(&self) -> Option<u64> {
         let free = match (self.override_mode, self.override_until) {
-            (Override::Auto, _) => self.state == State::Closed,
+            (Override::Auto, _) => self.state == State::Closed && self.ramp_from.is_none(),
             (Override::ForcedClosed, None) => true,
             _ => false,
         };
@@ -385,6 +397,7 @@ impl Circuit {
         let mut half_opened = false;
         match self.state {
             State::Closed => {
+                self.ramp(policy, now)?;
                 return Ok(Permit::new(self.generation, PermitKind::Normal, now, false));
             }
             State::Open if now < self.open_until => {
@@ -482,7 +495,13 @@ impl Circuit {
                     Outcome::Ignored => None,
                     Outcome::Success => {
                         self.successes += 1;
-                        (self.successes >= policy.successes_to_close()).then(|| self.close(window))
+                        (self.successes >= policy.successes_to_close()).then(|| {
+                            let closed = self.close(window);
+                            // Closed by probes: the fleet comes back gently, if the policy
+                            // says so (an operator's reset does not ramp).
+                            self.ramp_from = Some(now);
+                            closed
+                        })
                     }
                     // Forced closed never trips, whatever probe was in flight when it was set.
                     Outcome::Failure if self.override_mode == Override::ForcedClosed => None,
@@ -573,6 +592,13 @@ impl Circuit {
         self.override_until = if mode == Override::Auto { None } else { until };
     }
 
+    /// When the ramp after the last close ends, while it runs at `now` (closed, no override).
+    fn ramping_until(&self, policy: &Policy, now: Timestamp) -> Option<Timestamp> {
+        let until = self.ramp_from?.add_millis(policy.ramp_up_millis()?);
+        let closed = self.state == State::Closed && self.override_mode == Override::Auto;
+        (closed && now < until).then_some(until)
+    }
+
     /// A view of the breaker at `now`, with the window's counts.
     pub fn snapshot<W: Window + ?Sized>(
         &self,
@@ -597,6 +623,35 @@ impl Circuit {
             open_until: (self.state == State::Open).then_some(self.open_until),
             counts: window.counts(policy, now),
             probes_in_flight: u32::try_from(live_probes).unwrap_or(u32::MAX),
+            ramping_until: self.ramping_until(policy, now),
+        }
+    }
+
+    /// While closed after probes and within the policy's `ramp_up`: admits the share of calls
+    /// the ramp has reached, rejects the others. The ramp ends (and is forgotten) at its end,
+    /// or at once without a ramp in the policy.
+    fn ramp(&mut self, policy: &Policy, now: Timestamp) -> Result<(), Rejected> {
+        let Some(from) = self.ramp_from else {
+            return Ok(());
+        };
+        let Some(ramp_ms) = policy.ramp_up_millis() else {
+            self.ramp_from = None;
+            return Ok(());
+        };
+        // A clock read before the close counts as the ramp's start.
+        let elapsed = now.saturating_since(from).as_millis();
+        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
+        if elapsed >= ramp_ms {
+            self.ramp_from = None;
+            return Ok(());
+        }
+        if self.ramp_credit.admit(ramp_share(elapsed, ramp_ms)) {
+            Ok(())
+        } else {
+            Err(Rejected::new(
+                RejectReason::RampingUp,
+                ramp_retry_after(elapsed, ramp_ms),
+            ))
         }
     }
 
@@ -614,6 +669,7 @@ impl Circuit {
         self.open_until = now.add_millis(open_ms);
         self.successes = 0;
         self.probes.clear();
+        self.ramp_from = None;
         Transition::Tripped {
             generation: self.generation,
             open_until: self.open_until,
@@ -631,6 +687,8 @@ impl Circuit {
         self.open_ms = 0;
         self.successes = 0;
         self.probes.clear();
+        self.ramp_from = None;
+        self.ramp_credit = RampCredit::new();
         window.clear();
         Transition::Closed { generation: ended }
     }
@@ -651,6 +709,81 @@ mod tests {
             .open_for(Duration::from_secs(10))
             .build()
             .unwrap()
+    }
+
+    /// Trips `circuit`, lets its open period pass and closes it by one probe at `closed`.
+    fn close_by_probe(circuit: &mut Circuit, policy: &Policy, window: &mut BucketWindow) -> u64 {
+        let permit = circuit.acquire(policy, at(0)).unwrap();
+        circuit.record(policy, at(0), &permit, Outcome::Failure, window);
+        let probe = circuit.acquire(policy, at(10_000)).unwrap();
+        assert!(probe.is_probe());
+        circuit.record(policy, at(10_000), &probe, Outcome::Success, window);
+        10_000
+    }
+
+    fn admitted(circuit: &mut Circuit, policy: &Policy, now: u64, calls: u32) -> u32 {
+        (0..calls)
+            .map(|_| u32::from(circuit.acquire(policy, at(now)).is_ok()))
+            .sum()
+    }
+
+    #[test]
+    fn after_a_close_by_probes_the_share_of_calls_ramps_up() {
+        let policy = tripping()
+            .to_builder()
+            .ramp_up(Some(Duration::from_secs(10)))
+            .build()
+            .unwrap();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        let closed = close_by_probe(&mut circuit, &policy, &mut window);
+        assert_eq!(circuit.free_generation(), None, "each call is decided");
+        // At the close 10 % go, the first of them at once; halfway 55 %.
+        assert!(circuit.acquire(&policy, at(closed)).is_ok());
+        let rejected = circuit.acquire(&policy, at(closed)).unwrap_err();
+        assert_eq!(rejected.reason(), RejectReason::RampingUp);
+        assert_eq!(rejected.retry_after(), Duration::from_secs(1));
+        assert_eq!(admitted(&mut circuit, &policy, closed, 998), 99);
+        assert_eq!(admitted(&mut circuit, &policy, closed + 5_000, 1_000), 550);
+        let snapshot = circuit.snapshot(&policy, at(closed + 5_000), &window);
+        assert_eq!(snapshot.ramping_until, Some(at(closed + 10_000)));
+        // At its end every call goes again, without a decision.
+        assert_eq!(admitted(&mut circuit, &policy, closed + 10_000, 100), 100);
+        assert!(circuit.free_generation().is_some());
+        assert_eq!(
+            circuit
+                .snapshot(&policy, at(closed + 10_000), &window)
+                .ramping_until,
+            None
+        );
+    }
+
+    #[test]
+    fn a_ramp_trips_as_usual_and_a_reset_does_not_ramp() {
+        let policy = tripping()
+            .to_builder()
+            .ramp_up(Some(Duration::from_secs(10)))
+            .build()
+            .unwrap();
+        let mut window = BucketWindow::new(&policy);
+        let mut circuit = Circuit::new();
+        let closed = close_by_probe(&mut circuit, &policy, &mut window);
+        let permit = circuit.acquire(&policy, at(closed)).unwrap();
+        let tripped = circuit.record(&policy, at(closed), &permit, Outcome::Failure, &mut window);
+        assert!(matches!(tripped, Some(Transition::Tripped { .. })));
+        assert_eq!(
+            circuit.acquire(&policy, at(closed)).unwrap_err().reason(),
+            RejectReason::Open
+        );
+        // An operator's reset: the operator says the backend is ready for everyone.
+        circuit.reset(&mut window);
+        assert_eq!(admitted(&mut circuit, &policy, closed, 100), 100);
+        // Without ramp_up in the policy, a close by probes lets every call go.
+        let mut circuit = Circuit::new();
+        let plain = tripping();
+        close_by_probe(&mut circuit, &plain, &mut window);
+        assert_eq!(admitted(&mut circuit, &plain, 10_000, 100), 100);
+        assert!(circuit.free_generation().is_some());
     }
 
     #[test]

@@ -89,6 +89,7 @@ struct Millis {
     probe_lease: u64,
     max_open_for: u64,
     slow_call: Option<u64>,
+    ramp_up: Option<u64>,
 }
 
 impl Default for Policy {
@@ -188,6 +189,12 @@ impl Policy {
         self.config.slow_call
     }
 
+    /// After a close, how long the fleet's admitted share of calls takes to grow back to
+    /// 100 %, if set (see [`store::ramp_share`](crate::store::ramp_share) for the curve).
+    pub fn ramp_up(&self) -> Option<Duration> {
+        self.config.ramp_up
+    }
+
     /// What the breaker does when its store fails.
     pub fn on_store_failure(&self) -> StoreFailurePolicy {
         self.config.on_store_failure
@@ -251,6 +258,10 @@ impl crate::store::PolicyMillis for Policy {
         } else {
             next as u64
         }
+    }
+
+    fn ramp_up_millis(&self) -> Option<u64> {
+        self.millis.ramp_up
     }
 
     fn hold_off_millis(&self, wait: Duration) -> Option<u64> {
@@ -344,6 +355,10 @@ policy_fields! {
     on_store_failure: StoreFailurePolicy = StoreFailurePolicy::FailOpen;
     /// Sets what a backend's `Retry-After` on a 429 or 503 does (default honour).
     retry_after: RetryAfterPolicy = RetryAfterPolicy::Honour;
+    /// After a close, lets the fleet's share of calls grow from 10 % to 100 % over this time
+    /// (default off: every call flows at once).
+    #[serde(with = "humantime_serde")]
+    ramp_up: Option<Duration> = None;
 }
 
 /// A policy value was rejected; the error names the field and the value.
@@ -502,6 +517,10 @@ impl PolicyConfig {
             Some(limit) => Some(positive_millis("slow_call", limit)?),
             None => None,
         };
+        let ramp_up_ms = match self.ramp_up {
+            Some(ramp) => Some(positive_millis("ramp_up", ramp)?),
+            None => None,
+        };
         Ok(Policy {
             millis: Millis {
                 window: window_ms,
@@ -511,6 +530,7 @@ impl PolicyConfig {
                 probe_lease: probe_lease_ms,
                 max_open_for: max_open_for_ms,
                 slow_call: slow_call_ms,
+                ramp_up: ramp_up_ms,
             },
             config: self,
         })

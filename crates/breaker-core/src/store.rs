@@ -31,6 +31,60 @@ pub trait PolicyMillis {
     /// whole milliseconds, capped by `max_open_for`); `None` when the policy ignores
     /// `Retry-After` or there is nothing to wait for.
     fn hold_off_millis(&self, wait: Duration) -> Option<u64>;
+    /// The ramp after a close, if the policy has one.
+    fn ramp_up_millis(&self) -> Option<u64>;
+}
+
+/// The share of calls a ramp admits at first, in per mille.
+pub const RAMP_START_PER_MILLE: u64 = 100;
+
+/// The share of calls admitted `elapsed_ms` into a ramp of `ramp_ms`, in per mille: it grows
+/// in a straight line from [`RAMP_START_PER_MILLE`] (10 %) at the close to 1000 (100 %) at the
+/// end of the ramp.
+pub fn ramp_share(elapsed_ms: u64, ramp_ms: u64) -> u64 {
+    if ramp_ms == 0 || elapsed_ms >= ramp_ms {
+        return 1000;
+    }
+    let grown =
+        u128::from(1000 - RAMP_START_PER_MILLE) * u128::from(elapsed_ms) / u128::from(ramp_ms);
+    RAMP_START_PER_MILLE + u64::try_from(grown).unwrap_or(0)
+}
+
+/// Which calls a ramp admits, one process's calls in turn: each call adds the share (per
+/// mille) to a credit, and a call is admitted when the credit reaches 1000, which it then
+/// spends. So exactly the share of calls goes, spread evenly, with no randomness: every store
+/// and the reference model admit the same calls. The first call of a ramp is admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RampCredit(u64);
+
+impl Default for RampCredit {
+    fn default() -> RampCredit {
+        RampCredit::new()
+    }
+}
+
+impl RampCredit {
+    /// The credit at the start of a ramp.
+    pub fn new() -> RampCredit {
+        RampCredit(1000 - 1)
+    }
+
+    /// Whether the next call is admitted at `share_per_mille`.
+    pub fn admit(&mut self, share_per_mille: u64) -> bool {
+        self.0 = self.0.saturating_add(share_per_mille.min(1000));
+        if self.0 >= 1000 {
+            self.0 -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How long a call rejected by a ramp is asked to wait: a second, or what is left of the ramp
+/// if less (at least a millisecond).
+pub fn ramp_retry_after(elapsed_ms: u64, ramp_ms: u64) -> Duration {
+    Duration::from_millis(ramp_ms.saturating_sub(elapsed_ms).clamp(1, 1000))
 }
 
 /// A breaker's whole state in one process: its [`Circuit`] and its window, under one owner

@@ -196,11 +196,13 @@ fn state_index(state: State) -> u8 {
 }
 
 /// The state a decision shows: a rejection because the breaker is open or forced open shows
-/// it open, a busy probe slot half-open; a store failure shows nothing.
+/// it open, a busy probe slot half-open, a ramp after a close closed; a store failure shows
+/// nothing.
 fn rejected_state(rejected: &Rejected) -> Option<State> {
     match rejected.reason() {
         RejectReason::Open | RejectReason::ForcedOpen => Some(State::Open),
         RejectReason::ProbesBusy => Some(State::HalfOpen),
+        RejectReason::RampingUp => Some(State::Closed),
         _ => None,
     }
 }

@@ -18,7 +18,8 @@
 --
 -- Every reply starts with the op's own values and ends with the state the caller caches:
 -- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override epoch
--- sequence repaired calls failures override_until(0: none). The sequence grows by one at each write, so a process can
+-- sequence repaired calls failures override_until(0: none) closed_by_probes_at(0: not since
+-- the last close, which was a reset). The sequence grows by one at each write, so a process can
 -- tell a newer reply from an older one whatever the clocks say. The epoch names this life of
 -- the key: it is drawn when the key is created, so a key lost (Redis restarted empty,
 -- FLUSHDB, eviction, expiry) comes back with another one and processes know to take its
@@ -54,12 +55,14 @@ if (op == 'record' and ARGV[17] == '0' and ARGV[19] == '0' and ARGV[20] == '0')
     or (op == 'batch' and ARGV[18] == '0') then
   local done, reply = pcall(function()
     local v = redis.call('HMGET', key, 'st', 'gen', 'ou', 'ov', 'ovu', 'ep', 'sq', 'tc', 'tf',
-      'wb', 'xp')
+      'wb', 'xp', 'ca')
     local st, gen, ou, ov, ovu = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]),
       tonumber(v[4]), tonumber(v[5])
     local ep, sq, tc, tf, wb, xp = tonumber(v[6]), tonumber(v[7]), tonumber(v[8]),
       tonumber(v[9]), tonumber(v[10]), tonumber(v[11])
-    if not (st and gen and ou and ov and ovu and ep and sq and tc and tf and wb and xp) then
+    local ca = tonumber(v[12] or 0)
+    if not (st and gen and ou and ov and ovu and ep and sq and tc and tf and wb and xp and ca)
+    then
       return nil
     end
     if (st ~= 0 and st ~= 1 and st ~= 2) or (ov ~= 0 and ov ~= 1 and ov ~= 2) or ep <= 0
@@ -84,7 +87,7 @@ if (op == 'record' and ARGV[17] == '0' and ARGV[19] == '0' and ARGV[20] == '0')
     local free = 0
     if (ov == 0 and st == 0) or (ov == 2 and ovu == 0) then free = 1 end
     -- NONE, then the tail (see tail() below).
-    return {0, 0, 0, 0, 0, 0, 0, st, gen, ou, free, now, ov, ep, sq, 0, tc, tf, ovu}
+    return {0, 0, 0, 0, 0, 0, 0, st, gen, ou, free, now, ov, ep, sq, 0, tc, tf, ovu, ca}
   end)
   if done and reply then return reply end
 end
@@ -183,6 +186,7 @@ local function tail(reply, s)
   table.insert(reply, s.tc)
   table.insert(reply, s.tf)
   table.insert(reply, s.ovu)
+  table.insert(reply, s.ca)
   return reply
 end
 
@@ -290,10 +294,10 @@ local history_len = tonumber(ARGV[15])
 local history_key = KEYS[2]
 
 local FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq', 'tc',
-  'tf', 'wb', 'xp'}
--- The fields save() writes, in order.
+  'tf', 'wb', 'ca', 'xp'}
+-- The fields save() writes, in order: the first ones of FIELDS.
 local SAVED = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq', 'tc', 'tf',
-  'wb'}
+  'wb', 'ca'}
 
 -- A new epoch: the server's time in microseconds (below 2^53 until the year 2255).
 local function new_epoch()
@@ -311,7 +315,8 @@ local function load()
     st = whole(v[1], HALF), gen = whole(v[2]), ou = whole(v[3]), om = whole(v[4]),
     sc = whole(v[5]), tk = whole(v[6]), ov = whole(v[7], FORCED_CLOSED), ovu = whole(v[8]),
     ep = whole(v[10]), sq = whole(v[11]), tc = whole(v[12]), tf = whole(v[13]),
-    wb = whole(v[14]), xp = whole(v[15]), probes = {}, loaded = {}, saved = SAVED,
+    wb = whole(v[14]), ca = whole(v[15]), xp = whole(v[16]), probes = {}, loaded = {},
+    saved = SAVED,
   }
   if s.st == nil then s.st = OPEN end
   if s.ou == nil then
@@ -326,6 +331,8 @@ local function load()
   if s.ovu == nil then s.ovu = now end
   if s.sq == nil then s.sq = 0 end
   if s.xp == nil then s.xp = 0 end
+  -- An unreadable close time: no ramp (the breaker is closed either way).
+  if s.ca == nil then s.ca = 0 end
   if s.ep == nil or s.ep == 0 then
     -- A key made now: its window is empty.
     s.ep = new_epoch()
@@ -428,6 +435,8 @@ local function close(s, actor)
   s.om = 0
   s.sc = 0
   s.probes = {}
+  -- A reset does not ramp; a close by probes sets this to now (see record).
+  s.ca = 0
   window_clear(s)
   history('closed', s, {'ended', ended, 'by', actor or ''})
   return {3, ended, 0, 0, 0, 0, 0}
@@ -526,7 +535,11 @@ local function record(s)
   if outcome == 2 then return NONE end
   if outcome == 0 then
     s.sc = s.sc + 1
-    if s.sc >= to_close then return close(s) end
+    if s.sc >= to_close then
+      local closed = close(s)
+      s.ca = now
+      return closed
+    end
     return NONE
   end
   -- Forced closed never trips, whatever probe was in flight when it was set.

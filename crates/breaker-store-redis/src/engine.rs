@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use breaker_core::store::{self, LocalBreaker, PolicyMillis};
+use breaker_core::store::{self, LocalBreaker, PolicyMillis, RampCredit};
 use breaker_core::{
     Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind, Policy,
     Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
@@ -103,6 +103,22 @@ struct Cached {
     forced: Option<(Override, Option<Timestamp>)>,
 }
 
+/// The ramp after a close by probes (policy `ramp_up`), as this process runs it: which share
+/// of its calls goes is decided here, from the close time the replies carry, so ramping costs
+/// no round trip. Kept apart from the cache, which an operator action forgets: the ramp's
+/// credit must carry on as the core's does.
+#[derive(Debug, Default)]
+struct Ramp {
+    /// The generation the close started and when it happened, in local time, while its ramp
+    /// may run.
+    from: Option<(u64, Timestamp)>,
+    /// The generation whose ramp the credit belongs to.
+    generation: u64,
+    credit: RampCredit,
+    /// The generation whose ramp is over: a clock stepping back does not start it again.
+    done: Option<u64>,
+}
+
 /// Outcomes of ordinary calls added up in the process (batched mode), all of one generation.
 #[derive(Debug, Default)]
 struct Pending {
@@ -176,6 +192,7 @@ pub(crate) struct Engine {
     local: Mutex<Local>,
     registration: Mutex<Registration>,
     pending: Mutex<Pending>,
+    ramp: Mutex<Ramp>,
     /// Batches taken to be sent, and batches whose reply (or failure) was handled: a flush
     /// waits for the batches already on their way, not only for its own.
     batches_taken: AtomicU64,
@@ -236,6 +253,7 @@ impl Engine {
             cached: Mutex::new(Cached::default()),
             registration: Mutex::new(Registration::default()),
             pending: Mutex::new(Pending::default()),
+            ramp: Mutex::new(Ramp::default()),
             batches_taken: AtomicU64::new(0),
             batches_done: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -283,14 +301,65 @@ impl Engine {
             }
         }
         match cached.free {
-            Some(generation) if fresh => Some(Ok(store::permit(
-                generation,
-                PermitKind::Normal,
-                now,
-                false,
-            ))),
+            Some(generation) if fresh => Some(
+                self.ramp_admits(now, generation)
+                    .map(|()| store::permit(generation, PermitKind::Normal, now, false)),
+            ),
             _ => None,
         }
+    }
+
+    /// Whether the ramp after a close by probes lets an ordinary call of `generation` go at
+    /// `now` (always, when no ramp runs): the rule of `Circuit`'s ramp, with this process's
+    /// own credit.
+    fn ramp_admits(&self, now: Timestamp, generation: u64) -> Result<(), Rejected> {
+        let Some(ramp_ms) = self.policy.ramp_up_millis() else {
+            return Ok(());
+        };
+        let mut ramp = lock(&self.ramp);
+        let Some((from_generation, from)) = ramp.from else {
+            return Ok(());
+        };
+        if from_generation != generation {
+            return Ok(());
+        }
+        let elapsed = u64::try_from(now.saturating_since(from).as_millis()).unwrap_or(u64::MAX);
+        if elapsed >= ramp_ms {
+            ramp.from = None;
+            ramp.done = Some(generation);
+            return Ok(());
+        }
+        if ramp.credit.admit(store::ramp_share(elapsed, ramp_ms)) {
+            Ok(())
+        } else {
+            Err(Rejected::new(
+                RejectReason::RampingUp,
+                store::ramp_retry_after(elapsed, ramp_ms),
+            ))
+        }
+    }
+
+    /// Follows the ramp a reply (received at local time `now`) says may run.
+    fn follow_ramp(&self, now: Timestamp, tail: &Tail) {
+        let closed = tail.state == State::Closed && tail.override_mode == Override::Auto;
+        let mut ramp = lock(&self.ramp);
+        if !closed || tail.closed_by_probes == Timestamp::ZERO {
+            ramp.from = None;
+            return;
+        }
+        if ramp.done == Some(tail.generation) {
+            return;
+        }
+        if ramp.generation != tail.generation {
+            ramp.generation = tail.generation;
+            ramp.credit = RampCredit::new();
+        }
+        let ago = tail.now.saturating_since(tail.closed_by_probes);
+        let from = Timestamp::from_millis(
+            now.as_millis()
+                .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+        );
+        ramp.from = Some((tail.generation, from));
     }
 
     /// Remembers what the reply to request `sent` said, received at local time `now`: the
@@ -350,6 +419,9 @@ impl Engine {
                 Some(lost)
             }
         };
+        if lost.is_some() {
+            self.follow_ramp(now, tail);
+        }
         if lost == Some(true) {
             self.report(StoreError::new(
                 StoreErrorKind::StateLost,
@@ -389,7 +461,16 @@ impl Engine {
         match reply.and_then(|reply| script::parse_acquire(&reply, now)) {
             Ok((decision, tail)) => {
                 self.remember(sent, now, &tail);
-                decision
+                match decision {
+                    Ok(permit)
+                        if permit.kind() == PermitKind::Normal
+                            && tail.state == State::Closed
+                            && tail.override_mode == Override::Auto =>
+                    {
+                        self.ramp_admits(now, permit.generation()).map(|()| permit)
+                    }
+                    decision => decision,
+                }
             }
             Err(err) => {
                 self.report(err);
@@ -732,7 +813,19 @@ impl Engine {
 
     /// The reply to a snapshot.
     pub(crate) fn finish_snapshot(&self, reply: &[i64]) -> Result<Snapshot, StoreError> {
-        Ok(script::parse_snapshot(reply)?.0)
+        let (mut snapshot, tail) = script::parse_snapshot(reply)?;
+        snapshot.ramping_until = self.ramping_until(&tail);
+        Ok(snapshot)
+    }
+
+    /// When the ramp after the close a reply names ends, while it runs (as `Circuit` says).
+    fn ramping_until(&self, tail: &Tail) -> Option<Timestamp> {
+        let ramp_ms = self.policy.ramp_up_millis()?;
+        let closed = tail.state == State::Closed && tail.override_mode == Override::Auto;
+        let over = lock(&self.ramp).done == Some(tail.generation);
+        let until = tail.closed_by_probes.add_millis(ramp_ms);
+        (closed && !over && tail.closed_by_probes != Timestamp::ZERO && tail.now < until)
+            .then_some(until)
     }
 
     /// The reply to an override.
@@ -839,6 +932,7 @@ mod tests {
             repaired: 0,
             counts: breaker_core::Counts::default(),
             override_until: Timestamp::ZERO,
+            closed_by_probes: Timestamp::ZERO,
         }
     }
 

@@ -65,9 +65,12 @@ pub(crate) struct Tail {
     pub(crate) counts: Counts,
     /// When the override in force ends, by the script's clock (`ZERO`: never, or none).
     pub(crate) override_until: Timestamp,
+    /// When probes last closed the breaker, by the script's clock (`ZERO`: the last close
+    /// was a reset): a ramp may run from then (policy `ramp_up`).
+    pub(crate) closed_by_probes: Timestamp,
 }
 
-const TAIL: usize = 12;
+const TAIL: usize = 13;
 
 /// A script call with its arguments, ready to send.
 pub(crate) fn invocation(
@@ -206,6 +209,7 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
             failures: tail[10],
         },
         override_until: Timestamp::from_millis(tail[11]),
+        closed_by_probes: Timestamp::from_millis(tail[12]),
     };
     Ok((head.to_vec(), tail))
 }
@@ -329,25 +333,28 @@ mod tests {
         let started = Timestamp::from_millis(5);
         for reply in [
             vec![],
-            vec![1, 0, 0, 0, 0, 0, 0, 0],
-            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
-            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0, 0],
-            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0, 0, 0],
+            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
         ] {
             let err = parse_acquire(&reply, started).unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{reply:?}");
         }
         assert!(
             parse_transition(
-                &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
+                &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
                 "record"
             )
             .is_err()
         );
         assert!(
-            parse_snapshot(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]).is_err()
+            parse_snapshot(&[
+                0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0
+            ])
+            .is_err()
         );
     }
 
@@ -355,7 +362,7 @@ mod tests {
     fn replies_become_core_values() {
         let started = Timestamp::from_millis(5);
         let (probe, tail) = parse_acquire(
-            &[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0, 0, 0, 0],
+            &[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0, 0, 0, 0, 0],
             started,
         )
         .unwrap();
@@ -368,7 +375,7 @@ mod tests {
         assert_eq!(tail.state, State::HalfOpen);
         let (tripped, _) = parse_transition(
             &[
-                1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0, 0, 0, 0,
+                1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0, 0, 0, 0, 0,
             ],
             "record",
         )

@@ -138,9 +138,10 @@ fn policies_failing(
         1u32..=2,
         prop::sample::select(vec![1.0, 2.0]),
         on_failure,
+        prop::option::of(prop::sample::select(vec![500u64, 3_000])),
     )
         .prop_map(
-            |(window_ms, min_failures, probes, successes, backoff, on_failure)| {
+            |(window_ms, min_failures, probes, successes, backoff, on_failure, ramp_ms)| {
                 Policy::builder()
                     .window(Duration::from_millis(window_ms))
                     .minimum_failures(min_failures)
@@ -152,6 +153,7 @@ fn policies_failing(
                     .probe_lease(Duration::from_secs(2))
                     .backoff(backoff)
                     .on_store_failure(on_failure)
+                    .ramp_up(ramp_ms.map(Duration::from_millis))
                     .build()
                     .unwrap()
             },
@@ -641,6 +643,10 @@ impl Fleet {
                 (Override::ForcedClosed, _, Ok(permit))
                 | (Override::Auto, State::Closed, Ok(permit)) => {
                     prop_assert_eq!(permit.kind(), PermitKind::Normal);
+                }
+                // Ramping up after a close: this process knows it, as every other does.
+                (Override::Auto, State::Closed, Err(rejected)) if truth.ramping_until.is_some() => {
+                    prop_assert_eq!(rejected.reason(), RejectReason::RampingUp);
                 }
                 (Override::Auto, State::Open, Err(rejected)) => {
                     prop_assert_eq!(rejected.reason(), RejectReason::Open);

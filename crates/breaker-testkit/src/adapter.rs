@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Policy, Transition,
+    Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Policy, RejectReason, Transition,
 };
 use breaker_http::{
     Attempt, BreakerOpen, Breakers, Classifier, HttpContext, OnDemand, Rejection, RejectionMode,
@@ -233,6 +233,9 @@ pub fn recorder() -> (Listeners, Arc<Mutex<Vec<Seen>>>) {
         let kind = match event.kind {
             EventKind::Success => "success",
             EventKind::Failure => "failure",
+            EventKind::Rejected(rejected) if rejected.reason() == RejectReason::RampingUp => {
+                "rejected-ramping"
+            }
             EventKind::Rejected(_) => "rejected",
             EventKind::Transition(Transition::Tripped { .. }) => "trip",
             EventKind::Transition(Transition::HalfOpened { .. }) => "half-open",
@@ -725,6 +728,47 @@ pub fn retry_after_opens_the_breaker<A: Adapter>(a: &A) {
     );
 }
 
+/// With `ramp_up`, once probes close the breaker only a share of calls goes at first (the
+/// first of them at once): the others get the synthetic response with a `Retry-After`,
+/// reach nothing, and listeners hear that the ramp rejected them.
+pub fn ramp_rejections_say_so<A: Adapter>(a: &A) {
+    let server = TestServer::start();
+    let (listeners, seen) = recorder();
+    let policy = policy(1, 10.0)
+        .to_builder()
+        .ramp_up(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let breaker = a.breaker("ramping", policy, listeners);
+    let client = a.client(Spec::one(server.url(""), breaker));
+    server.push([Reply::Status(500)]);
+    get(&*client, &server.url("/"));
+    a.clock().advance(Duration::from_secs(30));
+    assert_eq!(get(&*client, &server.url("/")).status, 200, "the probe");
+    assert_eq!(
+        get(&*client, &server.url("/")).status,
+        200,
+        "the ramp's first"
+    );
+    let rejected = get(&*client, &server.url("/"));
+    assert!(is_synthetic(&rejected), "outside the ramp's share");
+    assert_eq!(rejected.header("retry-after"), Some("1"));
+    assert_eq!(server.hits(), 3);
+    let kinds: Vec<_> = wait_for(&seen, 7).iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "failure",
+            "trip",
+            "half-open",
+            "success",
+            "closed",
+            "success",
+            "rejected-ramping"
+        ]
+    );
+}
+
 /// Breakers on demand: each authority gets its own breaker, made on first use and named
 /// after it; a thousand hosts through one client keep at most `max_breakers` of them alive.
 pub fn breakers_on_demand<A: Adapter>(a: &A) {
@@ -828,7 +872,7 @@ macro_rules! adapter_suite {
             trips_at_the_boundary, synthetic_response_in_every_detail, error_mode,
             half_open_probes_reach_the_server, prefix_routing, classifier,
             transport_errors_are_failures, slow_calls_fail, listener_events_and_fields,
-            secrets_are_redacted, misbehaving_listeners, probe_success_closes, retry_after_opens_the_breaker,
+            secrets_are_redacted, misbehaving_listeners, probe_success_closes, retry_after_opens_the_breaker, ramp_rejections_say_so,
             breakers_on_demand);
     };
     (@cases $adapter:expr; $($case:ident),* $(,)?) => {

@@ -197,6 +197,61 @@ pub fn probe_successes_close_and_clear(f: &dyn Fixture) {
     );
 }
 
+/// With `ramp_up`, a close by probes lets a growing share of calls go (10 % at the close,
+/// 55 % halfway, every call at the end), rejects the others with their own reason and a
+/// `Retry-After`, and shows the ramp's end in the snapshot; a failure during the ramp trips as
+/// usual; an operator's reset does not ramp.
+pub fn a_close_by_probes_ramps_up(f: &dyn Fixture) {
+    let p = policy()
+        .minimum_failures(1)
+        .open_for(secs(10))
+        .ramp_up(Some(secs(10)))
+        .build()
+        .unwrap();
+    let b = f.breaker("ramp-up", p);
+    call(&*b, Outcome::Failure);
+    f.clock().advance(secs(10));
+    assert!(matches!(
+        call(&*b, Outcome::Success),
+        Some(Transition::Closed { .. })
+    ));
+    let admitted = |calls: u32| -> u32 {
+        (0..calls)
+            .map(|_| match b.acquire() {
+                Ok(permit) => {
+                    b.record(permit, Outcome::Ignored);
+                    1
+                }
+                Err(rejected) => {
+                    assert_eq!(rejected.reason(), RejectReason::RampingUp);
+                    assert!(rejected.retry_after() > Duration::ZERO);
+                    0
+                }
+            })
+            .sum()
+    };
+    assert_eq!(admitted(100), 10, "10 % at the close");
+    f.clock().advance(secs(5));
+    assert_eq!(admitted(100), 55, "55 % halfway");
+    let snapshot = b.snapshot();
+    assert_eq!(snapshot.state, State::Closed);
+    assert!(snapshot.ramping_until.is_some());
+    f.clock().advance(secs(5));
+    assert_eq!(admitted(100), 100, "every call at the end");
+    assert_eq!(b.snapshot().ramping_until, None);
+    // Again: trip by threshold, probe, close; a failure during the ramp trips at once.
+    call(&*b, Outcome::Failure);
+    f.clock().advance(secs(10));
+    call(&*b, Outcome::Success);
+    assert!(
+        is_trip(call(&*b, Outcome::Failure)),
+        "trips during the ramp"
+    );
+    // A reset: every call goes at once.
+    b.reset();
+    assert_eq!(admitted(20), 20, "a reset does not ramp");
+}
+
 /// A probe failure re-opens at once, each re-trip for `backoff` times longer, capped.
 pub fn probe_failure_reopens_with_backoff(f: &dyn Fixture) {
     let p = policy()
@@ -635,7 +690,8 @@ macro_rules! conformance_suite {
             crashed_probe_frees_its_slot, stale_generation_is_ignored, window_slides,
             ignored_counts_nowhere, slow_calls_fail, overrides, operator_trip_and_reset,
             names_are_distinct, concurrent_records_are_exact, half_open_crowd_gets_exact_probes,
-            cycles_end_at_close_and_forced_closed_never_trips, retry_after_opens_until_then);
+            cycles_end_at_close_and_forced_closed_never_trips, retry_after_opens_until_then,
+            a_close_by_probes_ramps_up);
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
         $(

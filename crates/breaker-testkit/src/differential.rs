@@ -50,6 +50,7 @@ pub fn policies() -> impl Strategy<Value = Policy> {
         (1u32..=3, 1u32..=3),
         prop::sample::select(vec![1.0, 1.5, 2.0]),
         (1u64..=3, prop::option::of(200u64..=900)),
+        prop::option::of(prop::sample::select(vec![1u64, 700, 2_000, 6_000])),
     )
         .prop_map(
             |(
@@ -61,6 +62,7 @@ pub fn policies() -> impl Strategy<Value = Policy> {
                 (probes, successes),
                 backoff,
                 (lease_s, slow_ms),
+                ramp_ms,
             )| {
                 Policy::builder()
                     .window(Duration::from_millis(window_ms))
@@ -75,6 +77,7 @@ pub fn policies() -> impl Strategy<Value = Policy> {
                     .backoff(backoff)
                     .probe_lease(Duration::from_secs(lease_s))
                     .slow_call(slow_ms.map(Duration::from_millis))
+                    .ramp_up(ramp_ms.map(Duration::from_millis))
                     .retry_after(if open_s == 2 {
                         RetryAfterPolicy::Ignore
                     } else {

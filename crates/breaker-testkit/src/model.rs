@@ -26,6 +26,9 @@ struct Inner {
     probes: Vec<(u64, u64)>,
     tickets: u64,
     forced: Option<(Override, Option<u64>)>,
+    /// When probes last closed the breaker (a ramp may follow), and the ramp's credit.
+    closed_by_probes: Option<u64>,
+    ramp: store::RampCredit,
 }
 
 /// The reference model, on a manual clock.
@@ -88,6 +91,7 @@ impl Inner {
         self.open_until = now + open_ms;
         self.successes = 0;
         self.probes.clear();
+        self.closed_by_probes = None;
         Transition::Tripped {
             generation: self.generation,
             open_until: Timestamp::from_millis(self.open_until),
@@ -105,6 +109,8 @@ impl Inner {
         self.successes = 0;
         self.probes.clear();
         self.calls.clear();
+        self.closed_by_probes = None;
+        self.ramp = store::RampCredit::new();
         Transition::Closed { generation: ended }
     }
 }
@@ -129,6 +135,25 @@ impl Subject for Model {
             _ => {}
         }
         if !m.open && !m.half_open {
+            // SPEC section 4, ramping up: within `ramp_up` of a close by probes, only the
+            // share the ramp has reached goes.
+            if let (Some(from), Some(ramp)) = (m.closed_by_probes, policy.ramp_up()) {
+                let ramp_ms = ramp.as_millis() as u64;
+                let elapsed = now.saturating_sub(from);
+                if elapsed < ramp_ms {
+                    let share = store::ramp_share(elapsed, ramp_ms);
+                    if !m.ramp.admit(share) {
+                        return Err(Rejected::new(
+                            RejectReason::RampingUp,
+                            store::ramp_retry_after(elapsed, ramp_ms),
+                        ));
+                    }
+                } else {
+                    // The ramp is over, for good: a clock stepping back later does not
+                    // start it again.
+                    m.closed_by_probes = None;
+                }
+            }
             return Ok(store::permit(m.generation, PermitKind::Normal, at, false));
         }
         let mut half_opened = false;
@@ -217,7 +242,9 @@ impl Subject for Model {
                     Outcome::Success => {
                         m.successes += 1;
                         if m.successes >= policy.successes_to_close() {
-                            done(Some(m.close()))
+                            let closed = m.close();
+                            m.closed_by_probes = Some(now);
+                            done(Some(closed))
                         } else {
                             done(None)
                         }
@@ -295,6 +322,13 @@ impl Subject for Model {
         snapshot.counts = m.counts(&self.policy, now);
         snapshot.probes_in_flight =
             m.probes.iter().filter(|(_, until)| *until > now).count() as u32;
+        let closed = !m.open && !m.half_open && override_mode == Override::Auto;
+        snapshot.ramping_until = match (m.closed_by_probes, self.policy.ramp_up()) {
+            (Some(from), Some(ramp)) if closed && now < from + ramp.as_millis() as u64 => {
+                Some(Timestamp::from_millis(from + ramp.as_millis() as u64))
+            }
+            _ => None,
+        };
         snapshot
     }
 

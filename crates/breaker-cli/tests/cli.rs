@@ -7,8 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use breaker_core::{AsyncBreaker, Policy};
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_core::{AsyncBreaker, Breaker, Outcome, Policy};
+use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
 use breaker_testkit::RedisSentinel;
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
@@ -1274,6 +1274,61 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
+fn both_stores_and_the_command_trust_a_private_ca() {
+    let certs = certificates();
+    let server = RedisServer::start_tls(certs.server(), certs.ca(), false, &[]);
+    let url = server.tls_url();
+
+    // The async store, the CA from a file.
+    runtime().block_on(async {
+        let config = RedisConfig::standalone(&url)
+            .tls_ca_file(certs.ca())
+            .timeout(Duration::from_secs(2));
+        let store = RedisStore::connect(config).await.unwrap();
+        store.ping().await.unwrap();
+        let breaker = store.breaker("tls-async", Policy::default()).await.unwrap();
+        let permit = breaker.acquire().await.unwrap();
+        breaker.record(permit, Outcome::Success).await;
+    });
+    // The blocking store, the CA as bytes.
+    let config = RedisConfig::standalone(&url).tls_ca_pem(certs.ca_pem());
+    let store = BlockingRedisStore::connect(config).unwrap();
+    let breaker = store.breaker("tls-blocking", Policy::default()).unwrap();
+    let permit = breaker.acquire().unwrap();
+    breaker.record(permit, Outcome::Failure);
+
+    // The command: trip, status, history, reset, through --store-ca.
+    let ca = ["--store", &url, "--store-ca", path(certs.ca())];
+    let with_ca = |command: &[&str]| {
+        let mut args = command.to_vec();
+        args.extend(ca);
+        succeeds(&args)
+    };
+    assert_eq!(
+        state_of(&with_ca(&["status", "--json"]), "tls-async"),
+        "closed"
+    );
+    with_ca(&["trip", "tls-async"]);
+    assert_eq!(
+        state_of(&with_ca(&["status", "--json"]), "tls-async"),
+        "open"
+    );
+    assert!(with_ca(&["history", "tls-async"]).contains("tripped"));
+    with_ca(&["reset", "tls-async"]);
+    // The CA from the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(["status", "--json", "--store", &url])
+        .env("BREAKER_STORE_CA", certs.ca())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        state_of(&String::from_utf8_lossy(&out.stdout), "tls-async"),
+        "closed"
+    );
+}
+
+#[test]
 fn tls_settings_that_cannot_work_are_refused_before_connecting() {
     let certs = certificates();
     let server = RedisServer::start_tls(certs.server(), certs.ca(), false, &[]);
@@ -1304,6 +1359,48 @@ fn tls_settings_that_cannot_work_are_refused_before_connecting() {
 }
 
 #[test]
+fn mutual_tls_needs_the_client_certificate() {
+    let certs = certificates();
+    let server = RedisServer::start_tls(certs.server(), certs.ca(), true, &[]);
+    let url = server.tls_url();
+    let ca = path(certs.ca());
+    fails_with(
+        &["status", "--store", &url, "--store-ca", ca],
+        &["requires a client certificate", "--store-cert"],
+    );
+    let (cert, key) = (path(&certs.client().cert), path(&certs.client().key));
+    succeeds(&[
+        "status",
+        "--store",
+        &url,
+        "--store-ca",
+        ca,
+        "--store-cert",
+        cert,
+        "--store-key",
+        key,
+    ]);
+    runtime().block_on(async {
+        let config = RedisConfig::standalone(&url)
+            .tls_ca_file(certs.ca())
+            .tls_client_cert_files(&certs.client().cert, &certs.client().key);
+        RedisStore::connect(config)
+            .await
+            .unwrap()
+            .ping()
+            .await
+            .unwrap();
+    });
+    let config = RedisConfig::standalone(&url)
+        .tls_ca_pem(certs.ca_pem())
+        .tls_client_cert_pem(
+            std::fs::read(&certs.client().cert).unwrap(),
+            std::fs::read(&certs.client().key).unwrap(),
+        );
+    BlockingRedisStore::connect(config).unwrap().ping().unwrap();
+}
+
+#[test]
 fn a_server_certificate_from_an_unknown_ca_is_refused() {
     let certs = certificates();
     let stranger = RedisServer::start_tls(certs.stranger(), certs.ca(), false, &[]);
@@ -1321,6 +1418,17 @@ fn a_server_certificate_from_an_unknown_ca_is_refused() {
         let err = store.ping().await.unwrap_err();
         assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     });
+}
+
+#[test]
+fn a_server_certificate_for_another_name_is_refused() {
+    let certs = certificates();
+    let ca = path(certs.ca());
+    let misnamed = RedisServer::start_tls(certs.misnamed(), certs.ca(), false, &[]);
+    fails_with(
+        &["status", "--store", &misnamed.tls_url(), "--store-ca", ca],
+        &["does not name the host"],
+    );
 }
 
 /// A server with an ACL user `app` (password `app-secret`) allowed `rules`.
@@ -1411,4 +1519,28 @@ fn a_wrong_password_or_a_denied_command_is_named() {
         &["status", "--store", "redis://127.0.0.1:1"],
         &["nothing answers", "is redis-server running?"],
     );
+}
+
+#[test]
+fn every_command_reaches_a_tls_sentinel_deployment() {
+    let certs = certificates();
+    let deployment = RedisSentinel::start_tls(certs);
+    let address = deployment.address();
+    operate_through(
+        &["--store", &address, "--store-ca", path(certs.ca())],
+        "through-tls-sentinel",
+    );
+    fails_with(&["status", "--store", &address], &["not trusted"]);
+}
+
+#[test]
+fn every_command_reaches_a_tls_cluster() {
+    let certs = certificates();
+    let cluster = RedisCluster::start_tls(certs);
+    let urls = cluster.tls_urls();
+    let mut store = vec!["--store-ca", path(certs.ca())];
+    for url in &urls {
+        store.extend(["--store", url.as_str()]);
+    }
+    operate_through(&store, "through-the-tls-cluster");
 }

@@ -16,7 +16,7 @@ use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
@@ -220,8 +220,7 @@ impl RedisStore {
         let description = format!("{:?}", config.deployment);
         let connector = match &config.deployment {
             Deployment::Standalone(url) => {
-                let client =
-                    redis::Client::open(url.as_str()).map_err(|err| config_error(url, err))?;
+                let client = config.client(url)?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -232,13 +231,13 @@ impl RedisStore {
                 Connector::Ready(Connection::Standalone(manager))
             }
             Deployment::Cluster(urls) => {
-                let client =
-                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                        .connection_timeout(timeout)
-                        .response_timeout(timeout)
-                        .retries(1)
-                        .build()
-                        .map_err(|err| config_error(&urls.join(","), err))?;
+                let client = config
+                    .cluster_builder(urls)?
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(|err| config_error(&urls.join(","), err))?;
                 let connection = tokio::time::timeout(timeout * 20, client.get_async_connection())
                     .await
                     .map_err(|_| timed_out("connecting to the Redis Cluster"))?
@@ -255,13 +254,7 @@ impl RedisStore {
                 Connector::Ready(Connection::Cluster(connection))
             }
             Deployment::Sentinel { sentinels, master } => {
-                let client = SentinelClient::build(
-                    sentinels.iter().map(String::as_str).collect(),
-                    master.clone(),
-                    None,
-                    SentinelServerType::Master,
-                )
-                .map_err(|err| config_error(&sentinels.join(","), err))?;
+                let client = config.sentinel_client(sentinels, master)?;
                 Connector::Sentinel(Box::new(SentinelConnection {
                     sentinels: Mutex::new(client),
                     current: Mutex::new(None),
@@ -279,7 +272,7 @@ impl RedisStore {
         };
         let stop_listening = push_url.and_then(|url| {
             let runtime = tokio::runtime::Handle::try_current().ok()?;
-            let client = redis::Client::open(url.as_str()).ok()?;
+            let client = config.client(&url).ok()?;
             let (stop, stopped) = oneshot::channel();
             let channel = format!("{}:changes", settings.prefix);
             runtime.spawn(listen(client, channel, changes.clone(), stopped));

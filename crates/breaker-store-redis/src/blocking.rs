@@ -8,7 +8,7 @@ use breaker_core::{
     Breaker, Bucket, HistoryEntry, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected,
     Snapshot, StoreError, StoreErrorKind, Transition,
 };
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::sentinel::SentinelClient;
 use redis::{ConnectionLike, RedisError, RedisResult};
 
 use crate::config::{Deployment, RedisConfig};
@@ -131,26 +131,19 @@ impl BlockingRedisStore {
         let settings = config.settings()?;
         let timeout = settings.timeout;
         let client = match &config.deployment {
-            Deployment::Standalone(url) => Client::Standalone(
-                redis::Client::open(url.as_str()).map_err(|err| config_error(url, err))?,
-            ),
+            Deployment::Standalone(url) => Client::Standalone(config.client(url)?),
             Deployment::Cluster(urls) => Client::Cluster(
-                redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                config
+                    .cluster_builder(urls)?
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .retries(1)
                     .build()
                     .map_err(|err| config_error(&urls.join(","), err))?,
             ),
-            Deployment::Sentinel { sentinels, master } => Client::Sentinel(Mutex::new(
-                SentinelClient::build(
-                    sentinels.iter().map(String::as_str).collect(),
-                    master.clone(),
-                    None,
-                    SentinelServerType::Master,
-                )
-                .map_err(|err| config_error(&sentinels.join(","), err))?,
-            )),
+            Deployment::Sentinel { sentinels, master } => {
+                Client::Sentinel(Mutex::new(config.sentinel_client(sentinels, master)?))
+            }
         };
         // No test on checkout: it would cost a PING round trip per call. Broken connections
         // are found by `has_broken` instead.

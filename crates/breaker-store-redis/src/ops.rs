@@ -353,7 +353,7 @@ pub(crate) fn register(engine: &Engine) -> impl Operation<Output = bool> + '_ {
         engine,
         commands,
         ok,
-        pruning: Pruning::NotYet,
+        pruning: Prune::NotYet,
     }
 }
 
@@ -364,18 +364,18 @@ struct Register<'a> {
     engine: &'a Engine,
     commands: VecDeque<Cmd>,
     ok: bool,
-    pruning: Pruning,
+    pruning: Prune,
 }
 
 /// Where a registration's check of other names is.
-enum Pruning {
+enum Prune {
     NotYet,
     /// Asked for names at random.
     Drawing,
     /// Asked whether `0`'s breaker still has its policies; the rest to check after it.
     Checking(String, Vec<String>),
     /// Asked to prune `0`'s name; the rest to check after it.
-    Pruning(Vec<String>),
+    Removing(Vec<String>),
 }
 
 impl Register<'_> {
@@ -385,7 +385,7 @@ impl Register<'_> {
             return Step::Done(self.ok);
         };
         let keys = Keys::new(&self.engine.settings.prefix, &name);
-        self.pruning = Pruning::Checking(name, names);
+        self.pruning = Prune::Checking(name, names);
         Step::Ask(command(
             Cmd::exists(&keys.policies),
             "checking the registry",
@@ -397,7 +397,7 @@ impl Operation for Register<'_> {
     type Output = bool;
 
     fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<bool> {
-        if let Pruning::NotYet = self.pruning {
+        if let Prune::NotYet = self.pruning {
             if let Some(Err(err)) = reply {
                 tracing::warn!(breaker = %self.engine.name, error = %err, "breaker registration failed");
                 return Step::Done(false);
@@ -405,7 +405,7 @@ impl Operation for Register<'_> {
             return match self.commands.pop_front() {
                 Some(cmd) if self.ok => Step::Ask(command(cmd, "registering the breaker")),
                 _ if self.ok => {
-                    self.pruning = Pruning::Drawing;
+                    self.pruning = Prune::Drawing;
                     let mut draw = redis::cmd("HRANDFIELD");
                     draw.arg(&self.engine.keys.registry).arg(PRUNE_SAMPLE);
                     Step::Ask(command(draw, "checking the registry"))
@@ -417,14 +417,14 @@ impl Operation for Register<'_> {
             // The registration itself went through; the check is for another time.
             return Step::Done(self.ok);
         };
-        match std::mem::replace(&mut self.pruning, Pruning::Drawing) {
-            Pruning::Drawing => {
+        match std::mem::replace(&mut self.pruning, Prune::Drawing) {
+            Prune::Drawing => {
                 let names = read::<Vec<String>>(Ok(reply), "registry names").unwrap_or_default();
                 self.check_next(names)
             }
-            Pruning::Checking(name, rest) => {
+            Prune::Checking(name, rest) => {
                 if matches!(read::<i64>(Ok(reply), "exists"), Ok(0)) {
-                    self.pruning = Pruning::Pruning(rest);
+                    self.pruning = Prune::Removing(rest);
                     let keys = Keys::new(&self.engine.settings.prefix, &name);
                     Step::Ask(command(
                         Cmd::hdel(&keys.registry, &name),
@@ -434,8 +434,8 @@ impl Operation for Register<'_> {
                     self.check_next(rest)
                 }
             }
-            Pruning::Pruning(rest) => self.check_next(rest),
-            Pruning::NotYet => Step::Done(self.ok),
+            Prune::Removing(rest) => self.check_next(rest),
+            Prune::NotYet => Step::Done(self.ok),
         }
     }
 }

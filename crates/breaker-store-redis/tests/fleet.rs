@@ -542,7 +542,8 @@ impl Fleet {
         if !self.mode.asynchronous {
             return listed();
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        // Generous: a busy machine may run the registration's task late.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if listed() {
                 return true;

@@ -32,6 +32,11 @@ pub(crate) struct DashboardArgs {
     /// says when it cut.
     #[arg(long, default_value_t = DEFAULT_METRICS_CAP, value_name = "N")]
     metrics_cap: usize,
+    /// Also answer requests naming this host (repeatable): the names users reach the
+    /// dashboard by. Loopback names and the listen address are always answered; any other
+    /// `Host` is refused, so that a web page cannot read the dashboard through DNS rebinding.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
 }
 
 /// `metrics`.
@@ -109,11 +114,21 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
              every breaker, and a token travels in clear over plain HTTP"
         );
     }
-    let mut dashboard = Dashboard::new(RedisBreakers::new(store)).metrics_cap(args.metrics_cap);
+    let mut dashboard = Dashboard::new(RedisBreakers::new(store))
+        .metrics_cap(args.metrics_cap)
+        .allow_host(address.to_string())
+        .log(|line| eprintln!("{line}"));
+    for host in &args.allow_host {
+        dashboard = dashboard.allow_host(host);
+    }
     if let Some(token) = token {
         dashboard = dashboard.token(token);
     }
-    axum::serve(listener, dashboard.router())
+    // With each client's address: failed token attempts are limited per address.
+    let app = dashboard
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             // If the signal cannot be watched, the server runs until it is killed.
             if tokio::signal::ctrl_c().await.is_err() {

@@ -52,6 +52,7 @@
 // definition say so where they are declared.
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+mod guard;
 mod metrics;
 mod router;
 mod store;

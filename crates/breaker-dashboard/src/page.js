@@ -49,15 +49,26 @@
 
   // Token: from the URL fragment (#token=...), kept for this tab only, and the fragment
   // removed so that it does not stay in the address bar or the history.
-  (function readToken() {
+  function readToken() {
     const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
     if (match) {
-      sessionStorage.setItem('breaker-token', decodeURIComponent(match[1]));
+      // A malformed fragment (#token=%zz) cannot be decoded: it is taken as typed, so the
+      // page still runs and the operator sees what arrived.
+      let token = match[1];
+      try {
+        token = decodeURIComponent(token);
+      } catch (malformed) {
+        // Kept as typed.
+      }
+      sessionStorage.setItem('breaker-token', token);
       dropFragment();
     }
     tokenInput.value = sessionStorage.getItem('breaker-token') || '';
-    tokenInput.addEventListener('change', () => sessionStorage.setItem('breaker-token', tokenInput.value));
-  })();
+  }
+  readToken();
+  // A fragment changed in the address bar does not reload the page.
+  window.addEventListener('hashchange', readToken);
+  tokenInput.addEventListener('change', () => sessionStorage.setItem('breaker-token', tokenInput.value));
 
   function dropFragment() {
     window.history.replaceState(null, '', location.pathname + location.search);

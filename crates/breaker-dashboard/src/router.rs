@@ -1,10 +1,12 @@
 //! The HTTP side: the page, the JSON API, and who may act.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::guard::{Attempts, Hosts, client_ip, same_origin};
 use crate::metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE};
 use crate::store::{Action, DashboardStore};
 
@@ -35,7 +38,12 @@ pub struct Dashboard<S> {
     store: S,
     token: Option<Token>,
     metrics_cap: usize,
+    hosts: Hosts,
+    log: Log,
 }
+
+/// Where refused requests are reported.
+type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl<S> fmt::Debug for Dashboard<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,7 +60,28 @@ impl<S: DashboardStore> Dashboard<S> {
             store,
             token: None,
             metrics_cap: DEFAULT_METRICS_CAP,
+            hosts: Hosts::default(),
+            log: Arc::new(|line: &str| tracing::warn!("{line}")),
         }
+    }
+
+    /// Also answers requests whose `Host` names `host` (a name or address, with or without a
+    /// port). Requests naming a loopback host (`localhost`, `127.0.0.1`, `[::1]`) are always
+    /// answered; any other `Host` is refused with `403`, so a web page whose name was made to
+    /// point at the dashboard (DNS rebinding) reads nothing. A dashboard listening beyond
+    /// loopback allows its listen address and the names users reach it by.
+    #[must_use]
+    pub fn allow_host(mut self, host: impl AsRef<str>) -> Dashboard<S> {
+        self.hosts.allow(host.as_ref());
+        self
+    }
+
+    /// Reports refused requests (a foreign `Host` or `Origin`, a wrong token, too many
+    /// wrong tokens) to `log`, one line each, instead of to `tracing` at level WARN.
+    #[must_use]
+    pub fn log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Dashboard<S> {
+        self.log = Arc::new(log);
+        self
     }
 
     /// The most breakers `GET /metrics` exposes (default [`DEFAULT_METRICS_CAP`]): open,
@@ -80,6 +109,9 @@ impl<S: DashboardStore> Dashboard<S> {
             store: self.store,
             token: self.token,
             metrics_cap: self.metrics_cap,
+            hosts: self.hosts,
+            log: self.log,
+            attempts: Attempts::default(),
         });
         let actions = Router::new()
             .route("/api/breakers/{name}/{action}", post(act::<S>))
@@ -95,6 +127,10 @@ impl<S: DashboardStore> Dashboard<S> {
             .route("/metrics", get(metrics::<S>))
             .merge(actions)
             .fallback(not_found)
+            .layer(middleware::from_fn_with_state(
+                shared.clone(),
+                check_host::<S>,
+            ))
             .layer(middleware::map_response(safety_headers))
             .with_state(shared)
     }
@@ -113,6 +149,9 @@ struct Shared<S> {
     store: S,
     token: Option<Token>,
     metrics_cap: usize,
+    hosts: Hosts,
+    log: Log,
+    attempts: Attempts,
 }
 
 impl<S> Shared<S> {
@@ -154,13 +193,84 @@ fn store_error(err: &StoreError) -> Response {
     error(status, err)
 }
 
+/// The `Host` a request names: its header, or the URI's authority (HTTP/2).
+fn host_of(request: &Request) -> Option<String> {
+    match request.headers().get(header::HOST) {
+        Some(value) => value.to_str().ok().map(str::to_owned),
+        None => request.uri().authority().map(|a| a.as_str().to_owned()),
+    }
+}
+
+fn client_of(request: &Request) -> IpAddr {
+    let connected = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| *address);
+    client_ip(connected)
+}
+
+/// Refuses requests that name a host other than this dashboard's (DNS rebinding).
+async fn check_host<S: DashboardStore>(
+    State(shared): State<Arc<Shared<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = host_of(&request).unwrap_or_default();
+    if shared.hosts.allows(&host) {
+        return next.run(request).await;
+    }
+    (shared.log)(&format!(
+        "refused a request from {} naming host {host:?}: not this dashboard's (start it with --allow-host to allow a name)",
+        client_of(&request)
+    ));
+    error(
+        StatusCode::FORBIDDEN,
+        "this dashboard does not answer to that host name",
+    )
+}
+
 async fn require_token<S: DashboardStore>(
     State(shared): State<Arc<Shared<S>>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let client = client_of(&request);
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        let host = host_of(&request).unwrap_or_default();
+        if !same_origin(origin, &host) {
+            (shared.log)(&format!(
+                "refused an action from {client}: foreign origin {origin:?}"
+            ));
+            return error(
+                StatusCode::FORBIDDEN,
+                "actions are taken only from the dashboard's own page",
+            );
+        }
+    }
+    let now = Instant::now();
+    if let Some(wait) = shared.attempts.blocked(client, now) {
+        (shared.log)(&format!(
+            "refused an action from {client}: too many wrong tokens, {}s to wait",
+            wait.as_secs() + 1
+        ));
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong tokens from this address: wait, then try again",
+        );
+        if let Ok(value) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     if shared.authorized(request.headers()) {
         return next.run(request).await;
+    }
+    if shared.token.is_some() {
+        shared.attempts.failed(client, now);
+        (shared.log)(&format!(
+            "refused an action from {client}: wrong or missing token"
+        ));
     }
     let message = if shared.token.is_none() {
         "this dashboard is read-only: it was started without a token"

@@ -206,24 +206,24 @@ async fn actions_change_nothing_without_the_token_and_work_with_it() {
     let _payments = app.breaker("payments", policy(3)).await.unwrap();
     let read_only = serve(&redis, None).await;
     let guarded = serve(&redis, Some(TOKEN)).await;
+    // Refusals go to a dashboard of their own: after a few wrong tokens it refuses even the
+    // right one for a while (429), and the actions below need this one's allowance.
+    let refusing = serve(&redis, Some(TOKEN)).await;
 
     let (_, config) = get(&format!("{read_only}/api/config")).await;
     assert_eq!(config["actions"], false);
     let (_, config) = get(&format!("{guarded}/api/config")).await;
     assert_eq!(config["actions"], true);
 
-    // The dashboard registers a breaker once, when it first reads its window (making the
-    // handle that reads it): read once before taking the state to compare with.
-    one(&guarded, "payments").await;
     let before = one(&guarded, "payments").await;
     let bearer = format!("Bearer {TOKEN}");
     let refused: [(&str, Option<&str>); 6] = [
         (&read_only, None),
         (&read_only, Some(&bearer)),
-        (&guarded, None),
-        (&guarded, Some("Bearer wrong")),
-        (&guarded, Some(TOKEN)),
-        (&guarded, Some("Basic czNjcmV0LXRva2Vu")),
+        (&refusing, None),
+        (&refusing, Some("Bearer wrong")),
+        (&refusing, Some(TOKEN)),
+        (&refusing, Some("Basic czNjcmV0LXRva2Vu")),
     ];
     for (url, authorization) in refused {
         for action in [
@@ -240,10 +240,9 @@ async fn actions_change_nothing_without_the_token_and_work_with_it() {
                 authorization,
             )
             .await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{action} with {authorization:?}: {body}"
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&status),
+                "{action} with {authorization:?}: {status} {body}"
             );
             assert!(body["error"].is_string());
         }
@@ -676,5 +675,111 @@ async fn history_merges_the_newest_entries_reading_a_page_per_stream() {
     assert!(
         (40..=45).contains(&pages),
         "{pages} pages read in {round_trips} round trips"
+    );
+}
+
+/// Serves `dashboard` with each client's address; its base URL.
+async fn serve_with_addresses(dashboard: Dashboard<RedisBreakers>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = dashboard
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_or_origin_is_refused() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _made = fleet(&app, 1).await;
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = logged.clone();
+    let dashboard = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await))
+        .token(TOKEN)
+        .allow_host("dash.example.org")
+        .log(move |line| log.lock().unwrap().push(line.to_owned()));
+    let url = serve_with_addresses(dashboard).await;
+    let client = reqwest::Client::new();
+    let get_as = |host: &'static str, path: &'static str| {
+        client
+            .get(format!("{url}{path}"))
+            .header("host", host)
+            .send()
+    };
+    // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1.
+    for path in ["/", "/api/breakers", "/api/history", "/metrics"] {
+        let answer = get_as("evil.example:7878", path).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    for host in ["localhost:1234", "dash.example.org", "127.0.0.1"] {
+        let answer = get_as(host, "/api/breakers").await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{host}");
+    }
+    assert!(logged.lock().unwrap()[0].contains("evil.example"));
+
+    // A POST from another origin is refused even with the token, and changes nothing.
+    let trip = format!("{url}/api/breakers/svc-0/trip");
+    let answer = client
+        .post(&trip)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert_eq!(one(&url, "svc-0").await["state"], "closed");
+    let own_origin = format!("http://{}", url.trim_start_matches("http://"));
+    let answer = client
+        .post(&trip)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("origin", own_origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(one(&url, "svc-0").await["state"], "open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_limited_per_client_address() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _made = fleet(&app, 1).await;
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = logged.clone();
+    let dashboard = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await))
+        .token(TOKEN)
+        .log(move |line| log.lock().unwrap().push(line.to_owned()));
+    let url = serve_with_addresses(dashboard).await;
+    let trip = format!("{url}/api/breakers/svc-0/trip");
+    let mut statuses = Vec::new();
+    for guess in 0..7 {
+        let (status, _) = post(&trip, Some(&format!("Bearer guess-{guess}"))).await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    // Blocked, the right token waits too: the guesser cannot tell when it found it.
+    let response = reqwest::Client::new()
+        .post(&trip)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(one(&url, "svc-0").await["state"], "closed");
+    let logged = logged.lock().unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|line| line.contains("too many wrong tokens")),
+        "{logged:?}"
     );
 }

@@ -114,6 +114,11 @@ try {
   if (offered !== 0) throw new Error(offered + ' action buttons on a read-only dashboard');
   if (await page.locator('#auth').isVisible()) throw new Error('a read-only dashboard asks for a token');
 
+  step('a malformed fragment leaves the page working');
+  await page.goto(url + '#token=%zz');
+  await waitForCard(page, LIVE, 'state', 'closed', LIVE + ' shows after a malformed fragment');
+  if (problems.length > 0) throw new Error(problems.join('\n'));
+
   step('load the page with the token in the fragment');
   await page.goto(url + '#token=' + encodeURIComponent(token));
   await waitForCard(page, LIVE, 'state', 'closed', LIVE + ' shows as closed');

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod adapter;
+pub mod capacity;
 pub mod conformance;
 pub mod differential;
 pub mod http_server;

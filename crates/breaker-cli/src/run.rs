@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{
     AsyncBreaker, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy, Recorded,
-    Rejected, State, Transition, TripCause,
+    RejectReason, Rejected, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, RequestErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
@@ -97,11 +97,13 @@ fn parse_url(text: &str) -> Result<reqwest::Url, String> {
     }
 }
 
-/// A breaker that remembers the transitions its calls made, with their times.
+/// A breaker that remembers the transitions its calls made, with their times, and counts the
+/// calls a ramp after a close rejected.
 pub(crate) struct Recording<B> {
     inner: B,
     started: Instant,
     transitions: Arc<Mutex<Vec<(Duration, Transition)>>>,
+    ramp_rejections: Arc<AtomicU64>,
 }
 
 impl<B> Recording<B> {
@@ -110,11 +112,17 @@ impl<B> Recording<B> {
             inner,
             started: Instant::now(),
             transitions: Arc::new(Mutex::new(Vec::new())),
+            ramp_rejections: Arc::default(),
         }
     }
 
     pub(crate) fn transitions(&self) -> Arc<Mutex<Vec<(Duration, Transition)>>> {
         self.transitions.clone()
+    }
+
+    /// Calls rejected because they were outside a ramp's share, so far.
+    pub(crate) fn ramp_rejections(&self) -> Arc<AtomicU64> {
+        self.ramp_rejections.clone()
     }
 
     fn note(&self, transition: Option<Transition>) {
@@ -148,6 +156,7 @@ impl Recording<RedisBreaker> {
             inner: breaker.with_listeners(Listeners::new().with(listener)),
             started,
             transitions,
+            ramp_rejections: Arc::default(),
         }
     }
 }
@@ -167,8 +176,12 @@ impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
 
     async fn acquire(&self) -> Result<Permit, Rejected> {
         let decision = self.inner.acquire().await;
-        if let Ok(permit) = &decision {
-            self.note(permit.transition());
+        match &decision {
+            Ok(permit) => self.note(permit.transition()),
+            Err(rejected) if rejected.reason() == RejectReason::RampingUp => {
+                self.ramp_rejections.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
         }
         decision
     }

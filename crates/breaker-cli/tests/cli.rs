@@ -199,6 +199,46 @@ fn the_demo_runs_its_course() {
 }
 
 #[test]
+fn the_demo_shows_the_share_of_calls_growing_after_the_close() {
+    // A short outage, probes at most a second apart and a two-second ramp, so that the ramp
+    // runs well within the six seconds.
+    let out = breaker(&[
+        "demo",
+        "--duration",
+        "6s",
+        "--ramp-up",
+        "2s",
+        "--max-open-for",
+        "1s",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the backend warms up over 2s"), "{text}");
+    assert!(
+        text.contains(
+            "the breaker is closed; the share of calls let through grows from 10 % to 100 % over 2s"
+        ),
+        "{text}"
+    );
+    // Lines during the ramp say so, with the share of the last second's calls that were sent.
+    let shares: Vec<f64> = text
+        .lines()
+        .filter(|line| line.contains("state ramping"))
+        .filter_map(|line| line.split("sent in the last second").nth(1))
+        .filter_map(|rest| rest.split('%').next()?.trim().parse().ok())
+        .collect();
+    assert!(shares.iter().any(|&share| share < 100.0), "{text}");
+    let held_back: u64 = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("of them, ramping"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no count of ramp rejections: {text}"));
+    assert!(held_back > 0, "{text}");
+    assert!(text.contains("the ramp is over"), "{text}");
+    assert!(text.contains("final state closed"), "{text}");
+}
+
+#[test]
 fn bad_input_is_one_clear_line_and_the_right_exit_code() {
     let server = TestServer::start();
     let url = server.url("/");

@@ -19,6 +19,10 @@ const REDIS: (&str, &str) = (
     "<!-- redis-store:begin (written by cargo xtask bench redis) -->",
     "<!-- redis-store:end -->",
 );
+const RECOVERY: (&str, &str) = (
+    "<!-- recovery:begin (written by cargo xtask bench recovery) -->",
+    "<!-- recovery:end -->",
+);
 
 /// Median time of one criterion iteration, in nanoseconds.
 fn median_ns(group: &str, bench: &str) -> Result<f64> {
@@ -84,15 +88,19 @@ fn run_bench(package: &str, bench: &str) -> Result {
     ]))
 }
 
-/// `cargo xtask bench [memory|redis|adapters|all]`.
+/// `cargo xtask bench [memory|redis|adapters|recovery|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
         "redis" => redis(),
         "adapters" => adapters(),
-        "all" => memory().and_then(|()| redis()).and_then(|()| adapters()),
+        "recovery" => recovery(),
+        "all" => memory()
+            .and_then(|()| redis())
+            .and_then(|()| adapters())
+            .and_then(|()| recovery()),
         other => Err(format!(
-            "unknown bench {other:?}: use memory, redis, adapters or all"
+            "unknown bench {other:?}: use memory, redis, adapters, recovery or all"
         )),
     }
 }
@@ -427,4 +435,147 @@ fn adapters() -> Result {
     }
     let _ = writeln!(section, "{}", ADAPTERS.1);
     write_section(ADAPTERS, &section)
+}
+
+fn recovery() -> Result {
+    run_bench("breaker-cli", "recovery")?;
+    let figures = figures("recovery.txt")?;
+    let get = |key: &str| -> Result<&str> {
+        figures
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("the recovery bench wrote no {key}"))
+    };
+    let number =
+        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
+    // A figure the run may not have reached ("none"): `None`.
+    let optional = |key: &str| -> Result<Option<f64>> {
+        match get(key)? {
+            "none" => Ok(None),
+            value => value
+                .parse()
+                .map(Some)
+                .map_err(|err| format!("{key}: {err}")),
+        }
+    };
+    let share =
+        |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{:.0} %", v * 100.0));
+    let seconds = |value: Option<f64>| {
+        value.map_or("not within the run".to_owned(), |ms| {
+            format!("{:.1} s", ms / 1000.0)
+        })
+    };
+    let load = number("offered_load")?;
+    let probes = number("probes")?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        RECOVERY,
+        "Recovery after an outage: with and without `ramp_up`",
+        "cargo xtask bench recovery",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: {} `breaker run` processes (Redis store, one shared breaker, a throwaway \
+         `redis-server` on loopback) each start {:.0} GETs a second, L = {load:.0} requests a \
+         second in all, against the test kit's HTTP server on 127.0.0.1. The backend serves up \
+         to {} requests in any one second when warm; {} s after the fleet starts it goes down \
+         (503 to everything), {} s after the start it comes back cold, at {:.0} % of its \
+         capacity, growing in a straight line to all of it over {} s, and answers 503 beyond \
+         it. Each process runs {} s. Policy: `{}`; the second run adds `--ramp-up {}`. The \
+         bench reads the backend's counters every 10 ms and the breaker's history from Redis \
+         afterwards (both on this machine's clock).",
+        get("processes")?,
+        load / number("processes")?,
+        get("capacity")?,
+        get("down_at_s")?,
+        get("up_at_s")?,
+        number("cold_share")? * 100.0,
+        get("warm_up_s")?,
+        get("run_s")?,
+        get("policy")?,
+        get("ramp_up")?
+    );
+    let _ = writeln!(
+        section,
+        "- Figures: re-trips are trips after the first close that follows the backend's \
+         return; the first second after that close is the rate of requests the backend \
+         received, over the whole second and at its highest fifth (200 ms), as a share of the L \
+         measured before the outage; full traffic flows from the first moment after which every \
+         500 ms the backend serves at least {:.0} % of L until the processes stop.\n",
+        number("full_share")? * 100.0
+    );
+    let _ = writeln!(
+        section,
+        "| run | measured L | trips during the outage | first close after the return | re-trips after it | first second after the close: mean / peak | full traffic after the return | refused for capacity after the return | calls the breakers rejected |"
+    );
+    let _ = writeln!(section, "|---|---|---|---|---|---|---|---|---|");
+    for (key, label) in [
+        ("off", "without `ramp_up`".to_owned()),
+        ("ramp", format!("with `ramp_up` {}", get("ramp_up")?)),
+    ] {
+        let _ = writeln!(
+            section,
+            "| {label} | {:.0}/s | {} | {} after | {} | {} / {} | {} | {} | {} |",
+            number(&format!("{key}_load"))?,
+            get(&format!("{key}_trips_in_outage"))?,
+            seconds(optional(&format!("{key}_close_after_up_ms"))?),
+            get(&format!("{key}_retrips"))?,
+            share(optional(&format!("{key}_first_second"))?),
+            share(optional(&format!("{key}_first_second_peak"))?),
+            seconds(optional(&format!("{key}_full_after_up_ms"))?),
+            get(&format!("{key}_over_capacity"))?,
+            get(&format!("{key}_rejected"))?,
+        );
+    }
+    let (off_retrips, ramp_retrips) = (number("off_retrips")?, number("ramp_retrips")?);
+    let flaps = if off_retrips > 0.0 {
+        format!(
+            "{} ({ramp_retrips:.0} re-trips with it, {off_retrips:.0} without)",
+            verdict(ramp_retrips == 0.0)
+        )
+    } else {
+        format!(
+            "not shown: the run without `ramp_up` did not flap ({ramp_retrips:.0} re-trips with it)"
+        )
+    };
+    let _ = writeln!(
+        section,
+        "\n- Bar: with `ramp_up`, zero re-trips where the run without it flaps: {flaps}."
+    );
+    let bar = 0.10 + probes / load;
+    let peak = optional("ramp_first_second_peak")?;
+    let ramp_seconds = get("ramp_up")?
+        .trim_end_matches('s')
+        .parse::<f64>()
+        .map_err(|err| format!("ramp_up: {err}"))?;
+    let reason = if peak.is_some_and(|peak| peak <= bar) {
+        String::new()
+    } else {
+        format!(
+            "; the ramp grows in a straight line from 10 % at the close, so by its definition it \
+             admits 10 % + 90 % x 1 s / {ramp_seconds} s = {:.0} % of the load one second after \
+             the close: a bar of 10 % over the whole first second needs a ramp that holds its \
+             starting share for that second",
+            (0.1 + 0.9 / ramp_seconds) * 100.0
+        )
+    };
+    let _ = writeln!(
+        section,
+        "- Bar: with `ramp_up`, the first second's peak at or below the starting share (10 %) of \
+         L plus the probes ({} a second, so {:.1} % of L): {} (peak {}, mean {}){reason}.",
+        probes,
+        bar * 100.0,
+        verdict(peak.is_some_and(|peak| peak <= bar)),
+        share(peak),
+        share(optional("ramp_first_second")?)
+    );
+    let _ = writeln!(
+        section,
+        "- Time until full traffic flows (no bar): {} without `ramp_up`, {} with it.",
+        seconds(optional("off_full_after_up_ms")?),
+        seconds(optional("ramp_full_after_up_ms")?)
+    );
+    let _ = writeln!(section, "{}", RECOVERY.1);
+    write_section(RECOVERY, &section)
 }

@@ -1,12 +1,17 @@
 //! `dashboard`: the live page and JSON API of every breaker in a Redis store.
 
-use std::io::Write;
+mod tls;
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use breaker_dashboard::{DEFAULT_METRICS_CAP, Dashboard, RedisBreakers};
 use breaker_store_redis::RedisStore;
 use clap::Args;
+
+use axum::serve::ListenerExt as _;
 
 use crate::Failure;
 use crate::operate::{StoreArgs, actor, store_addresses, store_config, store_failure};
@@ -37,6 +42,13 @@ pub(crate) struct DashboardArgs {
     /// `Host` is refused, so that a web page cannot read the dashboard through DNS rebinding.
     #[arg(long, value_name = "HOST")]
     allow_host: Vec<String>,
+    /// Serve HTTPS with this certificate chain (a PEM file, the server's certificate first);
+    /// needs --tls-key. Without it the dashboard speaks plain HTTP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (a PEM file).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `metrics`.
@@ -88,13 +100,22 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
         );
     }
     let token = args.token.filter(|token| !token.is_empty());
+    // Read before listening: a certificate that cannot be used is a usage error, not a
+    // server that fails every handshake.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(Failure::Usage)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|err| Failure::Failed(format!("cannot listen on {}: {err}", args.listen)))?;
     let address = listener
         .local_addr()
         .map_err(|err| Failure::Failed(format!("cannot listen on {}: {err}", args.listen)))?;
-    say(&format!("breaker dashboard listening on http://{address}/"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    say(&format!(
+        "breaker dashboard listening on {scheme}://{address}/"
+    ));
     match &token {
         Some(token) => {
             say("operator actions allowed to requests carrying the token");
@@ -108,10 +129,11 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
             say("read-only: pass --token or set BREAKER_DASHBOARD_TOKEN to allow operator actions")
         }
     }
-    if !address.ip().is_loopback() {
+    if !address.ip().is_loopback() && tls.is_none() {
         eprintln!(
-            "warning: listening on {address}, beyond this machine: whoever can reach it reads \
-             every breaker, and a token travels in clear over plain HTTP"
+            "warning: listening on {address}, beyond this machine, without TLS: whoever can \
+             reach it reads every breaker, and the page, the API and the operator token travel \
+             in clear; serve HTTPS with --tls-cert and --tls-key"
         );
     }
     let mut dashboard = Dashboard::new(RedisBreakers::new(store))
@@ -127,16 +149,33 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
     // With each client's address: failed token attempts are limited per address.
     let app = dashboard
         .router()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            // If the signal cannot be watched, the server runs until it is killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
-        .await
-        .map_err(|err| Failure::Failed(format!("the dashboard stopped: {err}")))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(interrupted())
+                .await
+        }
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config).map_err(|err| {
+                Failure::Failed(format!("cannot listen on {}: {err}", args.listen))
+            })?;
+            // `tap_io` does nothing to the connections: axum gives the client's address to
+            // the router (`ConnectInfo`) for its own listeners and for tapped ones only.
+            axum::serve(listener.tap_io(|_| {}), app)
+                .with_graceful_shutdown(interrupted())
+                .await
+        }
+    };
+    served.map_err(|err| Failure::Failed(format!("the dashboard stopped: {err}")))
+}
+
+/// Resolves on Ctrl-C. If the signal cannot be watched, never: the server runs until it is
+/// killed.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Prints a line on stdout. The server goes on when nobody reads it any more (its output

@@ -738,17 +738,23 @@ impl DashboardProcess {
 
     /// A dashboard with these store arguments.
     fn start_with(store_args: &[&str], token: Option<&str>) -> DashboardProcess {
+        DashboardProcess::launch("127.0.0.1:0", store_args, token, Stdio::inherit())
+    }
+
+    /// A dashboard listening on `listen`, with these arguments, its standard error going
+    /// to `stderr`.
+    fn launch(listen: &str, args: &[&str], token: Option<&str>, stderr: Stdio) -> DashboardProcess {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(env!("CARGO_BIN_EXE_breaker"));
         command
-            .args(["dashboard", "--listen", "127.0.0.1:0"])
-            .args(store_args)
+            .args(["dashboard", "--listen", listen])
+            .args(args)
             .env_remove("REDIS_URL")
             .env_remove("BREAKER_DASHBOARD_TOKEN")
             // Operator actions through the dashboard are recorded as asked by this user.
             .env("USER", "ops")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(stderr);
         if let Some(token) = token {
             command.env("BREAKER_DASHBOARD_TOKEN", token);
         }
@@ -761,12 +767,26 @@ impl DashboardProcess {
             .strip_prefix("breaker dashboard listening on ")
             .unwrap_or_else(|| panic!("the dashboard said {first:?}"))
             .trim_end_matches('/')
-            .to_owned();
+            // Listening on every address: reached through loopback.
+            .replace("0.0.0.0", "127.0.0.1");
         DashboardProcess {
             child,
             url,
             _stdout: stdout,
         }
+    }
+
+    /// Stops the dashboard and returns what it wrote on its standard error (when started
+    /// with `Stdio::piped()`).
+    fn stop(mut self) -> String {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut written = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            stderr.read_to_string(&mut written).unwrap();
+        }
+        written
     }
 }
 
@@ -841,6 +861,163 @@ fn the_dashboard_serves_the_store_it_is_given() {
         1,
         "cannot listen on 256.0.0.1:1",
     );
+}
+
+/// A GET over HTTPS trusting only the CA in `ca`: status and body, or why it failed.
+fn https_get(url: &str, ca: &std::path::Path) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("https://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.rsplit_once(':').unwrap().0.to_owned()).unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = std::net::TcpStream::connect(host).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|err| err.to_string())?;
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        // Some servers close without TLS's close_notify once the answer is complete.
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(err) => return Err(err.to_string()),
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// What a plain-HTTP GET of `/` to `address` gets back, whatever it is.
+fn plain_answer(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_dashboard_serves_https_with_the_certificate_it_is_given() {
+    let certs = certificates();
+    let store = redis().url();
+    let tls = [
+        "--tls-cert",
+        path(&certs.server().cert),
+        "--tls-key",
+        path(&certs.server().key),
+    ];
+    let dashboard = DashboardProcess::start_with(&[&["--store", &store][..], &tls].concat(), None);
+    assert!(
+        dashboard.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        dashboard.url
+    );
+    let (status, page) = https_get(&format!("{}/", dashboard.url), certs.ca()).unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<title>breakers</title>"));
+    let (status, config) = https_get(&format!("{}/api/config", dashboard.url), certs.ca()).unwrap();
+    assert_eq!((status, config.as_str()), (200, r#"{"actions":false}"#));
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer, and the server goes on serving.
+    let address = dashboard.url.strip_prefix("https://").unwrap();
+    let plain = plain_answer(address);
+    assert!(
+        !plain.starts_with("HTTP/"),
+        "plain HTTP was answered: {plain}"
+    );
+    // A client that trusts another CA refuses the dashboard's certificate.
+    let stranger = https_get(&format!("{}/", dashboard.url), &certs.stranger().cert);
+    assert!(stranger.is_err(), "{stranger:?}");
+    let (status, _) = https_get(&format!("{}/", dashboard.url), certs.ca()).unwrap();
+    assert_eq!(status, 200);
+
+    let base = ["dashboard", "--store", &store, "--listen", "127.0.0.1:0"];
+    let dashboard_with = |extra: &[&'static str]| [&base[..], extra].concat();
+    assert_one_error_line(
+        &dashboard_with(&["--tls-cert", path(&certs.server().cert)]),
+        2,
+        "--tls-key",
+    );
+    fails_with(
+        &dashboard_with(&[
+            "--tls-cert",
+            "/nope.pem",
+            "--tls-key",
+            path(&certs.server().key),
+        ]),
+        &["cannot read the certificate /nope.pem"],
+    );
+    // A key that is not the certificate's.
+    fails_with(
+        &dashboard_with(&[
+            "--tls-cert",
+            path(&certs.server().cert),
+            "--tls-key",
+            path(&certs.client().key),
+        ]),
+        &["do not make a usable certificate"],
+    );
+}
+
+#[test]
+fn a_dashboard_beyond_loopback_without_tls_warns() {
+    let certs = certificates();
+    let store = redis().url();
+    let plain = DashboardProcess::launch("0.0.0.0:0", &["--store", &store], None, Stdio::piped());
+    // Serving: the warning, written before, is there to read.
+    let (status, _) = http_get(&format!("{}/api/config", plain.url));
+    assert_eq!(status, 200);
+    let warned = plain.stop();
+    assert!(
+        warned.contains("warning: listening on 0.0.0.0:")
+            && warned.contains("without TLS")
+            && warned.contains("--tls-cert"),
+        "{warned}"
+    );
+
+    let tls = [
+        "--store",
+        &store,
+        "--tls-cert",
+        path(&certs.server().cert),
+        "--tls-key",
+        path(&certs.server().key),
+    ];
+    let secure = DashboardProcess::launch("0.0.0.0:0", &tls, None, Stdio::piped());
+    let (status, _) = https_get(&format!("{}/api/config", secure.url), certs.ca()).unwrap();
+    assert_eq!(status, 200);
+    let quiet = secure.stop();
+    assert!(!quiet.contains("without TLS"), "{quiet}");
 }
 
 /// What the browser test needs, or a failure saying how to get it.

@@ -127,6 +127,10 @@ pub(crate) struct PolicyArgs {
     /// this time (`off`: every call flows at once).
     #[arg(long, value_parser = parse_duration_or_off, value_name = "DURATION|off")]
     ramp_up: Option<DurationOrOff>,
+    /// Trip only when the window's failures came from at least this many distinct processes
+    /// (1 to 16; each `breaker run` process is one reporter).
+    #[arg(long)]
+    minimum_reporters: Option<u32>,
 }
 
 /// The `--retry-after` values (core's `RetryAfterPolicy` is non-exhaustive).
@@ -240,6 +244,9 @@ impl PolicyArgs {
         }
         if let Some(DurationOrOff(ramp)) = self.ramp_up {
             builder = builder.ramp_up(ramp);
+        }
+        if let Some(reporters) = self.minimum_reporters {
+            builder = builder.minimum_reporters(reporters);
         }
         Ok(builder.build()?)
     }

@@ -337,6 +337,13 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
             open_until,
             s.override_mode.to_string(),
         );
+        let quorum = info
+            .policies
+            .first()
+            .map_or(1, breaker_core::Policy::minimum_reporters);
+        if quorum > 1 {
+            line.push_str(&format!("  quorum of {quorum} reporters"));
+        }
         if info.policy_conflict() {
             line.push_str(&format!(
                 "  warning: {} processes registered it with different policies",

@@ -350,7 +350,7 @@ fn every_policy_field_has_a_flag() {
     let server = TestServer::start();
     let url = server.url("/");
     let all = json_of(&breaker(&words(&format!(
-        "run --url {url} --requests 3 --window 30s --buckets 30 --failure-rate 50 --minimum-failures 2 --minimum-calls 2 --open-for 1m --half-open-probes 2 --probe-lease 5s --successes-to-close 2 --backoff 2 --max-open-for 10m --slow-call 5s --on-store-failure local --ramp-up 30s --json"
+        "run --url {url} --requests 3 --window 30s --buckets 30 --failure-rate 50 --minimum-failures 2 --minimum-calls 2 --open-for 1m --half-open-probes 2 --probe-lease 5s --successes-to-close 2 --backoff 2 --max-open-for 10m --slow-call 5s --on-store-failure local --ramp-up 30s --minimum-reporters 2 --json"
     ))));
     assert_eq!(
         (all["successes"].as_u64(), all["state"].as_str()),
@@ -375,8 +375,9 @@ fn every_policy_field_has_a_flag() {
         (Some(3), Some("closed"))
     );
 
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--buckets", "0"], "buckets = 0"),
+        (&["--minimum-reporters", "17"], "minimum_reporters = 17"),
         (&["--ramp-up", "0s"], "ramp_up = 0s"),
         (&["--backoff", "0.5"], "backoff = 0.5"),
         (&["--on-store-failure", "bogus"], "--on-store-failure"),

@@ -476,7 +476,8 @@ impl Circuit {
                     && self.override_mode != Override::ForcedClosed;
                 if may_trip {
                     let counts = window.counts(policy, now);
-                    if policy.trips(counts) {
+                    // One process is one reporter: a quorum of more never trips here.
+                    if policy.trips(counts) && policy.minimum_reporters() <= 1 {
                         return Some(self.open(
                             now,
                             policy.open_for_millis(),
@@ -592,10 +593,16 @@ impl Circuit {
         self.override_until = if mode == Override::Auto { None } else { until };
     }
 
-    /// When the ramp after the last close ends, while it runs at `now` (closed, no override).
-    fn ramping_until(&self, policy: &Policy, now: Timestamp) -> Option<Timestamp> {
+    /// When the ramp after the last close ends, while it runs at `now` (closed, and no
+    /// override in force at `now`).
+    fn ramping_until(
+        &self,
+        policy: &Policy,
+        now: Timestamp,
+        override_mode: Override,
+    ) -> Option<Timestamp> {
         let until = self.ramp_from?.add_millis(policy.ramp_up_millis()?);
-        let closed = self.state == State::Closed && self.override_mode == Override::Auto;
+        let closed = self.state == State::Closed && override_mode == Override::Auto;
         (closed && now < until).then_some(until)
     }
 
@@ -615,15 +622,16 @@ impl Circuit {
             state => state,
         };
         let live_probes = self.probes.iter().filter(|lease| lease.until > now).count();
+        let counts = window.counts(policy, now);
         Snapshot {
             state,
             override_mode,
             override_until,
             generation: self.generation,
             open_until: (self.state == State::Open).then_some(self.open_until),
-            counts: window.counts(policy, now),
+            counts,
             probes_in_flight: u32::try_from(live_probes).unwrap_or(u32::MAX),
-            ramping_until: self.ramping_until(policy, now),
+            ramping_until: self.ramping_until(policy, now, override_mode),
         }
     }
 

@@ -22,6 +22,14 @@ pub enum EventKind<'a> {
     Transition(Transition),
     /// The store failed; the breaker's store-failure policy decided the call.
     StoreError(&'a StoreError),
+    /// The window's failures meet the trip rule, but they came from fewer distinct reporters
+    /// (processes) than the policy's `minimum_reporters`: the fleet's breaker stays closed.
+    QuorumShort {
+        /// Distinct reporters of the window's failures.
+        reporters: u32,
+        /// The policy's `minimum_reporters`.
+        needed: u32,
+    },
 }
 
 /// One event, as listeners receive it.

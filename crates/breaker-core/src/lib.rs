@@ -68,7 +68,7 @@ pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};
 pub use history::{Bucket, HistoryEntry};
 pub use policy::{
-    MAX_BUCKETS, MAX_DURATION, Policy, PolicyBuilder, PolicyError, RetryAfterPolicy,
+    MAX_BUCKETS, MAX_DURATION, MAX_REPORTERS, Policy, PolicyBuilder, PolicyError, RetryAfterPolicy,
     StoreFailurePolicy,
 };
 pub use time::{Clock, ManualClock, MonotonicClock, SystemClock, Timestamp};

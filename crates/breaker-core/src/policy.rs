@@ -20,6 +20,10 @@ pub const MAX_DURATION: Duration = Duration::from_millis(MAX_MILLIS);
 /// window's buckets in one command, and Lua limits how many values one call may take).
 pub const MAX_BUCKETS: u32 = 1_000;
 
+/// The largest quorum of reporters a policy may ask for (`minimum_reporters`): what a store
+/// keeps to count them stays this small.
+pub const MAX_REPORTERS: u32 = 16;
+
 /// What a breaker does when its store cannot answer (down, slow, or holding unreadable data).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -195,6 +199,12 @@ impl Policy {
         self.config.ramp_up
     }
 
+    /// The breaker trips only when the window's failures came from at least this many
+    /// distinct reporters (processes); 1, the default, is any failure.
+    pub fn minimum_reporters(&self) -> u32 {
+        self.config.minimum_reporters
+    }
+
     /// What the breaker does when its store fails.
     pub fn on_store_failure(&self) -> StoreFailurePolicy {
         self.config.on_store_failure
@@ -359,6 +369,9 @@ policy_fields! {
     /// (default off: every call flows at once).
     #[serde(with = "humantime_serde")]
     ramp_up: Option<Duration> = None;
+    /// Trips only when the window's failures came from at least this many distinct
+    /// processes (default 1: any failure; at most 16).
+    minimum_reporters: u32 = 1;
 }
 
 /// A policy value was rejected; the error names the field and the value.
@@ -517,6 +530,13 @@ impl PolicyConfig {
             Some(limit) => Some(positive_millis("slow_call", limit)?),
             None => None,
         };
+        if self.minimum_reporters == 0 || self.minimum_reporters > MAX_REPORTERS {
+            return Err(PolicyError::new(
+                "minimum_reporters",
+                self.minimum_reporters,
+                "must be between 1 and 16",
+            ));
+        }
         let ramp_up_ms = match self.ramp_up {
             Some(ramp) => Some(positive_millis("ramp_up", ramp)?),
             None => None,

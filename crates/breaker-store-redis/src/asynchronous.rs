@@ -626,6 +626,7 @@ mod tests {
             history_len: 10,
             actor: "test".to_owned(),
             batch: None,
+            reporter: "test".to_owned(),
         };
         let changes = Changes::default();
         let kept: Vec<Arc<Engine>> = (0..10)

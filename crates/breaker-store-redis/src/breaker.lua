@@ -12,8 +12,8 @@
 -- ARGV[14] idle TTL in ms
 -- ARGV[15] history length (entries kept, about; 0: no history)
 -- ARGV[16..] op arguments: record: generation kind(0 normal, 1 probe) ticket
---          outcome(0 success, 1 failure, 2 ignored) retry_after_ms(0: none); batch: generation successes
---          failures; override: mode(0 auto, 1 forced-open, 2 forced-closed)
+--          outcome(0 success, 1 failure, 2 ignored) retry_after_ms(0: none) reporter
+--          minimum_reporters; batch: generation successes failures reporter minimum_reporters; override: mode(0 auto, 1 forced-open, 2 forced-closed)
 --          duration_ms(-1 forever) actor; trip, reset: actor
 --
 -- Every reply starts with the op's own values and ends with the state the caller caches:
@@ -97,6 +97,14 @@ local buckets = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[10])
 local idle_ttl = tonumber(ARGV[14])
 
+-- The reporter of this call's outcomes, and the quorum the policy asks for.
+local reporter, needed = nil, 1
+if op == 'record' then
+  reporter, needed = ARGV[21], tonumber(ARGV[22]) or 1
+elseif op == 'batch' then
+  reporter, needed = ARGV[19], tonumber(ARGV[20]) or 1
+end
+
 local CLOSED, OPEN, HALF = 0, 1, 2
 local AUTO, FORCED_OPEN, FORCED_CLOSED = 0, 1, 2
 
@@ -117,6 +125,15 @@ end
 
 local function bucket_of(ms) return math.floor(ms / bucket_ms) end
 
+-- Who reported the window's failures: at most `minimum_reporters` reporters, each with the
+-- bucket of its last failure, as `id:bucket,...`. Enough to tell whether the quorum is met,
+-- and bounded whatever the number of processes.
+local function reporters_text(reporters)
+  local rp = {}
+  for _, r in ipairs(reporters) do table.insert(rp, r[1] .. ':' .. r[2]) end
+  return table.concat(rp, ',')
+end
+
 local function probes_text(probes)
   local pr = {}
   for _, p in ipairs(probes) do table.insert(pr, p[1] .. ':' .. p[2]) end
@@ -133,6 +150,7 @@ local function save(s)
     -- Compared as read (numbers with numbers: formatting each one would cost more than the
     -- rest of the call); Redis writes numbers exactly.
     if field == 'pr' then value = probes_text(s.probes) end
+    if field == 'rp' then value = reporters_text(s.reporters) end
     -- Totals waiting to be counted again are left for the step that counts them.
     local totals = field == 'tc' or field == 'tf' or field == 'wb'
     if field ~= 'sq' and value ~= s.loaded[field] and not (totals and s.recount) then
@@ -249,6 +267,35 @@ local function window_sync(s)
 end
 
 -- Counts `calls` calls, `failures` of them failures, in the current bucket.
+-- Notes that `reporter` reported a failure counted in `bucket`: its entry moves to that
+-- bucket, or it takes a free place, or the place of the reporter whose last failure is oldest
+-- (if older).
+local function note_reporter(s, bucket)
+  if not reporter or reporter == '' then return end
+  local oldest
+  for _, r in ipairs(s.reporters) do
+    if r[1] == reporter then
+      if bucket > r[2] then r[2] = bucket end
+      return
+    end
+    if oldest == nil or r[2] < oldest[2] then oldest = r end
+  end
+  if #s.reporters < needed then
+    table.insert(s.reporters, {reporter, bucket})
+  elseif oldest and oldest[2] < bucket then
+    oldest[1], oldest[2] = reporter, bucket
+  end
+end
+
+-- Distinct reporters whose last failure is still in the window.
+local function live_reporters(s)
+  local live = 0
+  for _, r in ipairs(s.reporters) do
+    if bucket_of(now) < r[2] + buckets then live = live + 1 end
+  end
+  return live
+end
+
 local function window_add(s, calls, failures)
   window_sync(s)
   local bucket = bucket_of(now)
@@ -263,6 +310,11 @@ local function window_add(s, calls, failures)
       counted = type(redis.pcall('HINCRBY', key, 'f' .. slot, failures)) == 'number'
     end
     if not counted then repaired = repaired + 1 end
+  end
+  -- The reporter's failure lives as long as the bucket it was counted in: a newer one when
+  -- the clock stepped back (see the test of t above).
+  if failures > 0 then
+    if counted then note_reporter(s, t - 1) else note_reporter(s, bucket) end
   end
   s.window_written = true
   if counted then
@@ -294,10 +346,11 @@ local history_len = tonumber(ARGV[15])
 local history_key = KEYS[2]
 
 local FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq', 'tc',
-  'tf', 'wb', 'ca', 'xp'}
+  'tf', 'wb', 'ca', 'rp', 'qs', 'xp'}
 -- The fields save() writes, in order: the first ones of FIELDS.
 local SAVED = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq', 'tc', 'tf',
-  'wb', 'ca'}
+  'wb', 'ca', 'rp', 'qs'}
+
 
 -- A new epoch: the server's time in microseconds (below 2^53 until the year 2255).
 local function new_epoch()
@@ -315,8 +368,8 @@ local function load()
     st = whole(v[1], HALF), gen = whole(v[2]), ou = whole(v[3]), om = whole(v[4]),
     sc = whole(v[5]), tk = whole(v[6]), ov = whole(v[7], FORCED_CLOSED), ovu = whole(v[8]),
     ep = whole(v[10]), sq = whole(v[11]), tc = whole(v[12]), tf = whole(v[13]),
-    wb = whole(v[14]), ca = whole(v[15]), xp = whole(v[16]), probes = {}, loaded = {},
-    saved = SAVED,
+    wb = whole(v[14]), ca = whole(v[15]), qs = whole(v[17]), xp = whole(v[18]), probes = {},
+    reporters = {}, loaded = {}, saved = SAVED,
   }
   if s.st == nil then s.st = OPEN end
   if s.ou == nil then
@@ -333,6 +386,18 @@ local function load()
   if s.xp == nil then s.xp = 0 end
   -- An unreadable close time: no ramp (the breaker is closed either way).
   if s.ca == nil then s.ca = 0 end
+  if s.qs == nil then s.qs = 0 end
+  if v[16] and v[16] ~= '' then
+    for id, b in string.gmatch(v[16], '([^:,]+):([^,]+)') do
+      local bucket = whole(b)
+      if bucket == nil then
+        -- Unreadable: the quorum is counted again from the failures that follow.
+        s.reporters = {}
+        break
+      end
+      table.insert(s.reporters, {id, bucket})
+    end
+  end
   if s.ep == nil or s.ep == 0 then
     -- A key made now: its window is empty.
     s.ep = new_epoch()
@@ -353,7 +418,7 @@ local function load()
   -- As read, to tell what changed: numbers as numbers, the probe list as text, nil if missing.
   for i, field in ipairs(SAVED) do
     local raw = v[i]
-    if raw and field ~= 'pr' then raw = tonumber(raw) end
+    if raw and field ~= 'pr' and field ~= 'rp' then raw = tonumber(raw) end
     s.loaded[field] = raw or nil
   end
   return s
@@ -409,10 +474,13 @@ end
 local function window_clear(s)
   redis.call('HDEL', key, unpack(bucket_fields()))
   s.tc, s.tf, s.wb, s.recount = 0, 0, bucket_of(now), false
+  s.reporters = {}
 end
 
 -- Transitions: {kind(1 tripped, 2 half-opened, 3 closed), generation, open_until, open_ms,
--- cause(1 threshold, 2 probe failed, 3 operator, 4 retry-after), calls, failures}.
+-- cause(1 threshold, 2 probe failed, 3 operator, 4 retry-after), calls, failures}; or no
+-- transition because the quorum of reporters is short: {4, reporters, needed, 0, 0, calls,
+-- failures}.
 local NONE = {0, 0, 0, 0, 0, 0, 0}
 
 local function open(s, ms, cause, calls, failures, actor)
@@ -491,7 +559,16 @@ local function count(s, calls, failures)
   window_add(s, calls, failures)
   if failures > 0 and s.st == CLOSED and s.ov ~= FORCED_CLOSED then
     if trips(s.tc, s.tf) then
-      return open(s, math.min(open_ms_policy, max_open_ms), 1, s.tc, s.tf)
+      local live = live_reporters(s)
+      if live >= needed then
+        return open(s, math.min(open_ms_policy, max_open_ms), 1, s.tc, s.tf)
+      end
+      -- The quorum is short: the fleet stays closed. The history says so once per bucket.
+      if s.qs ~= bucket_of(now) then
+        s.qs = bucket_of(now)
+        history('quorum-short', s, {'reporters', live, 'needed', needed})
+      end
+      return {4, live, needed, 0, 0, s.tc, s.tf}
     end
   end
   return NONE

@@ -50,6 +50,7 @@ pub struct RedisConfig {
     batch: Option<Duration>,
     pub(crate) push: bool,
     tls: Tls,
+    reporter: String,
 }
 
 /// PEM text, or the file that holds it (read when the store connects). Only a build with
@@ -118,6 +119,7 @@ impl RedisConfig {
             batch: None,
             push: true,
             tls: Tls::default(),
+            reporter: random_reporter(),
         }
     }
 
@@ -292,6 +294,17 @@ impl RedisConfig {
         self
     }
 
+    /// Who this store is among the processes that report outcomes, for policies with
+    /// `minimum_reporters` above 1 (default: drawn at random when the configuration is made,
+    /// so each process is one reporter). Processes that should count as one (say, one host's
+    /// workers behind one network path) can share an id. 1 to 64 characters of letters,
+    /// digits, `-`, `_` and `.`.
+    #[must_use]
+    pub fn reporter(mut self, reporter: impl Into<String>) -> RedisConfig {
+        self.reporter = reporter.into();
+        self
+    }
+
     /// Trusts the certificate authorities in this PEM file (one certificate or more) for
     /// TLS (`rediss://`), instead of the default roots (the public CAs of webpki-roots): for
     /// a Redis whose certificate a private CA signed. The file is read when the store
@@ -380,7 +393,38 @@ impl RedisConfig {
             history_len: self.history_len,
             actor: self.actor.clone(),
             batch: self.batch,
+            reporter: check_reporter(&self.reporter)?,
         })
+    }
+}
+
+/// A reporter id drawn at random: the process id and the time, hashed by the standard
+/// library's random keys.
+fn random_reporter() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos()),
+    );
+    format!("{:016x}", hasher.finish())
+}
+
+/// `reporter` if it is a valid id (the script keeps ids in a `id:bucket,...` list).
+fn check_reporter(reporter: &str) -> Result<String, StoreError> {
+    let valid = (1..=64).contains(&reporter.len())
+        && reporter
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(reporter.to_owned())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Config,
+            format!("reporter {reporter:?}: must be 1 to 64 letters, digits, '-', '_' or '.'"),
+        ))
     }
 }
 

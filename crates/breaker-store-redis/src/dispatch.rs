@@ -18,6 +18,8 @@ const QUEUE: usize = 4096;
 pub(crate) enum Told {
     Transition(Transition),
     StoreError(StoreError),
+    /// The trip rule was met, but by too few reporters: (reporters, needed).
+    QuorumShort(u32, u32),
 }
 
 enum Job {
@@ -41,6 +43,9 @@ fn deliver(jobs: Receiver<Job>) {
                 let kind = match &told {
                     Told::Transition(transition) => EventKind::Transition(*transition),
                     Told::StoreError(err) => EventKind::StoreError(err),
+                    &Told::QuorumShort(reporters, needed) => {
+                        EventKind::QuorumShort { reporters, needed }
+                    }
                 };
                 listeners.emit(&Event::new(&name, kind));
             }

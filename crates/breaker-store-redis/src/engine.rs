@@ -55,6 +55,8 @@ pub(crate) struct Settings {
     pub(crate) actor: String,
     /// Add outcomes up in the process and send them together, once per this interval.
     pub(crate) batch: Option<Duration>,
+    /// Who this process is among the reporters of failures (policy `minimum_reporters`).
+    pub(crate) reporter: String,
 }
 
 impl Settings {
@@ -354,11 +356,11 @@ impl Engine {
             ramp.generation = tail.generation;
             ramp.credit = RampCredit::new();
         }
-        let ago = tail.now.saturating_since(tail.closed_by_probes);
-        let from = Timestamp::from_millis(
-            now.as_millis()
-                .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
-        );
+        // The close in local time: as long before (or after, when the script's clock stepped
+        // back) this reply as the script saw it.
+        let close = tail.closed_by_probes.as_millis();
+        let from =
+            Timestamp::from_millis((now.as_millis() + close).saturating_sub(tail.now.as_millis()));
         ramp.from = Some((tail.generation, from));
     }
 
@@ -687,7 +689,7 @@ impl Engine {
     /// the failure policy applies to the batch as to a call.
     pub(crate) fn finish_batch(&self, context: BatchContext, reply: Result<Vec<i64>, StoreError>) {
         let _done = DoneOnDrop(&self.batches_done);
-        match reply.and_then(|reply| script::parse_transition(&reply, "batch")) {
+        match reply.and_then(|reply| self.parse_record(&reply, "batch")) {
             Ok((transition, tail)) => {
                 self.remember(context.sent, self.now(), &tail);
                 if let Some(transition) = transition {
@@ -711,6 +713,24 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The transition a `record` or `batch` reply names; a quorum short of reporters is told
+    /// to listeners and tracing.
+    fn parse_record(
+        &self,
+        reply: &[i64],
+        what: &str,
+    ) -> Result<(Option<Transition>, Tail), StoreError> {
+        if let Some((reporters, needed)) = script::quorum_short(reply) {
+            tracing::info!(breaker = %self.name, reporters, needed, "trip rule met by too few reporters: the breaker stays closed");
+            dispatch::tell(
+                &self.listeners,
+                &self.name,
+                Told::QuorumShort(reporters, needed),
+            );
+        }
+        script::parse_transition(reply, what)
     }
 
     fn emit_transition(&self, transition: Transition) {
@@ -743,7 +763,7 @@ impl Engine {
             elapsed,
             sent,
         } = context;
-        match reply.and_then(|reply| script::parse_transition(&reply, "record")) {
+        match reply.and_then(|reply| self.parse_record(&reply, "record")) {
             Ok((transition, tail)) => {
                 self.remember(sent, self.now(), &tail);
                 Recorded::new(outcome, elapsed, transition)
@@ -814,14 +834,15 @@ impl Engine {
     /// The reply to a snapshot.
     pub(crate) fn finish_snapshot(&self, reply: &[i64]) -> Result<Snapshot, StoreError> {
         let (mut snapshot, tail) = script::parse_snapshot(reply)?;
-        snapshot.ramping_until = self.ramping_until(&tail);
+        snapshot.ramping_until = self.ramping_until(&tail, snapshot.override_mode);
         Ok(snapshot)
     }
 
-    /// When the ramp after the close a reply names ends, while it runs (as `Circuit` says).
-    fn ramping_until(&self, tail: &Tail) -> Option<Timestamp> {
+    /// When the ramp after the close a reply names ends, while it runs (as `Circuit` says),
+    /// with the override in force at the reply's time.
+    fn ramping_until(&self, tail: &Tail, override_mode: Override) -> Option<Timestamp> {
         let ramp_ms = self.policy.ramp_up_millis()?;
-        let closed = tail.state == State::Closed && tail.override_mode == Override::Auto;
+        let closed = tail.state == State::Closed && override_mode == Override::Auto;
         let over = lock(&self.ramp).done == Some(tail.generation);
         let until = tail.closed_by_probes.add_millis(ramp_ms);
         (closed && !over && tail.closed_by_probes != Timestamp::ZERO && tail.now < until)
@@ -915,6 +936,7 @@ mod tests {
             history_len: 10,
             actor: "test".to_owned(),
             batch: None,
+            reporter: "test".to_owned(),
         };
         Engine::new("cache", Policy::default(), settings)
     }

@@ -131,7 +131,9 @@ pub(crate) fn invocation(
                     Outcome::Failure => 1,
                     Outcome::Ignored => 2,
                 })
-                .arg(retry_after_ms);
+                .arg(retry_after_ms)
+                .arg(&settings.reporter)
+                .arg(policy.minimum_reporters());
         }
         Op::Override { mode, duration_ms } => {
             call.arg(match mode {
@@ -150,7 +152,11 @@ pub(crate) fn invocation(
             successes,
             failures,
         } => {
-            call.arg(generation).arg(successes).arg(failures);
+            call.arg(generation)
+                .arg(successes)
+                .arg(failures)
+                .arg(&settings.reporter)
+                .arg(policy.minimum_reporters());
         }
         Op::Acquire | Op::Snapshot | Op::Window => {}
     }
@@ -268,8 +274,23 @@ fn transition(v: &[u64], reply: &[i64], what: &str) -> Result<Option<Transition>
             },
         }),
         3 => Some(Transition::Closed { generation: v[1] }),
+        // The trip rule was met but the quorum of reporters is short: no transition (see
+        // `quorum_short`).
+        4 => None,
         _ => return Err(corrupt(what, reply)),
     })
+}
+
+/// In a reply to `record` or `batch`: the trip rule was met but the window's failures came
+/// from too few reporters, as (reporters, needed).
+pub(crate) fn quorum_short(reply: &[i64]) -> Option<(u32, u32)> {
+    match reply {
+        [4, reporters, needed, ..] => Some((
+            u32::try_from(*reporters).ok()?,
+            u32::try_from(*needed).ok()?,
+        )),
+        _ => None,
+    }
 }
 
 /// The reply to `record`, `trip` or `reset`.
@@ -345,7 +366,7 @@ mod tests {
         }
         assert!(
             parse_transition(
-                &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+                &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
                 "record"
             )
             .is_err()

@@ -366,7 +366,7 @@ fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(fields <= 3 * 10 + 16, "{fields} fields for 10 buckets");
+    assert!(fields <= 3 * 10 + 18, "{fields} fields for 10 buckets");
 }
 
 #[test]
@@ -1317,4 +1317,64 @@ fn registrations_prune_expired_names_from_the_registry() {
             .unwrap();
     }
     assert!(size() <= 45, "{} names left for 31 live breakers", size());
+}
+
+/// With `minimum_reporters = 2`, one process's failures alone never open the fleet's breaker
+/// (listeners and the history hear that the quorum is short); a second reporter's failure in
+/// the window trips it. Reporter ids are checked.
+#[test]
+fn a_quorum_of_reporters_trips_and_one_process_alone_does_not() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let policy = Policy::builder()
+        .minimum_failures(3)
+        .failure_rate(50.0)
+        .minimum_reporters(2)
+        .build()
+        .unwrap();
+    let process = |reporter: &str| {
+        BlockingRedisStore::connect(single_config(&prefix, &clock).reporter(reporter)).unwrap()
+    };
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let listeners = Listeners::new().with(move |event: &Event<'_>| {
+        if let EventKind::QuorumShort { reporters, needed } = event.kind {
+            sink.lock().unwrap().push((reporters, needed));
+        }
+    });
+    let lone = process("host-a")
+        .breaker("quorum", policy.clone())
+        .unwrap()
+        .with_listeners(listeners);
+    for _ in 0..10 {
+        let permit = Breaker::acquire(&lone).expect("the fleet stays closed");
+        assert_eq!(
+            Breaker::record(&lone, permit, Outcome::Failure).transition,
+            None
+        );
+    }
+    assert_eq!(Operate::snapshot(&lone).unwrap().state, State::Closed);
+    breaker_testkit::eventually("listeners hear the quorum is short", || {
+        heard.lock().unwrap().first() == Some(&(1, 2))
+    });
+    let store = process("host-a");
+    let history = store.history(Some("quorum"), 10).unwrap();
+    assert!(
+        history.iter().any(|entry| entry.event == "quorum-short"),
+        "{history:?}"
+    );
+    // A second process sees failures too: the quorum is met.
+    let other = process("host-b").breaker("quorum", policy).unwrap();
+    let permit = Breaker::acquire(&other).unwrap();
+    let tripped = Breaker::record(&other, permit, Outcome::Failure).transition;
+    assert!(
+        matches!(tripped, Some(Transition::Tripped { .. })),
+        "{tripped:?}"
+    );
+    assert_eq!(Operate::snapshot(&other).unwrap().state, State::Open);
+    for bad in ["", "a:b", "a,b", &"x".repeat(65)] {
+        let err =
+            BlockingRedisStore::connect(single_config(&prefix, &clock).reporter(bad)).unwrap_err();
+        assert!(err.to_string().contains("reporter"), "{err}");
+    }
 }

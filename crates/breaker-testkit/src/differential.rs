@@ -50,7 +50,10 @@ pub fn policies() -> impl Strategy<Value = Policy> {
         (1u32..=3, 1u32..=3),
         prop::sample::select(vec![1.0, 1.5, 2.0]),
         (1u64..=3, prop::option::of(200u64..=900)),
-        prop::option::of(prop::sample::select(vec![1u64, 700, 2_000, 6_000])),
+        (
+            prop::option::of(prop::sample::select(vec![1u64, 700, 2_000, 6_000])),
+            prop::sample::select(vec![1u32, 1, 1, 2]),
+        ),
     )
         .prop_map(
             |(
@@ -62,7 +65,7 @@ pub fn policies() -> impl Strategy<Value = Policy> {
                 (probes, successes),
                 backoff,
                 (lease_s, slow_ms),
-                ramp_ms,
+                (ramp_ms, reporters),
             )| {
                 Policy::builder()
                     .window(Duration::from_millis(window_ms))
@@ -78,6 +81,7 @@ pub fn policies() -> impl Strategy<Value = Policy> {
                     .probe_lease(Duration::from_secs(lease_s))
                     .slow_call(slow_ms.map(Duration::from_millis))
                     .ramp_up(ramp_ms.map(Duration::from_millis))
+                    .minimum_reporters(reporters)
                     .retry_after(if open_s == 2 {
                         RetryAfterPolicy::Ignore
                     } else {

@@ -222,9 +222,11 @@ impl Subject for Model {
                     let counts = m.counts(policy, now);
                     let rate_met = counts.failures as f64 * 100.0
                         >= policy.failure_rate() * counts.calls as f64;
+                    // The model is one process, so one reporter: a larger quorum never trips.
                     if counts.failures >= policy.minimum_failures()
                         && counts.calls >= policy.minimum_calls()
                         && rate_met
+                        && policy.minimum_reporters() <= 1
                     {
                         let open_ms = policy.open_for().as_millis() as u64;
                         return done(Some(m.open(now, open_ms, TripCause::Threshold(counts))));

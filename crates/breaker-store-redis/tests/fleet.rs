@@ -138,10 +138,21 @@ fn policies_failing(
         1u32..=2,
         prop::sample::select(vec![1.0, 2.0]),
         on_failure,
-        prop::option::of(prop::sample::select(vec![500u64, 3_000])),
+        (
+            prop::option::of(prop::sample::select(vec![500u64, 3_000])),
+            prop::sample::select(vec![1u32, 1, 2]),
+        ),
     )
         .prop_map(
-            |(window_ms, min_failures, probes, successes, backoff, on_failure, ramp_ms)| {
+            |(
+                window_ms,
+                min_failures,
+                probes,
+                successes,
+                backoff,
+                on_failure,
+                (ramp_ms, quorum),
+            )| {
                 Policy::builder()
                     .window(Duration::from_millis(window_ms))
                     .minimum_failures(min_failures)
@@ -154,6 +165,7 @@ fn policies_failing(
                     .backoff(backoff)
                     .on_store_failure(on_failure)
                     .ramp_up(ramp_ms.map(Duration::from_millis))
+                    .minimum_reporters(quorum)
                     .build()
                     .unwrap()
             },

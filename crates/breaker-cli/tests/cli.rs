@@ -1142,6 +1142,195 @@ fn the_dashboard_in_a_real_browser() {
     assert!(screenshot.exists());
 }
 
+/// The fleet the browser test shows: 1,000 breakers named like hosts, some open, half-open,
+/// forced, in conflict or unreadable. What it made, by kind, as the script reads it.
+fn seed_fleet(store: &str) -> Value {
+    use breaker_core::{Override, call_async};
+    const SERVICES: [&str; 8] = [
+        "accounts",
+        "checkout",
+        "inventory",
+        "payments",
+        "pricing",
+        "reviews",
+        "search",
+        "shipping",
+    ];
+    let host = |service: &str, n: u32| format!("{service}-{n}.internal");
+    // Listed in natural order, as the page must show them.
+    let open = [
+        host("inventory", 9),
+        host("payments", 3),
+        host("payments", 17),
+        host("search", 42),
+        host("search", 100),
+        host("shipping", 2),
+    ];
+    let half_open = [
+        host("accounts", 12),
+        host("pricing", 5),
+        host("reviews", 110),
+    ];
+    let forced = [
+        (host("checkout", 4), Override::ForcedOpen),
+        (host("search", 7), Override::ForcedOpen),
+        (host("shipping", 31), Override::ForcedClosed),
+    ];
+    let conflict = host("pricing", 7);
+    let unreadable = host("reviews", 13);
+    let policy = |open_for: u64, rate: f64| {
+        Policy::builder()
+            .minimum_failures(3)
+            .failure_rate(rate)
+            .open_for(Duration::from_secs(open_for))
+            .build()
+            .unwrap()
+    };
+    runtime().block_on(async {
+        // A busy machine answers a thousand callers at once slowly.
+        let config = RedisConfig::standalone(store)
+            .prefix("breaker")
+            .timeout(Duration::from_secs(10));
+        let redis = RedisStore::connect(config).await.unwrap();
+        let mut tasks = Vec::new();
+        for (s, service) in SERVICES.iter().enumerate() {
+            for n in 1..=125u32 {
+                let name = host(service, n);
+                let redis = redis.clone();
+                // Half-open breakers open for a second only: then they read half-open.
+                let open_for = if half_open.contains(&name) { 1 } else { 600 };
+                let successes = (n as usize + s) % 7 + 1;
+                let failures = (n as usize) % 3;
+                tasks.push(tokio::spawn(async move {
+                    let breaker = redis.breaker(&name, policy(open_for, 50.0)).await.unwrap();
+                    for _ in 0..successes {
+                        let done: Result<(), _> =
+                            call_async(&breaker, async { Ok::<(), ()>(()) }).await;
+                        done.unwrap();
+                    }
+                    for _ in 0..failures {
+                        let permit = breaker.acquire().await.unwrap();
+                        breaker.record(permit, Outcome::Failure).await;
+                    }
+                    (name, breaker)
+                }));
+            }
+        }
+        let mut made = std::collections::HashMap::new();
+        for task in tasks {
+            let (name, breaker) = task.await.unwrap();
+            made.insert(name, breaker);
+        }
+        for name in open.iter().chain(&half_open) {
+            made[name].trip().await.unwrap();
+        }
+        for (name, mode) in &forced {
+            made[name]
+                .set_override(*mode, Some(Duration::from_secs(3600)))
+                .await
+                .unwrap();
+        }
+        // A second process with another policy.
+        redis.breaker(&conflict, policy(600, 25.0)).await.unwrap();
+        // Registrations are written in the background: poll until every one is, within a
+        // deadline.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listing = redis
+                .list_many(&breaker_store_redis::ListRequest::all())
+                .await
+                .unwrap();
+            let conflicting = listing
+                .breakers
+                .iter()
+                .find(|b| b.name == conflict)
+                .and_then(|b| b.info.as_ref().ok())
+                .is_some_and(|info| info.policies.len() == 2);
+            if listing.breakers.len() == SERVICES.len() * 125 && conflicting {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fleet was not registered in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    // A policy that does not parse: the breaker cannot be read until someone registers it
+    // again.
+    let policies_key = format!("breaker:{{={unreadable}}}:policies");
+    let mut raw = redis::Client::open(store)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("DEL").arg(&policies_key).exec(&mut raw).unwrap();
+    redis::cmd("HSET")
+        .arg(&policies_key)
+        .arg("{not json")
+        .arg("1")
+        .exec(&mut raw)
+        .unwrap();
+    serde_json::json!({
+        "total": SERVICES.len() * 125,
+        "open": open,
+        "half_open": half_open,
+        "forced": forced.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        "conflict": [conflict],
+        "unreadable": [unreadable],
+        "live": host("checkout", 77),
+    })
+}
+
+#[test]
+fn the_dashboard_of_a_fleet_in_a_real_browser() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breaker-dashboard/tests/browser");
+    let chromium = browser_test_tools(&dir);
+    const TOKEN: &str = "fleet-test-token-0123456789";
+    let redis_server = RedisServer::start();
+    let store = redis_server.url();
+    let fleet = seed_fleet(&store);
+    // The API agrees with the seed before the page is asked to.
+    let dashboard = DashboardProcess::start(&store, Some(TOKEN));
+    let (status, body) = http_get(&format!("{}/api/breakers", dashboard.url));
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1000);
+    let in_state = |state: &str| listed.iter().filter(|b| b["state"] == state).count();
+    // The half-open ones may still be open: their second may not have passed yet.
+    assert_eq!(
+        (
+            in_state("open") + in_state("half-open"),
+            in_state("unreadable")
+        ),
+        (9, 1),
+        "{body:.2000}"
+    );
+    let failing = TestServer::start();
+    failing.set_default(Reply::Status(503));
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-table.png");
+    let out = Command::new("node")
+        .current_dir(&dir)
+        .arg("fleet.mjs")
+        .args([&dashboard.url, TOKEN, env!("CARGO_BIN_EXE_breaker"), &store])
+        .arg(failing.url("/"))
+        .arg(&screenshot)
+        .arg(fleet.to_string())
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(
+        out.success(),
+        "the fleet browser test failed ({out}); its screenshot is under {}",
+        screenshot.parent().unwrap().display()
+    );
+    assert!(screenshot.exists());
+}
+
 #[test]
 fn a_batched_run_trips_with_few_round_trips() {
     let redis = RedisServer::start();

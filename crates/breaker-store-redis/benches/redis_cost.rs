@@ -7,8 +7,10 @@
 //!   (commands a script runs are shown by `MONITOR` as `[... lua]` and are not requests).
 //!
 //! Variants: a bare `HINCRBY` (the floor), the store with 10, 60 (the default) and 1000
-//! buckets, the store in batched mode, and the original Python library's layout (GET,
-//! pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET; one sorted-set member per call).
+//! buckets, the store in batched mode, the store with `ramp_up` and `minimum_reporters` on
+//! (successes only, and one failure in ten, beside the same without them), and the original
+//! Python library's layout (GET, pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET; one
+//! sorted-set member per call).
 //!
 //! `cargo bench -p breaker-store-redis --bench redis_cost` prints a markdown table.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -39,6 +41,10 @@ enum Variant {
     Store {
         buckets: u32,
         batch: Option<Duration>,
+        /// `ramp_up` and `minimum_reporters = 2` in the policy.
+        features: bool,
+        /// One call in ten fails (never enough to trip).
+        failing: bool,
     },
     OriginalLayout,
 }
@@ -49,15 +55,22 @@ impl Variant {
             Variant::Hincrby => "bare `HINCRBY` (one command per call)".to_owned(),
             Variant::Store {
                 buckets,
-                batch: None,
-            } => format!("this store, {buckets} buckets"),
-            Variant::Store {
-                buckets,
-                batch: Some(interval),
-            } => format!(
-                "this store, {buckets} buckets, batched every {}",
-                humantime::format_duration(interval)
-            ),
+                batch,
+                features,
+                failing,
+            } => {
+                let mut label = format!("this store, {buckets} buckets");
+                if let Some(interval) = batch {
+                    label += &format!(", batched every {}", humantime::format_duration(interval));
+                }
+                if features {
+                    label += ", `ramp_up` and `minimum_reporters = 2`";
+                }
+                if failing {
+                    label += ", one call in ten fails";
+                }
+                label
+            }
             Variant::OriginalLayout => {
                 "original library's layout (GET, pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET)"
                     .to_owned()
@@ -77,13 +90,17 @@ fn cpu_seconds(server: &RedisServer) -> f64 {
         .sum()
 }
 
-fn policy(buckets: u32) -> Policy {
+fn policy(buckets: u32, features: bool) -> Policy {
     // Never trips, so every call takes the closed path; the default 60 s window.
-    Policy::builder()
-        .buckets(buckets)
-        .minimum_failures(1 << 40)
-        .build()
-        .unwrap()
+    let builder = Policy::builder().buckets(buckets).minimum_failures(1 << 40);
+    let builder = if features {
+        builder
+            .ramp_up(Some(Duration::from_secs(30)))
+            .minimum_reporters(2)
+    } else {
+        builder
+    };
+    builder.build().unwrap()
 }
 
 /// Runs `calls` calls of `variant` spread over the callers.
@@ -91,7 +108,12 @@ async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     match variant {
-        Variant::Store { buckets, batch } => {
+        Variant::Store {
+            buckets,
+            batch,
+            features,
+            failing,
+        } => {
             let mut config = RedisConfig::standalone(url)
                 .prefix(format!("cost{round}"))
                 .timeout(Duration::from_secs(2));
@@ -99,13 +121,25 @@ async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
                 config = config.batch(interval);
             }
             let store = RedisStore::connect(config).await.unwrap();
-            let breaker = store.breaker("cost", policy(buckets)).await.unwrap();
+            let breaker = store
+                .breaker("cost", policy(buckets, features))
+                .await
+                .unwrap();
             for _ in 0..CALLERS {
                 let (breaker, next) = (breaker.clone(), next.clone());
                 tasks.push(tokio::spawn(async move {
-                    while next.fetch_add(1, Ordering::Relaxed) < calls {
+                    loop {
+                        let call = next.fetch_add(1, Ordering::Relaxed);
+                        if call >= calls {
+                            break;
+                        }
+                        let outcome = if failing && call % 10 == 0 {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Success
+                        };
                         let permit = breaker.acquire().await.unwrap();
-                        breaker.record(permit, Outcome::Success).await;
+                        breaker.record(permit, outcome).await;
                     }
                 }));
             }
@@ -186,24 +220,21 @@ fn main() {
     }
     let server = RedisServer::start();
     let runtime = breaker_testkit::runtime();
+    let store = |buckets, batch, features, failing| Variant::Store {
+        buckets,
+        batch,
+        features,
+        failing,
+    };
     let variants = [
         Variant::Hincrby,
-        Variant::Store {
-            buckets: 10,
-            batch: None,
-        },
-        Variant::Store {
-            buckets: 60,
-            batch: None,
-        },
-        Variant::Store {
-            buckets: 1_000,
-            batch: None,
-        },
-        Variant::Store {
-            buckets: 60,
-            batch: Some(Duration::from_millis(5)),
-        },
+        store(10, None, false, false),
+        store(60, None, false, false),
+        store(1_000, None, false, false),
+        store(60, Some(Duration::from_millis(5)), false, false),
+        store(60, None, true, false),
+        store(60, None, false, true),
+        store(60, None, true, true),
         Variant::OriginalLayout,
     ];
     println!("| variant ({CALLERS} concurrent callers) | Redis CPU per call | requests per call |");

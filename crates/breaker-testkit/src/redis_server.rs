@@ -1,6 +1,7 @@
-//! Throwaway `redis-server` processes on free loopback ports, for tests: a single node or a
-//! three-node cluster. They stop when dropped, and also when the test process exits however
-//! it exits (each server runs under a small shell that kills it when its stdin closes).
+//! Throwaway `redis-server` processes on free loopback ports, for tests: a single node, a
+//! three-node cluster, or a cluster of three masters with a replica each. They stop when
+//! dropped, and also when the test process exits however it exits (each server runs under a
+//! small shell that kills it when its stdin closes).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,12 +27,13 @@ pub struct RedisServer {
     tls_port: Option<u16>,
 }
 
-/// A free loopback port below 55535 (a cluster node also uses port + 10000).
+/// A free loopback port below 55535 whose port + 10000 is free too (a cluster node listens
+/// there for its bus; a node whose bus port is taken does not start).
 fn free_port() -> u16 {
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("local address").port();
-        if port < 55535 {
+        if port < 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;
         }
     }
@@ -289,6 +291,12 @@ impl RedisServer {
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         command(self.port, args)
     }
+
+    /// Sends `READONLY`, then `args`, on one connection: a Cluster replica then answers a
+    /// read of a key its master serves (instead of redirecting it), from its own copy.
+    pub fn command_readonly(&self, args: &[&str]) -> Result<String, String> {
+        commands(self.port, &[&["READONLY"], args])
+    }
 }
 
 /// Sends signal `name` (`STOP`, `CONT`, `KILL`) to process `pid`.
@@ -323,16 +331,64 @@ impl RedisServer {
     }
 }
 
-/// A three-node Redis Cluster (three masters, no replicas).
+/// A Redis Cluster of three masters, alone ([`RedisCluster::start`]) or each with one replica
+/// ([`RedisCluster::start_with_replicas`]), for failover tests.
+///
+/// The nodes keep their place in [`RedisCluster::nodes`] whatever their roles become; the
+/// roles are read from the nodes themselves (`CLUSTER NODES`) whenever asked.
+///
+/// A failover of the master that serves a key, step by step:
+///
+/// ```no_run
+/// use breaker_testkit::redis_server::RedisCluster;
+///
+/// let cluster = RedisCluster::start_with_replicas();
+/// let master = cluster.master_of("{=name}");
+/// let replica = cluster.replica_of(master);
+/// cluster.failover(replica);
+/// assert_eq!(cluster.master_of("{=name}").port(), replica.port());
+/// ```
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// The ports of the nodes killed with [`RedisCluster::kill`]: the waits leave them out.
+    killed: std::sync::Mutex<Vec<u16>>,
 }
+
+/// How long `redis-cli --cluster create` may take before it is given up.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a failover may take before the waits for it give up.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl RedisCluster {
     /// Starts three nodes, joins them, and waits until the cluster is ready.
     pub fn start() -> RedisCluster {
-        RedisCluster::join(RedisServer::start_with, |node| node.port, &[])
+        RedisCluster::join(RedisServer::start_with, |node| node.port, &[], 0)
+    }
+
+    /// Starts six nodes and joins them as three masters, each with one replica; waits until
+    /// the cluster is ready and every replica is in sync with its master. A node that
+    /// stops answering is considered down after two seconds (`cluster-node-timeout`), so
+    /// that a replica takes over from a killed master within a few seconds.
+    pub fn start_with_replicas() -> RedisCluster {
+        RedisCluster::join(
+            |cluster| {
+                // No delay before a full sync (Redis 7 otherwise waits 5 s for more
+                // replicas), and a replica may take over however long its master was gone.
+                let mut extra = vec![
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ];
+                extra.extend_from_slice(cluster);
+                RedisServer::start_with(&extra)
+            },
+            |node| node.port,
+            &[],
+            1,
+        )
     }
 
     /// Three nodes that also serve TLS (see [`RedisServer::start_tls`]) with `certs`'s server
@@ -348,18 +404,44 @@ impl RedisCluster {
             },
             |node| node.tls_port.expect("a TLS port"),
             &["--tls", "--cacert", &ca],
+            0,
         )
     }
 
-    /// Starts three nodes with `start` (given the cluster's arguments), joins them through
-    /// the port `port` names with `redis-cli <cli> --cluster create`, and waits until the
-    /// cluster is ready.
+    /// Starts three masters and `replicas` replicas of each with `start` (given the
+    /// cluster's arguments), joins them through the port `port` names with
+    /// `redis-cli <cli> --cluster create`, and waits until the cluster is ready. A join that
+    /// fails (a cluster bus port taken by another process, say) is tried again with new
+    /// nodes, twice at most.
     fn join(
         start: impl Fn(&[&str]) -> RedisServer,
         port: impl Fn(&RedisServer) -> u16,
         cli: &[&str],
+        replicas: usize,
     ) -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match RedisCluster::try_join(&start, &port, cli, replicas) {
+                Ok(cluster) => return cluster,
+                Err(err) => failures.push(err),
+            }
+        }
+        panic!(
+            "the Redis Cluster did not form:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    fn try_join(
+        start: &impl Fn(&[&str]) -> RedisServer,
+        port: &impl Fn(&RedisServer) -> u16,
+        cli: &[&str],
+        replicas: usize,
+    ) -> Result<RedisCluster, String> {
+        // Replicas make failures worth detecting quickly; without them, a slow machine
+        // must not make a node look down.
+        let node_timeout = if replicas > 0 { "2000" } else { "5000" };
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 let config_file = format!("nodes-{}.conf", free_port());
                 start(&[
@@ -368,7 +450,7 @@ impl RedisCluster {
                     "--cluster-config-file",
                     &config_file,
                     "--cluster-node-timeout",
-                    "5000",
+                    node_timeout,
                 ])
             })
             .collect();
@@ -376,34 +458,43 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", port(node)))
             .collect();
-        let output = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        create
             .args(cli)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .unwrap_or_else(|err| panic!("redis-cli could not run ({err}). {HOW_TO_INSTALL}"));
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
+        run_within(&mut create, CREATE_TIMEOUT)?;
+        let cluster = RedisCluster {
+            nodes,
+            killed: std::sync::Mutex::new(Vec::new()),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &nodes {
-            loop {
-                let info = node.command(&["CLUSTER", "INFO"]).unwrap_or_default();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not become ready: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        RedisCluster { nodes }
+        cluster.poll(deadline, "the cluster to be ready", || {
+            cluster.live_nodes().all(|node| {
+                node.command(&["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+        })?;
+        let masters = 3;
+        cluster.poll(
+            deadline,
+            "every node to know every master and replica",
+            || {
+                cluster.live_nodes().all(|node| {
+                    cluster_nodes(node).is_ok_and(|lines| {
+                        lines.len() == cluster.nodes.len()
+                            && lines.iter().filter(|line| line.is_master()).count() == masters
+                            && lines.iter().all(|line| line.is_healthy())
+                    })
+                })
+            },
+        )?;
+        cluster.poll(deadline, "every replica to be in sync", || {
+            cluster.replicas_in_sync()
+        })?;
+        Ok(cluster)
     }
 
     /// The nodes' TLS URLs, for a cluster started with [`RedisCluster::start_tls`].
@@ -416,26 +507,368 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// The nodes.
+    /// The nodes, masters and replicas, in the order they were started.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let node = self.live_nodes().next().expect("a live node");
+        let slot = node
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .unwrap_or_else(|err| panic!("CLUSTER KEYSLOT {key}: {err}"));
+        slot.parse().expect("a slot number")
+    }
+
+    /// The node that serves `key`'s slot now, as the first live node sees it.
+    pub fn master_of(&self, key: &str) -> &RedisServer {
+        let slot = self.slot_of(key);
+        let node = self.live_nodes().next().expect("a live node");
+        let lines = cluster_nodes(node).unwrap_or_else(|err| panic!("CLUSTER NODES: {err}"));
+        let master = lines
+            .iter()
+            .find(|line| line.is_master() && line.serves(slot))
+            .unwrap_or_else(|| panic!("no master serves slot {slot}: {lines:#?}"));
+        self.node_on(master.port)
+    }
+
+    /// A live replica of `master`, as `master` sees its replicas; waits for one a while
+    /// (after a failover, the old master takes a moment to be known as a replica).
+    pub fn replica_of(&self, master: &RedisServer) -> &RedisServer {
+        let mut found = None;
+        let waited = self.poll(
+            Instant::now() + FAILOVER_TIMEOUT,
+            &format!("the node on port {} to have a replica", master.port),
+            || {
+                let Ok(lines) = cluster_nodes(master) else {
+                    return false;
+                };
+                let Some(me) = lines.iter().find(|line| line.myself) else {
+                    return false;
+                };
+                let killed = self.killed_ports();
+                found = lines
+                    .iter()
+                    .find(|line| {
+                        line.master.as_ref() == Some(&me.id)
+                            && line.is_healthy()
+                            && !killed.contains(&line.port)
+                    })
+                    .map(|line| line.port);
+                found.is_some()
+            },
+        );
+        if let Err(err) = waited {
+            panic!("{err}");
+        }
+        self.node_on(found.expect("a replica was found"))
+    }
+
+    /// Asks `replica` to take over from its master (`CLUSTER FAILOVER`: the master stops
+    /// its clients until the replica has every write, then the replica is promoted), and
+    /// waits until it is a master and every live node agrees the cluster is ok.
+    pub fn failover(&self, replica: &RedisServer) {
+        self.ask_failover(replica, &["CLUSTER", "FAILOVER"]);
+    }
+
+    /// Like [`RedisCluster::failover`] with `CLUSTER FAILOVER FORCE`: the replica takes
+    /// over without waiting for its master to hand over the last writes.
+    pub fn force_failover(&self, replica: &RedisServer) {
+        self.ask_failover(replica, &["CLUSTER", "FAILOVER", "FORCE"]);
+    }
+
+    fn ask_failover(&self, replica: &RedisServer, command: &[&str]) {
+        let reply = replica.command(command);
+        assert_eq!(
+            reply.as_deref(),
+            Ok("OK"),
+            "{} on port {}",
+            command.join(" "),
+            replica.port
+        );
+        self.wait_for_promotion(replica, Instant::now() + FAILOVER_TIMEOUT);
+    }
+
+    /// Kills `node` (SIGKILL), as a crash would; the waits leave it out from now on. It
+    /// takes `&self`, so that threads sharing the cluster can go on using it.
+    pub fn kill(&self, node: &RedisServer) {
+        self.killed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(node.port);
+        signal("KILL", node.pid());
+    }
+
+    /// Waits until `replica` says it is a master, every live node names it the master of
+    /// its slots, and every live node says the cluster is ok. Panics at `deadline`.
+    ///
+    /// A replica that won an election less than four node timeouts (8 s) before its master
+    /// dies was seen never to be followed: Redis 7.0 reused that election's result, whose
+    /// epoch the other nodes refused. One failover per shard, or a pause between them,
+    /// avoids it.
+    pub fn wait_for_promotion(&self, replica: &RedisServer, deadline: Instant) {
+        let promoted = self.poll(
+            deadline,
+            &format!("the node on port {} to become a master", replica.port),
+            || {
+                replica
+                    .command(&["INFO", "replication"])
+                    .is_ok_and(|info| info.contains("role:master"))
+                    && self.live_nodes().all(|node| {
+                        node.command(&["CLUSTER", "INFO"])
+                            .is_ok_and(|info| info.contains("cluster_state:ok"))
+                            && cluster_nodes(node).is_ok_and(|lines| {
+                                lines.iter().any(|line| {
+                                    line.port == replica.port
+                                        && line.is_master()
+                                        && !line.slots.is_empty()
+                                })
+                            })
+                    })
+            },
+        );
+        if let Err(err) = promoted {
+            panic!("{err}");
+        }
+    }
+
+    /// Whether every live replica's link to its master is up, with no sync in progress.
+    fn replicas_in_sync(&self) -> bool {
+        self.live_nodes().all(|node| {
+            node.command(&["INFO", "replication"]).is_ok_and(|info| {
+                info.contains("role:master")
+                    || info.contains("master_link_status:up")
+                        && info.contains("master_sync_in_progress:0")
+            })
+        })
+    }
+
+    /// The node listening on `port` (its plain port or its TLS port).
+    fn node_on(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|node| node.port == port || node.tls_port == Some(port))
+            .unwrap_or_else(|| panic!("no node of this cluster listens on port {port}"))
+    }
+
+    fn killed_ports(&self) -> Vec<u16> {
+        self.killed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The nodes not killed with [`RedisCluster::kill`].
+    fn live_nodes(&self) -> impl Iterator<Item = &RedisServer> {
+        let killed = self.killed_ports();
+        self.nodes
+            .iter()
+            .filter(move |node| !killed.contains(&node.port))
+    }
+
+    /// Polls `done` every 20 ms until it is true; at `deadline`, says it waited for `what`
+    /// and how each live node saw the cluster.
+    fn poll(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut done: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        while !done() {
+            if Instant::now() >= deadline {
+                return Err(self.timed_out(what));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Says that a wait for `what` timed out, and how each live node sees the cluster.
+    fn timed_out(&self, what: &str) -> String {
+        let views: Vec<String> = self
+            .live_nodes()
+            .map(|node| {
+                let nodes = node.command(&["CLUSTER", "NODES"]);
+                format!("node on port {}: {nodes:?}", node.port)
+            })
+            .collect();
+        format!("timed out waiting for {what}\n{}", views.join("\n"))
+    }
+}
+
+/// One line of `CLUSTER NODES`: a node as another node sees it.
+#[derive(Debug)]
+struct NodeLine {
+    id: String,
+    /// The port clients reach it on.
+    port: u16,
+    /// Whether this line is the answering node itself.
+    myself: bool,
+    flags: Vec<String>,
+    /// The id of its master, for a replica.
+    master: Option<String>,
+    /// The slot ranges it serves, both ends included.
+    slots: Vec<(u16, u16)>,
+}
+
+impl NodeLine {
+    fn is_master(&self) -> bool {
+        self.flags.iter().any(|flag| flag == "master")
+    }
+
+    /// No failure suspected, no handshake under way, a known address.
+    fn is_healthy(&self) -> bool {
+        !self
+            .flags
+            .iter()
+            .any(|flag| matches!(flag.as_str(), "fail" | "fail?" | "handshake" | "noaddr"))
+    }
+
+    fn serves(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&slot))
+    }
+}
+
+/// The cluster as `node` sees it (`CLUSTER NODES`).
+fn cluster_nodes(node: &RedisServer) -> Result<Vec<NodeLine>, String> {
+    let text = node.command(&["CLUSTER", "NODES"])?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let bad = || format!("unexpected CLUSTER NODES line {line:?}");
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [
+                id,
+                address,
+                flags,
+                master,
+                _ping,
+                _pong,
+                _epoch,
+                _link,
+                slots @ ..,
+            ] = fields.as_slice()
+            else {
+                return Err(bad());
+            };
+            // `127.0.0.1:<port>@<bus port>[,<hostname>]`.
+            let port = address
+                .split('@')
+                .next()
+                .and_then(|host_port| host_port.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse().ok())
+                .ok_or_else(bad)?;
+            let flags: Vec<String> = flags.split(',').map(str::to_owned).collect();
+            // Slots being moved show as `[slot->-id]` or `[slot-<-id]`: not served yet.
+            let slots = slots
+                .iter()
+                .filter(|range| !range.starts_with('['))
+                .map(|range| {
+                    let (first, last) = range.split_once('-').unwrap_or((range, range));
+                    Ok((
+                        first.parse().map_err(|_| bad())?,
+                        last.parse().map_err(|_| bad())?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(NodeLine {
+                id: (*id).to_owned(),
+                port,
+                myself: flags.iter().any(|flag| flag == "myself"),
+                flags,
+                master: (*master != "-").then(|| (*master).to_owned()),
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// Runs `command` to its end, or kills it once `limit` has passed: what it printed on
+/// stdout and stderr, or why it failed.
+fn run_within(command: &mut Command, limit: Duration) -> Result<String, String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{command:?} could not run ({err}). {HOW_TO_INSTALL}"));
+    // Read on threads, so that a full pipe never blocks the command.
+    let readers = [
+        read_on_thread(child.stdout.take()),
+        read_on_thread(child.stderr.take()),
+    ];
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let printed: Vec<String> = readers
+        .into_iter()
+        .map(|reader| reader.join().unwrap_or_default())
+        .collect();
+    let printed = printed.join("");
+    match status {
+        Some(status) if status.success() => Ok(printed),
+        Some(status) => Err(format!("{command:?} failed ({status}): {printed}")),
+        None => Err(format!(
+            "{command:?} did not finish within {limit:?}: {printed}"
+        )),
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn read_on_thread(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    })
 }
 
 /// Sends `args` as one RESP command to 127.0.0.1:`port` and reads a simple reply.
 fn command(port: u16, args: &[&str]) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|err| err.to_string())?;
+    commands(port, &[args])
+}
+
+/// Sends `commands` on one connection to 127.0.0.1:`port`, one after the other, and returns
+/// the last one's reply (the first error, if one fails).
+fn commands(port: u16, commands: &[&[&str]]) -> Result<String, String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|err| err.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|err| err.to_string())?;
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|err| err.to_string())?;
     let mut reader = BufReader::new(stream);
+    let mut reply = String::new();
+    for args in commands {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in *args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .map_err(|err| err.to_string())?;
+        reply = read_reply(&mut reader)?;
+    }
+    Ok(reply)
+}
+
+/// Reads one simple reply: a status, an integer or a bulk string (errors as `Err`).
+fn read_reply(reader: &mut BufReader<TcpStream>) -> Result<String, String> {
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|err| err.to_string())?;
     let line = line.trim_end();
@@ -474,5 +907,68 @@ mod tests {
         );
         let info = cluster.nodes()[2].command(&["CLUSTER", "INFO"]).unwrap();
         assert!(info.contains("cluster_known_nodes:3"), "{info}");
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_stopped_at_its_limit() {
+        let started = Instant::now();
+        let mut hangs = Command::new("sleep");
+        hangs.arg("30");
+        let err = run_within(&mut hangs, Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("did not finish"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let mut done = Command::new("echo");
+        done.arg("made");
+        assert_eq!(
+            run_within(&mut done, Duration::from_secs(10)).unwrap(),
+            "made\n"
+        );
+    }
+
+    #[test]
+    fn a_cluster_with_replicas_fails_over_every_way() {
+        let cluster = RedisCluster::start_with_replicas();
+        assert_eq!(cluster.nodes().len(), 6);
+        let key = "{=name}";
+        let first = cluster.master_of(key);
+        first.command(&["SET", key, "1"]).unwrap();
+        let second = cluster.replica_of(first);
+        assert_ne!(first.port(), second.port());
+        cluster.failover(second);
+        assert_eq!(cluster.master_of(key).port(), second.port());
+        assert_eq!(second.command(&["GET", key]).as_deref(), Ok("1"));
+        // The old master follows the new one, and answers reads after READONLY.
+        assert_eq!(cluster.replica_of(second).port(), first.port());
+        let soon = || Instant::now() + Duration::from_secs(10);
+        cluster
+            .poll(soon(), "the old master to follow the new one", || {
+                first.command_readonly(&["GET", key]).as_deref() == Ok("1")
+            })
+            .unwrap();
+        cluster.force_failover(first);
+        assert_eq!(cluster.master_of(key).port(), first.port());
+        cluster
+            .poll(soon(), "the replica to be in sync again", || {
+                cluster.replicas_in_sync()
+            })
+            .unwrap();
+        // Another shard's master dies: its replica takes over (see wait_for_promotion on
+        // why not this shard's, just after two failovers).
+        let other = (0..)
+            .map(|n| format!("{{={n}}}"))
+            .find(|key| cluster.master_of(key).port() != first.port())
+            .unwrap();
+        let dying = cluster.master_of(&other);
+        dying.command(&["SET", &other, "2"]).unwrap();
+        let heir = cluster.replica_of(dying);
+        cluster
+            .poll(soon(), "the write to reach the replica", || {
+                heir.command_readonly(&["GET", &other]).as_deref() == Ok("2")
+            })
+            .unwrap();
+        cluster.kill(dying);
+        cluster.wait_for_promotion(heir, Instant::now() + Duration::from_secs(30));
+        assert_eq!(cluster.master_of(&other).port(), heir.port());
+        assert_eq!(heir.command(&["GET", &other]).as_deref(), Ok("2"));
     }
 }

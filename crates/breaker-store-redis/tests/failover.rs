@@ -4,19 +4,15 @@
 //! last writes (it lagged) when it is promoted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+mod load;
+
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use breaker_core::{
-    AsyncBreaker, Breaker, Operate, Outcome, Permit, PermitKind, Policy, RejectReason, Rejected,
-    State, StoreFailurePolicy,
-};
-use breaker_store_redis::{
-    BlockingRedisBreaker, BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore,
-};
-use breaker_testkit::{RedisSentinel, eventually, runtime};
+use breaker_core::{Breaker, Operate, Outcome, Policy, State, StoreFailurePolicy};
+use breaker_store_redis::{BlockingRedisStore, RedisConfig};
+use breaker_testkit::{RedisSentinel, eventually};
+use load::{Process, Running, one_at_a_time};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 const MAX_STALENESS: Duration = Duration::from_millis(500);
@@ -37,138 +33,8 @@ fn policy() -> Policy {
         .unwrap()
 }
 
-/// One process of the fleet: a blocking store's breaker, or an async one's.
-#[derive(Clone)]
-enum Process {
-    Blocking(BlockingRedisBreaker),
-    Async(RedisBreaker),
-}
-
-impl Process {
-    fn connect(deployment: &RedisSentinel, prefix: &str, asynchronous: bool) -> Process {
-        let config = config(deployment, prefix);
-        if asynchronous {
-            let store = runtime().block_on(RedisStore::connect(config)).unwrap();
-            Process::Async(runtime().block_on(store.breaker(NAME, policy())).unwrap())
-        } else {
-            let store = BlockingRedisStore::connect(config).unwrap();
-            Process::Blocking(store.breaker(NAME, policy()).unwrap())
-        }
-    }
-
-    /// One call that succeeds, if admitted: whether the breaker's state in Redis admitted it
-    /// (`None`: Redis did not answer, and the failure policy decided).
-    fn call(&self) -> Option<bool> {
-        let decided = |decision: &Result<Permit, Rejected>| match decision {
-            Ok(permit) => (permit.kind() != PermitKind::Unchecked).then_some(true),
-            Err(rejected) => (rejected.reason() != RejectReason::StoreUnavailable).then_some(false),
-        };
-        match self {
-            Process::Blocking(b) => {
-                let decision = Breaker::acquire(b);
-                let decided = decided(&decision);
-                if let Ok(permit) = decision {
-                    Breaker::record(b, permit, Outcome::Success);
-                }
-                decided
-            }
-            Process::Async(b) => runtime().block_on(async {
-                let decision = AsyncBreaker::acquire(b).await;
-                let decided = decided(&decision);
-                if let Ok(permit) = decision {
-                    AsyncBreaker::record(b, permit, Outcome::Success).await;
-                }
-                decided
-            }),
-        }
-    }
-}
-
-/// A process calling in a loop on a thread of its own: how many calls, how many admitted,
-/// whether the last was admitted, and the longest call.
-#[derive(Default)]
-struct Load {
-    calls: AtomicU64,
-    /// Calls decided by Redis's state (not by the failure policy).
-    decided: AtomicU64,
-    /// Decided calls in a row with the same answer as the last.
-    streak: AtomicU64,
-    admitted: AtomicU64,
-    last_admitted: AtomicBool,
-    longest_us: AtomicU64,
-}
-
-struct Running {
-    load: Arc<Load>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    fn start(process: Process) -> Running {
-        let load = Arc::new(Load::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counting, stopping) = (load.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::SeqCst) {
-                let started = Instant::now();
-                let decided = process.call();
-                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                counting.longest_us.fetch_max(took, Ordering::SeqCst);
-                counting.calls.fetch_add(1, Ordering::SeqCst);
-                // Decided by the failure policy (fail-open: admitted), not by Redis's state.
-                let admitted = decided.unwrap_or(true);
-                counting
-                    .admitted
-                    .fetch_add(u64::from(admitted), Ordering::SeqCst);
-                if let Some(admitted) = decided {
-                    counting.decided.fetch_add(1, Ordering::SeqCst);
-                    if counting.last_admitted.swap(admitted, Ordering::SeqCst) == admitted {
-                        counting.streak.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        counting.streak.store(1, Ordering::SeqCst);
-                    }
-                }
-                // Paces the load: about 500 calls a second per process.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Running {
-            load,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits until Redis's state, as this process sees it, admits its calls (`true`) or
-    /// rejects them (`false`): ten decided calls in a row, after this point, say so (an open
-    /// breaker lets one call ask Redis now and then, which one admitted call must not pass
-    /// for).
-    fn wait_until(&self, admitted: bool, what: &str) {
-        let since = self.load.decided.load(Ordering::SeqCst);
-        eventually(what, || {
-            self.load.decided.load(Ordering::SeqCst) >= since + 10
-                && self.load.last_admitted.load(Ordering::SeqCst) == admitted
-                && self.load.streak.load(Ordering::SeqCst) >= 10
-        });
-    }
-
-    fn stop(mut self) -> Arc<Load> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        self.load.clone()
-    }
-}
-
-/// One deployment at a time: two running side by side (free ports drawn at once, Sentinels
-/// reconfiguring servers) were seen to disturb each other.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn connect(deployment: &RedisSentinel, prefix: &str, asynchronous: bool) -> Process {
+    Process::connect(config(deployment, prefix), NAME, policy(), asynchronous)
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -191,7 +57,7 @@ fn sentinel_promotes_the_replica_under_load() {
     };
     let fleet: Vec<Running> = [false, true, false, true]
         .into_iter()
-        .map(|asynchronous| Running::start(Process::connect(&deployment, &prefix, asynchronous)))
+        .map(|asynchronous| Running::start(connect(&deployment, &prefix, asynchronous)))
         .collect();
     for process in &fleet {
         process.wait_until(true, "calls flow before the failover");
@@ -241,7 +107,7 @@ fn sentinel_promotes_the_replica_under_load() {
     );
     for process in fleet {
         let load = process.stop();
-        let longest = Duration::from_micros(load.longest_us.load(Ordering::SeqCst));
+        let longest = load.longest();
         assert!(
             longest < TIMEOUT * 3 + Duration::from_millis(300),
             "a call waited {longest:?} (failover took {failover:?})"
@@ -267,7 +133,7 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
     };
     let fleet: Vec<Running> = [false, true]
         .into_iter()
-        .map(|asynchronous| Running::start(Process::connect(&deployment, &prefix, asynchronous)))
+        .map(|asynchronous| Running::start(connect(&deployment, &prefix, asynchronous)))
         .collect();
     for process in &fleet {
         process.wait_until(true, "calls flow, and the replica has the breaker");

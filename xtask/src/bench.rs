@@ -23,6 +23,10 @@ const RECOVERY: (&str, &str) = (
     "<!-- recovery:begin (written by cargo xtask bench recovery) -->",
     "<!-- recovery:end -->",
 );
+const QUORUM: (&str, &str) = (
+    "<!-- quorum:begin (written by cargo xtask bench quorum) -->",
+    "<!-- quorum:end -->",
+);
 
 /// Median time of one criterion iteration, in nanoseconds.
 fn median_ns(group: &str, bench: &str) -> Result<f64> {
@@ -78,29 +82,34 @@ fn verdict(met: bool) -> &'static str {
 }
 
 fn run_bench(package: &str, bench: &str) -> Result {
-    crate::run(cargo(&[
-        "bench",
-        "--package",
-        package,
-        "--bench",
-        bench,
-        "--locked",
-    ]))
+    run_bench_with(package, bench, &[])
 }
 
-/// `cargo xtask bench [memory|redis|adapters|recovery|all]`.
+/// Runs one bench with arguments for the bench itself (after `--`).
+fn run_bench_with(package: &str, bench: &str, args: &[&str]) -> Result {
+    let mut all = vec!["bench", "--package", package, "--bench", bench, "--locked"];
+    if !args.is_empty() {
+        all.push("--");
+        all.extend_from_slice(args);
+    }
+    crate::run(cargo(&all))
+}
+
+/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
         "redis" => redis(),
         "adapters" => adapters(),
         "recovery" => recovery(),
+        "quorum" => quorum(),
         "all" => memory()
             .and_then(|()| redis())
             .and_then(|()| adapters())
-            .and_then(|()| recovery()),
+            .and_then(|()| recovery())
+            .and_then(|()| quorum()),
         other => Err(format!(
-            "unknown bench {other:?}: use memory, redis, adapters, recovery or all"
+            "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum or all"
         )),
     }
 }
@@ -438,7 +447,7 @@ fn adapters() -> Result {
 }
 
 fn recovery() -> Result {
-    run_bench("breaker-cli", "recovery")?;
+    run_bench_with("breaker-cli", "recovery", &["recovery"])?;
     let figures = figures("recovery.txt")?;
     let get = |key: &str| -> Result<&str> {
         figures
@@ -578,4 +587,102 @@ fn recovery() -> Result {
     );
     let _ = writeln!(section, "{}", RECOVERY.1);
     write_section(RECOVERY, &section)
+}
+
+fn quorum() -> Result {
+    run_bench_with("breaker-cli", "recovery", &["quorum"])?;
+    let figures = figures("quorum.txt")?;
+    let get = |key: &str| -> Result<&str> {
+        figures
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("the quorum bench wrote no {key}"))
+    };
+    let number =
+        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
+    let open_after = |key: &str| -> Result<Option<f64>> {
+        match get(key)? {
+            "none" => Ok(None),
+            value => value
+                .parse()
+                .map(Some)
+                .map_err(|err| format!("{key}: {err}")),
+        }
+    };
+    let quorum = get("quorum")?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        QUORUM,
+        "A quorum of reporters: one process failing alone, then all",
+        "cargo xtask bench quorum",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: {} `breaker run` processes (Redis store, one shared breaker, a throwaway \
+         `redis-server` on loopback), {:.0} GETs a second in all, each process to a path of \
+         its own on the test kit's HTTP server (127.0.0.1). From {} s to {} s after the start \
+         the server answers 500 to the first process's path alone; from {} s to the end ({} \
+         s) it answers 503 to everyone. Policy: `{}` (one process's failures, an eighth of the \
+         calls, are above the failure rate), once with `--minimum-reporters 1` and once with \
+         `--minimum-reporters {quorum}`. Opens are the trips in the breaker's history in Redis.\n",
+        get("processes")?,
+        number("offered_load")?,
+        get("lone_from_s")?,
+        get("lone_to_s")?,
+        get("all_from_s")?,
+        get("run_s")?,
+        get("policy")?
+    );
+    let _ = writeln!(
+        section,
+        "| minimum_reporters | fleet opens while one process fails alone | the lone process's requests that reached the backend then | closed when all began to fail | fleet open after all fail |"
+    );
+    let _ = writeln!(section, "|---|---|---|---|---|");
+    for reporters in ["1", quorum] {
+        let open = open_after(&format!("q{reporters}_open_after_ms"))?
+            .map_or("never".to_owned(), |ms| format!("{ms:.0} ms"));
+        let _ = writeln!(
+            section,
+            "| {reporters} | {} | {} | {} | {open} |",
+            get(&format!("q{reporters}_false_opens"))?,
+            get(&format!("q{reporters}_lone_sent"))?,
+            if get(&format!("q{reporters}_closed_before_all"))? == "true" {
+                "yes"
+            } else {
+                "no"
+            },
+        );
+    }
+    let false_opens = number(&format!("q{quorum}_false_opens"))?;
+    let _ = writeln!(
+        section,
+        "\n- Bar: no false fleet open while one process fails alone, with `minimum_reporters` \
+         {quorum}: {} ({false_opens:.0}; with 1: {}).",
+        verdict(false_opens == 0.0),
+        get("q1_false_opens")?
+    );
+    let (window_ms, step_ms) = (number("window_ms")?, number("step_ms")?);
+    let (alone, with_quorum) = (
+        open_after("q1_open_after_ms")?,
+        open_after(&format!("q{quorum}_open_after_ms"))?,
+    );
+    let same_speed = match (alone, with_quorum) {
+        (Some(alone), Some(with_quorum)) => {
+            with_quorum <= 2.0 * window_ms && with_quorum <= alone + step_ms
+        }
+        _ => false,
+    };
+    let shown = |value: Option<f64>| value.map_or("never".to_owned(), |ms| format!("{ms:.0} ms"));
+    let _ = writeln!(
+        section,
+        "- Bar: once every process fails, the fleet opens within two windows and as fast as \
+         with `minimum_reporters` 1 (taken as: no later than one bucket step, {step_ms:.0} ms, \
+         after it): {} ({} against {}).",
+        verdict(same_speed),
+        shown(with_quorum),
+        shown(alone)
+    );
+    let _ = writeln!(section, "{}", QUORUM.1);
+    write_section(QUORUM, &section)
 }

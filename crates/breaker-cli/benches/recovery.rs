@@ -1,12 +1,18 @@
-//! Recovery after an outage (SPEC section 9, "recovery"): a fleet of `breaker run` processes
-//! shares one breaker through a throwaway Redis and offers a steady load to the test kit's
-//! backend, which goes down, then comes back cold and warms up. Once without `ramp_up`, once
-//! with it: re-trips after the backend is back, the request rate the backend sees in the
-//! first second after the close, and the time until the full load is served again.
+//! A fleet through outages (SPEC section 9, "recovery" and "quorum"): `breaker run`
+//! processes share one breaker through a throwaway Redis and offer a steady load to the test
+//! kit's backend.
 //!
-//! `cargo bench -p breaker-cli --bench recovery` prints a markdown table and writes
-//! `target/breaker-bench/recovery.txt` for `cargo xtask bench recovery`. Everything runs on
-//! 127.0.0.1 and stops by itself.
+//! - Recovery: the backend goes down, then comes back cold and warms up. Once without
+//!   `ramp_up`, once with it: re-trips after the backend is back, the request rate the backend
+//!   sees in the first second after the close, and the time until the full load is served
+//!   again.
+//! - Quorum: the backend fails for one process alone (its path), then for every process.
+//!   With `minimum_reporters` 1 and above: how often the fleet's breaker opens while one
+//!   process fails, and how soon it opens once all do.
+//!
+//! `cargo bench -p breaker-cli --bench recovery [-- recovery|quorum]` prints markdown tables
+//! and writes `target/breaker-bench/recovery.txt` (or `quorum.txt`) for `cargo xtask bench
+//! recovery`. Everything runs on 127.0.0.1 and stops by itself.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fmt::Write as _;
@@ -16,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use breaker_testkit::capacity::Capacity;
-use breaker_testkit::http_server::{Counts, TestServer};
+use breaker_testkit::http_server::{Client, Counts, TestServer};
 use breaker_testkit::latency::write_figures;
 use breaker_testkit::redis_server::RedisServer;
 use serde_json::Value;
@@ -148,9 +154,9 @@ fn over_capacity(counts: &Counts) -> usize {
 struct Fleet(Vec<Child>);
 
 impl Fleet {
-    fn spawn(url: &str, redis: &str, name: &str, extra: &[&str]) -> Fleet {
+    fn spawn(url: &str, redis: &str, name: &str, run: Duration, extra: &[&str]) -> Fleet {
         let rate = RATE_PER_PROCESS.to_string();
-        let duration = format!("{}s", RUN.as_secs());
+        let duration = format!("{}s", run.as_secs());
         let children = (0..PROCESSES)
             .map(|process| {
                 Command::new(env!("CARGO_BIN_EXE_breaker"))
@@ -158,7 +164,6 @@ impl Fleet {
                     .args(["--store", redis, "--name", name])
                     .args(["--duration", &duration, "--rate", &rate])
                     .args(["--concurrency", "4", "--timeout", "2s", "--json"])
-                    .args(POLICY)
                     .args(extra)
                     .env_remove("REDIS_URL")
                     .stdout(Stdio::piped())
@@ -265,7 +270,8 @@ fn run_once(redis: &RedisServer, label: &str, extra: &[&str]) -> Recovery {
     let name = format!("recovery-{label}");
     let sampler = Sampler::start(server.clone());
     let started = Instant::now();
-    let fleet = Fleet::spawn(&url, &store, &name, extra);
+    let flags: Vec<&str> = POLICY.iter().chain(extra).copied().collect();
+    let fleet = Fleet::spawn(&url, &store, &name, RUN, &flags);
     let fleet_started = epoch_ms();
 
     // The outage follows the fleet's clock: the bench waits for each moment in turn.
@@ -356,18 +362,36 @@ fn seconds(value: Option<f64>) -> String {
 }
 
 fn main() {
-    if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|arg| arg == "--test" || arg == "--list") {
         // `cargo test --benches` builds this and runs it in test mode: nothing to test.
         return;
     }
+    let only = |part: &str| {
+        let parts = ["recovery", "quorum"];
+        let chosen: Vec<&String> = args
+            .iter()
+            .filter(|arg| parts.contains(&arg.as_str()))
+            .collect();
+        chosen.is_empty() || chosen.iter().any(|arg| *arg == part)
+    };
     let redis = RedisServer::start();
+    if only("recovery") {
+        recovery(&redis);
+    }
+    if only("quorum") {
+        quorum(&redis);
+    }
+}
+
+fn recovery(redis: &RedisServer) {
     let ramp_flags = ["--ramp-up", RAMP_UP];
     let runs = [
-        ("off", "without ramp_up", run_once(&redis, "off", &[])),
+        ("off", "without ramp_up", run_once(redis, "off", &[])),
         (
             "ramp",
             "with ramp_up 5 s",
-            run_once(&redis, "ramp", &ramp_flags),
+            run_once(redis, "ramp", &ramp_flags),
         ),
     ];
     let mut figures = String::new();
@@ -425,4 +449,134 @@ fn main() {
         let _ = writeln!(figures, "{key}_rejected={}", run.rejected);
     }
     write_figures("recovery", &figures);
+}
+
+/// The quorum runs' policy: a failure rate low enough that one process's failures alone
+/// (an eighth of the calls) would open the fleet's breaker without a quorum.
+const QUORUM_POLICY: [&str; 10] = [
+    "--window",
+    "2s",
+    "--buckets",
+    "20",
+    "--minimum-failures",
+    "10",
+    "--failure-rate",
+    "10",
+    "--open-for",
+    "1s",
+];
+/// The quorum the second run asks for.
+const QUORUM: u32 = 3;
+/// The quorum runs' timeline, from the fleet's start: one process fails alone from
+/// `LONE_FROM` to `LONE_TO`, every process from `ALL_FROM` to the end of `QUORUM_RUN`.
+const LONE_FROM: Duration = Duration::from_secs(2);
+const LONE_TO: Duration = Duration::from_secs(8);
+const ALL_FROM: Duration = Duration::from_secs(10);
+const QUORUM_RUN: Duration = Duration::from_secs(14);
+
+/// What one quorum run measured.
+struct QuorumRun {
+    /// Fleet-wide opens while one process alone failed.
+    false_opens: usize,
+    /// Whether the breaker was closed when every process began to fail.
+    closed_before_all: bool,
+    /// From the moment every process fails to the fleet's open.
+    open_after_ms: Option<f64>,
+    /// The lone process's requests that reached the backend (and failed) while it failed
+    /// alone.
+    lone_sent: u64,
+}
+
+fn quorum_once(redis: &RedisServer, reporters: u32) -> QuorumRun {
+    let server = Arc::new(TestServer::start());
+    let url = server.url("/");
+    let store = redis.url();
+    let name = format!("quorum-{reporters}");
+    let reporters_flag = reporters.to_string();
+    let flags: Vec<&str> = QUORUM_POLICY
+        .iter()
+        .copied()
+        .chain(["--minimum-reporters", &reporters_flag])
+        .collect();
+    let started = Instant::now();
+    let fleet = Fleet::spawn(&url, &store, &name, QUORUM_RUN, &flags);
+    // The first process's requests go to `/p0`.
+    let lone = Client::Path("/p0".to_owned());
+    wait_until(started + LONE_FROM);
+    let lone_from = epoch_ms();
+    let lone_counts = server.counts();
+    server.fail_for(lone.clone());
+    wait_until(started + LONE_TO);
+    server.stop_failing(&lone);
+    let lone_failed = server.counts().client_failures - lone_counts.client_failures;
+    wait_until(started + ALL_FROM);
+    let all_from = epoch_ms();
+    server.take_down();
+    fleet.reports(started + QUORUM_RUN + Duration::from_secs(60));
+    let entries = history(&store, &name);
+    let false_opens = entries
+        .iter()
+        .filter(|e| e.event == "tripped" && e.at_ms >= lone_from && e.at_ms < all_from)
+        .count();
+    // The last transition before every process failed (the history also holds other
+    // events) left the breaker closed.
+    let closed_before_all = entries
+        .iter()
+        .rev()
+        .filter(|e| ["tripped", "half-opened", "closed"].contains(&e.event.as_str()))
+        .find(|e| e.at_ms < all_from)
+        .is_none_or(|e| e.event == "closed");
+    let open_after_ms = entries
+        .iter()
+        .find(|e| e.event == "tripped" && e.at_ms >= all_from)
+        .map(|e| e.at_ms - all_from);
+    QuorumRun {
+        false_opens,
+        closed_before_all,
+        open_after_ms,
+        lone_sent: lone_failed as u64,
+    }
+}
+
+fn quorum(redis: &RedisServer) {
+    let runs = [
+        (1, quorum_once(redis, 1)),
+        (QUORUM, quorum_once(redis, QUORUM)),
+    ];
+    let mut figures = String::new();
+    let _ = writeln!(figures, "processes={PROCESSES}");
+    let _ = writeln!(figures, "offered_load={:.0}", offered_load());
+    let _ = writeln!(figures, "policy={}", QUORUM_POLICY.join(" "));
+    let _ = writeln!(figures, "quorum={QUORUM}");
+    // The window and its bucket step, as the policy above gives them.
+    let _ = writeln!(figures, "window_ms=2000");
+    let _ = writeln!(figures, "step_ms=100");
+    let _ = writeln!(figures, "lone_from_s={}", LONE_FROM.as_secs());
+    let _ = writeln!(figures, "lone_to_s={}", LONE_TO.as_secs());
+    let _ = writeln!(figures, "all_from_s={}", ALL_FROM.as_secs());
+    let _ = writeln!(figures, "run_s={}", QUORUM_RUN.as_secs());
+    println!(
+        "| minimum_reporters | fleet opens while one process fails alone | its requests that reached the backend then | closed when all began to fail | fleet open after all fail |"
+    );
+    println!("|---|---|---|---|---|");
+    for (reporters, run) in &runs {
+        let open = run
+            .open_after_ms
+            .map_or("never".to_owned(), |ms| format!("{ms:.0} ms"));
+        println!(
+            "| {reporters} | {} | {} | {} | {open} |",
+            run.false_opens, run.lone_sent, run.closed_before_all
+        );
+        let key = format!("q{reporters}");
+        let _ = writeln!(figures, "{key}_false_opens={}", run.false_opens);
+        let _ = writeln!(figures, "{key}_lone_sent={}", run.lone_sent);
+        let _ = writeln!(figures, "{key}_closed_before_all={}", run.closed_before_all);
+        let _ = writeln!(
+            figures,
+            "{key}_open_after_ms={}",
+            run.open_after_ms
+                .map_or("none".to_owned(), |ms| format!("{ms:.0}"))
+        );
+    }
+    write_figures("quorum", &figures);
 }

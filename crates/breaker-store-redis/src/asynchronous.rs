@@ -160,15 +160,17 @@ impl Changes {
 
 /// Listens for the changes the breaker script publishes (transitions and operator actions) on
 /// `<prefix>:changes` and makes the changed breakers' caches stale, so a running process
-/// follows them within milliseconds; reconnects after a second when the connection drops, and
-/// ends when the store is dropped. Polling within `max_staleness` stays the safety net.
+/// follows them within milliseconds; when the connection drops, reconnects a second later to
+/// the next of `clients` (a Cluster's node may be gone for good after a failover, while any
+/// other node hears every message), and ends when the store is dropped. Polling within
+/// `max_staleness` stays the safety net.
 async fn listen(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     channel: String,
     changes: Arc<Changes>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    loop {
+    for client in clients.iter().cycle() {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
@@ -264,20 +266,26 @@ impl RedisStore {
         };
         let changes = Arc::new(Changes::default());
         // Changes are pushed through one Redis node: a standalone server, or any node of a
-        // Cluster (a published message reaches every node). Behind Sentinels, polling only.
-        let push_url = match &config.deployment {
-            Deployment::Standalone(url) if config.push => Some(url.clone()),
-            Deployment::Cluster(urls) if config.push => urls.first().cloned(),
+        // Cluster (a published message reaches every node), each in turn while one fails.
+        // Behind Sentinels, polling only.
+        let push_urls = match &config.deployment {
+            Deployment::Standalone(url) if config.push => std::slice::from_ref(url),
+            Deployment::Cluster(urls) if config.push => urls.as_slice(),
+            _ => &[],
+        };
+        let push_clients: Vec<redis::Client> = push_urls
+            .iter()
+            .filter_map(|url| config.client(url).ok())
+            .collect();
+        let stop_listening = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !push_clients.is_empty() => {
+                let (stop, stopped) = oneshot::channel();
+                let channel = format!("{}:changes", settings.prefix);
+                runtime.spawn(listen(push_clients, channel, changes.clone(), stopped));
+                Some(stop)
+            }
             _ => None,
         };
-        let stop_listening = push_url.and_then(|url| {
-            let runtime = tokio::runtime::Handle::try_current().ok()?;
-            let client = config.client(&url).ok()?;
-            let (stop, stopped) = oneshot::channel();
-            let channel = format!("{}:changes", settings.prefix);
-            runtime.spawn(listen(client, channel, changes.clone(), stopped));
-            Some(stop)
-        });
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connector,

@@ -95,7 +95,7 @@ fn run_bench_with(package: &str, bench: &str, args: &[&str]) -> Result {
     crate::run(cargo(&all))
 }
 
-/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|all]`.
+/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|dashboard|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
@@ -103,13 +103,15 @@ pub(crate) fn run(args: &[String]) -> Result {
         "adapters" => adapters(),
         "recovery" => recovery(),
         "quorum" => quorum(),
+        "dashboard" => dashboard(),
         "all" => memory()
             .and_then(|()| redis())
             .and_then(|()| adapters())
             .and_then(|()| recovery())
-            .and_then(|()| quorum()),
+            .and_then(|()| quorum())
+            .and_then(|()| dashboard()),
         other => Err(format!(
-            "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum or all"
+            "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum, dashboard or all"
         )),
     }
 }
@@ -685,4 +687,64 @@ fn quorum() -> Result {
     );
     let _ = writeln!(section, "{}", QUORUM.1);
     write_section(QUORUM, &section)
+}
+
+const DASHBOARD: (&str, &str) = (
+    "<!-- dashboard:begin (written by cargo xtask bench dashboard) -->",
+    "<!-- dashboard:end -->",
+);
+
+/// The goals of SPEC section 9: `/api/breakers` for 500 and for 5,000 breakers.
+const DASHBOARD_GOALS: [(usize, f64); 2] = [(500, 50.0), (5_000, 300.0)];
+
+fn dashboard() -> Result {
+    run_bench("breaker-dashboard", "listing")?;
+    let figures = figures("dashboard.txt")?;
+    let get = |key: &str| -> Result<&str> {
+        figures
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("the dashboard bench wrote no {key}"))
+    };
+    let number =
+        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
+    let mut section = String::new();
+    header(
+        &mut section,
+        DASHBOARD,
+        "Dashboard: `GET /api/breakers` at fleet scale",
+        "cargo xtask bench dashboard",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: a throwaway `redis-server` (Redis 7, loopback) filled with 500, then \
+         5,000 breakers (default policy, one to three calls each in the window); the \
+         dashboard's router over `RedisBreakers`, served on a loopback port in the bench's \
+         process (tokio, 2 worker threads), asked by reqwest one request at a time: {} \
+         warm-up requests, then {} timed ones. Each answer lists every breaker with its \
+         window's buckets. Round trips: `Listing::round_trips` of one listing of the same \
+         breakers with their windows, as the dashboard asks.\n",
+        3,
+        get("rounds")?
+    );
+    let _ = writeln!(
+        section,
+        "| breakers | median | slowest | answer size | Redis round trips per listing | `list_many` alone (median) | goal | met |"
+    );
+    let _ = writeln!(section, "|---|---|---|---|---|---|---|---|");
+    for (breakers, goal_ms) in DASHBOARD_GOALS {
+        let median = number(&format!("breakers_{breakers}_median_ms"))?;
+        let met = median <= goal_ms;
+        let _ = writeln!(
+            section,
+            "| {breakers} | {median:.1} ms | {:.1} ms | {:.0} KiB | {} | {:.1} ms | <= {goal_ms:.0} ms | {} |",
+            number(&format!("breakers_{breakers}_slowest_ms"))?,
+            number(&format!("breakers_{breakers}_bytes"))? / 1024.0,
+            get(&format!("breakers_{breakers}_round_trips"))?,
+            number(&format!("breakers_{breakers}_list_many_ms"))?,
+            verdict(met),
+        );
+    }
+    let _ = writeln!(section, "{}", DASHBOARD.1);
+    write_section(DASHBOARD, &section)
 }

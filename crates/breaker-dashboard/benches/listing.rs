@@ -1,0 +1,178 @@
+//! `GET /api/breakers` at fleet scale: 500 and 5,000 breakers in a throwaway `redis-server`
+//! on loopback, each with a few calls in its window, listed through the dashboard's router
+//! served on a loopback port and asked over HTTP, one request at a time. Reports the median
+//! and slowest of the timed requests, the answer's size, the Redis round trips of one
+//! listing (`Listing::round_trips`), and the median of the same listing read straight from
+//! the store (`RedisStore::list_many`), which says how much of the time is Redis's.
+//!
+//! Run by `cargo xtask bench dashboard`, which reads `target/breaker-bench/dashboard.txt`.
+//! `cargo bench -p breaker-dashboard --bench listing` runs it alone; under `cargo test`
+//! (no `--bench`) it lists 50 breakers once, to check that it still works.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use breaker_core::{Policy, call_async};
+use breaker_dashboard::{Dashboard, RedisBreakers};
+use breaker_store_redis::{ListRequest, RedisConfig, RedisStore};
+use breaker_testkit::latency::write_figures;
+use breaker_testkit::redis_server::RedisServer;
+
+/// Requests before the timed ones (connections made, scripts loaded).
+const WARMUP: usize = 3;
+/// Timed requests per fleet size.
+const ROUNDS: usize = 15;
+/// Breakers registered at once while filling Redis.
+const AT_ONCE: usize = 250;
+
+async fn store(redis: &RedisServer, actor: &str) -> RedisStore {
+    // As `breaker dashboard` connects: a listing of thousands takes several pipelines.
+    let config = RedisConfig::standalone(redis.url())
+        .prefix("bench")
+        .timeout(Duration::from_secs(10))
+        .actor(actor);
+    RedisStore::connect(config).await.unwrap()
+}
+
+/// Registers breakers `from..to`, each with a few successful calls in its window.
+async fn fill(app: &RedisStore, from: usize, to: usize) {
+    let policy = Policy::default();
+    let mut tasks = Vec::new();
+    for i in from..to {
+        let app = app.clone();
+        let policy = policy.clone();
+        tasks.push(tokio::spawn(async move {
+            let breaker = app
+                .breaker(&format!("svc-{i}.internal"), policy)
+                .await
+                .unwrap();
+            for _ in 0..(i % 3 + 1) {
+                let done: Result<(), _> = call_async(&breaker, async { Ok::<(), ()>(()) }).await;
+                done.unwrap();
+            }
+        }));
+        if tasks.len() == AT_ONCE {
+            for task in tasks.drain(..) {
+                task.await.unwrap();
+            }
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Registrations are written in the background: poll until all are, within a deadline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app
+        .list_many(&ListRequest::all())
+        .await
+        .unwrap()
+        .breakers
+        .len()
+        < to
+    {
+        assert!(Instant::now() < deadline, "breakers not registered in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Figures {
+    breakers: usize,
+    median: Duration,
+    slowest: Duration,
+    bytes: usize,
+    round_trips: usize,
+    /// The median of the same listing read straight from the store, without HTTP or JSON.
+    listing: Duration,
+}
+
+async fn measure(url: &str, reader: &RedisStore, breakers: usize, rounds: usize) -> Figures {
+    let client = reqwest::Client::new();
+    let mut times = Vec::with_capacity(rounds);
+    let mut bytes = 0;
+    for round in 0..WARMUP.min(rounds) + rounds {
+        let started = Instant::now();
+        let response = client.get(url).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let body = response.bytes().await.unwrap();
+        let took = started.elapsed();
+        bytes = body.len();
+        if round >= WARMUP.min(rounds) {
+            times.push(took);
+        }
+    }
+    let listed: serde_json::Value =
+        serde_json::from_slice(&client.get(url).send().await.unwrap().bytes().await.unwrap())
+            .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), breakers);
+    times.sort();
+    let mut direct = Vec::with_capacity(rounds);
+    let mut listing = None;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let listed = reader
+            .list_many(&ListRequest::all().windows(true))
+            .await
+            .unwrap();
+        direct.push(started.elapsed());
+        listing = Some(listed);
+    }
+    direct.sort();
+    let listing = listing.unwrap();
+    assert_eq!(listing.breakers.len(), breakers);
+    Figures {
+        breakers,
+        median: times[times.len() / 2],
+        slowest: times[times.len() - 1],
+        bytes,
+        round_trips: listing.round_trips,
+        listing: direct[direct.len() / 2],
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs benches without it, as a check.
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let sizes: &[usize] = if measuring { &[500, 5_000] } else { &[50] };
+    let rounds = if measuring { ROUNDS } else { 1 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let figures = runtime.block_on(async {
+        let redis = RedisServer::start();
+        let app = store(&redis, "app").await;
+        let reader = store(&redis, "reader").await;
+        let dashboard = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/breakers", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, dashboard.router()).await });
+        let mut figures = Vec::new();
+        let mut registered = 0;
+        for &size in sizes {
+            fill(&app, registered, size).await;
+            registered = size;
+            figures.push(measure(&url, &reader, size, rounds).await);
+        }
+        figures
+    });
+    let mut text = String::new();
+    for f in &figures {
+        let n = f.breakers;
+        let _ = writeln!(text, "breakers_{n}_median_ms={:.1}", ms(f.median));
+        let _ = writeln!(text, "breakers_{n}_slowest_ms={:.1}", ms(f.slowest));
+        let _ = writeln!(text, "breakers_{n}_bytes={}", f.bytes);
+        let _ = writeln!(text, "breakers_{n}_round_trips={}", f.round_trips);
+        let _ = writeln!(text, "breakers_{n}_list_many_ms={:.1}", ms(f.listing));
+    }
+    let _ = writeln!(text, "rounds={rounds}");
+    print!("{text}");
+    if measuring {
+        write_figures("dashboard", &text);
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

@@ -290,11 +290,13 @@ fn main() {
     let server = RedisServer::start();
     let runtime = breaker_testkit::runtime();
     let mut criterion = Criterion::default().configure_from_args();
-    // `cargo test --benches` runs benches once in test mode, and a name filter asks for some
-    // criterion benches only: both skip the long counting run.
-    let filtered = std::env::args()
-        .skip(1)
-        .any(|arg| arg == "--test" || !arg.starts_with('-'));
+    // `cargo test` (with `--all-targets` or `--benches`) runs benches with no `--bench` flag,
+    // once in test mode, and a name filter asks for some criterion benches only: both skip the
+    // long counting run.
+    let filtered = !std::env::args().any(|arg| arg == "--bench")
+        || std::env::args()
+            .skip(1)
+            .any(|arg| arg == "--test" || !arg.starts_with('-'));
     if !filtered {
         let figures = counts_and_memory(&server, runtime);
         print!("{figures}");

@@ -54,8 +54,9 @@ fn outage_server() -> &'static RedisServer {
 }
 
 /// The store timeout while Redis may be paused: every request to a paused Redis waits this
-/// long, so it is short, yet long enough for a busy machine's Redis to answer in time.
-const OUTAGE_TIMEOUT: Duration = Duration::from_millis(500);
+/// long, so it is short, yet long enough for a busy machine's Redis to answer in time (a
+/// request that times out while Redis is up would fail the simulation's checks).
+const OUTAGE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -614,10 +615,11 @@ impl Fleet {
                 prop_assert_eq!(added, counted, "every counted report is counted");
             }
             let closed = before.state == State::Closed && before.override_mode == Override::Auto;
-            // Unbatched stores, blocking and async. Batched stores' requests per call are
-            // measured by the benchmarks and the batch tests (here a flush of every process
-            // falls inside the count).
-            let exact = !self.mode.batched;
+            // Unbatched stores, blocking and async, without push. Batched stores' requests
+            // per call are measured by the benchmarks and the batch tests (here a flush of
+            // every process falls inside the count); with push, a change made in an earlier
+            // step may reach the process during this one and cost it one more request.
+            let exact = !self.mode.batched && !self.mode.push;
             if closed && outcome != Outcome::Ignored && exact {
                 prop_assert!(
                     scripts <= u64::from(n) + 1,
@@ -627,7 +629,10 @@ impl Fleet {
                 );
             }
         }
-        if all_normal && n > 0 && outcome != Outcome::Ignored {
+        // With outages, a registration that timed out is retried a few seconds of the
+        // process's clock later, which these steps may not reach: the registry is checked by
+        // the simulation without outages.
+        if all_normal && n > 0 && outcome != Outcome::Ignored && !self.mode.outages {
             prop_assert!(self.in_registry(), "a breaker in use is in the registry");
         }
         Ok(())
@@ -803,10 +808,10 @@ proptest! {
 
 proptest! {
     // Each outage costs every process a store timeout: fewer, shorter cases.
-    #![proptest_config(ProptestConfig { cases: breaker_testkit::cases(16), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: breaker_testkit::cases(12), ..ProptestConfig::default() })]
 
     #[test]
-    fn the_fleet_holds_through_outages(policy in policies_on_failure(), mode in modes_with_outages(), steps in prop::collection::vec(steps_with_outages(), 1..40)) {
+    fn the_fleet_holds_through_outages(policy in policies_on_failure(), mode in modes_with_outages(), steps in prop::collection::vec(steps_with_outages(), 1..32)) {
         let mut fleet = Fleet::new(&policy, mode);
         for (index, step) in steps.iter().enumerate() {
             fleet

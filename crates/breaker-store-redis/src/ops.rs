@@ -375,7 +375,12 @@ enum Prune {
     /// Asked whether `0`'s breaker still has its policies; the rest to check after it.
     Checking(String, Vec<String>),
     /// Asked to prune `0`'s name; the rest to check after it.
-    Removing(Vec<String>),
+    Removing(String, Vec<String>),
+    /// Asked again whether `0`'s policies exist, after pruning it: a process that registered
+    /// it meanwhile (after Redis lost the keys) wrote its policy first, so the name goes back.
+    Rechecking(String, Vec<String>),
+    /// Asked to put `0`'s name back.
+    Restoring(Vec<String>),
 }
 
 impl Register<'_> {
@@ -424,8 +429,8 @@ impl Operation for Register<'_> {
             }
             Prune::Checking(name, rest) => {
                 if matches!(read::<i64>(Ok(reply), "exists"), Ok(0)) {
-                    self.pruning = Prune::Removing(rest);
                     let keys = Keys::new(&self.engine.settings.prefix, &name);
+                    self.pruning = Prune::Removing(name.clone(), rest);
                     Step::Ask(command(
                         Cmd::hdel(&keys.registry, &name),
                         "pruning the registry",
@@ -434,7 +439,28 @@ impl Operation for Register<'_> {
                     self.check_next(rest)
                 }
             }
-            Prune::Removing(rest) => self.check_next(rest),
+            Prune::Removing(name, rest) => {
+                let keys = Keys::new(&self.engine.settings.prefix, &name);
+                self.pruning = Prune::Rechecking(name, rest);
+                Step::Ask(command(
+                    Cmd::exists(&keys.policies),
+                    "checking the registry",
+                ))
+            }
+            Prune::Rechecking(name, rest) => {
+                if matches!(read::<i64>(Ok(reply), "exists"), Ok(1)) {
+                    let keys = Keys::new(&self.engine.settings.prefix, &name);
+                    self.pruning = Prune::Restoring(rest);
+                    let first_seen = self.engine.settings.wall_now().as_millis();
+                    Step::Ask(command(
+                        Cmd::hset_nx(&keys.registry, &name, first_seen),
+                        "checking the registry",
+                    ))
+                } else {
+                    self.check_next(rest)
+                }
+            }
+            Prune::Restoring(rest) => self.check_next(rest),
             Prune::NotYet => Step::Done(self.ok),
         }
     }
@@ -632,5 +658,76 @@ impl Operation for History<'_> {
                 Err(err) => Step::Done(Err(err)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use breaker_core::{ManualClock, Policy};
+
+    use super::*;
+
+    fn engine() -> Engine {
+        let settings = Settings {
+            prefix: "test".to_owned(),
+            timeout: Duration::from_millis(50),
+            max_staleness: Duration::from_secs(1),
+            idle_ttl: Duration::from_secs(60),
+            clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000))),
+            inject_time: true,
+            history_len: 10,
+            actor: "test".to_owned(),
+            batch: None,
+            reporter: "test".to_owned(),
+        };
+        Engine::new("registering", Policy::default(), settings)
+    }
+
+    /// The command an operation asks for next, as its name and first argument.
+    fn asked(step: Step<bool>) -> (String, String) {
+        let Step::Ask(Ask {
+            request: Request::Command(cmd),
+            ..
+        }) = step
+        else {
+            panic!("expected a command");
+        };
+        let args: Vec<String> = cmd
+            .args_iter()
+            .filter_map(|arg| match arg {
+                redis::Arg::Simple(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                _ => None,
+            })
+            .collect();
+        (args[0].clone(), args.get(2).cloned().unwrap_or_default())
+    }
+
+    /// A registration prunes a name whose policies are gone, then looks again: when another
+    /// process registered that name in between (Redis had lost the keys, and the other
+    /// process wrote its policy before its name), the name goes back into the registry.
+    #[test]
+    fn a_name_registered_while_it_was_pruned_goes_back() {
+        let engine = engine();
+        let mut op = register(&engine);
+        let mut step = op.step(None);
+        for _ in 0..6 {
+            step = op.step(Some(Ok(Value::Okay)));
+        }
+        assert_eq!(asked(step).0, "HRANDFIELD");
+        let drawn = Value::Array(vec![Value::BulkString(b"elsewhere".to_vec())]);
+        assert_eq!(asked(op.step(Some(Ok(drawn)))).0, "EXISTS");
+        assert_eq!(
+            asked(op.step(Some(Ok(Value::Int(0))))),
+            ("HDEL".to_owned(), "elsewhere".to_owned())
+        );
+        assert_eq!(asked(op.step(Some(Ok(Value::Int(1))))).0, "EXISTS");
+        // Its policies exist now: registered meanwhile.
+        assert_eq!(
+            asked(op.step(Some(Ok(Value::Int(1))))),
+            ("HSETNX".to_owned(), "elsewhere".to_owned())
+        );
+        assert!(matches!(op.step(Some(Ok(Value::Int(1)))), Step::Done(true)));
     }
 }

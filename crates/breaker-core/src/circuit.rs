@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{PolicyMillis, RampCredit, ramp_retry_after, ramp_share};
+use crate::store::{PolicyMillis, RampCredit};
 use crate::window::{Counts, Window};
 use crate::{Policy, Timestamp};
 
@@ -646,21 +646,11 @@ impl Circuit {
             self.ramp_from = None;
             return Ok(());
         };
-        // A clock read before the close counts as the ramp's start.
-        let elapsed = now.saturating_since(from).as_millis();
-        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
-        if elapsed >= ramp_ms {
+        let decision = self.ramp_credit.decide(from, now, ramp_ms);
+        if decision.is_none() {
             self.ramp_from = None;
-            return Ok(());
         }
-        if self.ramp_credit.admit(ramp_share(elapsed, ramp_ms)) {
-            Ok(())
-        } else {
-            Err(Rejected::new(
-                RejectReason::RampingUp,
-                ramp_retry_after(elapsed, ramp_ms),
-            ))
-        }
+        decision.unwrap_or(Ok(()))
     }
 
     fn expire_override(&mut self, now: Timestamp) {
@@ -729,6 +719,15 @@ mod tests {
         10_000
     }
 
+    /// `tripping()` with a 10 s ramp after a close.
+    fn ramping() -> Policy {
+        tripping()
+            .to_builder()
+            .ramp_up(Some(Duration::from_secs(10)))
+            .build()
+            .unwrap()
+    }
+
     fn admitted(circuit: &mut Circuit, policy: &Policy, now: u64, calls: u32) -> u32 {
         (0..calls)
             .map(|_| u32::from(circuit.acquire(policy, at(now)).is_ok()))
@@ -737,11 +736,7 @@ mod tests {
 
     #[test]
     fn after_a_close_by_probes_the_share_of_calls_ramps_up() {
-        let policy = tripping()
-            .to_builder()
-            .ramp_up(Some(Duration::from_secs(10)))
-            .build()
-            .unwrap();
+        let policy = ramping();
         let mut window = BucketWindow::new(&policy);
         let mut circuit = Circuit::new();
         let closed = close_by_probe(&mut circuit, &policy, &mut window);
@@ -768,11 +763,7 @@ mod tests {
 
     #[test]
     fn a_ramp_trips_as_usual_and_a_reset_does_not_ramp() {
-        let policy = tripping()
-            .to_builder()
-            .ramp_up(Some(Duration::from_secs(10)))
-            .build()
-            .unwrap();
+        let policy = ramping();
         let mut window = BucketWindow::new(&policy);
         let mut circuit = Circuit::new();
         let closed = close_by_probe(&mut circuit, &policy, &mut window);

@@ -69,6 +69,30 @@ impl RampCredit {
         RampCredit(1000 - 1)
     }
 
+    /// The ramp's decision for one ordinary call at `now`, in a ramp of `ramp_ms` that started
+    /// at `from` (a clock read before it counts as the start): `None` once the ramp is over
+    /// (forget it), else whether the call goes, or its rejection (`RampingUp`, with the
+    /// ramp's `Retry-After`).
+    pub fn decide(
+        &mut self,
+        from: Timestamp,
+        now: Timestamp,
+        ramp_ms: u64,
+    ) -> Option<Result<(), Rejected>> {
+        let elapsed = u64::try_from(now.saturating_since(from).as_millis()).unwrap_or(u64::MAX);
+        if elapsed >= ramp_ms {
+            return None;
+        }
+        Some(if self.admit(ramp_share(elapsed, ramp_ms)) {
+            Ok(())
+        } else {
+            Err(Rejected::new(
+                crate::RejectReason::RampingUp,
+                ramp_retry_after(elapsed, ramp_ms),
+            ))
+        })
+    }
+
     /// Whether the next call is admitted at `share_per_mille`.
     pub fn admit(&mut self, share_per_mille: u64) -> bool {
         self.0 = self.0.saturating_add(share_per_mille.min(1000));

@@ -325,20 +325,12 @@ impl Engine {
         if from_generation != generation {
             return Ok(());
         }
-        let elapsed = u64::try_from(now.saturating_since(from).as_millis()).unwrap_or(u64::MAX);
-        if elapsed >= ramp_ms {
+        let decision = ramp.credit.decide(from, now, ramp_ms);
+        if decision.is_none() {
             ramp.from = None;
             ramp.done = Some(generation);
-            return Ok(());
         }
-        if ramp.credit.admit(store::ramp_share(elapsed, ramp_ms)) {
-            Ok(())
-        } else {
-            Err(Rejected::new(
-                RejectReason::RampingUp,
-                store::ramp_retry_after(elapsed, ramp_ms),
-            ))
-        }
+        decision.unwrap_or(Ok(()))
     }
 
     /// Follows the ramp a reply (received at local time `now`) says may run.

@@ -44,11 +44,14 @@ impl fmt::Debug for RequestHead<'_> {
 impl<'a> RequestHead<'a> {
     /// A request for `uri` (absolute; a relative one gets no breaker).
     pub fn new(method: &'a str, uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Self {
+        let (host, port) = uri
+            .authority()
+            .map_or(("", None), |authority| host_and_port(authority.as_str()));
         RequestHead {
             method,
             scheme: uri.scheme_str().unwrap_or_default(),
-            host: uri.host().unwrap_or_default(),
-            port: uri.port_u16(),
+            host,
+            port,
             path: uri.path(),
             url: uri,
             headers,
@@ -106,6 +109,22 @@ impl<'a> RequestHead<'a> {
 
     fn context(&self, redaction: &Redaction) -> HttpContext {
         HttpContext::for_request(self.method, &self.url.to_string(), self.headers, redaction)
+    }
+}
+
+/// The host and port of a parsed authority (`user@host:port`, `[::1]:8080`), found in one
+/// pass from the end: what `Authority::host` and `Authority::port_u16` give, without parsing
+/// the authority twice on every call.
+fn host_and_port(authority: &str) -> (&str, Option<u16>) {
+    let host_port = match authority.rfind('@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    match host_port.rfind([':', ']']) {
+        Some(colon) if host_port.as_bytes()[colon] == b':' => {
+            (&host_port[..colon], host_port[colon + 1..].parse().ok())
+        }
+        _ => (host_port, None),
     }
 }
 
@@ -338,8 +357,8 @@ impl<B> Breakers<B> {
         // Built only when someone listens; the request is gone once sent.
         let context = observer
             .wants_context()
-            .then(|| request.context(&self.options.redaction));
-        let with = || HttpContext::ended(context.as_ref(), None, None);
+            .then(|| Box::new(request.context(&self.options.redaction)));
+        let with = || HttpContext::ended(context.as_deref(), None, None);
         match decision {
             Ok(permit) => {
                 observer.admitted(&permit, with);
@@ -544,7 +563,9 @@ impl<B> fmt::Debug for Start<'_, B> {
 pub struct Call<'a, B> {
     breakers: &'a Breakers<B>,
     held: Held<B>,
-    context: Option<HttpContext>,
+    /// The request's side for listeners, when someone listens (boxed: a call's future
+    /// carries it across the request, and most calls have none).
+    context: Option<Box<HttpContext>>,
 }
 
 impl<B> Call<'_, B> {
@@ -571,10 +592,9 @@ impl<B> Call<'_, B> {
     ) -> Finish<B> {
         let options = &self.breakers.options;
         let outcome = options.classifier.classify(attempt);
-        let listening = self.held.mounted.observer.wants_context();
-        let (status, error) = match attempt {
-            Attempt::Response { status } => (Some(*status), None),
-            Attempt::Error { error, .. } => (None, listening.then(|| error.to_string())),
+        let status = match attempt {
+            Attempt::Response { status } => Some(*status),
+            Attempt::Error { .. } => None,
         };
         let wait = match (status, response_headers) {
             // Only a 429 or 503 can ask to wait; the clock is read only when one does.
@@ -585,14 +605,24 @@ impl<B> Call<'_, B> {
             }
             _ => None,
         };
-        let capture = options
-            .capture_body
-            .filter(|_| listening && outcome == Outcome::Failure && response_headers.is_some());
-        let response_headers = match response_headers {
-            Some(headers) if listening => options.redaction.headers(headers),
-            _ => Vec::new(),
-        };
         let Call { held, context, .. } = self;
+        // What only listeners read is gathered only when someone listens.
+        let heard = context.map(|context| {
+            Box::new(Heard {
+                error: match attempt {
+                    Attempt::Error { error, .. } => Some(error.to_string()),
+                    Attempt::Response { .. } => None,
+                },
+                response_headers: response_headers
+                    .map(|headers| options.redaction.headers(headers))
+                    .unwrap_or_default(),
+                body_prefix: None,
+                context,
+            })
+        });
+        let capture = options.capture_body.filter(|_| {
+            heard.is_some() && outcome == Outcome::Failure && response_headers.is_some()
+        });
         Finish {
             held,
             capture,
@@ -600,10 +630,7 @@ impl<B> Call<'_, B> {
                 outcome,
                 wait,
                 status,
-                error,
-                response_headers,
-                body_prefix: None,
-                context,
+                heard,
             },
         }
     }
@@ -629,7 +656,9 @@ impl<B> Finish<B> {
     /// The first bytes of the response body, read for listeners.
     pub fn body_prefix(&mut self, mut prefix: Vec<u8>) {
         prefix.truncate(self.capture.unwrap_or(0));
-        self.told.body_prefix = Some(prefix);
+        if let Some(heard) = &mut self.told.heard {
+            heard.body_prefix = Some(prefix);
+        }
     }
 
     /// How the call counts.
@@ -643,28 +672,35 @@ struct Told {
     outcome: Outcome,
     wait: Option<Duration>,
     status: Option<u16>,
+    /// What only listeners read, when someone listens.
+    heard: Option<Box<Heard>>,
+}
+
+/// The parts of a finished call only listeners read.
+struct Heard {
     error: Option<String>,
     response_headers: Vec<(String, String)>,
     body_prefix: Option<Vec<u8>>,
-    context: Option<HttpContext>,
+    context: Box<HttpContext>,
 }
 
 impl Told {
     /// Tells listeners, `tracing` and `metrics` what recording did (no IO).
     fn told(self, observer: &Observer, recorded: &Recorded) {
-        let Told {
-            status,
-            error,
-            response_headers,
-            body_prefix,
-            context,
-            ..
-        } = self;
-        observer.finished(recorded, || {
-            let mut context = HttpContext::ended(context.as_ref(), status, error);
-            context.response_headers = response_headers;
-            context.body_prefix = body_prefix;
-            context
+        let Told { status, heard, .. } = self;
+        observer.finished(recorded, || match heard.map(|heard| *heard) {
+            Some(Heard {
+                error,
+                response_headers,
+                body_prefix,
+                context,
+            }) => {
+                let mut context = HttpContext::ended(Some(&context), status, error);
+                context.response_headers = response_headers;
+                context.body_prefix = body_prefix;
+                context
+            }
+            None => HttpContext::ended(None, status, None),
         });
     }
 }
@@ -924,5 +960,31 @@ mod tests {
         let head = RequestHead::new("GET", &uri, &headers);
         assert!(matches!(breakers.start_blocking(&head), Start::Send(_)));
         assert_eq!(breakers.on_demand_breakers(), 1);
+    }
+}
+#[cfg(test)]
+mod authority_tests {
+    use super::host_and_port;
+
+    #[test]
+    fn host_and_port_agree_with_http() {
+        for authority in [
+            "example.com",
+            "example.com:8080",
+            "user:secret@example.com:81",
+            "user@example.com",
+            "[::1]",
+            "[::1]:9000",
+            "u:p@[fe80::1]:1",
+            "example.com:",
+            "127.0.0.1:6379",
+        ] {
+            let parsed: http::uri::Authority = authority.parse().unwrap();
+            assert_eq!(
+                host_and_port(authority),
+                (parsed.host(), parsed.port_u16()),
+                "{authority}"
+            );
+        }
     }
 }

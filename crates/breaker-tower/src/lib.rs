@@ -183,7 +183,12 @@ where
                 Err(err) => call.error(error_kind(&**err), &**err),
             };
             let result = match result {
-                Ok(response) => Ok(capture(response, &mut finish).await),
+                Ok(response) => Ok(match finish.capture() {
+                    None => response.map(BreakerBody::inner),
+                    // Rare (a failed call, with listeners that want its body): boxed, so
+                    // that every other call's future stays small.
+                    Some(limit) => Box::pin(capture(response, limit, &mut finish)).await,
+                }),
                 Err(err) => Err(err),
             };
             finish.record().await;
@@ -192,19 +197,17 @@ where
     }
 }
 
-/// Reads the first bytes of the body for listeners when `finish` asks; the caller still gets
-/// the whole body (the frames read, then the rest).
+/// Reads the first `limit` bytes of the body for listeners, as `finish` asked; the caller
+/// still gets the whole body (the frames read, then the rest).
 async fn capture<B, R>(
     response: http::Response<R>,
+    limit: usize,
     finish: &mut Finish<B>,
 ) -> http::Response<BreakerBody<R>>
 where
     R: Body + Unpin,
     R::Data: From<Bytes>,
 {
-    let Some(limit) = finish.capture() else {
-        return response.map(BreakerBody::inner);
-    };
     let (parts, mut body) = response.into_parts();
     let mut head = VecDeque::new();
     let mut prefix = Vec::new();

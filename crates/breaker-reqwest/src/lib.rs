@@ -100,12 +100,9 @@ fn response_of(rejection: http::Response<String>, request: &Request) -> Response
     Response::from(response)
 }
 
-/// Reads the first bytes of the body for listeners when `finish` asks, and gives back a
-/// response whose body is still whole (the bytes read, then the rest).
-async fn capture<B>(response: Response, finish: &mut Finish<B>) -> Response {
-    let Some(limit) = finish.capture() else {
-        return response;
-    };
+/// Reads the first `limit` bytes of the body for listeners, as `finish` asked, and gives back
+/// a response whose body is still whole (the bytes read, then the rest).
+async fn capture<B>(response: Response, limit: usize, finish: &mut Finish<B>) -> Response {
     let url = response.url().clone();
     let status = response.status();
     let version = response.version();
@@ -170,9 +167,13 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
             Ok(response) => call.response(response.status().as_u16(), Some(response.headers())),
             Err(err) => call.error(error_kind(err), err),
         };
-        let result = match result {
-            Ok(response) => Ok(capture(response, &mut finish).await),
-            err => err,
+        let result = match (result, finish.capture()) {
+            // Rare (a failed call, with listeners that want its body): boxed, so that every
+            // other call's future stays small.
+            (Ok(response), Some(limit)) => {
+                Ok(Box::pin(capture(response, limit, &mut finish)).await)
+            }
+            (result, _) => result,
         };
         finish.record().await;
         result

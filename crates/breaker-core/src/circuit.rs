@@ -5,9 +5,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{PolicyMillis, RampCredit};
-use crate::window::{Counts, Window};
-use crate::{Policy, Timestamp};
+use crate::outcome::{Counts, Outcome};
+use crate::policy::{Policy, PolicyMillis};
+use crate::time::Timestamp;
+use crate::window::Window;
+
+mod ramp;
+
+pub use ramp::{RAMP_START_PER_MILLE, RampCredit, ramp_retry_after, ramp_share};
 
 /// The automatic state of a breaker.
 #[allow(clippy::exhaustive_enums)] // The three states of SPEC section 4, complete by definition.
@@ -54,19 +59,6 @@ impl fmt::Display for Override {
             Override::ForcedClosed => "forced-closed",
         })
     }
-}
-
-/// How one finished call counts.
-#[allow(clippy::exhaustive_enums)] // SPEC section 3: every call is one of these three.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Counted as a call.
-    Success,
-    /// Counted as a call and a failure.
-    Failure,
-    /// Counted nowhere (for example, a request that could not be built).
-    Ignored,
 }
 
 /// What a permit admits.
@@ -695,7 +687,7 @@ impl Circuit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::BucketWindow;
+    use crate::window::BucketWindow;
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_millis(ms)

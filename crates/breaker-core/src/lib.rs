@@ -51,6 +51,8 @@ mod circuit;
 mod error;
 mod event;
 mod history;
+mod local;
+mod outcome;
 mod policy;
 pub mod store;
 mod time;
@@ -61,15 +63,15 @@ pub use breaker::{
     call_classified, classify_result, report,
 };
 pub use circuit::{
-    Circuit, Outcome, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State,
-    Transition, TripCause,
+    Circuit, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State, Transition,
+    TripCause,
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};
 pub use history::{Bucket, HistoryEntry};
+pub use outcome::{Counts, Outcome};
 pub use policy::{
     MAX_BUCKETS, MAX_DURATION, MAX_REPORTERS, Policy, PolicyBuilder, PolicyError, RetryAfterPolicy,
     StoreFailurePolicy,
 };
 pub use time::{Clock, ManualClock, MonotonicClock, SystemClock, Timestamp};
-pub use window::Counts;

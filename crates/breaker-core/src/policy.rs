@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::window::Counts;
+use crate::outcome::{Counts, Outcome};
 
 /// Durations are kept in whole milliseconds at most 2^50 (about 35 000 years), so that a time
 /// plus a duration stays below 2^53 and a Lua script (whose numbers are doubles) computes with
@@ -228,17 +228,41 @@ impl Policy {
 
     /// The outcome a call finally counts as: a success slower than `slow_call` is a failure.
     #[inline]
-    pub fn classify(&self, outcome: crate::Outcome, elapsed: Duration) -> crate::Outcome {
+    pub fn classify(&self, outcome: Outcome, elapsed: Duration) -> Outcome {
         match (outcome, self.millis.slow_call) {
-            (crate::Outcome::Success, Some(limit)) if elapsed > Duration::from_millis(limit) => {
-                crate::Outcome::Failure
+            (Outcome::Success, Some(limit)) if elapsed > Duration::from_millis(limit) => {
+                Outcome::Failure
             }
             (outcome, _) => outcome,
         }
     }
 }
 
-impl crate::store::PolicyMillis for Policy {
+/// A policy's times in whole milliseconds, as a store computes and keeps them (a Redis script's
+/// numbers are doubles: every time stays below 2^53).
+pub trait PolicyMillis {
+    /// The window, as configured.
+    fn window_millis(&self) -> u64;
+    /// The width of one bucket.
+    fn bucket_millis(&self) -> u64;
+    /// The open time of a first trip: `open_for`, capped by `max_open_for`.
+    fn open_for_millis(&self) -> u64;
+    /// The probe lease.
+    fn probe_lease_millis(&self) -> u64;
+    /// The cap on the backed-off open time.
+    fn max_open_for_millis(&self) -> u64;
+    /// The open time that follows one lasting `previous_ms`: multiplied by `backoff`, rounded
+    /// down to whole milliseconds, capped by `max_open_for`.
+    fn next_open_millis(&self, previous_ms: u64) -> u64;
+    /// How long the breaker stays open for a backend that asked to wait `wait` (rounded up to
+    /// whole milliseconds, capped by `max_open_for`); `None` when the policy ignores
+    /// `Retry-After` or there is nothing to wait for.
+    fn hold_off_millis(&self, wait: Duration) -> Option<u64>;
+    /// The ramp after a close, if the policy has one.
+    fn ramp_up_millis(&self) -> Option<u64>;
+}
+
+impl PolicyMillis for Policy {
     #[inline]
     fn window_millis(&self) -> u64 {
         self.millis.window
@@ -574,7 +598,6 @@ impl From<Policy> for PolicyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PolicyMillis;
 
     fn field_of(builder: PolicyBuilder) -> (&'static str, String) {
         let err = builder.build().expect_err("policy should be rejected");
@@ -725,7 +748,7 @@ mod tests {
             .slow_call(Some(Duration::from_millis(100)))
             .build()
             .unwrap();
-        use crate::Outcome::*;
+        use Outcome::*;
         assert_eq!(p.classify(Success, Duration::from_millis(100)), Success);
         assert_eq!(p.classify(Success, Duration::from_millis(101)), Failure);
         assert_eq!(p.classify(Ignored, Duration::from_secs(5)), Ignored);

@@ -1,28 +1,8 @@
 //! The sliding window: calls and failures counted in fixed buckets.
 
-use crate::store::PolicyMillis;
-use crate::{Policy, Timestamp};
-
-/// Calls and failures counted in a window.
-#[allow(clippy::exhaustive_structs)] // The two counts the trip rule reads, built by users and stores alike.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Counts {
-    /// Calls whose outcome was a success or a failure (ignored calls are not counted).
-    pub calls: u64,
-    /// Calls whose outcome was a failure.
-    pub failures: u64,
-}
-
-impl Counts {
-    /// The failure percentage, or 0 with no calls.
-    pub fn failure_rate(&self) -> f64 {
-        if self.calls == 0 {
-            0.0
-        } else {
-            self.failures as f64 * 100.0 / self.calls as f64
-        }
-    }
-}
+use crate::outcome::Counts;
+use crate::policy::{Policy, PolicyMillis};
+use crate::time::Timestamp;
 
 /// The bucket a timestamp falls in: `now / (window / buckets)`.
 pub fn bucket_of(policy: &Policy, now: Timestamp) -> u64 {

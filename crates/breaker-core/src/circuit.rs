@@ -11,6 +11,7 @@ use crate::time::Timestamp;
 use crate::window::Window;
 
 mod ramp;
+mod stored;
 
 pub use ramp::{RAMP_START_PER_MILLE, RampCredit, ramp_retry_after, ramp_share};
 
@@ -299,6 +300,32 @@ pub struct Snapshot {
     pub probes_in_flight: u32,
     /// While closed and ramping up after a close (policy `ramp_up`): when the ramp ends.
     pub ramping_until: Option<Timestamp>,
+}
+
+/// The view of a fresh breaker: closed, generation 0, no override, no calls, nothing in
+/// flight. [`Snapshot`] is non-exhaustive, so this is how a store that reads a breaker's state
+/// its own way (a script's reply) makes one, setting each field it read:
+///
+/// ```
+/// use breaker_core::{State, Timestamp};
+///
+/// let mut snapshot = breaker_core::store::snapshot();
+/// snapshot.state = State::Open;
+/// snapshot.generation = 3;
+/// snapshot.open_until = Some(Timestamp::from_millis(9_000));
+/// assert_eq!(snapshot.counts.calls, 0);
+/// ```
+pub fn new_snapshot() -> Snapshot {
+    Snapshot {
+        state: State::Closed,
+        override_mode: Override::Auto,
+        override_until: None,
+        generation: 0,
+        open_until: None,
+        counts: Counts::default(),
+        probes_in_flight: 0,
+        ramping_until: None,
+    }
 }
 
 /// One half-open probe slot.

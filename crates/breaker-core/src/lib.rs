@@ -47,6 +47,7 @@
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 mod breaker;
+mod bytes;
 mod circuit;
 mod error;
 mod event;

@@ -1,5 +1,7 @@
 //! The sliding window: calls and failures counted in fixed buckets.
 
+use crate::bytes::{Reader, corrupt, put_u32, put_u64};
+use crate::error::StoreError;
 use crate::outcome::Counts;
 use crate::policy::{Policy, PolicyMillis};
 use crate::time::Timestamp;
@@ -35,6 +37,9 @@ pub trait Window {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketWindow {
     slots: Box<[Slot]>,
+    /// The width of a bucket under the policy the window was made for: its bucket numbers
+    /// mean times only under that width.
+    bucket_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,7 +54,53 @@ impl BucketWindow {
     pub fn new(policy: &Policy) -> BucketWindow {
         BucketWindow {
             slots: vec![Slot::default(); policy.buckets() as usize].into_boxed_slice(),
+            bucket_ms: policy.bucket_millis(),
         }
+    }
+
+    /// Appends the window's stored form to `out` (see
+    /// [`LocalBreaker::to_bytes`](crate::store::LocalBreaker::to_bytes)).
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.bucket_ms);
+        put_u32(out, u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
+        for slot in &self.slots {
+            put_u64(out, slot.tag);
+            put_u64(out, slot.counts.calls);
+            put_u64(out, slot.counts.failures);
+        }
+    }
+
+    /// Reads what [`BucketWindow::write`] wrote, checking every field. A window counted in
+    /// buckets other than `policy`'s (its window or buckets changed since) comes back empty:
+    /// its bucket numbers would mean other times.
+    pub(crate) fn read(
+        policy: &Policy,
+        input: &mut Reader<'_>,
+    ) -> Result<BucketWindow, StoreError> {
+        let bucket_ms = input.u64("bucket width")?;
+        let len = input.u32("bucket count")?;
+        // Read one by one, never allocated from the count (see `Circuit::read`).
+        let mut slots = Vec::new();
+        for _ in 0..len {
+            let slot = Slot {
+                tag: input.count("bucket number")?,
+                counts: Counts {
+                    calls: input.count("calls")?,
+                    failures: input.count("failures")?,
+                },
+            };
+            if slot.counts.failures > slot.counts.calls {
+                return Err(corrupt("a bucket has more failures than calls"));
+            }
+            slots.push(slot);
+        }
+        if bucket_ms != policy.bucket_millis() || slots.len() != policy.buckets() as usize {
+            return Ok(BucketWindow::new(policy));
+        }
+        Ok(BucketWindow {
+            slots: slots.into_boxed_slice(),
+            bucket_ms,
+        })
     }
 }
 

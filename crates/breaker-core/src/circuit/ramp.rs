@@ -25,7 +25,7 @@ pub fn ramp_share(elapsed_ms: u64, ramp_ms: u64) -> u64 {
 /// spends. So exactly the share of calls goes, spread evenly, with no randomness: every store
 /// and the reference model admit the same calls. The first call of a ramp is admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RampCredit(u64);
+pub struct RampCredit(pub(super) u64);
 
 impl Default for RampCredit {
     fn default() -> RampCredit {

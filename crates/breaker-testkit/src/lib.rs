@@ -3,11 +3,14 @@
 //!
 //! A store's test binary implements [`Fixture`] and expands [`conformance_suite!`]; it can
 //! also run [`differential::check`] under proptest against [`CoreSubject`] (the core's own
-//! state machine), as the core itself is checked against [`model::Model`].
+//! state machine), as the core itself is checked against [`model::Model`]. [`cas_store`] is a
+//! third store, built only from `breaker_core::store`, that keeps each breaker as bytes and
+//! saves them with compare-and-swap.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod adapter;
 pub mod capacity;
+pub mod cas_store;
 pub mod conformance;
 pub mod differential;
 pub mod http_server;

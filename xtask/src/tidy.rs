@@ -245,8 +245,9 @@ struct Circle {
 /// A file is a node: each top-level module of the crate (`src/x.rs` with its children in
 /// `src/x/`, which count as its own). An edge is any path into another module, in a `use` or
 /// in code: `crate::x::...`, `super::x::...` from a top-level file, or `crate::Name` where the
-/// crate root imports `Name` from module `x`; code under `#[cfg(test)]` is left out. The crate root (`lib.rs`, `main.rs`) is the
-/// facade every module is declared in, not a node.
+/// crate root imports `Name` from module `x`; code under `#[cfg(test)]` is left out (a unit
+/// test may use any file). The crate root (`lib.rs`, `main.rs`) is the facade every module is
+/// declared in, not a node.
 fn import_circles(src: &Path) -> Vec<Circle> {
     let mut modules: Vec<String> = Vec::new();
     let mut files: Vec<(String, PathBuf, bool)> = Vec::new();

@@ -307,10 +307,12 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = LocalBreaker::from_bytes(&policy(), &bytes);
+            // Past the version byte too.
+            let _ = LocalBreaker::from_bytes(&policy(), &[&[VERSION][..], &bytes].concat());
         }
 
         #[test]
-        fn changed_bytes_never_panic_and_what_reads_back_works(at_byte in 0usize..1_000, value: u8) {
+        fn changed_bytes_never_panic_nor_overflow(at_byte in 0usize..1_000, value: u8) {
             let policy = policy();
             let mut bytes = busy().to_bytes();
             let index = at_byte % bytes.len();

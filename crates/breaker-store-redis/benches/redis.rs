@@ -15,12 +15,16 @@
 #[path = "common/original_layout.rs"]
 mod original_layout;
 
+/// The script's arguments as the store lays them out (declared once, in the store).
+#[path = "../src/script/argv.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod argv;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use breaker_core::store::PolicyMillis;
 use breaker_core::{AsyncBreaker, ManualClock, Outcome, Policy, Timestamp};
 use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;
@@ -244,32 +248,19 @@ fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Runtime) {
                             let share = iters / concurrency + u64::from(task < iters % concurrency);
                             tokio::spawn(async move {
                                 for _ in 0..share {
-                                    // The store's record step: the same script, op and arguments.
-                                    let reply: Vec<i64> = script
+                                    // The store's record step: the same script, op and arguments
+                                    // (a success of generation 0, the server's clock), laid out
+                                    // by the store's own declaration of them.
+                                    let mut invocation = script.prepare_invoke();
+                                    invocation
                                         .key("breaker:{=bare}")
-                                        .key("breaker:{=bare}:history")
-                                        .arg("record")
-                                        .arg("")
-                                        .arg(p.bucket_millis())
-                                        .arg(p.buckets())
-                                        .arg(p.failure_rate().to_string())
-                                        .arg(p.minimum_failures())
-                                        .arg(p.minimum_calls())
-                                        .arg(p.open_for_millis())
-                                        .arg(p.half_open_probes())
-                                        .arg(p.probe_lease_millis())
-                                        .arg(p.successes_to_close())
-                                        .arg(p.backoff().to_string())
-                                        .arg(p.max_open_for().as_millis() as u64)
-                                        .arg(86_400_000u64)
-                                        .arg(1_000)
-                                        .arg(0)
-                                        .arg(0)
-                                        .arg(0)
-                                        .arg(0)
-                                        .invoke_async(&mut conn)
-                                        .await
-                                        .unwrap();
+                                        .key("breaker:{=bare}:history");
+                                    let numbers = argv::Numbers::new(&p, 86_400_000, 1_000);
+                                    for arg in argv::argv("record", numbers, "") {
+                                        invocation.arg(arg);
+                                    }
+                                    let reply: Vec<i64> =
+                                        invocation.invoke_async(&mut conn).await.unwrap();
                                     std::hint::black_box(reply);
                                 }
                             })

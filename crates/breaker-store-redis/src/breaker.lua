@@ -3,106 +3,153 @@
 -- differential test in tests/redis.rs drives both with the same events and demands
 -- identical answers. Keep the two in step.
 --
--- KEYS[1]  the breaker's hash: state fields and window buckets.
+-- KEYS[1]  the breaker's hash: its packed state (fields `s` and `x`), probe leases (`pr`),
+--          reporters (`rp`) and the window's buckets (`t<i>`, `c<i>`, `f<i>`).
 -- KEYS[2]  the breaker's history: a stream of its transitions and operator actions.
--- ARGV[1]  op: acquire | record | batch | snapshot | window | trip | reset | override
--- ARGV[2]  now in ms, or "" for the server's clock (TIME)
--- ARGV[3..13] policy: bucket_ms buckets rate min_failures min_calls open_ms probes
---          lease_ms successes backoff max_open_ms
--- ARGV[14] idle TTL in ms
--- ARGV[15] history length (entries kept, about; 0: no history)
--- ARGV[16..] op arguments: record: generation kind(0 normal, 1 probe) ticket
---          outcome(0 success, 1 failure, 2 ignored) retry_after_ms(0: none) reporter
---          minimum_reporters; batch: generation successes failures reporter minimum_reporters; override: mode(0 auto, 1 forced-open, 2 forced-closed)
---          duration_ms(-1 forever) actor; trip, reset: actor
+--
+-- The arguments, declared once: src/script/argv.rs builds them in this order, and a test
+-- there checks that the names unpacked below are its names, in its order.
+-- ARGV[ARG_OP]       acquire | record | batch | snapshot | window | trip | reset | override
+-- ARGV[ARG_NUMBERS]  every number the script takes, as little-endian doubles (what Lua's
+--                    tonumber would make of them, without parsing text on each call), then
+--                    the text: for record and batch the reporter, for trip, reset and
+--                    override the actor. Each argument costs Redis about a thousand
+--                    instructions, so there are two. The numbers: now (ms; -1: the
+--                    server's clock, TIME), what the closed path needs of the policy and the
+--                    store (bucket_ms buckets idle_ttl), the op's own numbers (op1..op5):
+--   record: generation kind(0 normal, 1 probe) ticket outcome(0 success, 1 failure,
+--           2 ignored) retry_after_ms(0: none)
+--   batch: generation successes failures
+--   override: mode(0 auto, 1 forced-open, 2 forced-closed) duration_ms(-1 forever)
+--                    then the rest of the policy (unpacked by the general way only).
+local ARG_OP, ARG_NUMBERS = 1, 2
+local now, bucket_ms, buckets, idle_ttl, op1, op2, op3, op4, op5 =
+  struct.unpack('<ddddddddd', ARGV[ARG_NUMBERS])
 --
 -- Every reply starts with the op's own values and ends with the state the caller caches:
--- state(0 closed, 1 open, 2 half-open) generation open_until free(0/1) now override epoch
--- sequence repaired calls failures override_until(0: none) closed_by_probes_at(0: not since
--- the last close, which was a reset). The sequence grows by one at each write, so a process can
--- tell a newer reply from an older one whatever the clocks say. The epoch names this life of
--- the key: it is drawn when the key is created, so a key lost (Redis restarted empty,
--- FLUSHDB, eviction, expiry) comes back with another one and processes know to take its
--- state even though its generation went back to 0. `repaired` counts the fields that held
--- garbage and were repaired in place. `calls` and `failures` are the window's running
--- totals as of the last write.
+-- state(0 closed, 1 open, 2 half-open) + 4 * override + 16 * repaired, generation,
+-- open_until, now, epoch, sequence, calls, failures, override_until(0: none),
+-- closed_by_probes_at(0: not since the last close, which was a reset). A record or batch
+-- that made no transition starts with a single 0; from the hot path it has neither that 0 nor
+-- override_until (there is no override), and its length tells it apart. Each value of a reply
+-- costs Redis hundreds of instructions, hence the packing of the small ones. The sequence
+-- grows at each write, so a process can tell a newer reply from an older one whatever the
+-- clocks say. The epoch names this life of the key: it is drawn when the key is created, so
+-- a key lost (Redis restarted empty, FLUSHDB, eviction, expiry) comes back with another one
+-- and processes know to take its state even though its generation went back to 0.
+-- `repaired` counts the values that held garbage and were repaired in place.
+-- `calls` and `failures` are the window's running totals as of the last write.
+--
+-- The state: two hash fields of little-endian whole numbers (struct.pack), each read and
+-- written whole: unpacking them costs Redis far less than reading fields one by one and
+-- turning text into numbers. Each stays within 64 bytes, so a hash of up to 512 fields
+-- keeps Redis's compact encoding (a listpack).
+--   s (HOT, what the closed path reads): flags (st + 4 * ov + 16 * k), gen, ou, ep, sq,
+--     tc, tf, wb, xp, ca (whole numbers of 1 to 7 bytes: 60 in all)
+--   x (COLD): om, sc, tk, ovu, qs (doubles)
+-- st: 0 closed, 1 open, 2 half-open; ov, ovu: override (0 auto, 1 forced-open, 2
+-- forced-closed) and its end (0: none); k: 1 when slot wb % buckets is known to hold bucket
+-- wb (so counting in it needs no read of its tag); gen: generation; ou, om: open until and
+-- the open period; sc: probe successes; tk: last ticket; ep: epoch; sq: sequence; tc, tf,
+-- wb: running totals and the bucket they were brought to; xp: when the expiry was last set;
+-- ca: closed by probes at; qs: bucket the quorum was last said short.
 --
 -- Cost: the window keeps running totals (tc, tf) of every bucket newer than the last bucket
 -- synced (wb) minus `buckets`; each call expires only the buckets that left the window since
 -- the last one, so the closed path is a handful of hash operations whatever `buckets` is.
 -- Answers that change nothing (a rejection while open, probes busy, forced open, a report
--- from an earlier cycle) write nothing, and a write sends only the fields that changed.
+-- from an earlier cycle) write nothing.
 
 local key = KEYS[1]
-local op = ARGV[1]
+local op = ARGV[ARG_OP]
+local floor = math.floor
 
-local now
-if ARGV[2] ~= '' then
-  now = tonumber(ARGV[2])
-else
+if now < 0 then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 end
 
--- The hot path: counting successes of the current cycle in the current bucket (a record of
--- an ordinary call's success, or a batch with no failure) makes no transition and changes
--- three fields. It runs before anything else is defined, reads what it needs in one HMGET,
--- and writes with one HINCRBY and one HSET: Lua's own work (closures, tables, strings) costs
--- Redis more than the commands, so it does as little as it can. Anything else (a new bucket,
--- an expiry to renew, an override that expired, a field missing or unreadable, an error)
+-- (tests/common/mod.rs reads the two lines below to read and corrupt the state.)
+local HOT, HOT_BYTES = '<BI6I7I7I6I6I6I7I7I7', 60 -- s: flags gen ou ep sq tc tf wb xp ca
+local COLD, COLD_BYTES = '<ddddd', 40 -- x: om sc tk ovu qs
+local MAX_WHOLE = 9007199254740992
+
+-- The hot path: counting calls of the current cycle in the current bucket (a record of an
+-- ordinary call's outcome, or a batch) when nothing trips makes no transition. It runs before
+-- anything else is defined, reads the packed state and the bucket's counters with one HMGET,
+-- and writes them with one HSET: each command, each value and each closure a script handles
+-- costs Redis hundreds to thousands of instructions, so it does as little as it can. A failure
+-- takes it when its reporter is the one the window already names for this bucket (so there is
+-- nothing to note) and the trip rule is not met. Anything else (a bucket whose tag is not
+-- known, an expiry to renew, an override, a trip, a value missing or unreadable, an error)
 -- goes the general way below, which decides the same (the differential test checks both).
-if (op == 'record' and ARGV[17] == '0' and ARGV[19] == '0' and ARGV[20] == '0')
-    or (op == 'batch' and ARGV[18] == '0') then
-  local done, reply = pcall(function()
-    local v = redis.call('HMGET', key, 'st', 'gen', 'ou', 'ov', 'ovu', 'ep', 'sq', 'tc', 'tf',
-      'wb', 'xp', 'ca')
-    local st, gen, ou, ov, ovu = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]),
-      tonumber(v[4]), tonumber(v[5])
-    local ep, sq, tc, tf, wb, xp = tonumber(v[6]), tonumber(v[7]), tonumber(v[8]),
-      tonumber(v[9]), tonumber(v[10]), tonumber(v[11])
-    local ca = tonumber(v[12] or 0)
-    if not (st and gen and ou and ov and ovu and ep and sq and tc and tf and wb and xp and ca)
-    then
-      return nil
-    end
-    if (st ~= 0 and st ~= 1 and st ~= 2) or (ov ~= 0 and ov ~= 1 and ov ~= 2) or ep <= 0
-        or (ovu ~= 0 and ovu <= now) or tc < tf or tf < 0 or sq < 0 or sq % 1 ~= 0 then
-      return nil
-    end
-    local bucket = math.floor(now / tonumber(ARGV[3]))
-    local successes = 1
-    if op == 'batch' then successes = tonumber(ARGV[17]) end
-    if gen == tonumber(ARGV[16]) and successes > 0 then
-      local idle_ttl = tonumber(ARGV[14])
-      if bucket ~= wb or now + idle_ttl > xp + idle_ttl / 64 then return nil end
-      local slot = bucket % tonumber(ARGV[4])
-      if tonumber(redis.call('HGET', key, 't' .. slot)) ~= bucket + 1 then return nil end
-      if type(redis.pcall('HINCRBY', key, 'c' .. slot, successes)) ~= 'number' then
-        return nil
+local calls, failures
+if op == 'record' and op2 == 0 and op5 == 0 then
+  calls, failures = 1, 0
+  if op4 == 1 then failures = 1 elseif op4 == 2 then calls = 0 end
+elseif op == 'batch' then
+  calls, failures = op2 + op3, op3
+end
+if calls then
+  local bucket = floor(now / bucket_ms)
+  local slot = bucket % buckets
+  local counter, v = string.format('c%d', slot), nil
+  if failures > 0 then
+    v = redis.pcall('HMGET', key, 's', counter, string.format('f%d', slot), 'rp')
+  else
+    v = redis.pcall('HMGET', key, 's', counter)
+  end
+  local hot = v[1]
+  if type(hot) == 'string' and #hot == HOT_BYTES then
+    local flags, gen, ou, ep, sq, tc, tf, wb, xp, ca = struct.unpack(HOT, hot)
+    -- No override (its end is in x), and nothing the general way would repair (the values
+    -- are whole numbers >= 0; their sum bounds each of them).
+    local st = flags % 16
+    if st <= 2 and flags <= 18 and ep ~= 0 and tc >= tf
+        and ou + ep + wb + xp + ca < MAX_WHOLE then
+      -- The short reply: no transition, then the tail without its override's end (there is
+      -- no override): the reply's values are what a call costs Redis most after commands.
+      if gen ~= op1 or calls <= 0 then return {st, gen, ou, now, ep, sq, tc, tf, ca} end
+      local c, f = tonumber(v[2]), 0
+      if failures > 0 then f = tonumber(v[3]) end
+      local known = flags >= 16 and bucket == wb and now + idle_ttl <= xp + idle_ttl / 64
+        and c and c >= 0 and c % 1 == 0 and c + calls < MAX_WHOLE
+        and f and f >= 0 and f % 1 == 0 and f + failures < MAX_WHOLE
+      tc, tf = tc + calls, tf + failures
+      if known and failures > 0 then
+        local reporter = string.sub(ARGV[ARG_NUMBERS], 161)
+        known = reporter ~= '' and v[4] == reporter .. string.format(':%d', bucket)
+          and not string.find(reporter, '[:,]')
+        if known and st == 0 then
+          local rate, min_failures, min_calls = struct.unpack('<ddd', ARGV[ARG_NUMBERS], 73)
+          known = not (tf >= min_failures and tc >= min_calls and tf * 100 >= rate * tc)
+        end
       end
-      tc = tc + successes
-      sq = sq + 1
-      redis.call('HSET', key, 'tc', tc, 'sq', sq)
+      if known then
+        sq = sq + 1
+        hot = struct.pack(HOT, flags, gen, ou, ep, sq, tc, tf, wb, xp, ca)
+        if failures > 0 then
+          redis.call('HSET', key, 's', hot, counter, string.format('%d', c + calls),
+            string.format('f%d', slot), string.format('%d', f + failures))
+        else
+          redis.call('HSET', key, 's', hot, counter, string.format('%d', c + calls))
+        end
+        return {st, gen, ou, now, ep, sq, tc, tf, ca}
+      end
     end
-    local free = 0
-    if (ov == 0 and st == 0) or (ov == 2 and ovu == 0) then free = 1 end
-    -- NONE, then the tail (see tail() below).
-    return {0, 0, 0, 0, 0, 0, 0, st, gen, ou, free, now, ov, ep, sq, 0, tc, tf, ovu, ca}
-  end)
-  if done and reply then return reply end
+  end
 end
 
-local bucket_ms = tonumber(ARGV[3])
-local buckets = tonumber(ARGV[4])
-local lease_ms = tonumber(ARGV[10])
-local idle_ttl = tonumber(ARGV[14])
+-- The general way: every op, every state.
+local rate, min_failures, min_calls, open_ms_policy, max_probes, lease_ms, to_close, backoff,
+  max_open_ms, history_len, minimum_reporters =
+  struct.unpack('<ddddddddddd', ARGV[ARG_NUMBERS], 73)
+local text = string.sub(ARGV[ARG_NUMBERS], 161)
 
 -- The reporter of this call's outcomes, and the quorum the policy asks for.
 local reporter, needed = nil, 1
-if op == 'record' then
-  reporter, needed = ARGV[21], tonumber(ARGV[22]) or 1
-elseif op == 'batch' then
-  reporter, needed = ARGV[19], tonumber(ARGV[20]) or 1
+if op == 'record' or op == 'batch' then
+  reporter, needed = text, minimum_reporters
 end
 
 local CLOSED, OPEN, HALF = 0, 1, 2
@@ -110,12 +157,12 @@ local AUTO, FORCED_OPEN, FORCED_CLOSED = 0, 1, 2
 
 local repaired = 0
 
--- A field that is missing reads as 0; a whole number >= 0 below 2^53 (and at most `most`)
+-- A value that is missing reads as 0; a whole number >= 0 below 2^53 (and at most `most`)
 -- is read as is; anything else is garbage: it reads as nil and counts as repaired.
 local function whole(value, most)
   if not value then return 0 end
   local n = tonumber(value)
-  if n == nil or n ~= n or n < 0 or n ~= math.floor(n) or n >= 9007199254740992
+  if n == nil or n ~= n or n < 0 or n ~= floor(n) or n >= 9007199254740992
       or (most and n > most) then
     repaired = repaired + 1
     return nil
@@ -123,7 +170,7 @@ local function whole(value, most)
   return n
 end
 
-local function bucket_of(ms) return math.floor(ms / bucket_ms) end
+local function bucket_of(ms) return floor(ms / bucket_ms) end
 
 -- Who reported the window's failures: at most `minimum_reporters` reporters, each with the
 -- bucket of its last failure, as `id:bucket,...`. Enough to tell whether the quorum is met,
@@ -140,28 +187,26 @@ local function probes_text(probes)
   return table.concat(pr, ',')
 end
 
--- Writes the fields that changed, if any did (or garbage was repaired), and keeps the key
--- while it matters: at least idle_ttl after the last write, longer while an open period or
--- an override with an expiry lasts. Returns whether it wrote.
+-- The state as its two fields.
+local function pack(s)
+  return struct.pack(HOT, s.st + 4 * s.ov + 16 * s.k, s.gen, s.ou, s.ep, s.sq, s.tc, s.tf,
+    s.wb, s.xp, s.ca), struct.pack(COLD, s.om, s.sc, s.tk, s.ovu, s.qs)
+end
+
+-- The fields of the layout before the packed state (one value per field), in STATE order.
+local OLD_FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'ep', 'sq', 'tc', 'tf',
+  'wb', 'ca', 'qs', 'xp'}
+
+-- Writes the state if anything changed (or garbage was repaired), and keeps the key while it
+-- matters: at least idle_ttl after the last write, longer while an open period or an override
+-- with an expiry lasts. Returns whether it wrote.
 local function save(s)
-  local changed = {}
-  for _, field in ipairs(s.saved) do
-    local value = s[field]
-    -- Compared as read (numbers with numbers: formatting each one would cost more than the
-    -- rest of the call); Redis writes numbers exactly.
-    if field == 'pr' then value = probes_text(s.probes) end
-    if field == 'rp' then value = reporters_text(s.reporters) end
-    -- Totals waiting to be counted again are left for the step that counts them.
-    local totals = field == 'tc' or field == 'tf' or field == 'wb'
-    if field ~= 'sq' and value ~= s.loaded[field] and not (totals and s.recount) then
-      table.insert(changed, field)
-      table.insert(changed, value)
-    end
+  local pr, rp = probes_text(s.probes), reporters_text(s.reporters)
+  if repaired == 0 and not s.window_written and pr == s.pr and rp == s.rp then
+    local hot, cold = pack(s)
+    if hot == s.hot and cold == s.cold then return false end
   end
-  if #changed == 0 and repaired == 0 and not s.window_written then return false end
   s.sq = s.sq + 1
-  table.insert(changed, 'sq')
-  table.insert(changed, s.sq)
   local ttl = idle_ttl
   if s.st ~= CLOSED and s.ou - now + lease_ms + idle_ttl > ttl then
     ttl = s.ou - now + lease_ms + idle_ttl
@@ -174,13 +219,34 @@ local function save(s)
   -- write: the key lives at least 63/64 of idle_ttl after the last call.
   local expiry = now + ttl
   local renew = expiry > s.xp + idle_ttl / 64 or expiry + idle_ttl < s.xp
-  if renew then
-    table.insert(changed, 'xp')
-    table.insert(changed, expiry)
+  if renew then s.xp = expiry end
+  local hot, cold = pack(s)
+  local args = {'HSET', key, 's', hot}
+  if cold ~= s.cold then
+    table.insert(args, 'x')
+    table.insert(args, cold)
+  end
+  if pr ~= s.pr then
+    table.insert(args, 'pr')
+    table.insert(args, pr)
+  end
+  if rp ~= s.rp then
+    table.insert(args, 'rp')
+    table.insert(args, rp)
+  end
+  -- The current bucket's counters, when they were read with the state (see window_add).
+  if s.calls then
+    table.insert(args, s.slot_calls)
+    table.insert(args, string.format('%d', s.calls))
+  end
+  if s.failures then
+    table.insert(args, s.slot_failures)
+    table.insert(args, string.format('%d', s.failures))
   end
   -- HSET first: PEXPIRE on a key that does not exist yet does nothing.
-  redis.call('HSET', key, unpack(changed))
-  if renew then redis.call('PEXPIRE', key, math.floor(ttl)) end
+  redis.call(unpack(args))
+  if s.old then redis.call('HDEL', key, unpack(OLD_FIELDS)) end
+  if renew then redis.call('PEXPIRE', key, floor(ttl)) end
   return true
 end
 
@@ -190,21 +256,17 @@ local function free(s)
 end
 
 local function tail(reply, s)
-  local is_free = 0
-  if free(s) then is_free = 1 end
-  table.insert(reply, s.st)
-  table.insert(reply, s.gen)
-  table.insert(reply, s.ou)
-  table.insert(reply, is_free)
-  table.insert(reply, now)
-  table.insert(reply, s.ov)
-  table.insert(reply, s.ep)
-  table.insert(reply, s.sq)
-  table.insert(reply, repaired)
-  table.insert(reply, s.tc)
-  table.insert(reply, s.tf)
-  table.insert(reply, s.ovu)
-  table.insert(reply, s.ca)
+  local n = #reply
+  reply[n + 1] = s.st + 4 * s.ov + 16 * repaired
+  reply[n + 2] = s.gen
+  reply[n + 3] = s.ou
+  reply[n + 4] = now
+  reply[n + 5] = s.ep
+  reply[n + 6] = s.sq
+  reply[n + 7] = s.tc
+  reply[n + 8] = s.tf
+  reply[n + 9] = s.ovu
+  reply[n + 10] = s.ca
   return reply
 end
 
@@ -222,31 +284,34 @@ local function bucket_fields()
   return fields
 end
 
--- The totals counted again from every bucket: when a key is first read with this layout,
--- after the clock stepped back or jumped past the whole window, or after garbage.
+-- The totals counted again from every bucket: after the clock stepped back or jumped past
+-- the whole window, or after garbage.
 local function window_recount(s)
   local v = redis.call('HMGET', key, unpack(bucket_fields()))
-  local oldest = bucket_of(now) - buckets
+  local current = bucket_of(now)
+  local oldest = current - buckets
+  if s.wb ~= current then s.k = 0 end
   local calls, failures = 0, 0
   for i = 0, buckets - 1 do
     local t, c, f = whole(v[3 * i + 1]), whole(v[3 * i + 2]), whole(v[3 * i + 3])
     if t == nil or c == nil or f == nil then
       -- A bucket holding garbage loses its own counts, no more.
       redis.call('HDEL', key, 't' .. i, 'c' .. i, 'f' .. i)
+      if i == current % buckets then s.k = 0 end
     elseif t ~= 0 and t - 1 > oldest then
       calls = calls + c
       failures = failures + f
     end
   end
-  s.tc, s.tf, s.wb, s.recount = calls, failures, bucket_of(now), false
+  s.tc, s.tf, s.wb = calls, failures, current
 end
 
 -- Brings the totals to now: only the buckets that left the window since the last sync
 -- leave them (usually none or one).
 local function window_sync(s)
   local current = bucket_of(now)
-  if s.recount or current < s.wb or current - s.wb >= buckets then
-    if current ~= s.wb or s.recount then window_recount(s) end
+  if current < s.wb or current - s.wb >= buckets then
+    if current ~= s.wb then window_recount(s) end
     return
   end
   for gone = s.wb - buckets + 1, current - buckets do
@@ -262,11 +327,10 @@ local function window_sync(s)
       s.tf = s.tf - f
     end
   end
-  s.wb = current
+  if s.wb ~= current then s.wb, s.k = current, 0 end
   if s.tc < 0 or s.tf < 0 or s.tf > s.tc then window_recount(s) end
 end
 
--- Counts `calls` calls, `failures` of them failures, in the current bucket.
 -- Notes that `reporter` reported a failure counted in `bucket`: its entry moves to that
 -- bucket, or it takes a free place, or the place of the reporter whose last failure is oldest
 -- (if older).
@@ -296,20 +360,38 @@ local function live_reporters(s)
   return live
 end
 
+-- Counts `calls` calls, `failures` of them failures, in the current bucket.
 local function window_add(s, calls, failures)
   window_sync(s)
   local bucket = bucket_of(now)
   local slot = bucket % buckets
   local tag = bucket + 1
-  local t = whole(redis.call('HGET', key, 't' .. slot))
+  local t = tag
+  -- The state knows the slot holds this bucket when this script wrote or read it last (the
+  -- totals were just brought to this bucket, so wb is this bucket).
+  if s.k ~= 1 then t = whole(redis.call('HGET', key, 't' .. slot)) end
   local counted = false
-  if t ~= nil and t >= tag then
+  if s.k == 1 and s.slot_calls == string.format('c%d', slot) then
+    -- The counters were read with the state: they are written with it. One that is not a
+    -- whole number is garbage (whole() counts it): the bucket then starts again below.
+    local c, f = whole(s.read_calls), 0
+    if failures > 0 then f = whole(s.read_failures) end
+    if c ~= nil and f ~= nil then
+      counted = true
+      s.calls = c + calls
+      if failures > 0 then s.failures = f + failures end
+    end
+  elseif t ~= nil and t >= tag then
     -- A counter holding garbage refuses HINCRBY: the bucket then starts again below.
     counted = type(redis.pcall('HINCRBY', key, 'c' .. slot, calls)) == 'number'
     if counted and failures > 0 then
       counted = type(redis.pcall('HINCRBY', key, 'f' .. slot, failures)) == 'number'
     end
-    if not counted then repaired = repaired + 1 end
+    if counted then
+      if t == tag then s.k = 1 end
+    else
+      repaired = repaired + 1
+    end
   end
   -- The reporter's failure lives as long as the bucket it was counted in: a newer one when
   -- the clock stepped back (see the test of t above).
@@ -321,8 +403,15 @@ local function window_add(s, calls, failures)
     s.tc = s.tc + calls
     s.tf = s.tf + failures
   else
-    -- The slot held a bucket that already left the window (or garbage).
-    redis.call('HSET', key, 't' .. slot, tag, 'c' .. slot, calls, 'f' .. slot, failures)
+    -- The slot held a bucket that already left the window (or garbage). A key without the
+    -- packed state gets its fields first, so the closed path finds them first.
+    if s.hot then
+      redis.call('HSET', key, 't' .. slot, tag, 'c' .. slot, calls, 'f' .. slot, failures)
+    else
+      redis.call('HSET', key, 's', '', 'x', '', 't' .. slot, tag, 'c' .. slot, calls,
+        'f' .. slot, failures)
+    end
+    s.k = 1
     if t == nil or t >= tag then
       window_recount(s)
     else
@@ -332,25 +421,7 @@ local function window_add(s, calls, failures)
   end
 end
 
--- The general way: every op, every state.
-
-local rate = tonumber(ARGV[5])
-local min_failures = tonumber(ARGV[6])
-local min_calls = tonumber(ARGV[7])
-local open_ms_policy = tonumber(ARGV[8])
-local max_probes = tonumber(ARGV[9])
-local to_close = tonumber(ARGV[11])
-local backoff = tonumber(ARGV[12])
-local max_open_ms = tonumber(ARGV[13])
-local history_len = tonumber(ARGV[15])
 local history_key = KEYS[2]
-
-local FIELDS = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq', 'tc',
-  'tf', 'wb', 'ca', 'rp', 'qs', 'xp'}
--- The fields save() writes, in order: the first ones of FIELDS.
-local SAVED = {'st', 'gen', 'ou', 'om', 'sc', 'tk', 'ov', 'ovu', 'pr', 'ep', 'sq', 'tc', 'tf',
-  'wb', 'ca', 'rp', 'qs'}
-
 
 -- A new epoch: the server's time in microseconds (below 2^53 until the year 2255).
 local function new_epoch()
@@ -358,18 +429,57 @@ local function new_epoch()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- One field of garbage costs only that field: each gets the value that keeps the breaker on
+-- One value of garbage costs only that value: each gets the value that keeps the breaker on
 -- the safe side (a breaker that cannot say it is closed is treated as open, a probe list that
 -- cannot be read frees its slots, unreadable totals are counted again), and the rest of the
--- state is kept.
+-- state is kept. A packed state that cannot be unpacked at all is garbage in every value.
+-- A key without the packed state is new, or was written by the layout before it (one field
+-- per value): those fields are read this once, and dropped when the state is written.
 local function load()
-  local v = redis.call('HMGET', key, unpack(FIELDS))
+  -- With the current bucket's counters: when the state knows the bucket's tag, a call counts
+  -- without another read.
+  local slot = string.format('%d', bucket_of(now) % buckets)
+  local v = redis.call('HMGET', key, 's', 'x', 'pr', 'rp', 'c' .. slot, 'f' .. slot)
+  -- The values in the order of OLD_FIELDS, then k: numbers, text (old layout), 'garbage',
+  -- or false (missing).
+  local raw = {}
+  local hot, cold = v[1], v[2]
+  if hot and hot ~= '' then
+    if #hot == HOT_BYTES then
+      local flags
+      flags, raw[2], raw[3], raw[9], raw[10], raw[11], raw[12], raw[13], raw[16], raw[14] =
+        struct.unpack(HOT, hot)
+      raw[1], raw[7], raw[17] = flags % 4, floor(flags / 4) % 4, floor(flags / 16)
+    else
+      for i = 1, 17 do
+        if i < 4 or i == 7 or (i > 8 and i < 15) or i > 15 then raw[i] = 'garbage' end
+      end
+    end
+    if cold and #cold == COLD_BYTES then
+      raw[4], raw[5], raw[6], raw[8], raw[15] = struct.unpack(COLD, cold)
+    elseif cold and cold ~= '' then
+      for _, i in ipairs({4, 5, 6, 8, 15}) do raw[i] = 'garbage' end
+    end
+  else
+    -- No packed state: a new key, or one written by the layout before it (one field per
+    -- value), read this once.
+    raw = redis.call('HMGET', key, unpack(OLD_FIELDS))
+    for i = 1, #OLD_FIELDS do
+      if raw[i] then
+        v.old = true
+        break
+      end
+    end
+  end
   local s = {
-    st = whole(v[1], HALF), gen = whole(v[2]), ou = whole(v[3]), om = whole(v[4]),
-    sc = whole(v[5]), tk = whole(v[6]), ov = whole(v[7], FORCED_CLOSED), ovu = whole(v[8]),
-    ep = whole(v[10]), sq = whole(v[11]), tc = whole(v[12]), tf = whole(v[13]),
-    wb = whole(v[14]), ca = whole(v[15]), qs = whole(v[17]), xp = whole(v[18]), probes = {},
-    reporters = {}, loaded = {}, saved = SAVED,
+    st = whole(raw[1], HALF), gen = whole(raw[2]), ou = whole(raw[3]), om = whole(raw[4]),
+    sc = whole(raw[5]), tk = whole(raw[6]), ov = whole(raw[7], FORCED_CLOSED),
+    ovu = whole(raw[8]), ep = whole(raw[9]), sq = whole(raw[10]), tc = whole(raw[11]),
+    tf = whole(raw[12]), wb = whole(raw[13]), ca = whole(raw[14]), qs = whole(raw[15]),
+    xp = whole(raw[16]), k = whole(raw[17], 1), probes = {}, reporters = {},
+    hot = hot ~= '' and hot, cold = cold ~= '' and cold, pr = v[3] or '', rp = v[4] or '',
+    old = v.old, slot_calls = 'c' .. slot, slot_failures = 'f' .. slot, read_calls = v[5],
+    read_failures = v[6],
   }
   if s.st == nil then s.st = OPEN end
   if s.ou == nil then
@@ -384,11 +494,12 @@ local function load()
   if s.ovu == nil then s.ovu = now end
   if s.sq == nil then s.sq = 0 end
   if s.xp == nil then s.xp = 0 end
+  if s.k == nil then s.k = 0 end
   -- An unreadable close time: no ramp (the breaker is closed either way).
   if s.ca == nil then s.ca = 0 end
   if s.qs == nil then s.qs = 0 end
-  if v[16] and v[16] ~= '' then
-    for id, b in string.gmatch(v[16], '([^:,]+):([^,]+)') do
+  if s.rp ~= '' then
+    for id, b in string.gmatch(s.rp, '([^:,]+):([^,]+)') do
       local bucket = whole(b)
       if bucket == nil then
         -- Unreadable: the quorum is counted again from the failures that follow.
@@ -398,28 +509,22 @@ local function load()
       table.insert(s.reporters, {id, bucket})
     end
   end
-  if s.ep == nil or s.ep == 0 then
-    -- A key made now: its window is empty.
-    s.ep = new_epoch()
-    s.tc, s.tf, s.wb = 0, 0, bucket_of(now)
-  elseif s.tc == nil or s.tf == nil or s.wb == nil or not v[14] then
-    -- Totals unreadable or never written: counted again from the buckets.
-    s.recount = true
-    s.tc, s.tf, s.wb = 0, 0, bucket_of(now)
-  end
-  if v[9] and v[9] ~= '' then
+  if s.pr ~= '' then
     local ok = true
-    for ticket, untl in string.gmatch(v[9], '([^:,]+):([^,]+)') do
+    for ticket, untl in string.gmatch(s.pr, '([^:,]+):([^,]+)') do
       local t, u = whole(ticket), whole(untl)
       if t == nil or u == nil then ok = false else table.insert(s.probes, {t, u}) end
     end
     if not ok then s.probes = {} end
   end
-  -- As read, to tell what changed: numbers as numbers, the probe list as text, nil if missing.
-  for i, field in ipairs(SAVED) do
-    local raw = v[i]
-    if raw and field ~= 'pr' and field ~= 'rp' then raw = tonumber(raw) end
-    s.loaded[field] = raw or nil
+  if s.ep == nil or s.ep == 0 then
+    -- A key made now: its window is empty.
+    s.ep = new_epoch()
+    s.tc, s.tf, s.wb, s.k = 0, 0, bucket_of(now), 0
+  elseif s.tc == nil or s.tf == nil or s.wb == nil or (s.old and not raw[13]) then
+    -- Totals unreadable or never written: counted again from the buckets.
+    s.tc, s.tf, s.wb, s.k = 0, 0, bucket_of(now), 0
+    window_recount(s)
   end
   return s
 end
@@ -473,15 +578,16 @@ end
 
 local function window_clear(s)
   redis.call('HDEL', key, unpack(bucket_fields()))
-  s.tc, s.tf, s.wb, s.recount = 0, 0, bucket_of(now), false
+  s.tc, s.tf, s.wb, s.k = 0, 0, bucket_of(now), 0
+  s.calls, s.failures = nil, nil
   s.reporters = {}
 end
 
 -- Transitions: {kind(1 tripped, 2 half-opened, 3 closed), generation, open_until, open_ms,
 -- cause(1 threshold, 2 probe failed, 3 operator, 4 retry-after), calls, failures}; or no
 -- transition because the quorum of reporters is short: {4, reporters, needed, 0, 0, calls,
--- failures}.
-local NONE = {0, 0, 0, 0, 0, 0, 0}
+-- failures}; or none at all: {0}.
+local NONE = {0}
 
 local function open(s, ms, cause, calls, failures, actor)
   s.gen = s.gen + 1
@@ -585,8 +691,7 @@ end
 
 local function record(s)
   expire_override(s)
-  local generation, kind, ticket = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
-  local outcome, wait = tonumber(ARGV[19]), tonumber(ARGV[20]) or 0
+  local generation, kind, ticket, outcome, wait = op1, op2, op3, op4, op5
   if generation ~= s.gen then return NONE end
   if wait > 0 and s.ov ~= FORCED_CLOSED then
     -- The backend asked every caller to wait (Circuit::record_retry_after): the call is
@@ -628,7 +733,7 @@ end
 
 local function batch(s)
   expire_override(s)
-  local generation, successes, failures = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+  local generation, successes, failures = op1, op2, op3
   if generation ~= s.gen then return NONE end
   return count(s, successes + failures, failures)
 end
@@ -667,22 +772,21 @@ local function main()
   elseif op == 'window' then
     return tail(window_buckets(), s)
   elseif op == 'trip' then
-    reply = open(s, math.min(open_ms_policy, max_open_ms), 3, 0, 0, ARGV[16])
+    reply = open(s, math.min(open_ms_policy, max_open_ms), 3, 0, 0, text)
   elseif op == 'reset' then
     if s.st == CLOSED then
-      close(s, ARGV[16])
+      close(s, text)
       reply = NONE
     else
-      reply = close(s, ARGV[16])
+      reply = close(s, text)
     end
   elseif op == 'override' then
-    local mode = tonumber(ARGV[16])
-    local duration = tonumber(ARGV[17])
+    local mode, duration = op1, op2
     s.ov = mode
     s.ovu = 0
     if mode ~= AUTO and duration >= 0 then s.ovu = now + duration end
     history('override', s, {'mode', OVERRIDES[mode] or tostring(mode), 'until', s.ovu,
-      'by', ARGV[18] or ''})
+      'by', text})
     -- An override always writes, even one that changes nothing: operators see it done.
     s.window_written = true
     reply = {}

@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use breaker_core::store::{self, PolicyMillis};
+use breaker_core::store;
 use breaker_core::{
     Counts, MAX_DURATION, Outcome, Override, Permit, PermitKind, Policy, RejectReason, Rejected,
     Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition, TripCause,
@@ -12,6 +12,10 @@ use redis::{Script, ScriptInvocation};
 
 use crate::engine::Settings;
 use crate::keys::Keys;
+
+mod argv;
+
+use argv::{Num, Numbers, argv, number};
 
 static BREAKER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("breaker.lua")));
 
@@ -43,7 +47,9 @@ pub(crate) enum Op {
     },
 }
 
-/// The state every reply ends with, for the caller's cache.
+/// The state every reply ends with, for the caller's cache: state + 4 * override + 16 *
+/// repaired, generation, open until, now, epoch, sequence, calls, failures, override until,
+/// closed by probes at (see `breaker.lua`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tail {
     pub(crate) state: State,
@@ -70,7 +76,7 @@ pub(crate) struct Tail {
     pub(crate) closed_by_probes: Timestamp,
 }
 
-const TAIL: usize = 13;
+const TAIL: usize = 10;
 
 /// A script call with its arguments, ready to send.
 pub(crate) fn invocation(
@@ -80,85 +86,76 @@ pub(crate) fn invocation(
     settings: &Settings,
     op: Op,
 ) -> ScriptInvocation<'static> {
-    let idle_ttl = settings.idle_ttl;
-    let mut call = BREAKER.prepare_invoke();
-    call.key(&keys.state).key(&keys.history);
-    call.arg(match op {
-        Op::Acquire => "acquire",
-        Op::Record { .. } => "record",
-        Op::Snapshot => "snapshot",
-        Op::Trip => "trip",
-        Op::Reset => "reset",
-        Op::Override { .. } => "override",
-        Op::Window => "window",
-        Op::Batch { .. } => "batch",
-    });
-    match now {
-        Some(now) => call.arg(now.as_millis()),
-        None => call.arg(""),
-    };
-    call.arg(policy.bucket_millis())
-        .arg(policy.buckets())
-        // Rust's shortest round-trip formatting: Lua's tonumber reads back the same double.
-        .arg(policy.failure_rate().to_string())
-        .arg(policy.minimum_failures())
-        .arg(policy.minimum_calls())
-        .arg(policy.open_for_millis())
-        .arg(policy.half_open_probes())
-        .arg(policy.probe_lease_millis())
-        .arg(policy.successes_to_close())
-        .arg(policy.backoff().to_string())
-        .arg(u64::try_from(policy.max_open_for().as_millis()).unwrap_or(u64::MAX))
-        // The store's settings keep idle_ttl between 1 ms and MAX_DURATION.
-        .arg(
-            u64::try_from(idle_ttl.min(MAX_DURATION).as_millis())
-                .unwrap_or(1)
-                .max(1),
-        )
-        .arg(settings.history_len);
-    match op {
+    // The store's settings keep idle_ttl between 1 ms and MAX_DURATION.
+    let idle_ttl = u64::try_from(settings.idle_ttl.min(MAX_DURATION).as_millis())
+        .unwrap_or(1)
+        .max(1);
+    let mut numbers = Numbers::new(policy, idle_ttl, settings.history_len);
+    if let Some(now) = now {
+        numbers.set(Num::Now, number(now.as_millis()));
+    }
+    let (name, text) = match op {
+        Op::Acquire => ("acquire", ""),
+        Op::Snapshot => ("snapshot", ""),
+        Op::Window => ("window", ""),
         Op::Record {
             generation,
             ticket,
             outcome,
             retry_after_ms,
         } => {
-            call.arg(generation)
-                .arg(u8::from(ticket.is_some()))
-                .arg(ticket.unwrap_or(0))
-                .arg(match outcome {
-                    Outcome::Success => 0,
-                    Outcome::Failure => 1,
-                    Outcome::Ignored => 2,
-                })
-                .arg(retry_after_ms)
-                .arg(&settings.reporter)
-                .arg(policy.minimum_reporters());
-        }
-        Op::Override { mode, duration_ms } => {
-            call.arg(match mode {
-                Override::Auto => 0,
-                Override::ForcedOpen => 1,
-                Override::ForcedClosed => 2,
-            })
-            .arg(duration_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(-1)))
-            .arg(&settings.actor);
-        }
-        Op::Trip | Op::Reset => {
-            call.arg(&settings.actor);
+            numbers
+                .set(Num::Op1, number(generation))
+                .set(Num::Op2, f64::from(u8::from(ticket.is_some())))
+                .set(Num::Op3, number(ticket.unwrap_or(0)))
+                .set(
+                    Num::Op4,
+                    match outcome {
+                        Outcome::Success => 0.0,
+                        Outcome::Failure => 1.0,
+                        Outcome::Ignored => 2.0,
+                    },
+                )
+                .set(Num::Op5, number(retry_after_ms));
+            ("record", settings.reporter.as_str())
         }
         Op::Batch {
             generation,
             successes,
             failures,
         } => {
-            call.arg(generation)
-                .arg(successes)
-                .arg(failures)
-                .arg(&settings.reporter)
-                .arg(policy.minimum_reporters());
+            numbers
+                .set(Num::Op1, number(generation))
+                .set(Num::Op2, number(successes))
+                .set(Num::Op3, number(failures));
+            ("batch", settings.reporter.as_str())
         }
-        Op::Acquire | Op::Snapshot | Op::Window => {}
+        Op::Override { mode, duration_ms } => {
+            numbers
+                .set(
+                    Num::Op1,
+                    match mode {
+                        Override::Auto => 0.0,
+                        Override::ForcedOpen => 1.0,
+                        Override::ForcedClosed => 2.0,
+                    },
+                )
+                // Longer than i64 can say: forever, as ever.
+                .set(
+                    Num::Op2,
+                    duration_ms
+                        .filter(|ms| i64::try_from(*ms).is_ok())
+                        .map_or(-1.0, number),
+                );
+            ("override", settings.actor.as_str())
+        }
+        Op::Trip => ("trip", settings.actor.as_str()),
+        Op::Reset => ("reset", settings.actor.as_str()),
+    };
+    let mut call = BREAKER.prepare_invoke();
+    call.key(&keys.state).key(&keys.history);
+    for arg in argv(name, numbers, text) {
+        call.arg(arg);
     }
     call
 }
@@ -200,22 +197,30 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
     let values: Option<Vec<u64>> = reply.iter().map(|v| whole(*v)).collect();
     let values = values.ok_or_else(|| corrupt(what, reply))?;
     let (head, tail) = values.split_at(op_len);
+    let state =
+        state_of(i64::try_from(tail[0] % 4).unwrap_or(-1)).ok_or_else(|| corrupt(what, reply))?;
+    let override_mode = override_of(tail[0] / 4 % 4).ok_or_else(|| corrupt(what, reply))?;
     let tail = Tail {
-        state: state_of(reply[op_len]).ok_or_else(|| corrupt(what, reply))?,
+        state,
         generation: tail[1],
         open_until: Timestamp::from_millis(tail[2]),
-        free: tail[3] == 1,
-        now: Timestamp::from_millis(tail[4]),
-        override_mode: override_of(tail[5]).ok_or_else(|| corrupt(what, reply))?,
-        epoch: tail[6],
-        sequence: tail[7],
-        repaired: tail[8],
-        counts: Counts {
-            calls: tail[9],
-            failures: tail[10],
+        // As the script's `free`: closed and no override, or forced closed for good.
+        free: match override_mode {
+            Override::Auto => state == State::Closed,
+            Override::ForcedClosed => tail[8] == 0,
+            Override::ForcedOpen => false,
         },
-        override_until: Timestamp::from_millis(tail[11]),
-        closed_by_probes: Timestamp::from_millis(tail[12]),
+        now: Timestamp::from_millis(tail[3]),
+        override_mode,
+        epoch: tail[4],
+        sequence: tail[5],
+        repaired: tail[0] / 16,
+        counts: Counts {
+            calls: tail[6],
+            failures: tail[7],
+        },
+        override_until: Timestamp::from_millis(tail[8]),
+        closed_by_probes: Timestamp::from_millis(tail[9]),
     };
     Ok((head.to_vec(), tail))
 }
@@ -254,7 +259,13 @@ pub(crate) fn parse_acquire(
     Ok((decision, tail))
 }
 
-/// A transition from its seven reply values, if any.
+/// The values a transition takes at the head of a reply: one (0) when there is none, seven
+/// otherwise.
+fn transition_len(reply: &[i64]) -> usize {
+    if reply.first() == Some(&0) { 1 } else { 7 }
+}
+
+/// A transition from its reply values (see [`transition_len`]), if any.
 fn transition(v: &[u64], reply: &[i64], what: &str) -> Result<Option<Transition>, StoreError> {
     Ok(match v[0] {
         0 => None,
@@ -284,6 +295,9 @@ fn transition(v: &[u64], reply: &[i64], what: &str) -> Result<Option<Transition>
 /// In a reply to `record` or `batch`: the trip rule was met but the window's failures came
 /// from too few reporters, as (reporters, needed).
 pub(crate) fn quorum_short(reply: &[i64]) -> Option<(u32, u32)> {
+    if reply.len() != 7 + TAIL {
+        return None;
+    }
     match reply {
         [4, reporters, needed, ..] => Some((
             u32::try_from(*reporters).ok()?,
@@ -293,12 +307,31 @@ pub(crate) fn quorum_short(reply: &[i64]) -> Option<(u32, u32)> {
     }
 }
 
-/// The reply to `record`, `trip` or `reset`.
+/// The length of the script's short reply to `record` or `batch`: no transition, and the tail
+/// without `override_until`, as there is no override (see `breaker.lua`'s hot path).
+const SHORT: usize = TAIL - 1;
+
+/// The reply to `record`, `batch`, `trip` or `reset`.
 pub(crate) fn parse_transition(
     reply: &[i64],
     what: &str,
 ) -> Result<(Option<Transition>, Tail), StoreError> {
-    let (v, tail) = split(reply, 7, what)?;
+    if let [flags, tail @ .., closed_by_probes] = reply
+        && reply.len() == SHORT
+    {
+        // No override: its end is none.
+        if flags / 4 % 4 != 0 {
+            return Err(corrupt(what, reply));
+        }
+        let full: Vec<i64> = [0, *flags]
+            .into_iter()
+            .chain(tail.iter().copied())
+            .chain([0, *closed_by_probes])
+            .collect();
+        let (_, tail) = split(&full, 1, what)?;
+        return Ok((None, tail));
+    }
+    let (v, tail) = split(reply, transition_len(reply), what)?;
     Ok((transition(&v, reply, what)?, tail))
 }
 
@@ -349,41 +382,47 @@ fn fresh_snapshot() -> Snapshot {
 mod tests {
     use super::*;
 
+    /// A tail: closed, generation 0, the script's clock at 1, epoch 1.
+    const TAIL_CLOSED: [i64; TAIL] = [0, 0, 0, 1, 1, 0, 0, 0, 0, 0];
+
+    fn reply(head: &[i64], tail: &[i64]) -> Vec<i64> {
+        head.iter().chain(tail).copied().collect()
+    }
+
     #[test]
     fn malformed_replies_are_corrupt_not_panics() {
         let started = Timestamp::from_millis(5);
+        let mut bad_state = TAIL_CLOSED;
+        bad_state[0] = 3;
+        let mut bad_override = TAIL_CLOSED;
+        bad_override[0] = 12;
+        let mut negative = TAIL_CLOSED;
+        negative[5] = -1;
         for reply in [
             vec![],
             vec![1, 0, 0, 0, 0, 0, 0, 0, 0],
-            vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
-            vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
-            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0, 0, 0],
-            vec![-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+            reply(&[9, 0, 0, 0, 0], &TAIL_CLOSED),
+            reply(&[0, 0, 0, 7, 0], &TAIL_CLOSED),
+            reply(&[1, 0, 0, 0, 0], &bad_state),
+            reply(&[1, 0, 0, 0, 0], &bad_override),
+            reply(&[1, 0, 0, 0, 0], &negative),
+            reply(&[-1, 0, 0, 0, 0], &TAIL_CLOSED),
+            reply(&[1, 0, 0, 0], &TAIL_CLOSED),
         ] {
             let err = parse_acquire(&reply, started).unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{reply:?}");
         }
-        assert!(
-            parse_transition(
-                &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
-                "record"
-            )
-            .is_err()
-        );
-        assert!(
-            parse_snapshot(&[
-                0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0
-            ])
-            .is_err()
-        );
+        for head in [&[5, 0, 0, 0, 0, 0, 0][..], &[1, 0, 0, 0, 9, 0, 0], &[0, 0]] {
+            assert!(parse_transition(&reply(head, &TAIL_CLOSED), "record").is_err());
+        }
+        assert!(parse_snapshot(&reply(&[0, 9, 0, 0, 0, 0, 0, 0], &TAIL_CLOSED)).is_err());
     }
 
     #[test]
     fn replies_become_core_values() {
         let started = Timestamp::from_millis(5);
         let (probe, tail) = parse_acquire(
-            &[2, 9, 1, 0, 0, 2, 3, 100, 0, 50, 0, 1, 1, 0, 0, 0, 0, 0],
+            &reply(&[2, 9, 1, 0, 0], &[2, 3, 100, 50, 1, 1, 0, 0, 0, 0]),
             started,
         )
         .unwrap();
@@ -394,10 +433,12 @@ mod tests {
             Some(Transition::HalfOpened { generation: 3 })
         );
         assert_eq!(tail.state, State::HalfOpen);
-        let (tripped, _) = parse_transition(
-            &[
-                1, 4, 900, 300, 1, 10, 5, 1, 4, 900, 0, 600, 0, 1, 1, 0, 0, 0, 0, 0,
-            ],
+        assert!(!tail.free);
+        let (tripped, tail) = parse_transition(
+            &reply(
+                &[1, 4, 900, 300, 1, 10, 5],
+                &[1, 4, 900, 600, 1, 1, 10, 5, 0, 0],
+            ),
             "record",
         )
         .unwrap();
@@ -411,5 +452,95 @@ mod tests {
                 ..
             })
         ));
+        assert_eq!((tail.state, tail.counts.calls), (State::Open, 10));
+        // No transition: one value, then the tail; state, override and repaired in one.
+        let (none, tail) = parse_transition(
+            &reply(&[0], &[2 * 16, 2, 0, 600, 7, 8, 3, 1, 0, 550]),
+            "record",
+        )
+        .unwrap();
+        assert_eq!(none, None);
+        assert_eq!(
+            (tail.generation, tail.now, tail.epoch, tail.sequence),
+            (2, Timestamp::from_millis(600), 7, 8)
+        );
+        assert_eq!((tail.state, tail.repaired), (State::Closed, 2));
+        assert_eq!((tail.counts.calls, tail.counts.failures), (3, 1));
+        assert_eq!(tail.closed_by_probes, Timestamp::from_millis(550));
+        assert!(tail.free);
+        // The hot path's short reply: no transition, no override.
+        let (none, short) =
+            parse_transition(&[2 * 16, 2, 0, 600, 7, 8, 3, 1, 550], "record").unwrap();
+        assert_eq!(none, None);
+        assert_eq!(short, tail);
+        assert!(parse_transition(&[4, 2, 0, 600, 7, 8, 3, 1, 550], "record").is_err());
+        assert_eq!(quorum_short(&[4, 2, 0, 600, 7, 8, 3, 1, 550]), None);
+        // Forced closed for good is free; until a time, or forced open, is not.
+        for (mode, until, free) in [(2, 0, true), (2, 900, false), (1, 0, false)] {
+            let (_, tail) = parse_transition(
+                &reply(&[0], &[1 + 4 * mode, 2, 0, 600, 7, 8, 0, 0, until, 0]),
+                "record",
+            )
+            .unwrap();
+            assert_eq!(tail.state, State::Open);
+            assert_eq!(tail.free, free, "override {mode} until {until}");
+        }
+    }
+
+    /// The script unpacks the numbers into locals named as [`Num::NAMES`], in that order, and
+    /// names the `ARGV` positions as [`argv`] does: the layout is declared once.
+    #[test]
+    fn the_script_takes_the_arguments_in_the_declared_order() {
+        let script = include_str!("breaker.lua");
+        let positions = format!(
+            "\nlocal ARG_OP, ARG_NUMBERS = {}, {}\n",
+            argv::ARG_OP,
+            argv::ARG_NUMBERS
+        );
+        assert!(script.contains(&positions), "{positions}");
+        // Every `local a, b, ... = struct.unpack('<dd...', ARGV[ARG_NUMBERS][, offset])` names
+        // the numbers from its offset on, and together they name them all.
+        let mut named = vec![false; argv::NUMBERS];
+        for (at, _) in script.match_indices("struct.unpack('<") {
+            let start = script[..at].rfind("local ").expect("a local") + "local ".len();
+            let Some(left) = script[start..at].trim_end().strip_suffix('=') else {
+                continue;
+            };
+            let statement = &script[start..];
+            let (format, rest) = script[at + "struct.unpack('<".len()..]
+                .split_once('\'')
+                .expect("a format");
+            let Some(rest) = rest.strip_prefix(", ARGV[ARG_NUMBERS]") else {
+                continue;
+            };
+            let offset: usize = match rest.strip_prefix(", ") {
+                None => 1,
+                Some(rest) => rest
+                    .split_once(')')
+                    .and_then(|(offset, _)| offset.parse().ok())
+                    .expect("an offset"),
+            };
+            assert_eq!(offset % 8, 1, "{statement:.80}");
+            let first = offset / 8;
+            let unpacked: Vec<&str> = left
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .collect();
+            assert_eq!(format, "d".repeat(unpacked.len()), "{statement:.80}");
+            assert_eq!(
+                unpacked,
+                Num::NAMES[first..first + unpacked.len()],
+                "{statement:.80}"
+            );
+            named[first..first + unpacked.len()].fill(true);
+        }
+        assert!(named.iter().all(|named| *named), "{named:?}");
+        let text = format!("string.sub(ARGV[ARG_NUMBERS], {})", 8 * argv::NUMBERS + 1);
+        assert!(script.contains(&text), "{text}");
+        let args = argv::argv("record", Numbers::new(&Policy::default(), 1, 0), "me");
+        assert_eq!(args[argv::ARG_OP - 1], b"record");
+        assert_eq!(args[argv::ARG_NUMBERS - 1].len(), 8 * argv::NUMBERS + 2);
+        assert!(args[argv::ARG_NUMBERS - 1].ends_with(b"me"));
     }
 }

@@ -5,6 +5,7 @@
 //! master was killed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod load;
 
 use std::sync::atomic::Ordering;
@@ -90,7 +91,7 @@ fn fail_over_under_load(handover: Handover) {
         process.wait_until(false, "every process rejects after the trip");
     }
     eventually("the replica holds the trip", || {
-        replica.command_readonly(&["HGET", &key, "st"]).as_deref() == Ok("1")
+        common::read_state(|args| replica.command_readonly(args), &key, "st").as_deref() == Ok("1")
     });
     let started = Instant::now();
     match handover {

@@ -4,6 +4,7 @@
 //! last writes (it lagged) when it is promoted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod load;
 
 use std::sync::atomic::Ordering;
@@ -75,10 +76,7 @@ fn sentinel_promotes_the_replica_under_load() {
     // WAIT alone was seen to answer before the replica held the write (it was resyncing).
     let key = format!("{prefix}:{{={NAME}}}");
     eventually("the replica holds the trip", || {
-        deployment
-            .replica()
-            .command(&["HGET", &key, "st"])
-            .as_deref()
+        common::read_state(|args| deployment.replica().command(args), &key, "st").as_deref()
             == Ok("1")
     });
     let killed = Instant::now();
@@ -145,9 +143,10 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
     assert_eq!(acked, "1", "the replica has every write so far");
     // The replica holds this life of the key (its epoch): a rollback, not a lost key.
     let key = format!("{prefix}:{{={NAME}}}");
-    let epoch = deployment.primary().command(&["HGET", &key, "ep"]).unwrap();
+    let epoch = common::read_state(|args| deployment.primary().command(args), &key, "ep").unwrap();
     eventually("the replica holds the key", || {
-        deployment.replica().command(&["HGET", &key, "ep"]).as_ref() == Ok(&epoch)
+        common::read_state(|args| deployment.replica().command(args), &key, "ep").as_ref()
+            == Ok(&epoch)
     });
     // From now on the replica receives nothing: many writes, then the trip, reach the
     // primary alone, so the replica's copy is far behind in write sequence (a process that
@@ -168,7 +167,7 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
     deployment.wait_for_failover(killed + Duration::from_secs(30));
     let promoted = Instant::now();
     assert_eq!(
-        deployment.replica().command(&["HGET", &key, "ep"]),
+        common::read_state(|args| deployment.replica().command(args), &key, "ep"),
         Ok(epoch),
         "the promoted replica holds the same life of the key"
     );

@@ -18,6 +18,8 @@ use breaker_testkit::redis_server::{RedisCluster, RedisServer};
 use breaker_testkit::{CoreSubject, Fixture, Subject, runtime};
 use proptest::prelude::*;
 
+mod common;
+
 fn single() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
     SERVER.get_or_init(RedisServer::start)
@@ -392,10 +394,24 @@ fn one_corrupt_field_costs_only_that_field() {
             .count()
     };
 
-    // An open breaker whose state field turns to garbage stays open.
+    // An open breaker whose state turns to garbage stays open: a value of the packed state
+    // that is out of range (st, ov; all of flags), either packed field unreadable as a whole,
+    // or the probe list.
     Operate::trip(&breaker).unwrap();
-    for (field, value) in [("st", "7"), ("ov", "x"), ("pr", "1:zz"), ("st", "-1")] {
-        single().command(&["HSET", &key, field, value]).unwrap();
+    let command = |args: &[&str]| single().command(args);
+    for (field, value) in [
+        ("st", "3"),
+        ("ov", "3"),
+        ("pr", "1:zz"),
+        ("flags", "255"),
+        ("s", "not packed"),
+        ("x", "not packed"),
+    ] {
+        if matches!(field, "pr" | "s" | "x") {
+            single().command(&["HSET", &key, field, value]).unwrap();
+        } else {
+            common::write_state(command, &key, field, value).unwrap();
+        }
         let reported = corrupt_reports();
         let rejected = Breaker::acquire(&breaker).unwrap_err();
         assert_eq!(rejected.reason(), RejectReason::Open, "{field} = {value}");
@@ -419,10 +435,12 @@ fn one_corrupt_field_costs_only_that_field() {
     fail();
     assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 2);
     // The running totals are read on every call, the buckets only when they leave the
-    // window or the totals must be counted again: garbage in both is met at once.
+    // window or the totals must be counted again: garbage in both is met at once (totals
+    // below the failures they count cannot be right).
     single()
-        .command(&["HSET", &key, &format!("t{first_slot}"), "-1", "tc", "x"])
+        .command(&["HSET", &key, &format!("t{first_slot}"), "-1"])
         .unwrap();
+    common::write_state(command, &key, "tc", "0").unwrap();
     fail();
     let counts = Operate::snapshot(&breaker).unwrap().counts;
     assert_eq!((counts.calls, counts.failures), (2, 2), "one bucket lost");
@@ -433,9 +451,10 @@ fn one_corrupt_field_costs_only_that_field() {
         .unwrap();
     fail();
     assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 1);
-    // The generation: the state is kept, calls go on being counted.
+    // The rest of the state (open period, tickets, override's end): the state is kept,
+    // calls go on being counted.
     single()
-        .command(&["HSET", &key, "gen", "not a number"])
+        .command(&["HSET", &key, "x", "not a number"])
         .unwrap();
     fail();
     assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 2);
@@ -1141,12 +1160,13 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
     );
     // The replica that takes over missed the last writes.
     let key = format!("{prefix}:{{=rolled-back}}");
-    let sequence: i64 = single()
-        .command(&["HINCRBY", &key, "sq", "-5"])
+    let command = |args: &[&str]| single().command(args);
+    let sequence: i64 = common::read_state(command, &key, "sq")
         .unwrap()
-        .trim()
         .parse()
         .unwrap();
+    let sequence = sequence - 5;
+    common::write_state(command, &key, "sq", &sequence.to_string()).unwrap();
     assert!(sequence > 0, "{sequence}");
     Operate::reset(&ops).unwrap();
     clock.advance(Duration::from_secs(1));

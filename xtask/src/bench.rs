@@ -28,6 +28,15 @@ const QUORUM: (&str, &str) = (
     "<!-- quorum:end -->",
 );
 
+const IN_PROCESS: (&str, &str) = (
+    "<!-- in-process:begin (written by cargo xtask bench in-process) -->",
+    "<!-- in-process:end -->",
+);
+const ASYNC_PATH: (&str, &str) = (
+    "<!-- async-path:begin (written by cargo xtask bench async) -->",
+    "<!-- async-path:end -->",
+);
+
 /// Median time of one criterion iteration, in nanoseconds.
 fn median_ns(group: &str, bench: &str) -> Result<f64> {
     let path = root()
@@ -95,7 +104,7 @@ fn run_bench_with(package: &str, bench: &str, args: &[&str]) -> Result {
     crate::run(cargo(&all))
 }
 
-/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|dashboard|all]`.
+/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
@@ -104,14 +113,19 @@ pub(crate) fn run(args: &[String]) -> Result {
         "recovery" => recovery(),
         "quorum" => quorum(),
         "dashboard" => dashboard(),
+        "in-process" => in_process(),
+        "async" => async_path(),
         "all" => memory()
             .and_then(|()| redis())
             .and_then(|()| adapters())
             .and_then(|()| recovery())
             .and_then(|()| quorum())
-            .and_then(|()| dashboard()),
+            .and_then(|()| dashboard())
+            .and_then(|()| in_process())
+            .and_then(|()| async_path()),
         other => Err(format!(
-            "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum, dashboard or all"
+            "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum, dashboard, \
+             in-process, async or all"
         )),
     }
 }
@@ -747,4 +761,196 @@ fn dashboard() -> Result {
     }
     let _ = writeln!(section, "{}", DASHBOARD.1);
     write_section(DASHBOARD, &section)
+}
+
+/// A bench's figures (`name=value` lines) as numbers, read by key.
+fn numbers(file: &str) -> Result<impl Fn(&str) -> Result<f64>> {
+    let figures = figures(file)?;
+    let file = file.to_owned();
+    Ok(move |key: &str| -> Result<f64> {
+        figures
+            .get(key)
+            .ok_or_else(|| format!("{file} has no {key}"))?
+            .parse()
+            .map_err(|err| format!("{file}: {key}: {err}"))
+    })
+}
+
+fn in_process() -> Result {
+    run_bench("breaker-tower", "peers")?;
+    let ns = numbers("in_process.txt")?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        IN_PROCESS,
+        "In process: the time each adapter adds, against `tower-resilience-circuitbreaker`",
+        "cargo xtask bench in-process",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs (`crates/breaker-tower/benches/peers.rs`): one process, one thread, no \
+         network. tower: a no-op `service_fn` answering at once, bare, under this project's \
+         layer with a memory-store breaker mounted on its URL, and under \
+         `tower-resilience-circuitbreaker` 0.14's `standard()` layer, each call through a \
+         clone as `oneshot` takes it. reqwest and ureq: a client whose last middleware \
+         answers at once, bare and with this project's middleware (a memory-store breaker); \
+         for reqwest also with a middleware that only calls the next one, which is what \
+         reqwest-middleware costs per middleware. A sample is 200 calls; the variants' \
+         samples run interleaved in a shuffled order, 2 000 rounds after 200 to warm up; \
+         figures are medians per call.\n"
+    );
+    let _ = writeln!(section, "| client | per call | added by the breaker |");
+    let _ = writeln!(section, "|---|---|---|");
+    let theirs = ns("tower_resilience_ns")? - ns("tower_bare_ns")?;
+    let rows = [
+        ("tower, bare", "tower_bare_ns", None),
+        (
+            "tower, this project's layer",
+            "tower_ours_ns",
+            Some("tower_bare_ns"),
+        ),
+        (
+            "tower, `tower-resilience-circuitbreaker`",
+            "tower_resilience_ns",
+            Some("tower_bare_ns"),
+        ),
+        ("reqwest, bare", "reqwest_bare_ns", None),
+        (
+            "reqwest, a pass-through middleware",
+            "reqwest_pass_through_ns",
+            Some("reqwest_bare_ns"),
+        ),
+        (
+            "reqwest, this project's middleware",
+            "reqwest_ours_ns",
+            Some("reqwest_bare_ns"),
+        ),
+        ("ureq, bare", "ureq_bare_ns", None),
+        (
+            "ureq, this project's middleware",
+            "ureq_ours_ns",
+            Some("ureq_bare_ns"),
+        ),
+    ];
+    for (label, key, base) in rows {
+        let added = match base {
+            Some(base) => format!("{:+.0} ns", ns(key)? - ns(base)?),
+            None => "-".to_owned(),
+        };
+        let _ = writeln!(section, "| {label} | {:.0} ns | {added} |", ns(key)?);
+    }
+    let _ = writeln!(section);
+    let tower = ns("tower_ours_ns")? - ns("tower_bare_ns")?;
+    let reqwest = ns("reqwest_ours_ns")? - ns("reqwest_bare_ns")?;
+    let framework = ns("reqwest_pass_through_ns")? - ns("reqwest_bare_ns")?;
+    let ureq = ns("ureq_ours_ns")? - ns("ureq_bare_ns")?;
+    for (adapter, added) in [
+        ("tower layer", tower),
+        ("reqwest middleware", reqwest),
+        ("ureq middleware", ureq),
+    ] {
+        let _ = writeln!(
+            section,
+            "- Bar: the {adapter} adds at most what `tower-resilience-circuitbreaker`'s layer \
+             adds ({theirs:.0} ns): {} ({added:.0} ns, {:.2}x)",
+            verdict(added <= theirs),
+            added / theirs
+        );
+    }
+    let _ = writeln!(
+        section,
+        "- reqwest-middleware itself costs {framework:.0} ns per middleware (the pass-through \
+         row): this project's middleware less that is {:.0} ns.",
+        reqwest - framework
+    );
+    let _ = writeln!(section, "{}", IN_PROCESS.1);
+    write_section(IN_PROCESS, &section)
+}
+
+fn async_path() -> Result {
+    run_bench("breaker-store-redis", "async_path")?;
+    let ns = numbers("async_path.txt")?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        ASYNC_PATH,
+        "Redis: the async path against the blocking one",
+        "cargo xtask bench async",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs (`crates/breaker-store-redis/benches/async_path.rs`): one throwaway \
+         `redis-server` on loopback; a call is `acquire` then `record` of a success on a closed \
+         breaker, unbatched (one round trip: the permit comes from the cache), through the \
+         blocking store and through the async store, and bare redis-rs calls of one \
+         `HINCRBY` on each kind of connection the stores use. Async calls are made from the \
+         bench's thread with `block_on`: on a multi-thread runtime with one worker, which runs \
+         the connection's task (as the adapters' latency benches do), and on a current-thread \
+         runtime, where the connection's task runs on the caller's thread. Variants run \
+         interleaved, 20 000 rounds after 2 000 to warm up.\n"
+    );
+    let _ = writeln!(section, "| variant | p50 | p99 |");
+    let _ = writeln!(section, "|---|---|---|");
+    let rows = [
+        (
+            "blocking store (r2d2 pool of plain connections)",
+            "blocking_store",
+        ),
+        ("async store, multi-thread runtime", "async_store"),
+        (
+            "async store, current-thread runtime",
+            "async_store_current_thread",
+        ),
+        ("bare redis-rs: plain connection", "bare_plain"),
+        (
+            "bare redis-rs: multiplexed connection, multi-thread runtime",
+            "bare_multiplexed",
+        ),
+        (
+            "bare redis-rs: connection manager, multi-thread runtime",
+            "bare_manager",
+        ),
+        (
+            "bare redis-rs: multiplexed connection, current-thread runtime",
+            "bare_multiplexed_current_thread",
+        ),
+    ];
+    for (label, key) in rows {
+        let _ = writeln!(
+            section,
+            "| {label} | {:.1} µs | {:.1} µs |",
+            ns(&format!("{key}_p50_ns"))? / 1e3,
+            ns(&format!("{key}_p99_ns"))? / 1e3
+        );
+    }
+    let p50 = |key: &str| ns(&format!("{key}_p50_ns"));
+    let blocking = p50("blocking_store")?;
+    let gap = p50("async_store")? - blocking;
+    let redis_rs = p50("bare_manager")? - p50("bare_plain")?;
+    let _ = writeln!(section);
+    for (runtime, key) in [
+        ("multi-thread runtime", "async_store"),
+        ("current-thread runtime", "async_store_current_thread"),
+    ] {
+        let ratio = p50(key)? / blocking;
+        let _ = writeln!(
+            section,
+            "- Bar: the async store's p50 within 1.25x the blocking store's, {runtime}: {} \
+             ({ratio:.2}x)",
+            verdict(ratio <= 1.25)
+        );
+    }
+    let _ = writeln!(
+        section,
+        "- Where the multi-thread gap goes ({:.1} µs at p50): redis-rs's async connection \
+         itself, bare, costs {:.1} µs more than its plain connection for the same command (the \
+         request goes through a channel to the connection's task and the reply back, each a \
+         wake-up of another thread); the rest, {:.1} µs, is this store's own async steps (its \
+         timeout, the connection manager's handle, the operation's steps).",
+        gap / 1e3,
+        redis_rs / 1e3,
+        (gap - redis_rs) / 1e3
+    );
+    let _ = writeln!(section, "{}", ASYNC_PATH.1);
+    write_section(ASYNC_PATH, &section)
 }

@@ -723,20 +723,24 @@ impl<B: Breaker> Finish<B> {
 
 impl<B: AsyncBreaker> Finish<B> {
     /// Records the call in its breaker and tells listeners.
-    pub async fn record(self) {
+    pub fn record(self) -> impl Future<Output = ()> {
+        // Taken apart before the future is made, so that it carries each part once.
         let Finish { mut held, told, .. } = self;
-        let Some(permit) = held.take() else { return };
-        let mounted = &held.mounted;
-        let recorded = match told.wait {
-            Some(wait) => {
-                let recording = mounted
-                    .breaker
-                    .record_retry_after(permit, told.outcome, wait);
-                recording.await
-            }
-            None => mounted.breaker.record(permit, told.outcome).await,
-        };
-        told.told(&mounted.observer, &recorded);
+        let permit = held.take();
+        async move {
+            let Some(permit) = permit else { return };
+            let mounted = &held.mounted;
+            let recorded = match told.wait {
+                Some(wait) => {
+                    let recording = mounted
+                        .breaker
+                        .record_retry_after(permit, told.outcome, wait);
+                    recording.await
+                }
+                None => mounted.breaker.record(permit, told.outcome).await,
+            };
+            told.told(&mounted.observer, &recorded);
+        }
     }
 }
 

@@ -36,6 +36,9 @@
 // definition say so where they are declared.
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+use std::future::Future;
+use std::pin::Pin;
+
 use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
@@ -139,43 +142,60 @@ async fn capture<B>(response: Response, limit: usize, finish: &mut Finish<B>) ->
     Response::from(rebuilt)
 }
 
-#[async_trait::async_trait]
+/// The request as the call flow sees it.
+fn head_of(request: &Request) -> RequestHead<'_> {
+    let url = request.url();
+    let parts = (
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default(),
+        url.path(),
+    );
+    RequestHead::from_parts(request.method().as_str(), parts, url, request.headers())
+}
+
+// Written out rather than with `#[async_trait]`, which would keep the request by value in the
+// boxed future for the whole call: boxed on its own first, it keeps the call's future within
+// the allocator's small-size cache.
 impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
-    async fn handle(
-        &self,
+    fn handle<'this, 'extensions, 'next, 'call>(
+        &'this self,
         request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let url = request.url();
-        let parts = (
-            url.scheme(),
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default(),
-            url.path(),
-        );
-        let head =
-            RequestHead::from_parts(request.method().as_str(), parts, url, request.headers());
-        let call = match self.breakers.start(&head).await {
-            Start::Pass => return next.run(request, extensions).await,
-            Start::Respond(rejection) => return Ok(response_of(rejection, &request)),
-            Start::Fail(rejection) => return Err(reqwest_middleware::Error::middleware(rejection)),
-            Start::Send(call) => call,
-        };
-        let result = next.run(request, extensions).await;
-        let mut finish = match &result {
-            Ok(response) => call.response(response.status().as_u16(), Some(response.headers())),
-            Err(err) => call.error(error_kind(err), err),
-        };
-        let result = match (result, finish.capture()) {
-            // Rare (a failed call, with listeners that want its body): boxed, so that every
-            // other call's future stays small.
-            (Ok(response), Some(limit)) => {
-                Ok(Box::pin(capture(response, limit, &mut finish)).await)
-            }
-            (result, _) => result,
-        };
-        finish.record().await;
-        result
+        extensions: &'extensions mut Extensions,
+        next: Next<'next>,
+    ) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<Response>> + Send + 'call>>
+    where
+        'this: 'call,
+        'extensions: 'call,
+        'next: 'call,
+        Self: 'call,
+    {
+        let request = Box::new(request);
+        Box::pin(async move {
+            let call = match self.breakers.start(&head_of(&request)).await {
+                Start::Pass => None,
+                Start::Respond(rejection) => return Ok(response_of(rejection, &request)),
+                Start::Fail(rejection) => {
+                    return Err(reqwest_middleware::Error::middleware(rejection));
+                }
+                Start::Send(call) => Some(call),
+            };
+            let result = next.run(*request, extensions).await;
+            let Some(call) = call else { return result };
+            let mut finish = match &result {
+                Ok(response) => call.response(response.status().as_u16(), Some(response.headers())),
+                Err(err) => call.error(error_kind(err), err),
+            };
+            let result = match (result, finish.capture()) {
+                // Rare (a failed call, with listeners that want its body): boxed, so that
+                // every other call's future stays small.
+                (Ok(response), Some(limit)) => {
+                    Ok(Box::pin(capture(response, limit, &mut finish)).await)
+                }
+                (result, _) => result,
+            };
+            finish.record().await;
+            result
+        })
     }
 }

@@ -9,165 +9,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
-use breaker_core::{
-    AsyncBreaker, Breaker, Listeners, Outcome, Permit, Recorded, Rejected, StoreError,
-};
+use breaker_core::{AsyncBreaker, Breaker, Outcome, Permit, Recorded, Rejected, StoreError};
 
-use crate::observe::{Observer, Series};
+use crate::mounted::{Describe, Mounted, async_parts, blocking_parts};
+use crate::observe::Observer;
 use crate::on_demand::{Factory, Registry};
 use crate::redact::Redaction;
-use crate::route::{Routes, default_port};
+use crate::route::Routes;
 use crate::{
     Attempt, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
-    RequestErrorKind,
+    RequestErrorKind, RequestHead,
 };
-
-/// A request as the call flow sees it: method, URL parts and headers, borrowed from the
-/// client's own request type.
-#[derive(Clone, Copy)]
-pub struct RequestHead<'a> {
-    method: &'a str,
-    scheme: &'a str,
-    host: &'a str,
-    port: Option<u16>,
-    path: &'a str,
-    url: &'a (dyn fmt::Display + Sync),
-    headers: &'a http::HeaderMap,
-}
-
-impl fmt::Debug for RequestHead<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.url)
-    }
-}
-
-impl<'a> RequestHead<'a> {
-    /// A request for `uri` (absolute; a relative one gets no breaker).
-    pub fn new(method: &'a str, uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Self {
-        let (host, port) = uri
-            .authority()
-            .map_or(("", None), |authority| host_and_port(authority.as_str()));
-        RequestHead {
-            method,
-            scheme: uri.scheme_str().unwrap_or_default(),
-            host,
-            port,
-            path: uri.path(),
-            url: uri,
-            headers,
-        }
-    }
-
-    /// A request whose URL the client keeps in its own type (reqwest's `Url`): its parts,
-    /// and the whole URL for listeners.
-    pub fn from_parts(
-        method: &'a str,
-        (scheme, host, port, path): (&'a str, &'a str, Option<u16>, &'a str),
-        url: &'a (dyn fmt::Display + Sync),
-        headers: &'a http::HeaderMap,
-    ) -> Self {
-        RequestHead {
-            method,
-            scheme,
-            host,
-            port,
-            path,
-            url,
-            headers,
-        }
-    }
-
-    /// The method.
-    pub fn method(&self) -> &'a str {
-        self.method
-    }
-
-    /// The URL's scheme (`http`, `https`).
-    pub fn scheme(&self) -> &'a str {
-        self.scheme
-    }
-
-    /// The URL's host.
-    pub fn host(&self) -> &'a str {
-        self.host
-    }
-
-    /// The URL's port, or the scheme's default port.
-    pub fn port(&self) -> Option<u16> {
-        self.port.or_else(|| default_port(self.scheme))
-    }
-
-    /// The URL's path.
-    pub fn path(&self) -> &'a str {
-        self.path
-    }
-
-    /// The request headers.
-    pub fn headers(&self) -> &'a http::HeaderMap {
-        self.headers
-    }
-
-    fn context(&self, redaction: &Redaction) -> HttpContext {
-        HttpContext::for_request(self.method, &self.url.to_string(), self.headers, redaction)
-    }
-}
-
-/// The host and port of a parsed authority (`user@host:port`, `[::1]:8080`), found in one
-/// pass from the end: what `Authority::host` and `Authority::port_u16` give, without parsing
-/// the authority twice on every call.
-fn host_and_port(authority: &str) -> (&str, Option<u16>) {
-    let host_port = match authority.rfind('@') {
-        Some(at) => &authority[at + 1..],
-        None => authority,
-    };
-    match host_port.rfind([':', ']']) {
-        Some(colon) if host_port.as_bytes()[colon] == b':' => {
-            (&host_port[..colon], host_port[colon + 1..].parse().ok())
-        }
-        _ => (host_port, None),
-    }
-}
-
-/// A breaker the flow routes to, with its observer and its own rejection mode.
-pub(crate) struct Mounted<B> {
-    breaker: B,
-    observer: Observer,
-    rejection: Option<RejectionMode>,
-}
-
-type Describe<B> = fn(&B) -> (&str, &Listeners);
-
-fn blocking_parts<B: Breaker>(breaker: &B) -> (&str, &Listeners) {
-    (Breaker::name(breaker), Breaker::listeners(breaker))
-}
-
-fn async_parts<B: AsyncBreaker>(breaker: &B) -> (&str, &Listeners) {
-    (
-        AsyncBreaker::name(breaker),
-        AsyncBreaker::listeners(breaker),
-    )
-}
-
-impl<B> Mounted<B> {
-    /// `breaker`, reporting to `series` (its mount's) or, if `None`, to series of its own.
-    pub(crate) fn new(
-        breaker: B,
-        describe: Describe<B>,
-        rejection: Option<RejectionMode>,
-        series: Option<&Arc<Series>>,
-    ) -> Mounted<B> {
-        let (name, listeners) = describe(&breaker);
-        let observer = match series {
-            Some(series) => Observer::with_series(name, listeners.clone(), series.clone()),
-            None => Observer::new(name, listeners.clone()),
-        };
-        Mounted {
-            breaker,
-            observer,
-            rejection,
-        }
-    }
-}
 
 /// What rejected calls return, how calls count, what listeners see.
 #[derive(Clone, Debug, Default)]
@@ -746,7 +598,7 @@ impl<B: AsyncBreaker> Finish<B> {
 
 #[cfg(test)]
 mod tests {
-    use breaker_core::Policy;
+    use breaker_core::{Listeners, Policy};
     use breaker_store_memory::{MemoryBreaker, MemoryStore};
 
     use super::*;
@@ -964,31 +816,5 @@ mod tests {
         let head = RequestHead::new("GET", &uri, &headers);
         assert!(matches!(breakers.start_blocking(&head), Start::Send(_)));
         assert_eq!(breakers.on_demand_breakers(), 1);
-    }
-}
-#[cfg(test)]
-mod authority_tests {
-    use super::host_and_port;
-
-    #[test]
-    fn host_and_port_agree_with_http() {
-        for authority in [
-            "example.com",
-            "example.com:8080",
-            "user:secret@example.com:81",
-            "user@example.com",
-            "[::1]",
-            "[::1]:9000",
-            "u:p@[fe80::1]:1",
-            "example.com:",
-            "127.0.0.1:6379",
-        ] {
-            let parsed: http::uri::Authority = authority.parse().unwrap();
-            assert_eq!(
-                host_and_port(authority),
-                (parsed.host(), parsed.port_u16()),
-                "{authority}"
-            );
-        }
     }
 }

@@ -29,18 +29,21 @@
 
 mod classify;
 mod flow;
+mod mounted;
 mod observe;
 mod on_demand;
 mod redact;
 mod reject;
+mod request;
 mod retry_after;
 mod route;
 
 pub use classify::{Attempt, Classifier, RequestErrorKind, default_classify};
-pub use flow::{Breakers, Call, Finish, RequestHead, Start};
+pub use flow::{Breakers, Call, Finish, Start};
 pub use observe::HttpContext;
 pub use on_demand::{MetricLabels, OnDemand};
 pub use reject::{BreakerOpen, Rejection, RejectionMode};
+pub use request::RequestHead;
 pub use route::MountError;
 
 /// Defines an adapter's client type around [`Breakers`], with the same builder methods

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use breaker_core::StoreError;
 
 use crate::RejectionMode;
-use crate::flow::{Mounted, RequestHead};
+use crate::RequestHead;
+use crate::mounted::Mounted;
 use crate::observe::Series;
 
 type MakeBlocking<B> = dyn Fn(&str) -> Result<B, StoreError> + Send + Sync;

@@ -20,9 +20,9 @@ use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
-use crate::config::{Deployment, RedisConfig, redact};
+use crate::config::{Deployment, RedisConfig};
 use crate::engine::{BatchDue, Engine, Settings};
-use crate::error::{config_error, store_error, store_error_in, timed_out};
+use crate::error::{config_error, redact, store_error, store_error_in, timed_out};
 use crate::handle::{breaker_accessors, breaker_handle};
 use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;

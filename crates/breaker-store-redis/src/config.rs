@@ -8,7 +8,7 @@ use std::time::Duration;
 use breaker_core::{Clock, MAX_DURATION, MonotonicClock, StoreError, StoreErrorKind};
 
 use crate::engine::Settings;
-use crate::error::config_error;
+use crate::error::{config_error, redact};
 use crate::keys::check_prefix;
 
 /// Which Redis deployment to use.
@@ -709,29 +709,6 @@ fn parse_address(address: &str) -> Result<Deployment, StoreError> {
         sentinels: urls,
         master: master.to_owned(),
     })
-}
-
-/// `url` with its credentials hidden: everything between `://` and the last `@` becomes
-/// `***`, except a plain user name (the part before the first `:`, when it holds none of
-/// `/`, `?`, `#`), which is kept to help with permission errors. The last `@` is taken
-/// whatever comes before it, so a password holding `#`, `/`, `?` or `@` (which a URL parser
-/// would read as the start of a path, query or fragment) is hidden all the same; an `@`
-/// after the host only hides more than needed.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // Not a URL: it could be anything, a password included, so it is not repeated.
-        return "(not a URL)".to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) if !user.contains(['/', '?', '#']) => {
-            format!("{scheme}://{user}:***@{host}")
-        }
-        // `redis://password@host` puts the password in the user part.
-        _ => format!("{scheme}://***@{host}"),
-    }
 }
 
 impl fmt::Debug for Deployment {

@@ -5,8 +5,6 @@ use redis::{ErrorKind, RedisError};
 
 use breaker_core::{StoreError, StoreErrorKind};
 
-use crate::config::redact;
-
 fn kind_of(err: &RedisError) -> StoreErrorKind {
     if err.is_timeout() {
         return StoreErrorKind::Timeout;
@@ -66,4 +64,27 @@ pub(crate) fn timed_out(what: &str) -> StoreError {
         StoreErrorKind::Timeout,
         format!("redis did not answer in time ({what})"),
     )
+}
+
+/// `url` with its credentials hidden: everything between `://` and the last `@` becomes
+/// `***`, except a plain user name (the part before the first `:`, when it holds none of
+/// `/`, `?`, `#`), which is kept to help with permission errors. The last `@` is taken
+/// whatever comes before it, so a password holding `#`, `/`, `?` or `@` (which a URL parser
+/// would read as the start of a path, query or fragment) is hidden all the same; an `@`
+/// after the host only hides more than needed.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: it could be anything, a password included, so it is not repeated.
+        return "(not a URL)".to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) if !user.contains(['/', '?', '#']) => {
+            format!("{scheme}://{user}:***@{host}")
+        }
+        // `redis://password@host` puts the password in the user part.
+        _ => format!("{scheme}://***@{host}"),
+    }
 }

@@ -30,9 +30,11 @@ local now, bucket_ms, buckets, idle_ttl, op1, op2, op3, op4, op5 =
 -- state(0 closed, 1 open, 2 half-open) + 4 * override + 16 * repaired, generation,
 -- open_until, now, epoch, sequence, calls, failures, override_until(0: none),
 -- closed_by_probes_at(0: not since the last close, which was a reset). A record or batch
--- that made no transition starts with a single 0; from the hot path it has neither that 0 nor
--- override_until (there is no override), and its length tells it apart. Each value of a reply
--- costs Redis hundreds of instructions, hence the packing of the small ones. The sequence
+-- that made no transition starts with a single 0. From the hot path, while closed, it is
+-- short: generation now epoch sequence calls failures closed_by_probes_at (closed, no
+-- override, nothing repaired, open_until left out: only an open breaker's is read), and its
+-- length tells it apart. Each value of a reply costs Redis almost a thousand instructions,
+-- hence the packing of the small ones. The sequence
 -- grows at each write, so a process can tell a newer reply from an older one whatever the
 -- clocks say. The epoch names this life of the key: it is drawn when the key is created, so
 -- a key lost (Redis restarted empty, FLUSHDB, eviction, expiry) comes back with another one
@@ -107,9 +109,13 @@ if calls then
     local st = flags % 16
     if st <= 2 and flags <= 18 and ep ~= 0 and tc >= tf
         and ou + ep + wb + xp + ca < MAX_WHOLE then
-      -- The short reply: no transition, then the tail without its override's end (there is
-      -- no override): the reply's values are what a call costs Redis most after commands.
-      if gen ~= op1 or calls <= 0 then return {st, gen, ou, now, ep, sq, tc, tf, ca} end
+      -- The reply: no transition, then the tail. While closed, the short form: what is
+      -- implied (closed, no override, nothing repaired; the open time is not read) is left
+      -- out, as each value of a reply costs Redis almost a thousand instructions.
+      if gen ~= op1 or calls <= 0 then
+        if st == 0 then return {gen, now, ep, sq, tc, tf, ca} end
+        return {0, st, gen, ou, now, ep, sq, tc, tf, 0, ca}
+      end
       local c, f = tonumber(v[2]), 0
       if failures > 0 then f = tonumber(v[3]) end
       local known = flags >= 16 and bucket == wb and now + idle_ttl <= xp + idle_ttl / 64
@@ -134,7 +140,8 @@ if calls then
         else
           redis.call('HSET', key, 's', hot, counter, string.format('%d', c + calls))
         end
-        return {st, gen, ou, now, ep, sq, tc, tf, ca}
+        if st == 0 then return {gen, now, ep, sq, tc, tf, ca} end
+        return {0, st, gen, ou, now, ep, sq, tc, tf, 0, ca}
       end
     end
   end

@@ -307,27 +307,37 @@ pub(crate) fn quorum_short(reply: &[i64]) -> Option<(u32, u32)> {
     }
 }
 
-/// The length of the script's short reply to `record` or `batch`: no transition, and the tail
-/// without `override_until`, as there is no override (see `breaker.lua`'s hot path).
-const SHORT: usize = TAIL - 1;
-
 /// The reply to `record`, `batch`, `trip` or `reset`.
 pub(crate) fn parse_transition(
     reply: &[i64],
     what: &str,
 ) -> Result<(Option<Transition>, Tail), StoreError> {
-    if let [flags, tail @ .., closed_by_probes] = reply
-        && reply.len() == SHORT
+    // The short reply of the script's hot path, while closed: generation, now, epoch,
+    // sequence, calls, failures, closed by probes at. No transition, closed, no override,
+    // nothing repaired; the open time, read only while open, is left out.
+    if let &[
+        generation,
+        now,
+        epoch,
+        sequence,
+        calls,
+        failures,
+        closed_by_probes,
+    ] = reply
     {
-        // No override: its end is none.
-        if flags / 4 % 4 != 0 {
-            return Err(corrupt(what, reply));
-        }
-        let full: Vec<i64> = [0, *flags]
-            .into_iter()
-            .chain(tail.iter().copied())
-            .chain([0, *closed_by_probes])
-            .collect();
+        let full = [
+            0,
+            0,
+            generation,
+            0,
+            now,
+            epoch,
+            sequence,
+            calls,
+            failures,
+            0,
+            closed_by_probes,
+        ];
         let (_, tail) = split(&full, 1, what)?;
         return Ok((None, tail));
     }
@@ -468,13 +478,18 @@ mod tests {
         assert_eq!((tail.counts.calls, tail.counts.failures), (3, 1));
         assert_eq!(tail.closed_by_probes, Timestamp::from_millis(550));
         assert!(tail.free);
-        // The hot path's short reply: no transition, no override.
-        let (none, short) =
-            parse_transition(&[2 * 16, 2, 0, 600, 7, 8, 3, 1, 550], "record").unwrap();
+        // The hot path's short reply: no transition, closed, no override.
+        let (none, short) = parse_transition(&[2, 600, 7, 8, 3, 1, 550], "record").unwrap();
         assert_eq!(none, None);
-        assert_eq!(short, tail);
-        assert!(parse_transition(&[4, 2, 0, 600, 7, 8, 3, 1, 550], "record").is_err());
-        assert_eq!(quorum_short(&[4, 2, 0, 600, 7, 8, 3, 1, 550]), None);
+        assert_eq!(
+            short,
+            Tail {
+                repaired: 0,
+                ..tail
+            }
+        );
+        assert!(parse_transition(&[2, 600, 7, -8, 3, 1, 550], "record").is_err());
+        assert_eq!(quorum_short(&[4, 2, 0, 600, 7, 8, 3]), None);
         // Forced closed for good is free; until a time, or forced open, is not.
         for (mode, until, free) in [(2, 0, true), (2, 900, false), (1, 0, false)] {
             let (_, tail) = parse_transition(

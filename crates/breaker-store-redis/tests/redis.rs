@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate, Outcome,
-    Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State,
-    StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
+    Action, AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate,
+    Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot,
+    State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
@@ -94,16 +94,8 @@ impl Subject for AsyncSubject {
     fn snapshot(&self) -> Snapshot {
         runtime().block_on(self.0.snapshot()).unwrap()
     }
-    fn set_override(&self, mode: Override, duration: Option<Duration>) {
-        runtime()
-            .block_on(self.0.set_override(mode, duration))
-            .unwrap();
-    }
-    fn trip(&self) -> Transition {
-        runtime().block_on(self.0.trip()).unwrap()
-    }
-    fn reset(&self) -> Option<Transition> {
-        runtime().block_on(self.0.reset()).unwrap()
+    fn operate(&self, action: Action) -> Option<Transition> {
+        runtime().block_on(self.0.operate(action)).unwrap()
     }
 }
 
@@ -239,7 +231,10 @@ proptest! {
 fn an_ignored_outcome_changes_nothing_even_an_expired_override() {
     let steps = [
         Step::Acquire,
-        Step::Override(Override::ForcedOpen, Some(1)),
+        Step::Operate(Action::Override {
+            mode: Override::ForcedOpen,
+            duration: Some(Duration::from_millis(1)),
+        }),
         Step::Advance(1),
         Step::Record(0, Outcome::Ignored),
         Step::StepBack(1),
@@ -368,7 +363,58 @@ fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(fields <= 3 * 10 + 18, "{fields} fields for 10 buckets");
+    assert!(fields <= 3 * 10 + 4, "{fields} fields for 10 buckets");
+}
+
+/// A key written by the layout before the packed state (one hash field per value) is read
+/// from those fields once: an open breaker stays open with its generation, epoch and
+/// counts, and its first write replaces the old fields with the packed ones.
+#[test]
+fn a_key_of_the_earlier_layout_is_read_once() {
+    let clock = start_clock();
+    let prefix = unique_prefix();
+    let store = BlockingRedisStore::connect(single_config(&prefix, &clock)).unwrap();
+    let key = format!("{prefix}:{{=earlier}}");
+    let now = clock.now().as_millis();
+    let (open_until, bucket) = ((now + 60_000).to_string(), (now / 1_000).to_string());
+    let slot = format!("{}", now / 1_000 % 60);
+    let tag = format!("{}", now / 1_000 + 1);
+    #[rustfmt::skip]
+    let fields = [
+        "st", "1", "gen", "3", "ou", &open_until, "om", "60000", "sc", "0", "tk", "0",
+        "ov", "0", "ovu", "0", "ep", "12345", "sq", "40", "tc", "4", "tf", "3",
+        "wb", &bucket, "ca", "0", "qs", "0", "xp", "0", "pr", "", "rp", "",
+    ];
+    let mut hset = vec!["HSET", &key];
+    hset.extend(fields);
+    let (t, c, f) = (format!("t{slot}"), format!("c{slot}"), format!("f{slot}"));
+    hset.extend([t.as_str(), &tag, &c, "4", &f, "3"]);
+    single().command(&hset).unwrap();
+    let breaker = store
+        .breaker("earlier", policy(StoreFailurePolicy::FailClosed))
+        .unwrap();
+    let rejected = Breaker::acquire(&breaker).unwrap_err();
+    assert_eq!(rejected.reason(), RejectReason::Open);
+    let snapshot = Operate::snapshot(&breaker).unwrap();
+    assert_eq!(
+        (snapshot.state, snapshot.generation),
+        (State::Open, 3),
+        "{snapshot:?}"
+    );
+    assert_eq!((snapshot.counts.calls, snapshot.counts.failures), (4, 3));
+    let command = |args: &[&str]| single().command(args);
+    assert_eq!(
+        common::read_state(command, &key, "ep").as_deref(),
+        Ok("12345")
+    );
+    assert_eq!(common::read_state(command, &key, "gen").as_deref(), Ok("3"));
+    for old in ["st", "gen", "ou", "ep", "sq", "tc", "xp"] {
+        assert_eq!(
+            single().command(&["HEXISTS", &key, old]).as_deref(),
+            Ok("0"),
+            "{old} is gone"
+        );
+    }
 }
 
 #[test]
@@ -397,7 +443,7 @@ fn one_corrupt_field_costs_only_that_field() {
     // An open breaker whose state turns to garbage stays open: a value of the packed state
     // that is out of range (st, ov; all of flags), either packed field unreadable as a whole,
     // or the probe list.
-    Operate::trip(&breaker).unwrap();
+    Operate::operate(&breaker, Action::Trip).unwrap();
     let command = |args: &[&str]| single().command(args);
     for (field, value) in [
         ("st", "3"),
@@ -424,7 +470,7 @@ fn one_corrupt_field_costs_only_that_field() {
     }
 
     // Counts in two buckets; garbage in one bucket loses that bucket's counts only.
-    Operate::reset(&breaker).unwrap();
+    Operate::operate(&breaker, Action::Reset).unwrap();
     let fail = || {
         let permit = Breaker::acquire(&breaker).unwrap();
         Breaker::record(&breaker, permit, Outcome::Failure);
@@ -701,8 +747,8 @@ fn wrong_password_is_reported_without_the_password() {
         BlockingRedisStore::connect(RedisConfig::standalone(&acl).timeout(RELAXED)).unwrap();
     let breaker = blocking.breaker("acl", Policy::default()).unwrap();
     assert!(matches!(
-        Operate::trip(&breaker).unwrap(),
-        Transition::Tripped { .. }
+        Operate::operate(&breaker, Action::Trip).unwrap(),
+        Some(Transition::Tripped { .. })
     ));
     let store = runtime()
         .block_on(RedisStore::connect(
@@ -737,7 +783,7 @@ fn registry_lists_breakers_and_policy_conflicts() {
     two.breaker("api", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     two.breaker("db", Policy::default()).unwrap();
-    runtime().block_on(api.trip()).unwrap();
+    runtime().block_on(api.operate(Action::Trip)).unwrap();
     let listed = runtime().block_on(one.list()).unwrap();
     let names: Vec<&str> = listed.iter().map(|info| info.name.as_str()).collect();
     assert_eq!(names, ["api", "db"]);
@@ -766,11 +812,11 @@ fn time_comes_from_the_redis_server() {
     let breaker = runtime()
         .block_on(store.breaker("server-time", Policy::default()))
         .unwrap();
-    let Transition::Tripped {
+    let Some(Transition::Tripped {
         open_until,
         open_for,
         ..
-    } = runtime().block_on(breaker.trip()).unwrap()
+    }) = runtime().block_on(breaker.operate(Action::Trip)).unwrap()
     else {
         panic!("a trip");
     };
@@ -928,8 +974,8 @@ fn sentinel_finds_the_master_for_both_stores() {
         .block_on(store.breaker("sentinel", Policy::default()))
         .unwrap();
     assert!(matches!(
-        Operate::trip(&one).unwrap(),
-        Transition::Tripped { .. }
+        Operate::operate(&one, Action::Trip).unwrap(),
+        Some(Transition::Tripped { .. })
     ));
     let seen = runtime().block_on(two.snapshot()).unwrap();
     assert_eq!(seen.state, State::Open, "both reached the same master");
@@ -970,10 +1016,12 @@ fn history_records_transitions_and_operator_actions_capped() {
     let probe = Breaker::acquire(&breaker).unwrap();
     Breaker::record(&breaker, probe, Outcome::Success);
     clock.advance(Duration::from_secs(1));
-    Operate::set_override(
+    Operate::operate(
         &breaker,
-        Override::ForcedOpen,
-        Some(Duration::from_secs(60)),
+        Action::Override {
+            mode: Override::ForcedOpen,
+            duration: Some(Duration::from_secs(60)),
+        },
     )
     .unwrap();
     let entries = store.history(Some("histórico"), 100).unwrap();
@@ -991,14 +1039,14 @@ fn history_records_transitions_and_operator_actions_capped() {
         .breaker("other", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     clock.advance(Duration::from_secs(1));
-    Operate::trip(&other).unwrap();
+    Operate::operate(&other, Action::Trip).unwrap();
     let all = store.history(None, 2).unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].name, "other");
     assert_eq!(all[0].detail("cause"), Some("operator"));
     // Bounded: trimming is approximate (whole stream nodes of 100 entries), never unbounded.
     for _ in 0..400 {
-        Operate::trip(&other).unwrap();
+        Operate::operate(&other, Action::Trip).unwrap();
     }
     let key = format!("{prefix}:{{=other}}:history");
     let len: usize = single().command(&["XLEN", &key]).unwrap().parse().unwrap();
@@ -1115,7 +1163,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
     assert!(admits(&pushed) && admits(&polled), "both cached closed");
     // The clock does not move: only a pushed change can reach a process before
     // max_staleness has passed.
-    runtime().block_on(ops.trip()).unwrap();
+    runtime().block_on(ops.operate(Action::Trip)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while admits(&pushed) {
         assert!(Instant::now() < deadline, "the trip was not pushed");
@@ -1125,7 +1173,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
         admits(&polled),
         "without push, the cache answers until max_staleness"
     );
-    runtime().block_on(ops.reset()).unwrap();
+    runtime().block_on(ops.operate(Action::Reset)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !admits(&pushed) {
         assert!(Instant::now() < deadline, "the reset was not pushed");
@@ -1151,7 +1199,7 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
         let permit = Breaker::acquire(&ops).unwrap();
         Breaker::record(&ops, permit, Outcome::Success);
     }
-    Operate::trip(&ops).unwrap();
+    Operate::operate(&ops, Action::Trip).unwrap();
     clock.advance(Duration::from_secs(1));
     assert_eq!(
         Breaker::acquire(&breaker).unwrap_err().reason(),
@@ -1168,7 +1216,7 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
     let sequence = sequence - 5;
     common::write_state(command, &key, "sq", &sequence.to_string()).unwrap();
     assert!(sequence > 0, "{sequence}");
-    Operate::reset(&ops).unwrap();
+    Operate::operate(&ops, Action::Reset).unwrap();
     clock.advance(Duration::from_secs(1));
     for call in 0..10 {
         let permit = Breaker::acquire(&breaker)
@@ -1200,12 +1248,28 @@ fn an_override_holds_while_redis_is_unreachable() {
     let expiring = store
         .breaker("forced-briefly", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
-    Operate::set_override(&open, Override::ForcedOpen, None).unwrap();
-    Operate::set_override(&closed, Override::ForcedClosed, None).unwrap();
-    Operate::set_override(
+    Operate::operate(
+        &open,
+        Action::Override {
+            mode: Override::ForcedOpen,
+            duration: None,
+        },
+    )
+    .unwrap();
+    Operate::operate(
+        &closed,
+        Action::Override {
+            mode: Override::ForcedClosed,
+            duration: None,
+        },
+    )
+    .unwrap();
+    Operate::operate(
         &expiring,
-        Override::ForcedOpen,
-        Some(Duration::from_secs(3)),
+        Action::Override {
+            mode: Override::ForcedOpen,
+            duration: Some(Duration::from_secs(3)),
+        },
     )
     .unwrap();
     // The processes learn of them as they call.

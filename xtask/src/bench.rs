@@ -32,6 +32,19 @@ const IN_PROCESS: (&str, &str) = (
     "<!-- in-process:begin (written by cargo xtask bench in-process) -->",
     "<!-- in-process:end -->",
 );
+const INSTRUCTIONS: (&str, &str) = (
+    "<!-- instructions:begin (written by cargo xtask bench instructions) -->",
+    "<!-- instructions:end -->",
+);
+/// The script as it was before the packed layout (`git show 5131419:crates/breaker-store-redis/src/breaker.lua`),
+/// measured with the same steps on 2026-11-30 (its arguments were decimal text then, so the
+/// bench of today cannot drive it): instructions per success and per failure that does not
+/// trip, at 10, 60 and 1000 buckets.
+const INSTRUCTIONS_BEFORE: [(u32, u64, u64); 3] = [
+    (10, 157_654, 445_334),
+    (60, 158_161, 444_308),
+    (1000, 158_503, 446_901),
+];
 const ASYNC_PATH: (&str, &str) = (
     "<!-- async-path:begin (written by cargo xtask bench async) -->",
     "<!-- async-path:end -->",
@@ -104,7 +117,8 @@ fn run_bench_with(package: &str, bench: &str, args: &[&str]) -> Result {
     crate::run(cargo(&all))
 }
 
-/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|all]`.
+/// `cargo xtask bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|
+/// instructions|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
@@ -115,6 +129,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "dashboard" => dashboard(),
         "in-process" => in_process(),
         "async" => async_path(),
+        "instructions" => instructions(),
         "all" => memory()
             .and_then(|()| redis())
             .and_then(|()| adapters())
@@ -122,10 +137,11 @@ pub(crate) fn run(args: &[String]) -> Result {
             .and_then(|()| quorum())
             .and_then(|()| dashboard())
             .and_then(|()| in_process())
-            .and_then(|()| async_path()),
+            .and_then(|()| async_path())
+            .and_then(|()| instructions()),
         other => Err(format!(
             "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum, dashboard, \
-             in-process, async or all"
+             in-process, async, instructions or all"
         )),
     }
 }
@@ -953,4 +969,113 @@ fn async_path() -> Result {
     );
     let _ = writeln!(section, "{}", ASYNC_PATH.1);
     write_section(ASYNC_PATH, &section)
+}
+
+fn instructions() -> Result {
+    run_bench("breaker-store-redis", "instructions")?;
+    run_bench("breaker-store-redis", "redis_cost")?;
+    let count = numbers("instructions.txt")?;
+    let cpu = numbers("redis_cost.txt")?;
+    let table_path = root().join("target/breaker-bench/redis_cost_table.txt");
+    let cost_table = fs::read_to_string(&table_path)
+        .map_err(|err| format!("no Redis cost table at {}: {err}", table_path.display()))?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        INSTRUCTIONS,
+        "Redis: instructions and CPU per call of the script",
+        "cargo xtask bench instructions",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: `crates/breaker-store-redis/benches/instructions.rs`: a `redis-server` \
+         of its own under `valgrind --tool=callgrind` (deterministic: the count does not \
+         depend on the machine's load), counters zeroed and dumped around 1 000 calls made \
+         one at a time after 200 to warm up, the time injected so every call lands in one \
+         bucket, arguments laid out by the store's own `src/script/argv.rs`; then \
+         `crates/breaker-store-redis/benches/redis_cost.rs`: 32 concurrent callers, Redis CPU \
+         per call from `INFO cpu` before and after. \"Before\" is the script before its \
+         packed layout, measured with the same steps the same day (constants in \
+         `xtask/src/bench.rs`).\n"
+    );
+    let _ = writeln!(
+        section,
+        "| instructions per call | 10 buckets | 60 buckets | 1000 buckets |"
+    );
+    let _ = writeln!(section, "|---|---|---|---|");
+    let row = |label: &str, values: [u64; 3]| {
+        format!(
+            "| {label} | {} | {} | {} |",
+            values[0], values[1], values[2]
+        )
+    };
+    let before = |pick: fn(&(u32, u64, u64)) -> u64| {
+        [
+            pick(&INSTRUCTIONS_BEFORE[0]),
+            pick(&INSTRUCTIONS_BEFORE[1]),
+            pick(&INSTRUCTIONS_BEFORE[2]),
+        ]
+    };
+    let now = |name: &str| -> Result<[u64; 3]> {
+        Ok([
+            count(&format!("{name}_10"))? as u64,
+            count(&format!("{name}_60"))? as u64,
+            count(&format!("{name}_1000"))? as u64,
+        ])
+    };
+    let (success, failure) = (now("success")?, now("failure")?);
+    let _ = writeln!(section, "{}", row("a success, before", before(|b| b.1)));
+    let _ = writeln!(section, "{}", row("a success, now", success));
+    let _ = writeln!(
+        section,
+        "{}",
+        row("a failure that does not trip, before", before(|b| b.2))
+    );
+    let _ = writeln!(
+        section,
+        "{}",
+        row("a failure that does not trip, now", failure)
+    );
+    let _ = writeln!(
+        section,
+        "| for scale: `EVALSHA` of `return 1` / a bare `HINCRBY` | {:.0} / {:.0} | | |",
+        count("evalsha_return_1")?,
+        count("hincrby")?
+    );
+    let _ = writeln!(section);
+    let _ = writeln!(section, "{}", cost_table.trim_end());
+    let _ = writeln!(section);
+    let worst_success = success.iter().copied().max().unwrap_or(u64::MAX);
+    let worst_failure = failure.iter().copied().max().unwrap_or(u64::MAX);
+    let _ = writeln!(
+        section,
+        "- Bar: a success at most 60 000 instructions: {} ({worst_success} at most)",
+        verdict(worst_success <= 60_000)
+    );
+    let _ = writeln!(
+        section,
+        "- Bar: a failure that does not trip at most 150 000 instructions: {} ({worst_failure} \
+         at most)",
+        verdict(worst_failure <= 150_000)
+    );
+    let store_cpu = cpu("cpu_us_2")?;
+    let _ = writeln!(
+        section,
+        "- Bar: Redis CPU per call at 32 callers at most 10 µs (this store, 60 buckets): {} \
+         ({store_cpu:.1} µs; a bare `HINCRBY` {:.1} µs in the same run)",
+        verdict(store_cpu <= 10.0),
+        cpu("cpu_us_0")?
+    );
+    let _ = writeln!(
+        section,
+        "- Memory of one breaker (`MEMORY USAGE`, default policy, every bucket written): {:.0} \
+         bytes, and {:.0} bytes 1 000 calls later (the `redis` bench measured 1 864 bytes before the \
+         packed layout): \
+         flat: {}",
+        count("memory_all_buckets")?,
+        count("memory_1000_calls_later")?,
+        verdict(count("memory_all_buckets")? == count("memory_1000_calls_later")?)
+    );
+    let _ = writeln!(section, "{}", INSTRUCTIONS.1);
+    write_section(INSTRUCTIONS, &section)
 }

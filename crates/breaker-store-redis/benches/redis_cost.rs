@@ -18,6 +18,7 @@
 #[path = "common/original_layout.rs"]
 mod original_layout;
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -238,8 +239,10 @@ fn main() {
         store(60, None, true, true),
         Variant::OriginalLayout,
     ];
-    println!("| variant ({CALLERS} concurrent callers) | Redis CPU per call | requests per call |");
-    println!("|---|---|---|");
+    let mut table = format!(
+        "| variant ({CALLERS} concurrent callers) | Redis CPU per call | requests per call |\n|---|---|---|\n"
+    );
+    let mut figures = String::new();
     for (round, variant) in variants.into_iter().enumerate() {
         let round = round as u64;
         // Warm up (script loaded, connections made), then measure.
@@ -248,6 +251,13 @@ fn main() {
         runtime.block_on(run(variant, &server.url(), CPU_CALLS, round));
         let cpu = (cpu_seconds(&server) - before) / CPU_CALLS as f64 * 1e6;
         let requests = requests(&server, runtime, variant, round);
-        println!("| {} | {cpu:.1} µs | {requests:.2} |", variant.label());
+        let row = format!("| {} | {cpu:.1} µs | {requests:.2} |", variant.label());
+        println!("{row}");
+        let _ = writeln!(table, "{row}");
+        let _ = writeln!(figures, "cpu_us_{round}={cpu:.2}");
     }
+    // For `cargo xtask bench instructions`: the table, and the CPU per call of each row in
+    // the order above (row 0 the bare `HINCRBY`, row 2 this store at 60 buckets).
+    breaker_testkit::latency::write_figures("redis_cost", &figures);
+    breaker_testkit::latency::write_figures("redis_cost_table", &table);
 }

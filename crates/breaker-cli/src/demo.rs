@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use breaker_core::{AsyncBreaker, Policy, Transition};
+use breaker_core::{Action, AsyncBreaker, Policy, Transition};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
 use breaker_store_memory::MemoryStore;
 use clap::Args;
@@ -332,7 +332,10 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), Failure> {
                 .breaker("demo-backend", policy)
                 .await
                 .map_err(store_failure)?;
-            breaker.reset().await.map_err(store_failure)?;
+            breaker
+                .operate(Action::Reset)
+                .await
+                .map_err(store_failure)?;
             drive(duration, &args, &backend, Recording::redis(breaker)).await
         }
     }

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use breaker_core::{Clock, Override, State, StoreError, StoreErrorKind, SystemClock, Timestamp};
-use breaker_dashboard::{Action, BreakerView, DashboardStore, HistoryEntry, RedisBreakers};
+use breaker_core::{
+    Action, Clock, Override, State, StoreError, StoreErrorKind, SystemClock, Timestamp,
+};
+use breaker_dashboard::{BreakerView, DashboardStore, HistoryEntry, RedisBreakers};
 use breaker_store_redis::{RedisConfig, RedisStore};
 use clap::Args;
 
@@ -247,7 +249,10 @@ pub(crate) async fn force(args: OverrideArgs, mode: Override) -> Result<(), Fail
     act(
         &args.store,
         &args.name,
-        Action::Override(mode, args.duration),
+        Action::Override {
+            mode,
+            duration: args.duration,
+        },
     )
     .await?;
     let lasting = args
@@ -263,7 +268,10 @@ pub(crate) async fn auto(args: NameArgs) -> Result<(), Failure> {
     act(
         &args.store,
         &args.name,
-        Action::Override(Override::Auto, None),
+        Action::Override {
+            mode: Override::Auto,
+            duration: None,
+        },
     )
     .await?;
     println!("breaker {:?} decides by itself again", args.name);

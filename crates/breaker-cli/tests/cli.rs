@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use breaker_core::{AsyncBreaker, Breaker, Outcome, Policy};
+use breaker_core::{Action, AsyncBreaker, Breaker, Outcome, Policy};
 use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
 use breaker_testkit::RedisSentinel;
 use breaker_testkit::http_server::{Reply, TestServer};
@@ -1222,11 +1222,14 @@ fn seed_fleet(store: &str) -> Value {
             made.insert(name, breaker);
         }
         for name in open.iter().chain(&half_open) {
-            made[name].trip().await.unwrap();
+            made[name].operate(Action::Trip).await.unwrap();
         }
         for (name, mode) in &forced {
             made[name]
-                .set_override(*mode, Some(Duration::from_secs(3600)))
+                .operate(Action::Override {
+                    mode: *mode,
+                    duration: Some(Duration::from_secs(3600)),
+                })
                 .await
                 .unwrap();
         }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::{
-    Event, EventKind, Listeners, Outcome, Override, Permit, Policy, Rejected, Snapshot, StoreError,
+    Action, Event, EventKind, Listeners, Outcome, Permit, Policy, Rejected, Snapshot, StoreError,
     Transition,
 };
 
@@ -57,35 +57,29 @@ pub trait Breaker: Send + Sync {
     fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded;
 }
 
-/// What an operator does to a breaker, whatever store keeps it: read its state, override it,
-/// trip it, reset it. Tools (the `breaker` command, a dashboard) work through this trait (or
-/// [`AsyncOperate`]) rather than a concrete store.
+/// What an operator does to a breaker, whatever store keeps it: read its state, and apply an
+/// [`Action`] (trip, reset, override) for every process sharing the store. Tools (the
+/// `breaker` command, a dashboard) work through this trait (or [`AsyncOperate`]) rather than a
+/// concrete store.
 pub trait Operate {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
-    /// Sets an operator override for every process sharing the store, for `duration` (forever
-    /// if `None`, or if longer than [`MAX_DURATION`](crate::MAX_DURATION)).
-    fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError>;
-    /// Opens the breaker now, as an operator.
-    fn trip(&self) -> Result<Transition, StoreError>;
-    /// Closes the breaker now and clears its window, as an operator.
-    fn reset(&self) -> Result<Option<Transition>, StoreError>;
+    /// Applies `action` for every process sharing the store, as
+    /// [`Circuit::operate`](crate::Circuit::operate) does: the transition it made (always one
+    /// for a trip; one for a reset unless the breaker was closed already; none for an
+    /// override).
+    fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError>;
 }
 
 /// [`Operate`] for stores reached asynchronously.
 pub trait AsyncOperate {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
-    /// Sets an operator override for every process sharing the store, for `duration`.
-    fn set_override(
+    /// Applies `action` for every process sharing the store; see [`Operate::operate`].
+    fn operate(
         &self,
-        mode: Override,
-        duration: Option<Duration>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Opens the breaker now, as an operator.
-    fn trip(&self) -> impl Future<Output = Result<Transition, StoreError>> + Send;
-    /// Closes the breaker now and clears its window, as an operator.
-    fn reset(&self) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send;
+        action: Action,
+    ) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send;
 }
 
 /// A named breaker whose state lives in a store, for async callers (runtime-agnostic).

@@ -10,8 +10,11 @@ use crate::policy::{Policy, PolicyMillis};
 use crate::time::Timestamp;
 use crate::window::Window;
 
+mod action;
 mod ramp;
 mod stored;
+
+pub use action::Action;
 
 pub use ramp::{RAMP_START_PER_MILLE, RampCredit, ramp_retry_after, ramp_share};
 
@@ -574,14 +577,34 @@ impl Circuit {
         Some(self.open(now, hold_ms, TripCause::RetryAfter))
     }
 
+    /// Applies an operator's `action` at `now`, the one place every store's actions are
+    /// decided. Reports the transition it made: always one for a trip; one for a reset unless
+    /// the breaker was closed already; none for an override.
+    pub fn operate<W: Window + ?Sized>(
+        &mut self,
+        policy: &Policy,
+        now: Timestamp,
+        action: Action,
+        window: &mut W,
+    ) -> Option<Transition> {
+        match action {
+            Action::Trip => Some(self.trip(policy, now)),
+            Action::Reset => self.reset(window),
+            Action::Override { mode, duration } => {
+                self.set_override_for(mode, now, duration);
+                None
+            }
+        }
+    }
+
     /// An operator trip: opens the breaker for `open_for` from `now`, in a new generation.
-    pub fn trip(&mut self, policy: &Policy, now: Timestamp) -> Transition {
+    fn trip(&mut self, policy: &Policy, now: Timestamp) -> Transition {
         self.open(now, policy.open_for_millis(), TripCause::Operator)
     }
 
     /// An operator reset: closes the breaker and clears the window. Reports a transition
     /// unless it was closed already.
-    pub fn reset<W: Window + ?Sized>(&mut self, window: &mut W) -> Option<Transition> {
+    fn reset<W: Window + ?Sized>(&mut self, window: &mut W) -> Option<Transition> {
         let was_closed = self.state == State::Closed;
         let transition = self.close(window);
         (!was_closed).then_some(transition)
@@ -589,7 +612,7 @@ impl Circuit {
 
     /// Sets the operator override for `duration` from `now` (forever if `None`, or if longer
     /// than [`MAX_DURATION`](crate::MAX_DURATION)).
-    pub fn set_override_for(&mut self, mode: Override, now: Timestamp, duration: Option<Duration>) {
+    fn set_override_for(&mut self, mode: Override, now: Timestamp, duration: Option<Duration>) {
         let until = Circuit::override_millis(duration).map(|ms| now.add_millis(ms));
         self.set_override(mode, until);
     }
@@ -607,7 +630,7 @@ impl Circuit {
     }
 
     /// Sets the operator override, until `until` (forever if `None`).
-    pub fn set_override(&mut self, mode: Override, until: Option<Timestamp>) {
+    fn set_override(&mut self, mode: Override, until: Option<Timestamp>) {
         self.override_mode = mode;
         self.override_until = if mode == Override::Auto { None } else { until };
     }

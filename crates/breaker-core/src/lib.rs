@@ -64,8 +64,8 @@ pub use breaker::{
     call_classified, classify_result, report,
 };
 pub use circuit::{
-    Circuit, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State, Transition,
-    TripCause,
+    Action, Circuit, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State,
+    Transition, TripCause,
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::bytes::{Reader, corrupt};
-use crate::circuit::{Circuit, Override, Permit, Rejected, Snapshot, Transition};
+use crate::circuit::{Action, Circuit, Permit, Rejected, Snapshot, Transition};
 use crate::error::StoreError;
 use crate::outcome::Outcome;
 use crate::window::{BucketWindow, Window};
@@ -160,19 +160,14 @@ impl<W: Window> LocalBreaker<W> {
         self.circuit.snapshot(policy, now, &self.window)
     }
 
-    /// Sets an operator override for `duration` from `now` (forever if `None`).
-    pub fn set_override(&mut self, mode: Override, now: Timestamp, duration: Option<Duration>) {
-        self.circuit.set_override_for(mode, now, duration);
-    }
-
-    /// An operator trip at `now`.
-    pub fn trip(&mut self, policy: &Policy, now: Timestamp) -> Transition {
-        self.circuit.trip(policy, now)
-    }
-
-    /// An operator reset: closes the breaker and clears the window.
-    pub fn reset(&mut self) -> Option<Transition> {
-        self.circuit.reset(&mut self.window)
+    /// Applies an operator's `action` at `now` (see [`Circuit::operate`]).
+    pub fn operate(
+        &mut self,
+        policy: &Policy,
+        now: Timestamp,
+        action: Action,
+    ) -> Option<Transition> {
+        self.circuit.operate(policy, now, action, &mut self.window)
     }
 }
 
@@ -194,7 +189,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{State, StoreErrorKind};
+    use crate::{Override, State, StoreErrorKind};
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_millis(ms)
@@ -223,7 +218,14 @@ mod tests {
         let first = breaker.acquire(&policy, at(late)).unwrap();
         let _second = breaker.acquire(&policy, at(late)).unwrap();
         breaker.record(&policy, at(late), first, Outcome::Success);
-        breaker.set_override(Override::ForcedOpen, at(late), Some(Duration::from_secs(5)));
+        breaker.operate(
+            &policy,
+            at(late),
+            Action::Override {
+                mode: Override::ForcedOpen,
+                duration: Some(Duration::from_secs(5)),
+            },
+        );
         breaker
     }
 
@@ -243,7 +245,14 @@ mod tests {
         );
         // A ramp under way, and calls in the window.
         let mut ramping = busy.clone();
-        ramping.set_override(Override::Auto, at(0), None);
+        ramping.operate(
+            &policy,
+            at(0),
+            Action::Override {
+                mode: Override::Auto,
+                duration: None,
+            },
+        );
         let late = at(policy.open_for().as_millis() as u64 + 1_000);
         let probe = ramping.acquire(&policy, late).unwrap();
         ramping.record(&policy, late, probe, Outcome::Success);

@@ -65,4 +65,4 @@ pub use metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE, metrics};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakers;
 pub use router::Dashboard;
-pub use store::{Action, BreakerView, DashboardStore};
+pub use store::{BreakerView, DashboardStore};

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use breaker_core::{HistoryEntry, Policy, StoreError, StoreErrorKind};
+use breaker_core::{Action, HistoryEntry, Policy, StoreError, StoreErrorKind};
 use breaker_store_redis::{BreakerInfo, ListRequest, Listed, RedisBreaker, RedisStore};
 
-use crate::store::{Action, BreakerView, DashboardStore};
+use crate::store::{BreakerView, DashboardStore};
 
 /// The breakers registered in a [`RedisStore`], as operators see them: listed with their
 /// windows, their history, and operator actions by name. Cheap to clone.
@@ -142,6 +142,6 @@ impl DashboardStore for RedisBreakers {
     }
 
     async fn act(&self, name: &str, action: Action) -> Result<(), StoreError> {
-        action.apply(&self.breaker(name).await?).await
+        self.breaker(name).await?.operate(action).await.map(drop)
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use breaker_core::{StoreError, StoreErrorKind};
+use breaker_core::{Action, StoreError, StoreErrorKind};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 
 use crate::guard::{Attempts, Hosts, client_ip, same_origin};
 use crate::metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE};
-use crate::store::{Action, DashboardStore};
+use crate::store::DashboardStore;
 
 /// History entries `/api/history` answers when the request does not say.
 const DEFAULT_HISTORY: usize = 100;

@@ -2,11 +2,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
 
-use breaker_core::{
-    AsyncOperate, Bucket, HistoryEntry, Override, Policy, Snapshot, StoreError, Timestamp,
-};
+use breaker_core::{Action, Bucket, HistoryEntry, Policy, Snapshot, StoreError, Timestamp};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -36,78 +33,6 @@ pub trait DashboardStore: Send + Sync + 'static {
         name: &str,
         action: Action,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// An operator action on one breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Action {
-    /// Open now.
-    Trip,
-    /// Close now and clear the window.
-    Reset,
-    /// Set an override (`Auto` lifts one) for a while, or until the next override (`None`).
-    Override(Override, Option<Duration>),
-}
-
-impl Action {
-    /// The actions' names, as [`parse`](Action::parse) takes them.
-    pub const NAMES: [&'static str; 5] = ["trip", "reset", "force-open", "force-closed", "auto"];
-
-    /// The action named as in the API's paths and the `breaker` command (`trip`, `reset`,
-    /// `force-open`, `force-closed`, `auto`), with an optional duration for the overrides.
-    pub fn parse(name: &str, duration: Option<Duration>) -> Result<Action, String> {
-        let action = match name {
-            "trip" => Action::Trip,
-            "reset" => Action::Reset,
-            "auto" => Action::Override(Override::Auto, None),
-            "force-open" => return Ok(Action::Override(Override::ForcedOpen, duration)),
-            "force-closed" => return Ok(Action::Override(Override::ForcedClosed, duration)),
-            other => {
-                return Err(format!(
-                    "unknown action {other:?}: use trip, reset, force-open, force-closed or auto"
-                ));
-            }
-        };
-        match duration {
-            None => Ok(action),
-            Some(_) => Err(format!(
-                "{name} takes no duration: only force-open and force-closed do"
-            )),
-        }
-    }
-
-    /// Applies this action to `breaker`, through the store's operator actions: what a
-    /// [`DashboardStore::act`] does once it has found the breaker by name.
-    pub async fn apply<B: AsyncOperate + Sync>(self, breaker: &B) -> Result<(), StoreError> {
-        match self {
-            Action::Trip => breaker.trip().await.map(drop),
-            Action::Reset => breaker.reset().await.map(drop),
-            Action::Override(mode, duration) => breaker.set_override(mode, duration).await,
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::Trip => f.write_str("trip"),
-            Action::Reset => f.write_str("reset"),
-            Action::Override(Override::Auto, _) => f.write_str("auto"),
-            Action::Override(mode, duration) => {
-                let name = match mode {
-                    Override::ForcedOpen => "force-open",
-                    Override::ForcedClosed => "force-closed",
-                    _ => "override",
-                };
-                f.write_str(name)?;
-                match duration {
-                    Some(duration) => write!(f, " for {}", humantime::format_duration(*duration)),
-                    None => Ok(()),
-                }
-            }
-        }
-    }
 }
 
 /// One breaker as the dashboard shows it. Serialized as `breaker status --json` prints each
@@ -201,29 +126,4 @@ impl Serialize for BreakerView {
 
 fn millis(at: Timestamp) -> u64 {
     at.as_millis()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn actions_parse_as_the_command_names_them() {
-        let ten = Some(Duration::from_secs(600));
-        assert_eq!(Action::parse("trip", None), Ok(Action::Trip));
-        assert_eq!(
-            Action::parse("force-open", ten),
-            Ok(Action::Override(Override::ForcedOpen, ten))
-        );
-        assert_eq!(
-            Action::parse("auto", None),
-            Ok(Action::Override(Override::Auto, None))
-        );
-        assert!(Action::parse("reset", ten).is_err());
-        assert!(Action::parse("explode", None).is_err());
-        assert_eq!(
-            Action::Override(Override::ForcedClosed, ten).to_string(),
-            "force-closed for 10m"
-        );
-    }
 }

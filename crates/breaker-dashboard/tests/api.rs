@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use breaker_core::{AsyncBreaker, Outcome, Policy, call_async};
+use breaker_core::{Action, AsyncBreaker, Outcome, Policy, call_async};
 use breaker_dashboard::{Dashboard, RedisBreakers};
 use breaker_store_redis::{ListRequest, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;
@@ -635,8 +635,8 @@ async fn history_merges_the_newest_entries_reading_a_page_per_stream() {
     // Each breaker: tripped and reset a few times, so every stream holds several entries.
     for breaker in &made {
         for _ in 0..3 {
-            breaker.trip().await.unwrap();
-            breaker.reset().await.unwrap();
+            breaker.operate(Action::Trip).await.unwrap();
+            breaker.operate(Action::Reset).await.unwrap();
         }
     }
     let reader = store(&redis, "reader").await;

@@ -756,7 +756,7 @@ mod tests {
 
     #[test]
     fn an_async_store_that_must_wait_gets_the_probe_back_on_the_runtime() {
-        use breaker_core::{ManualClock, Operate, Timestamp};
+        use breaker_core::{Action, ManualClock, Operate, Timestamp};
 
         let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
         let store = MemoryStore::with_clock(clock.clone());
@@ -768,7 +768,7 @@ mod tests {
             .unwrap();
         let breaker = Remote(store.breaker("remote", policy).unwrap());
         let operator = store.get("remote").unwrap();
-        Operate::trip(&operator).unwrap();
+        Operate::operate(&operator, Action::Trip).unwrap();
         clock.advance(Policy::default().open_for());
         let breakers = Breakers::asynchronous()
             .mount("http://api.example", breaker)

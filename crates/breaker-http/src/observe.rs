@@ -420,7 +420,7 @@ mod metrics_tests {
 
     use breaker_core::store::permit;
     use breaker_core::{
-        Breaker, Counts, ManualClock, Operate, Override, Policy, Timestamp, TripCause,
+        Action, Breaker, Counts, ManualClock, Operate, Override, Policy, Timestamp, TripCause,
     };
     use breaker_store_memory::{MemoryBreaker, MemoryStore};
 
@@ -628,7 +628,7 @@ mod metrics_tests {
             assert!(call(&breakers, url, 200));
             assert_eq!(state(), Some(0.0), "closed");
 
-            Operate::trip(&theirs).unwrap();
+            Operate::operate(&theirs, Action::Trip).unwrap();
             assert!(!call(&breakers, url, 200));
             assert_eq!(state(), Some(1.0), "open: tripped by someone else");
             assert_eq!(
@@ -637,14 +637,28 @@ mod metrics_tests {
                 "not a transition of this process"
             );
 
-            Operate::reset(&theirs).unwrap();
+            Operate::operate(&theirs, Action::Reset).unwrap();
             assert!(call(&breakers, url, 200));
             assert_eq!(state(), Some(0.0), "closed again by the operator");
 
-            Operate::set_override(&theirs, Override::ForcedOpen, None).unwrap();
+            Operate::operate(
+                &theirs,
+                Action::Override {
+                    mode: Override::ForcedOpen,
+                    duration: None,
+                },
+            )
+            .unwrap();
             assert!(!call(&breakers, url, 200));
             assert_eq!(state(), Some(1.0), "forced open");
-            Operate::set_override(&theirs, Override::Auto, None).unwrap();
+            Operate::operate(
+                &theirs,
+                Action::Override {
+                    mode: Override::Auto,
+                    duration: None,
+                },
+            )
+            .unwrap();
 
             // Someone else's failure trips it; after the open period someone else probes.
             let permit = Breaker::acquire(&theirs).unwrap();

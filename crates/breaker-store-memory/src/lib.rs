@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use breaker_core::store;
 use breaker_core::{
-    AsyncBreaker, AsyncOperate, Breaker, Circuit, Clock, Listeners, MonotonicClock, Operate,
-    Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected, Snapshot, StoreError,
+    Action, AsyncBreaker, AsyncOperate, Breaker, Circuit, Clock, Listeners, MonotonicClock,
+    Operate, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Snapshot, StoreError,
     StoreErrorKind, Timestamp, Transition,
 };
 use dashmap::DashMap;
@@ -335,19 +335,11 @@ impl Operate for MemoryBreaker {
         Ok(self.snapshot_at(self.clock.now()))
     }
 
-    fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
+    fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError> {
         let now = self.clock.now();
-        self.with_circuit(|circuit, _| circuit.set_override_for(mode, now, duration));
-        Ok(())
-    }
-
-    fn trip(&self) -> Result<Transition, StoreError> {
-        let now = self.clock.now();
-        Ok(self.with_circuit(|circuit, _| circuit.trip(&self.inner.policy, now)))
-    }
-
-    fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        Ok(self.with_circuit(|circuit, window| circuit.reset(window)))
+        Ok(self.with_circuit(|circuit, window| {
+            circuit.operate(&self.inner.policy, now, action, window)
+        }))
     }
 }
 
@@ -356,20 +348,11 @@ impl AsyncOperate for MemoryBreaker {
         ready(Operate::snapshot(self))
     }
 
-    fn set_override(
+    fn operate(
         &self,
-        mode: Override,
-        duration: Option<Duration>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(Operate::set_override(self, mode, duration))
-    }
-
-    fn trip(&self) -> impl Future<Output = Result<Transition, StoreError>> + Send {
-        ready(Operate::trip(self))
-    }
-
-    fn reset(&self) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send {
-        ready(Operate::reset(self))
+        action: Action,
+    ) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send {
+        ready(Operate::operate(self, action))
     }
 }
 

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use breaker_core::{AsyncBreaker, Event, EventKind, Listeners, Outcome, PermitKind, Policy};
+use breaker_core::{
+    Action, AsyncBreaker, Event, EventKind, Listeners, Outcome, PermitKind, Policy,
+};
 use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;
 use tokio::sync::mpsc;
@@ -168,14 +170,14 @@ async fn measure(url: &str, max_staleness: Duration, push: bool) -> Row {
     let (mut trips, mut resets) = (Vec::new(), Vec::new());
     for i in 0..REPEATS {
         let tripping = Instant::now();
-        operator.trip().await.unwrap();
+        operator.operate(Action::Trip).await.unwrap();
         trips.push(first_seen(&mut changes, Seen::Rejected, tripping, limit).await);
         // While open, the process asks Redis once per max_staleness, counted from the reply
         // that told it of the trip. Waiting i/20 of max_staleness lands the resets evenly
         // across that cycle, as resets made at random moments would land.
         tokio::time::sleep(max_staleness * i / REPEATS).await;
         let resetting = Instant::now();
-        operator.reset().await.unwrap();
+        operator.operate(Action::Reset).await.unwrap();
         resets.push(first_seen(&mut changes, Seen::Admitted, resetting, limit).await);
     }
     let elapsed = started.elapsed();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use breaker_core::{
-    AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Outcome, Override, Permit, Policy, Recorded,
+    Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Outcome, Permit, Policy, Recorded,
     Rejected, Snapshot, StoreError, Transition,
 };
 use futures_util::StreamExt;
@@ -490,14 +490,10 @@ impl RedisBreaker {
         self.store.run(ops::snapshot(&self.engine)).await.0
     }
 
-    /// Sets an operator override for every process, for `duration` (forever if `None`).
-    pub async fn set_override(
-        &self,
-        mode: Override,
-        duration: Option<Duration>,
-    ) -> Result<(), StoreError> {
-        let op = ops::set_override(&self.engine, mode, duration);
-        self.store.run(op).await.0
+    /// Applies an operator's `action` for every process: the transition it made (see
+    /// [`AsyncOperate::operate`]).
+    pub async fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError> {
+        self.store.run(ops::operate(&self.engine, action)).await.0
     }
 
     /// Sends the outcomes this breaker has added up in batched mode
@@ -523,16 +519,6 @@ impl RedisBreaker {
     pub async fn window(&self) -> Result<Vec<Bucket>, StoreError> {
         self.store.run(ops::window(&self.engine)).await.0
     }
-
-    /// Opens the breaker now for every process.
-    pub async fn trip(&self) -> Result<Transition, StoreError> {
-        self.store.run(ops::trip(&self.engine)).await.0
-    }
-
-    /// Closes the breaker now for every process, clearing its window.
-    pub async fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        self.store.run(ops::reset(&self.engine)).await.0
-    }
 }
 
 impl AsyncOperate for RedisBreaker {
@@ -540,20 +526,8 @@ impl AsyncOperate for RedisBreaker {
         RedisBreaker::snapshot(self).await
     }
 
-    async fn set_override(
-        &self,
-        mode: Override,
-        duration: Option<Duration>,
-    ) -> Result<(), StoreError> {
-        RedisBreaker::set_override(self, mode, duration).await
-    }
-
-    async fn trip(&self) -> Result<Transition, StoreError> {
-        RedisBreaker::trip(self).await
-    }
-
-    async fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        RedisBreaker::reset(self).await
+    async fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError> {
+        RedisBreaker::operate(self, action).await
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Breaker, Bucket, HistoryEntry, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Action, Breaker, Bucket, HistoryEntry, Operate, Outcome, Permit, Policy, Recorded, Rejected,
     Snapshot, StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::SentinelClient;
@@ -341,17 +341,7 @@ impl Operate for BlockingRedisBreaker {
         self.store.run(ops::snapshot(&self.engine)).0
     }
 
-    fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
-        self.store
-            .run(ops::set_override(&self.engine, mode, duration))
-            .0
-    }
-
-    fn trip(&self) -> Result<Transition, StoreError> {
-        self.store.run(ops::trip(&self.engine)).0
-    }
-
-    fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        self.store.run(ops::reset(&self.engine)).0
+    fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError> {
+        self.store.run(ops::operate(&self.engine, action)).0
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use breaker_core::store::{self, LocalBreaker, PolicyMillis, RampCredit};
 use breaker_core::{
-    Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind, Policy,
-    Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
+    Action, Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind,
+    Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
     StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
@@ -792,14 +792,30 @@ impl Engine {
         self.invocation(self.now(), op)
     }
 
-    /// The script call that sets an override for `duration` (forever if `None`).
-    pub(crate) fn override_call(
+    /// The script call that applies an operator's `action` now, and what it is for (for
+    /// errors and logs): the one place an [`Action`] becomes a script [`Op`].
+    pub(crate) fn action_call(
         &self,
-        mode: Override,
-        duration: Option<Duration>,
-    ) -> ScriptInvocation<'static> {
-        let duration_ms = Circuit::override_millis(duration);
-        self.operator_call(Op::Override { mode, duration_ms })
+        action: Action,
+    ) -> Result<(ScriptInvocation<'static>, &'static str), StoreError> {
+        let (op, what) = match action {
+            Action::Trip => (Op::Trip, "tripping the breaker"),
+            Action::Reset => (Op::Reset, "resetting the breaker"),
+            Action::Override { mode, duration } => (
+                Op::Override {
+                    mode,
+                    duration_ms: Circuit::override_millis(duration),
+                },
+                "setting an override",
+            ),
+            other => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Config,
+                    format!("the Redis store has no script operation for {other}"),
+                ));
+            }
+        };
+        Ok((self.operator_call(op), what))
     }
 
     /// After an operator call: the cache holds what the reply says, nothing older.
@@ -841,24 +857,24 @@ impl Engine {
             .then_some(until)
     }
 
-    /// The reply to an override.
-    pub(crate) fn finish_override(&self, reply: &[i64]) -> Result<(), StoreError> {
-        self.after_operator(&script::parse_tail(reply)?);
-        Ok(())
-    }
-
-    /// The reply to a trip.
-    pub(crate) fn finish_trip(&self, reply: &[i64]) -> Result<Transition, StoreError> {
-        let (transition, tail) = script::parse_transition(reply, "trip")?;
+    /// The reply to an operator's `action`: the transition it made (a trip always makes one;
+    /// an override none).
+    pub(crate) fn finish_action(
+        &self,
+        action: Action,
+        reply: &[i64],
+    ) -> Result<Option<Transition>, StoreError> {
+        let (transition, tail) = match action {
+            Action::Override { .. } => (None, script::parse_tail(reply)?),
+            _ => script::parse_transition(reply, &action.to_string())?,
+        };
         self.after_operator(&tail);
-        transition
-            .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "trip reported no transition"))
-    }
-
-    /// The reply to a reset.
-    pub(crate) fn finish_reset(&self, reply: &[i64]) -> Result<Option<Transition>, StoreError> {
-        let (transition, tail) = script::parse_transition(reply, "reset")?;
-        self.after_operator(&tail);
+        if action == Action::Trip && transition.is_none() {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                "trip reported no transition",
+            ));
+        }
         Ok(transition)
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{
-    Bucket, HistoryEntry, Outcome, Override, Permit, Recorded, Rejected, Snapshot, StoreError,
+    Action, Bucket, HistoryEntry, Outcome, Permit, Recorded, Rejected, Snapshot, StoreError,
     StoreErrorKind, Timestamp, Transition,
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
@@ -300,39 +300,17 @@ pub(crate) fn window(
     )
 }
 
-/// An operator's override.
-pub(crate) fn set_override(
+/// An operator's action: the transition it made.
+pub(crate) fn operate(
     engine: &Engine,
-    mode: Override,
-    duration: Option<Duration>,
-) -> impl Operation<Output = Result<(), StoreError>> + '_ {
-    one_call(
-        engine.override_call(mode, duration),
-        "setting an override",
-        |reply| engine.finish_override(&reply?),
-    )
-}
-
-/// An operator's trip.
-pub(crate) fn trip(
-    engine: &Engine,
-) -> impl Operation<Output = Result<Transition, StoreError>> + '_ {
-    one_call(
-        engine.operator_call(Op::Trip),
-        "tripping the breaker",
-        |reply| engine.finish_trip(&reply?),
-    )
-}
-
-/// An operator's reset.
-pub(crate) fn reset(
-    engine: &Engine,
+    action: Action,
 ) -> impl Operation<Output = Result<Option<Transition>, StoreError>> + '_ {
-    one_call(
-        engine.operator_call(Op::Reset),
-        "resetting the breaker",
-        |reply| engine.finish_reset(&reply?),
-    )
+    match engine.action_call(action) {
+        Ok((call, what)) => ReadyOr::Ask(one_call(call, what, move |reply| {
+            engine.finish_action(action, &reply?)
+        })),
+        Err(err) => ReadyOr::Ready(Some(Err(err))),
+    }
 }
 
 /// Writing the breaker into the registry (a few plain commands, one key each: in a Cluster the

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Operate, Outcome, PermitKind,
-    Policy, RejectReason, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
+    Action, AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Operate, Outcome,
+    PermitKind, Policy, RejectReason, State, StoreErrorKind, StoreFailurePolicy, Timestamp,
+    Transition,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
 use breaker_testkit::redis_server::RedisServer;
@@ -259,8 +260,8 @@ fn a_batched_process_keeps_counting_after_redis_loses_the_key() {
     let breaker = store
         .breaker("lost", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
-    Operate::trip(&breaker).unwrap();
-    Operate::reset(&breaker).unwrap();
+    Operate::operate(&breaker, Action::Trip).unwrap();
+    Operate::operate(&breaker, Action::Reset).unwrap();
     // Generation 2, one success pending.
     calls(&breaker, 1, Outcome::Success);
     server.command(&["FLUSHDB"]).unwrap();

@@ -11,7 +11,7 @@ mod load;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use breaker_core::{Operate, Policy, State, StoreFailurePolicy};
+use breaker_core::{Action, Operate, Policy, State, StoreFailurePolicy};
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::eventually;
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
@@ -86,7 +86,7 @@ fn fail_over_under_load(handover: Handover) {
     for process in &fleet {
         process.wait_until(true, "calls flow before the failover");
     }
-    Operate::trip(&operator()).unwrap();
+    Operate::operate(&operator(), Action::Trip).unwrap();
     for process in &fleet {
         process.wait_until(false, "every process rejects after the trip");
     }
@@ -112,7 +112,7 @@ fn fail_over_under_load(handover: Handover) {
     }
     // A reset after the failover reaches every running process.
     let reset = Instant::now();
-    Operate::reset(&new_operator).unwrap();
+    Operate::operate(&new_operator, Action::Reset).unwrap();
     for (index, process) in fleet.iter().enumerate() {
         process.wait_until(true, &format!("the reset reaches process {index}"));
     }

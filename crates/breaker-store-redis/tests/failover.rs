@@ -10,7 +10,7 @@ mod load;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use breaker_core::{Breaker, Operate, Outcome, Policy, State, StoreFailurePolicy};
+use breaker_core::{Action, Breaker, Operate, Outcome, Policy, State, StoreFailurePolicy};
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::{RedisSentinel, eventually};
 use load::{Process, Running, one_at_a_time};
@@ -64,7 +64,7 @@ fn sentinel_promotes_the_replica_under_load() {
         process.wait_until(true, "calls flow before the failover");
     }
     // An operator trips the breaker; the replica has it before the primary dies.
-    Operate::trip(&operator()).unwrap();
+    Operate::operate(&operator(), Action::Trip).unwrap();
     let acked = deployment
         .primary()
         .command(&["WAIT", "1", "2000"])
@@ -94,7 +94,7 @@ fn sentinel_promotes_the_replica_under_load() {
     }
     // A reset after the failover reaches every running process.
     let reset = Instant::now();
-    Operate::reset(&new_operator).unwrap();
+    Operate::operate(&new_operator, Action::Reset).unwrap();
     for process in &fleet {
         process.wait_until(true, "the reset reaches every process");
     }
@@ -157,7 +157,7 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
         let permit = Breaker::acquire(&writer).unwrap();
         Breaker::record(&writer, permit, Outcome::Success);
     }
-    Operate::trip(&writer).unwrap();
+    Operate::operate(&writer, Action::Trip).unwrap();
     for process in &fleet {
         process.wait_until(false, "every process has seen the trip");
     }

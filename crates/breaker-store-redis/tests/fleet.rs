@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate, Outcome,
-    Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot, State,
-    StoreFailurePolicy, Timestamp, Transition,
+    Action, AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate,
+    Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot,
+    State, StoreFailurePolicy, Timestamp, Transition,
 };
 use breaker_store_redis::{
     BlockingRedisBreaker, BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore,
@@ -713,17 +713,23 @@ impl Fleet {
                 self.clock.set(Timestamp::from_millis(to));
             }
             Step::Trip => {
-                let transition = Operate::trip(&self.operator_breaker).unwrap();
-                self.note(Some(transition))?;
+                let transition = Operate::operate(&self.operator_breaker, Action::Trip).unwrap();
+                self.note(transition)?;
             }
-            Step::Reset => match Operate::reset(&self.operator_breaker).unwrap() {
+            Step::Reset => match Operate::operate(&self.operator_breaker, Action::Reset).unwrap() {
                 // A reset of a closed breaker starts a new generation silently.
                 None => self.generations += 1,
                 transition => self.note(transition)?,
             },
             Step::Override(mode, ms) => {
-                Operate::set_override(&self.operator_breaker, *mode, ms.map(Duration::from_millis))
-                    .unwrap();
+                Operate::operate(
+                    &self.operator_breaker,
+                    Action::Override {
+                        mode: *mode,
+                        duration: ms.map(Duration::from_millis),
+                    },
+                )
+                .unwrap();
             }
             Step::Flush => self.lose_every_key(),
             Step::Save => {

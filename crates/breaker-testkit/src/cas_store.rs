@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use breaker_core::store::{self, LocalBreaker};
 use breaker_core::{
-    Breaker, Clock, Listeners, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Action, Breaker, Clock, Listeners, Operate, Outcome, Permit, Policy, Recorded, Rejected,
     Snapshot, StoreError, Timestamp, Transition,
 };
 
@@ -173,16 +173,7 @@ impl Operate for CasBreaker {
         Ok(breaker.snapshot(&self.policy, now))
     }
 
-    fn set_override(&self, mode: Override, duration: Option<Duration>) -> Result<(), StoreError> {
-        self.step(|breaker, now| breaker.set_override(mode, now, duration));
-        Ok(())
-    }
-
-    fn trip(&self) -> Result<Transition, StoreError> {
-        Ok(self.step(|breaker, now| breaker.trip(&self.policy, now)))
-    }
-
-    fn reset(&self) -> Result<Option<Transition>, StoreError> {
-        Ok(self.step(|breaker, _| breaker.reset()))
+    fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError> {
+        Ok(self.step(|breaker, now| breaker.operate(&self.policy, now, action)))
     }
 }

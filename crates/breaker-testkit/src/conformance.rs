@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use breaker_core::{
-    Counts, Outcome, Override, Permit, Policy, RejectReason, State, Transition, TripCause,
+    Action, Counts, Outcome, Override, Permit, Policy, RejectReason, State, Transition, TripCause,
 };
 
 use crate::{Fixture, Subject};
@@ -248,7 +248,7 @@ pub fn a_close_by_probes_ramps_up(f: &dyn Fixture) {
         "trips during the ramp"
     );
     // A reset: every call goes at once.
-    b.reset();
+    b.operate(Action::Reset);
     assert_eq!(admitted(20), 20, "a reset does not ramp");
 }
 
@@ -395,7 +395,10 @@ pub fn slow_calls_fail(f: &dyn Fixture) {
 /// Forced-open rejects until it expires; forced-closed admits and counts but never trips.
 pub fn overrides(f: &dyn Fixture) {
     let b = f.breaker("overrides", policy().minimum_failures(2).build().unwrap());
-    b.set_override(Override::ForcedOpen, Some(secs(60)));
+    b.operate(Action::Override {
+        mode: Override::ForcedOpen,
+        duration: Some(secs(60)),
+    });
     let rejected = b.acquire().unwrap_err();
     assert_eq!(
         (rejected.reason(), rejected.retry_after()),
@@ -405,7 +408,10 @@ pub fn overrides(f: &dyn Fixture) {
     assert_eq!(b.snapshot().override_mode, Override::Auto);
     assert!(b.acquire().is_ok_and(|permit| !permit.is_probe()));
 
-    b.set_override(Override::ForcedClosed, None);
+    b.operate(Action::Override {
+        mode: Override::ForcedClosed,
+        duration: None,
+    });
     for _ in 0..5 {
         assert_eq!(call(&*b, Outcome::Failure), None);
     }
@@ -416,10 +422,16 @@ pub fn overrides(f: &dyn Fixture) {
             failures: 5
         }
     );
-    b.set_override(Override::Auto, None);
+    b.operate(Action::Override {
+        mode: Override::Auto,
+        duration: None,
+    });
     assert!(is_trip(call(&*b, Outcome::Failure)));
 
-    b.set_override(Override::ForcedClosed, Some(secs(5)));
+    b.operate(Action::Override {
+        mode: Override::ForcedClosed,
+        duration: Some(secs(5)),
+    });
     assert!(b.acquire().is_ok(), "forced closed admits while open");
     f.clock().advance(secs(5));
     assert_eq!(b.acquire().unwrap_err().reason(), RejectReason::Open);
@@ -431,14 +443,17 @@ pub fn operator_trip_and_reset(f: &dyn Fixture) {
     call(&*b, Outcome::Failure);
     let Transition::Tripped {
         open_for, cause, ..
-    } = b.trip()
+    } = b.operate(Action::Trip).expect("a trip")
     else {
         panic!("trip reports a trip");
     };
     assert_eq!((open_for, cause), (secs(42), TripCause::Operator));
     assert_eq!(b.acquire().unwrap_err().reason(), RejectReason::Open);
-    assert!(matches!(b.reset(), Some(Transition::Closed { .. })));
-    assert_eq!(b.reset(), None, "already closed");
+    assert!(matches!(
+        b.operate(Action::Reset),
+        Some(Transition::Closed { .. })
+    ));
+    assert_eq!(b.operate(Action::Reset), None, "already closed");
     let snapshot = b.snapshot();
     assert_eq!(
         (snapshot.state, snapshot.counts),
@@ -457,7 +472,7 @@ pub fn cycles_end_at_close_and_forced_closed_never_trips(f: &dyn Fixture) {
         .unwrap();
     let b = f.breaker("cycles", p);
     let before_reset = b.acquire().unwrap();
-    assert_eq!(b.reset(), None, "closed already");
+    assert_eq!(b.operate(Action::Reset), None, "closed already");
     assert_eq!(b.record(before_reset, Outcome::Failure).transition, None);
     assert_eq!(b.snapshot().counts, Counts::default());
     assert_eq!(b.snapshot().state, State::Closed);
@@ -466,11 +481,17 @@ pub fn cycles_end_at_close_and_forced_closed_never_trips(f: &dyn Fixture) {
     f.clock().advance(secs(1));
     let probe = b.acquire().unwrap();
     assert!(probe.is_probe());
-    b.set_override(Override::ForcedClosed, None);
+    b.operate(Action::Override {
+        mode: Override::ForcedClosed,
+        duration: None,
+    });
     assert_eq!(b.record(probe, Outcome::Failure).transition, None);
     let permit = b.acquire().expect("forced closed admits");
     b.record(permit, Outcome::Failure);
-    b.set_override(Override::Auto, None);
+    b.operate(Action::Override {
+        mode: Override::Auto,
+        duration: None,
+    });
     assert_ne!(
         b.snapshot().state,
         State::Open,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use breaker_core::{
-    Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected,
+    Action, Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected,
     RetryAfterPolicy, Snapshot, Timestamp, Transition,
 };
 use proptest::prelude::*;
@@ -24,12 +24,8 @@ pub enum Step {
     /// The same, of a response that asked every caller to wait this many milliseconds (a 429
     /// or 503 with `Retry-After`).
     RecordRetryAfter(usize, Outcome, u64),
-    /// Operator trip.
-    Trip,
-    /// Operator reset.
-    Reset,
-    /// Operator override for this many milliseconds (forever if `None`).
-    Override(Override, Option<u64>),
+    /// An operator's action.
+    Operate(Action),
 }
 
 /// A policy small enough that scenarios of a few hundred steps visit every state.
@@ -121,18 +117,29 @@ pub fn steps_stepping_back(weight: u32) -> impl Strategy<Value = Step> {
             .prop_map(|(which, outcome, ms)| Step::RecordRetryAfter(which, outcome, ms)),
         6 => prop_oneof![0u64..=50, 0u64..=1_500, 0u64..=9_000].prop_map(Step::Advance),
         weight => (1u64..=20_000).prop_map(Step::StepBack),
-        1 => Just(Step::Trip),
-        1 => Just(Step::Reset),
-        1 => (
-            prop::sample::select(vec![Override::Auto, Override::ForcedOpen, Override::ForcedClosed]),
+        3 => actions().prop_map(Step::Operate),
+    ]
+}
+
+/// One operator action: a trip, a reset, or an override for a while or forever.
+pub fn actions() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        Just(Action::Trip),
+        Just(Action::Reset),
+        (
+            prop::sample::select(vec![
+                Override::Auto,
+                Override::ForcedOpen,
+                Override::ForcedClosed
+            ]),
             prop::option::of(prop_oneof![
-                4 => 1u64..=5_000,
+                4 => (1u64..=5_000).prop_map(Duration::from_millis),
                 // Overrides longer than any store keeps: they mean forever.
-                1 => Just(u64::MAX),
-                1 => Just(1u64 << 51),
+                1 => Just(Duration::MAX),
+                1 => Just(Duration::from_millis(1u64 << 51)),
             ]),
         )
-            .prop_map(|(mode, until)| Step::Override(mode, until)),
+            .prop_map(|(mode, duration)| Action::Override { mode, duration }),
     ]
 }
 
@@ -224,28 +231,14 @@ pub fn check(
                 let got: Recorded = actual.record_retry_after(got, *outcome, wait);
                 prop_assert_eq!(want, got, "step {}: {:?}", index, step);
             }
-            Step::Trip => {
-                prop_assert_eq!(expected.trip(), actual.trip(), "step {}: {:?}", index, step);
-            }
-            Step::Reset => {
+            Step::Operate(action) => {
                 prop_assert_eq!(
-                    expected.reset(),
-                    actual.reset(),
+                    expected.operate(*action),
+                    actual.operate(*action),
                     "step {}: {:?}",
                     index,
                     step
                 );
-            }
-            Step::Override(mode, ms) => {
-                let duration = ms.map(|ms| {
-                    if ms == u64::MAX {
-                        Duration::MAX
-                    } else {
-                        Duration::from_millis(ms)
-                    }
-                });
-                expected.set_override(*mode, duration);
-                actual.set_override(*mode, duration);
             }
         }
         let (want, got): (Snapshot, Snapshot) = (expected.snapshot(), actual.snapshot());

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use breaker_core::store::LocalBreaker;
 use breaker_core::{
-    Breaker, Clock, ManualClock, Operate, Outcome, Override, Permit, Policy, Recorded, Rejected,
+    Action, Breaker, Clock, ManualClock, Operate, Outcome, Permit, Policy, Recorded, Rejected,
     Snapshot, Transition,
 };
 
@@ -42,12 +42,8 @@ pub trait Subject: Send + Sync {
     fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded;
     /// The state now.
     fn snapshot(&self) -> Snapshot;
-    /// Sets an override for `duration` (forever if `None`).
-    fn set_override(&self, mode: Override, duration: Option<Duration>);
-    /// Operator trip.
-    fn trip(&self) -> Transition;
-    /// Operator reset.
-    fn reset(&self) -> Option<Transition>;
+    /// Applies an operator's action now: the transition it made.
+    fn operate(&self, action: Action) -> Option<Transition>;
 }
 
 impl<B: Breaker + Operate> Subject for B {
@@ -67,16 +63,8 @@ impl<B: Breaker + Operate> Subject for B {
         Operate::snapshot(self).expect("snapshot")
     }
 
-    fn set_override(&self, mode: Override, duration: Option<Duration>) {
-        Operate::set_override(self, mode, duration).expect("set_override");
-    }
-
-    fn trip(&self) -> Transition {
-        Operate::trip(self).expect("trip")
-    }
-
-    fn reset(&self) -> Option<Transition> {
-        Operate::reset(self).expect("reset")
+    fn operate(&self, action: Action) -> Option<Transition> {
+        Operate::operate(self, action).expect("operate")
     }
 }
 
@@ -135,18 +123,12 @@ impl Subject for CoreSubject {
         self.state.lock().unwrap().snapshot(&self.policy, now)
     }
 
-    fn set_override(&self, mode: Override, duration: Option<Duration>) {
+    fn operate(&self, action: Action) -> Option<Transition> {
         let now = self.clock.now();
-        self.state.lock().unwrap().set_override(mode, now, duration);
-    }
-
-    fn trip(&self) -> Transition {
-        let now = self.clock.now();
-        self.state.lock().unwrap().trip(&self.policy, now)
-    }
-
-    fn reset(&self) -> Option<Transition> {
-        self.state.lock().unwrap().reset()
+        self.state
+            .lock()
+            .unwrap()
+            .operate(&self.policy, now, action)
     }
 }
 

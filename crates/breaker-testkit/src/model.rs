@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use breaker_core::store::{self, PolicyMillis};
 use breaker_core::{
-    Clock, Counts, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded,
+    Action, Clock, Counts, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded,
     RejectReason, Rejected, RetryAfterPolicy, Snapshot, State, Timestamp, Transition, TripCause,
 };
 
@@ -334,35 +334,34 @@ impl Subject for Model {
         snapshot
     }
 
-    fn set_override(&self, mode: Override, duration: Option<Duration>) {
+    fn operate(&self, action: Action) -> Option<Transition> {
         let now = self.now();
         let mut m = self.inner.lock().unwrap();
-        m.forced = match mode {
-            Override::Auto => None,
-            // Longer than the longest duration a store keeps means forever.
-            mode => Some((
-                mode,
-                duration
-                    .filter(|d| *d <= breaker_core::MAX_DURATION)
-                    .map(|d| now + d.as_millis() as u64),
-            )),
-        };
-    }
-
-    fn trip(&self) -> Transition {
-        let now = self.now();
-        let open_ms = self.policy.open_for().as_millis() as u64;
-        self.inner
-            .lock()
-            .unwrap()
-            .open(now, open_ms, TripCause::Operator)
-    }
-
-    fn reset(&self) -> Option<Transition> {
-        let mut m = self.inner.lock().unwrap();
-        let was_closed = !m.open && !m.half_open;
-        let transition = m.close();
-        (!was_closed).then_some(transition)
+        match action {
+            Action::Trip => {
+                let open_ms = self.policy.open_for().as_millis() as u64;
+                Some(m.open(now, open_ms, TripCause::Operator))
+            }
+            Action::Reset => {
+                let was_closed = !m.open && !m.half_open;
+                let transition = m.close();
+                (!was_closed).then_some(transition)
+            }
+            Action::Override { mode, duration } => {
+                m.forced = match mode {
+                    Override::Auto => None,
+                    // Longer than the longest duration a store keeps means forever.
+                    mode => Some((
+                        mode,
+                        duration
+                            .filter(|d| *d <= breaker_core::MAX_DURATION)
+                            .map(|d| now + d.as_millis() as u64),
+                    )),
+                };
+                None
+            }
+            other => panic!("the model knows no action {other:?}"),
+        }
     }
 }
 

@@ -206,6 +206,87 @@ fn is_known_circle(name: &str, circle: &[String]) -> bool {
     })
 }
 
+/// The workspace crates each crate may depend on (normal dependencies): the layering that
+/// ARCHITECTURE.md states. The core depends on no other workspace crate; stores on the core;
+/// the HTTP flow on the core; adapters on the core and the flow; the dashboard on the core and
+/// the Redis store it reads; the test kit on the core and the flow. The command and xtask are
+/// not libraries and may use anything.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("breaker-core", &[]),
+    ("breaker-store-memory", &["breaker-core"]),
+    ("breaker-store-redis", &["breaker-core"]),
+    ("breaker-http", &["breaker-core"]),
+    ("breaker-reqwest", &["breaker-core", "breaker-http"]),
+    ("breaker-ureq", &["breaker-core", "breaker-http"]),
+    ("breaker-tower", &["breaker-core", "breaker-http"]),
+    (
+        "breaker-dashboard",
+        &["breaker-core", "breaker-store-redis"],
+    ),
+    ("breaker-testkit", &["breaker-core", "breaker-http"]),
+];
+
+/// The workspace crates a `Cargo.toml` lists under `[dependencies]`.
+fn workspace_dependencies(manifest: &str) -> Vec<String> {
+    let mut in_dependencies = false;
+    let mut found = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_dependencies = line == "[dependencies]";
+            continue;
+        }
+        if in_dependencies && line.starts_with("breaker-") {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn crates_depend_only_on_the_layers_below() {
+    let mut wrong = Vec::new();
+    for entry in fs::read_dir(root().join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "breaker-cli" {
+            continue;
+        }
+        let Ok(manifest) = fs::read_to_string(entry.path().join("Cargo.toml")) else {
+            continue;
+        };
+        let Some((_, allowed)) = LAYERS.iter().find(|(crate_name, _)| *crate_name == name) else {
+            wrong.push(format!(
+                "{name}: not in LAYERS (xtask/src/tidy.rs): say what it may depend on"
+            ));
+            continue;
+        };
+        for dependency in workspace_dependencies(&manifest) {
+            if !allowed.contains(&dependency.as_str()) {
+                wrong.push(format!("{name} depends on {dependency}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "crates out of their layer: {wrong:#?}");
+}
+
+#[test]
+fn dependencies_are_read_from_the_dependencies_table_only() {
+    let manifest = "[package]\nname = \"breaker-x\"\n\n[dependencies]\nbreaker-core.workspace = true\n\
+                    breaker-http = { path = \"../breaker-http\" }\nserde = \"1\"\n\n\
+                    [dev-dependencies]\nbreaker-store-redis.workspace = true\n";
+    assert_eq!(
+        workspace_dependencies(manifest),
+        ["breaker-core", "breaker-http"]
+    );
+}
+
 /// Each crate of the workspace: its directory's name and its `src` directory.
 fn crate_sources() -> Vec<(String, PathBuf)> {
     let root = root();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{
     AsyncBreaker, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy, Recorded,
-    RejectReason, Rejected, State, Transition, TripCause,
+    RejectReason, Rejected, Report, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, RequestErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
@@ -186,18 +186,8 @@ impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
         decision
     }
 
-    async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        let recorded = self.inner.record(permit, outcome).await;
-        self.note(recorded.transition);
-        recorded
-    }
-    async fn record_retry_after(
-        &self,
-        permit: Permit,
-        outcome: Outcome,
-        wait: Duration,
-    ) -> Recorded {
-        let recorded = self.inner.record_retry_after(permit, outcome, wait).await;
+    async fn record(&self, permit: Permit, report: Report) -> Recorded {
+        let recorded = self.inner.record(permit, report).await;
         self.note(recorded.transition);
         recorded
     }

@@ -1210,7 +1210,7 @@ fn seed_fleet(store: &str) -> Value {
                     }
                     for _ in 0..failures {
                         let permit = breaker.acquire().await.unwrap();
-                        breaker.record(permit, Outcome::Failure).await;
+                        breaker.record(permit, Outcome::Failure.into()).await;
                     }
                     (name, breaker)
                 }));
@@ -1698,14 +1698,14 @@ fn both_stores_and_the_command_trust_a_private_ca() {
         store.ping().await.unwrap();
         let breaker = store.breaker("tls-async", Policy::default()).await.unwrap();
         let permit = breaker.acquire().await.unwrap();
-        breaker.record(permit, Outcome::Success).await;
+        breaker.record(permit, Outcome::Success.into()).await;
     });
     // The blocking store, the CA as bytes.
     let config = RedisConfig::standalone(&url).tls_ca_pem(certs.ca_pem());
     let store = BlockingRedisStore::connect(config).unwrap();
     let breaker = store.breaker("tls-blocking", Policy::default()).unwrap();
     let permit = breaker.acquire().unwrap();
-    breaker.record(permit, Outcome::Failure);
+    breaker.record(permit, Outcome::Failure.into());
 
     // The command: trip, status, history, reset, through --store-ca.
     let ca = ["--store", &url, "--store-ca", path(certs.ca())];

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::{
-    Action, Event, EventKind, Listeners, Outcome, Permit, Policy, Rejected, Snapshot, StoreError,
-    Transition,
+    Action, Event, EventKind, Listeners, Outcome, Permit, Policy, Rejected, Report, Snapshot,
+    StoreError, Transition,
 };
 
 /// What recording an outcome did.
@@ -47,14 +47,12 @@ pub trait Breaker: Send + Sync {
     fn listeners(&self) -> &Listeners;
     /// Asks to make one call now.
     fn acquire(&self) -> Result<Permit, Rejected>;
-    /// Reports the outcome of the call `permit` admitted.
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded;
-    /// Reports the outcome of a call whose response asked every caller to wait `wait` (a 429
-    /// or 503 with `Retry-After`): with the policy's `retry_after = honour`, the breaker opens
-    /// until then for every process, in the same atomic step (see
-    /// [`Circuit::record_retry_after`](crate::Circuit::record_retry_after)). No default: a
-    /// wrapper that forwards `record` must forward this too, or the wait would be lost.
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded;
+    /// Reports how the call `permit` admitted went: its outcome and, if the response asked
+    /// every caller to wait (a 429 or 503 with `Retry-After`), the wait. With the policy's
+    /// `retry_after = honour` the breaker then opens until the wait ends for every process,
+    /// in the same atomic step (see [`Circuit::record`](crate::Circuit::record)). A wrapper
+    /// forwards the [`Report`] whole, so nothing in it is lost on the way.
+    fn record(&self, permit: Permit, report: Report) -> Recorded;
 }
 
 /// What an operator does to a breaker, whatever store keeps it: read its state, and apply an
@@ -94,16 +92,8 @@ pub trait AsyncBreaker: Send + Sync {
     fn listeners(&self) -> &Listeners;
     /// Asks to make one call now.
     fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send;
-    /// Reports the outcome of the call `permit` admitted.
-    fn record(&self, permit: Permit, outcome: Outcome) -> impl Future<Output = Recorded> + Send;
-    /// Reports the outcome of a call whose response asked every caller to wait `wait`; see
-    /// [`Breaker::record_retry_after`]. No default, for the same reason.
-    fn record_retry_after(
-        &self,
-        permit: Permit,
-        outcome: Outcome,
-        wait: Duration,
-    ) -> impl Future<Output = Recorded> + Send;
+    /// Reports how the call `permit` admitted went; see [`Breaker::record`].
+    fn record(&self, permit: Permit, report: Report) -> impl Future<Output = Recorded> + Send;
 }
 
 /// A call through [`call`] or [`call_async`] failed.
@@ -149,8 +139,7 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// use breaker_core::{call, CallError, Outcome};
 /// # use breaker_core::store::permit;
 /// # use breaker_core::{Breaker, Listeners, Permit, PermitKind, Policy, Recorded, Rejected,
-/// #     Timestamp};
-/// # use std::time::Duration;
+/// #     Report, Timestamp};
 /// # struct AlwaysClosed(Policy, Listeners);
 /// # impl Breaker for AlwaysClosed {
 /// #     fn name(&self) -> &str { "demo" }
@@ -159,11 +148,8 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     fn acquire(&self) -> Result<Permit, Rejected> {
 /// #         Ok(permit(0, PermitKind::Normal, Timestamp::ZERO, false))
 /// #     }
-/// #     fn record(&self, _: Permit, outcome: Outcome) -> Recorded {
-/// #         Recorded::new(outcome, Default::default(), None)
-/// #     }
-/// #     fn record_retry_after(&self, p: Permit, o: Outcome, _: Duration) -> Recorded {
-/// #         self.record(p, o)
+/// #     fn record(&self, _: Permit, report: Report) -> Recorded {
+/// #         Recorded::new(report.outcome, Default::default(), None)
 /// #     }
 /// # }
 /// # let breaker = AlwaysClosed(Policy::default(), Listeners::new());
@@ -187,7 +173,7 @@ where
 {
     let permit = admitted(breaker.name(), breaker.listeners(), breaker.acquire())?;
     let result = f();
-    let recorded = breaker.record(permit, classify(&result));
+    let recorded = breaker.record(permit, classify(&result).into());
     report(breaker.name(), breaker.listeners(), &recorded);
     result.map_err(CallError::Inner)
 }
@@ -200,7 +186,9 @@ where
 {
     let permit = admitted(breaker.name(), breaker.listeners(), breaker.acquire().await)?;
     let result = call.await;
-    let recorded = breaker.record(permit, classify_result(&result)).await;
+    let recorded = breaker
+        .record(permit, classify_result(&result).into())
+        .await;
     report(breaker.name(), breaker.listeners(), &recorded);
     result.map_err(CallError::Inner)
 }

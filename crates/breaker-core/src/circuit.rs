@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{Counts, Outcome};
+use crate::outcome::{Counts, Outcome, Report};
 use crate::policy::{Policy, PolicyMillis};
 use crate::time::Timestamp;
 use crate::window::Window;
@@ -389,8 +389,9 @@ impl Circuit {
     ///
     /// A store may serve those two operations from this value alone (the memory store keeps
     /// it in one atomic word), since [`Circuit::acquire`] would answer `Normal` with this
-    /// generation and [`Circuit::record`] of a success would only count it. Not while a ramp
-    /// may run after a close: each call is then decided.
+    /// generation and [`Circuit::record`] of a success would only count it (a report with
+    /// nothing but its outcome: [`Report::is_outcome_only`]). Not while a ramp may run after a
+    /// close: each call is then decided.
     pub fn free_generation(&self) -> Option<u64> {
         let free = match (self.override_mode, self.override_until) {
             (Override::Auto, _) => self.state == State::Closed && self.ramp_from.is_none(),
@@ -458,13 +459,58 @@ impl Circuit {
         }
     }
 
-    /// Records the outcome of the call `permit` admitted, at `now`, counting it in `window`.
+    /// Records the report of the call `permit` admitted, at `now`, counting it in `window`.
     ///
     /// Reports from an earlier generation, probes reported after the half-open cycle ended,
     /// and unchecked permits are ignored. A report that changes nothing (an unchecked permit,
-    /// an ordinary call's ignored outcome) leaves the breaker exactly as it was: a store need
-    /// not send it anywhere.
+    /// an ordinary call's ignored outcome with no wait asked) leaves the breaker exactly as it
+    /// was: a store need not send it anywhere.
+    ///
+    /// A report whose response asked every caller to wait (its `retry_after`: a 429 or 503
+    /// with `Retry-After`), under the policy's `retry_after = honour`, opens the breaker until
+    /// `now + wait` (capped by `max_open_for`), whatever the window says, in this one step,
+    /// reported as a trip caused by [`TripCause::RetryAfter`]. An ordinary call's outcome is
+    /// counted in the window; a probe frees its slot and neither counts toward closing nor
+    /// reopens with backoff. A breaker already open until later stays as it is; forced closed
+    /// never trips. Otherwise (policy `ignore`, no wait, a report from an earlier cycle, an
+    /// unchecked permit) only the outcome counts.
     pub fn record<W: Window + ?Sized>(
+        &mut self,
+        policy: &Policy,
+        now: Timestamp,
+        permit: &Permit,
+        report: Report,
+        window: &mut W,
+    ) -> Option<Transition> {
+        let outcome = report.outcome;
+        let hold_ms = match report
+            .retry_after
+            .and_then(|wait| policy.hold_off_millis(wait))
+        {
+            Some(ms) if permit.kind() != PermitKind::Unchecked => ms,
+            _ => return self.record_outcome(policy, now, permit, outcome, window),
+        };
+        self.expire_override(now);
+        if permit.generation != self.generation || self.override_mode == Override::ForcedClosed {
+            return self.record_outcome(policy, now, permit, outcome, window);
+        }
+        match permit.kind() {
+            PermitKind::Probe { ticket } => self.probes.retain(|lease| lease.ticket != ticket),
+            _ => match outcome {
+                Outcome::Success => window.add(policy, now, false),
+                Outcome::Failure => window.add(policy, now, true),
+                Outcome::Ignored => {}
+            },
+        }
+        let until = now.add_millis(hold_ms);
+        if self.state == State::Open && self.open_until >= until {
+            return None;
+        }
+        Some(self.open(now, hold_ms, TripCause::RetryAfter))
+    }
+
+    /// [`Circuit::record`] of a report with no wait asked: only its outcome counts.
+    fn record_outcome<W: Window + ?Sized>(
         &mut self,
         policy: &Policy,
         now: Timestamp,
@@ -535,46 +581,6 @@ impl Circuit {
                 }
             }
         }
-    }
-
-    /// Records the outcome of a call whose response asked every caller to wait `wait`
-    /// (a 429 or 503 with `Retry-After`): with the policy's `retry_after = honour`, the
-    /// breaker opens until `now + wait` (capped by `max_open_for`), whatever the window says,
-    /// in this one step, reported as a trip caused by [`TripCause::RetryAfter`]. An ordinary
-    /// call's outcome is counted in the window; a probe frees its slot and neither counts
-    /// toward closing nor reopens with backoff. A breaker already open until later stays as
-    /// it is; forced closed never trips. Otherwise (policy `ignore`, no wait, a report from an
-    /// earlier cycle, an unchecked permit) this is [`Circuit::record`].
-    pub fn record_retry_after<W: Window + ?Sized>(
-        &mut self,
-        policy: &Policy,
-        now: Timestamp,
-        permit: &Permit,
-        outcome: Outcome,
-        wait: Duration,
-        window: &mut W,
-    ) -> Option<Transition> {
-        let hold_ms = match policy.hold_off_millis(wait) {
-            Some(ms) if permit.kind() != PermitKind::Unchecked => ms,
-            _ => return self.record(policy, now, permit, outcome, window),
-        };
-        self.expire_override(now);
-        if permit.generation != self.generation || self.override_mode == Override::ForcedClosed {
-            return self.record(policy, now, permit, outcome, window);
-        }
-        match permit.kind() {
-            PermitKind::Probe { ticket } => self.probes.retain(|lease| lease.ticket != ticket),
-            _ => match outcome {
-                Outcome::Success => window.add(policy, now, false),
-                Outcome::Failure => window.add(policy, now, true),
-                Outcome::Ignored => {}
-            },
-        }
-        let until = now.add_millis(hold_ms);
-        if self.state == State::Open && self.open_until >= until {
-            return None;
-        }
-        Some(self.open(now, hold_ms, TripCause::RetryAfter))
     }
 
     /// Applies an operator's `action` at `now`, the one place every store's actions are
@@ -754,10 +760,10 @@ mod tests {
     /// Trips `circuit`, lets its open period pass and closes it by one probe at `closed`.
     fn close_by_probe(circuit: &mut Circuit, policy: &Policy, window: &mut BucketWindow) -> u64 {
         let permit = circuit.acquire(policy, at(0)).unwrap();
-        circuit.record(policy, at(0), &permit, Outcome::Failure, window);
+        circuit.record(policy, at(0), &permit, Outcome::Failure.into(), window);
         let probe = circuit.acquire(policy, at(10_000)).unwrap();
         assert!(probe.is_probe());
-        circuit.record(policy, at(10_000), &probe, Outcome::Success, window);
+        circuit.record(policy, at(10_000), &probe, Outcome::Success.into(), window);
         10_000
     }
 
@@ -810,7 +816,13 @@ mod tests {
         let mut circuit = Circuit::new();
         let closed = close_by_probe(&mut circuit, &policy, &mut window);
         let permit = circuit.acquire(&policy, at(closed)).unwrap();
-        let tripped = circuit.record(&policy, at(closed), &permit, Outcome::Failure, &mut window);
+        let tripped = circuit.record(
+            &policy,
+            at(closed),
+            &permit,
+            Outcome::Failure.into(),
+            &mut window,
+        );
         assert!(matches!(tripped, Some(Transition::Tripped { .. })));
         assert_eq!(
             circuit.acquire(&policy, at(closed)).unwrap_err().reason(),
@@ -851,7 +863,13 @@ mod tests {
         let permit = circuit.acquire(&policy, at(0)).unwrap();
         assert!(
             circuit
-                .record(&policy, at(0), &permit, Outcome::Failure, &mut window)
+                .record(
+                    &policy,
+                    at(0),
+                    &permit,
+                    Outcome::Failure.into(),
+                    &mut window
+                )
                 .is_some()
         );
         assert_eq!(circuit.free_generation(), None, "open");
@@ -879,7 +897,13 @@ mod tests {
                 .probes_in_flight,
             1
         );
-        circuit.record(&policy, at(10_001), &probe, Outcome::Ignored, &mut window);
+        circuit.record(
+            &policy,
+            at(10_001),
+            &probe,
+            Outcome::Ignored.into(),
+            &mut window,
+        );
         assert_eq!(
             circuit
                 .snapshot(&policy, at(10_001), &window)
@@ -896,7 +920,13 @@ mod tests {
         let before_reset = circuit.acquire(&policy, at(0)).unwrap();
         assert_eq!(circuit.reset(&mut window), None, "closed already");
         assert_eq!(
-            circuit.record(&policy, at(1), &before_reset, Outcome::Failure, &mut window),
+            circuit.record(
+                &policy,
+                at(1),
+                &before_reset,
+                Outcome::Failure.into(),
+                &mut window
+            ),
             None
         );
         assert_eq!(window.counts(&policy, at(1)), Counts::default());
@@ -904,10 +934,22 @@ mod tests {
         let early = circuit.acquire(&policy, at(2)).unwrap();
         circuit.trip(&policy, at(2));
         let probe = circuit.acquire(&policy, at(10_002)).unwrap();
-        let closed = circuit.record(&policy, at(10_002), &probe, Outcome::Success, &mut window);
+        let closed = circuit.record(
+            &policy,
+            at(10_002),
+            &probe,
+            Outcome::Success.into(),
+            &mut window,
+        );
         assert_eq!(closed, Some(Transition::Closed { generation: 2 }));
         assert_eq!(circuit.snapshot(&policy, at(10_002), &window).generation, 3);
-        let late = circuit.record(&policy, at(10_003), &early, Outcome::Failure, &mut window);
+        let late = circuit.record(
+            &policy,
+            at(10_003),
+            &early,
+            Outcome::Failure.into(),
+            &mut window,
+        );
         assert_eq!(late, None);
         assert_eq!(window.counts(&policy, at(10_003)), Counts::default());
     }
@@ -921,7 +963,13 @@ mod tests {
         let probe = circuit.acquire(&policy, at(10_000)).unwrap();
         assert!(probe.is_probe());
         circuit.set_override(Override::ForcedClosed, None);
-        let recorded = circuit.record(&policy, at(10_001), &probe, Outcome::Failure, &mut window);
+        let recorded = circuit.record(
+            &policy,
+            at(10_001),
+            &probe,
+            Outcome::Failure.into(),
+            &mut window,
+        );
         assert_eq!(recorded, None);
         assert!(circuit.acquire(&policy, at(10_002)).is_ok());
         assert_eq!(
@@ -960,7 +1008,13 @@ mod tests {
         let unchecked = Permit::new(0, PermitKind::Unchecked, at(0), false);
         assert_eq!(unchecked.kind(), PermitKind::Unchecked);
         assert_eq!(
-            circuit.record(&policy, at(0), &unchecked, Outcome::Failure, &mut window),
+            circuit.record(
+                &policy,
+                at(0),
+                &unchecked,
+                Outcome::Failure.into(),
+                &mut window
+            ),
             None
         );
         assert_eq!(window.counts(&policy, at(0)), Counts::default());

@@ -29,7 +29,7 @@
 //!
 //! for _ in 0..2 {
 //!     let permit = circuit.acquire(&policy, now).expect("closed");
-//!     circuit.record(&policy, now, &permit, Outcome::Failure, &mut window);
+//!     circuit.record(&policy, now, &permit, Outcome::Failure.into(), &mut window);
 //! }
 //! let rejected = circuit.acquire(&policy, now).unwrap_err();
 //! assert_eq!(rejected.retry_after(), Duration::from_secs(30));
@@ -37,7 +37,7 @@
 //! let later = now.saturating_add(Duration::from_secs(30));
 //! let probe = circuit.acquire(&policy, later).expect("half-open probe");
 //! assert!(probe.is_probe());
-//! circuit.record(&policy, later, &probe, Outcome::Success, &mut window);
+//! circuit.record(&policy, later, &probe, Outcome::Success.into(), &mut window);
 //! assert_eq!(circuit.snapshot(&policy, later, &window).state, State::Closed);
 //! # Ok::<(), breaker_core::PolicyError>(())
 //! ```
@@ -70,7 +70,7 @@ pub use circuit::{
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, Listener, Listeners};
 pub use history::{Bucket, HistoryEntry};
-pub use outcome::{Counts, Outcome};
+pub use outcome::{Counts, Outcome, Report};
 pub use policy::{
     MAX_BUCKETS, MAX_DURATION, MAX_REPORTERS, Policy, PolicyBuilder, PolicyError, RetryAfterPolicy,
     StoreFailurePolicy,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::bytes::{Reader, corrupt};
 use crate::circuit::{Action, Circuit, Permit, Rejected, Snapshot, Transition};
 use crate::error::StoreError;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Report};
 use crate::window::{BucketWindow, Window};
 use crate::{Policy, Recorded, Timestamp};
 
@@ -22,7 +22,7 @@ use crate::{Policy, Recorded, Timestamp};
 /// let mut breaker = LocalBreaker::new(&policy);
 /// let now = Timestamp::from_millis(1_000);
 /// let permit = breaker.acquire(&policy, now).expect("closed");
-/// let recorded = breaker.record(&policy, now.saturating_add(Duration::from_millis(5)), permit, Outcome::Failure);
+/// let recorded = breaker.record(&policy, now.saturating_add(Duration::from_millis(5)), permit, Outcome::Failure.into());
 /// assert!(recorded.transition.is_some(), "tripped");
 /// assert!(breaker.acquire(&policy, now).is_err());
 /// # Ok::<(), breaker_core::PolicyError>(())
@@ -63,7 +63,7 @@ impl LocalBreaker<BucketWindow> {
     /// // One step of a store: load, decide with the core, save.
     /// let mut breaker = LocalBreaker::from_bytes(&policy, &saved)?;
     /// let permit = breaker.acquire(&policy, now).expect("closed");
-    /// breaker.record(&policy, now, permit, Outcome::Failure);
+    /// breaker.record(&policy, now, permit, Outcome::Failure.into());
     /// let saved = breaker.to_bytes();
     ///
     /// let mut breaker = LocalBreaker::from_bytes(&policy, &saved)?;
@@ -122,36 +122,23 @@ impl<W: Window> LocalBreaker<W> {
         self.circuit.acquire(policy, now)
     }
 
-    /// Records at `now` the outcome of the call `permit` admitted: its elapsed time from the
-    /// permit, the slow-call rule, then the state machine's step.
+    /// Records at `now` the report of the call `permit` admitted: its elapsed time from the
+    /// permit, the slow-call rule, then the state machine's step (see [`Circuit::record`]).
     pub fn record(
         &mut self,
         policy: &Policy,
         now: Timestamp,
         permit: Permit,
-        outcome: Outcome,
+        report: Report,
     ) -> Recorded {
-        let (outcome, elapsed) = classify(policy, &permit, outcome, now);
-        let transition = self
-            .circuit
-            .record(policy, now, &permit, outcome, &mut self.window);
-        Recorded::new(outcome, elapsed, transition)
-    }
-
-    /// [`LocalBreaker::record`] of a response that asked every caller to wait `wait` (see
-    /// [`Circuit::record_retry_after`]).
-    pub fn record_retry_after(
-        &mut self,
-        policy: &Policy,
-        now: Timestamp,
-        permit: Permit,
-        outcome: Outcome,
-        wait: Duration,
-    ) -> Recorded {
-        let (outcome, elapsed) = classify(policy, &permit, outcome, now);
-        let transition =
-            self.circuit
-                .record_retry_after(policy, now, &permit, outcome, wait, &mut self.window);
+        let (outcome, elapsed) = classify(policy, &permit, report.outcome, now);
+        let transition = self.circuit.record(
+            policy,
+            now,
+            &permit,
+            report.with_outcome(outcome),
+            &mut self.window,
+        );
         Recorded::new(outcome, elapsed, transition)
     }
 
@@ -212,12 +199,12 @@ mod tests {
         let mut breaker = LocalBreaker::new(&policy);
         for _ in 0..2 {
             let permit = breaker.acquire(&policy, at(1_000)).unwrap();
-            breaker.record(&policy, at(1_000), permit, Outcome::Failure);
+            breaker.record(&policy, at(1_000), permit, Outcome::Failure.into());
         }
         let late = policy.open_for().as_millis() as u64 + 1_000;
         let first = breaker.acquire(&policy, at(late)).unwrap();
         let _second = breaker.acquire(&policy, at(late)).unwrap();
-        breaker.record(&policy, at(late), first, Outcome::Success);
+        breaker.record(&policy, at(late), first, Outcome::Success.into());
         breaker.operate(
             &policy,
             at(late),
@@ -255,7 +242,7 @@ mod tests {
         );
         let late = at(policy.open_for().as_millis() as u64 + 1_000);
         let probe = ramping.acquire(&policy, late).unwrap();
-        ramping.record(&policy, late, probe, Outcome::Success);
+        ramping.record(&policy, late, probe, Outcome::Success.into());
         assert!(ramping.snapshot(&policy, late).ramping_until.is_some());
         assert!(ramping.acquire(&policy, late).is_ok());
         assert!(ramping.acquire(&policy, late).is_err());
@@ -263,7 +250,7 @@ mod tests {
         let permit = (0..10)
             .find_map(|_| ramping.acquire(&policy, later).ok())
             .unwrap();
-        ramping.record(&policy, later, permit, Outcome::Success);
+        ramping.record(&policy, later, permit, Outcome::Success.into());
         let back = LocalBreaker::from_bytes(&policy, &ramping.to_bytes()).unwrap();
         assert_eq!(back, ramping);
         assert_eq!(back.snapshot(&policy, later).counts.calls, 1);
@@ -331,7 +318,7 @@ mod tests {
                 for step in 0..20u64 {
                     let now = Timestamp::from_millis(step * 7_000);
                     if let Ok(permit) = breaker.acquire(&policy, now) {
-                        breaker.record(&policy, now, permit, Outcome::Success);
+                        breaker.record(&policy, now, permit, Outcome::Success.into());
                     }
                 }
                 breaker.snapshot(&policy, Timestamp::from_millis(u64::MAX));

@@ -1,5 +1,7 @@
-//! How calls count: one call's [`Outcome`], and the [`Counts`] of many that the trip rule
-//! reads.
+//! How calls count: one call's [`Outcome`], the [`Report`] a store records of it, and the
+//! [`Counts`] of many that the trip rule reads.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,74 @@ pub enum Outcome {
     Failure,
     /// Counted nowhere (for example, a request that could not be built).
     Ignored,
+}
+
+/// What a caller reports of one finished call: its [`Outcome`], and how long the backend asked
+/// every caller to wait, if it did (a 429 or 503 with `Retry-After`). What
+/// [`Breaker::record`](crate::Breaker::record) takes, and
+/// [`Circuit::record`](crate::Circuit::record) applies.
+///
+/// ```
+/// use std::time::Duration;
+/// use breaker_core::{Outcome, Report};
+///
+/// let plain: Report = Outcome::Success.into();
+/// assert_eq!(plain.retry_after, None);
+/// let told = Report::new(Outcome::Failure).with_retry_after(Duration::from_secs(30));
+/// assert_eq!(told.retry_after, Some(Duration::from_secs(30)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Report {
+    /// How the call counts.
+    pub outcome: Outcome,
+    /// How long the backend asked every caller to wait: with the policy's
+    /// `retry_after = honour`, the breaker opens until then for every process.
+    pub retry_after: Option<Duration>,
+}
+
+impl Report {
+    /// A call that counts as `outcome`, with no wait asked.
+    #[inline]
+    pub fn new(outcome: Outcome) -> Report {
+        Report {
+            outcome,
+            retry_after: None,
+        }
+    }
+
+    /// This report, of a response that asked every caller to wait `wait`.
+    #[inline]
+    #[must_use]
+    pub fn with_retry_after(self, wait: Duration) -> Report {
+        Report {
+            retry_after: Some(wait),
+            ..self
+        }
+    }
+
+    /// Whether the report holds nothing but its outcome (no wait asked): a store may then
+    /// count the outcome alone where [`Circuit::free_generation`](crate::Circuit::free_generation)
+    /// says no decision is needed. A field added to the report says here whether it needs
+    /// one.
+    #[inline]
+    pub fn is_outcome_only(&self) -> bool {
+        self.retry_after.is_none()
+    }
+
+    /// This report, counted as `outcome` instead: what a store's slow-call rule makes of it.
+    #[inline]
+    #[must_use]
+    pub fn with_outcome(self, outcome: Outcome) -> Report {
+        Report { outcome, ..self }
+    }
+}
+
+impl From<Outcome> for Report {
+    #[inline]
+    fn from(outcome: Outcome) -> Report {
+        Report::new(outcome)
+    }
 }
 
 /// Calls and failures counted in a window.

@@ -48,7 +48,7 @@ async fn record(breaker: &RedisBreaker, successes: usize, failures: usize) {
     }
     for _ in 0..failures {
         let permit = breaker.acquire().await.unwrap();
-        breaker.record(permit, Outcome::Failure).await;
+        breaker.record(permit, Outcome::Failure.into()).await;
     }
 }
 

@@ -7,9 +7,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use breaker_core::{AsyncBreaker, Breaker, Outcome, Permit, Recorded, Rejected, StoreError};
+use breaker_core::{
+    AsyncBreaker, Breaker, Outcome, Permit, Recorded, Rejected, Report, StoreError,
+};
 
 use crate::mounted::{Describe, Mounted, async_parts, blocking_parts};
 use crate::observe::Observer;
@@ -323,7 +325,7 @@ impl<B> Drop for Held<B> {
 
 /// Gives a dropped call's probe back to a blocking breaker, on the dropping thread.
 fn release_blocking<B: Breaker>(mounted: Arc<Mounted<B>>, permit: Permit) {
-    mounted.breaker.record(permit, Outcome::Ignored);
+    mounted.breaker.record(permit, Outcome::Ignored.into());
 }
 
 /// Gives a dropped call's probe back to an async breaker: polled once here, so that a store
@@ -335,7 +337,10 @@ fn release_async<B: AsyncBreaker + 'static>(mounted: Arc<Mounted<B>>, permit: Pe
         return;
     };
     let mut release = Box::pin(async move {
-        mounted.breaker.record(permit, Outcome::Ignored).await;
+        mounted
+            .breaker
+            .record(permit, Outcome::Ignored.into())
+            .await;
     });
     // While unwinding, the store's future is left to the runtime alone.
     if !std::thread::panicking()
@@ -479,8 +484,9 @@ impl<B> Call<'_, B> {
             held,
             capture,
             told: Told {
-                outcome,
-                wait,
+                report: wait.map_or(Report::new(outcome), |wait| {
+                    Report::new(outcome).with_retry_after(wait)
+                }),
                 status,
                 heard,
             },
@@ -515,14 +521,14 @@ impl<B> Finish<B> {
 
     /// How the call counts.
     pub fn outcome(&self) -> Outcome {
-        self.told.outcome
+        self.told.report.outcome
     }
 }
 
 /// A call whose permit went to the store: what listeners will be told.
 struct Told {
-    outcome: Outcome,
-    wait: Option<Duration>,
+    /// The outcome, and the wait the response asked for (a 429 or 503 with `Retry-After`).
+    report: Report,
     status: Option<u16>,
     /// What only listeners read, when someone listens.
     heard: Option<Box<Heard>>,
@@ -563,12 +569,7 @@ impl<B: Breaker> Finish<B> {
         let Finish { mut held, told, .. } = self;
         let Some(permit) = held.take() else { return };
         let mounted = &held.mounted;
-        let recorded = match told.wait {
-            Some(wait) => mounted
-                .breaker
-                .record_retry_after(permit, told.outcome, wait),
-            None => mounted.breaker.record(permit, told.outcome),
-        };
+        let recorded = mounted.breaker.record(permit, told.report);
         told.told(&mounted.observer, &recorded);
     }
 }
@@ -582,15 +583,7 @@ impl<B: AsyncBreaker> Finish<B> {
         async move {
             let Some(permit) = permit else { return };
             let mounted = &held.mounted;
-            let recorded = match told.wait {
-                Some(wait) => {
-                    let recording = mounted
-                        .breaker
-                        .record_retry_after(permit, told.outcome, wait);
-                    recording.await
-                }
-                None => mounted.breaker.record(permit, told.outcome).await,
-            };
+            let recorded = mounted.breaker.record(permit, told.report).await;
             told.told(&mounted.observer, &recorded);
         }
     }
@@ -598,6 +591,8 @@ impl<B: AsyncBreaker> Finish<B> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use breaker_core::{Listeners, Policy};
     use breaker_store_memory::{MemoryBreaker, MemoryStore};
 
@@ -739,18 +734,9 @@ mod tests {
         fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send {
             std::future::ready(Breaker::acquire(&self.0))
         }
-        async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        async fn record(&self, permit: Permit, report: Report) -> Recorded {
             Turn(false).await;
-            Breaker::record(&self.0, permit, outcome)
-        }
-        async fn record_retry_after(
-            &self,
-            permit: Permit,
-            outcome: Outcome,
-            wait: Duration,
-        ) -> Recorded {
-            Turn(false).await;
-            Breaker::record_retry_after(&self.0, permit, outcome, wait)
+            Breaker::record(&self.0, permit, report)
         }
     }
 

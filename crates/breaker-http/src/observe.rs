@@ -662,13 +662,13 @@ mod metrics_tests {
 
             // Someone else's failure trips it; after the open period someone else probes.
             let permit = Breaker::acquire(&theirs).unwrap();
-            Breaker::record(&theirs, permit, Outcome::Failure);
+            Breaker::record(&theirs, permit, Outcome::Failure.into());
             clock.advance(Duration::from_secs(10));
             let probe = Breaker::acquire(&theirs).unwrap();
             assert!(probe.is_probe());
             assert!(!call(&breakers, url, 200), "the only probe slot is taken");
             assert_eq!(state(), Some(2.0), "half-open");
-            Breaker::record(&theirs, probe, Outcome::Success);
+            Breaker::record(&theirs, probe, Outcome::Success.into());
             assert!(call(&breakers, url, 200));
             assert_eq!(state(), Some(0.0), "closed by someone else's probe");
             assert_eq!(

@@ -22,7 +22,7 @@ fn now_of(call: u64) -> Timestamp {
 fn breaker_call(breaker: &MemoryBreaker, call: u64) {
     let now = now_of(call);
     let permit = breaker.acquire_at(now).unwrap();
-    let recorded = breaker.record_at(now, permit, Outcome::Success);
+    let recorded = breaker.record_at(now, permit, Outcome::Success.into());
     black_box((recorded.outcome, recorded.transition.is_some()));
 }
 

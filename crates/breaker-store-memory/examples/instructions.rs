@@ -21,7 +21,7 @@ use breaker_store_memory::{MemoryBreaker, MemoryStore};
 fn breaker_call(breaker: &MemoryBreaker, call: u64) {
     let now = Timestamp::from_millis(1_700_000_000_000 + call / 4096);
     if let Ok(permit) = breaker.acquire_at(now) {
-        let recorded = breaker.record_at(now, permit, Outcome::Success);
+        let recorded = breaker.record_at(now, permit, Outcome::Success.into());
         black_box((recorded.outcome, recorded.transition.is_some()));
     }
 }

@@ -53,7 +53,7 @@ fn success_path_does_not_allocate() {
     let breaker = store.breaker("hot", Policy::default()).unwrap();
     // Warm up: the thread's stripe number is assigned on first use.
     let permit = breaker.acquire_at(Timestamp::from_millis(1)).unwrap();
-    breaker.record_at(Timestamp::from_millis(1), permit, Outcome::Success);
+    breaker.record_at(Timestamp::from_millis(1), permit, Outcome::Success.into());
 
     MEASURED.with(|measured| measured.set(true));
     let before = ALLOCATIONS.load(Ordering::SeqCst);
@@ -61,7 +61,7 @@ fn success_path_does_not_allocate() {
         // Walk through many buckets so slot recycling is on the measured path too.
         let now = Timestamp::from_millis(1 + call * 7);
         let permit = breaker.acquire_at(now).unwrap();
-        breaker.record_at(now, permit, Outcome::Success);
+        breaker.record_at(now, permit, Outcome::Success.into());
     }
     let after = ALLOCATIONS.load(Ordering::SeqCst);
     MEASURED.with(|measured| measured.set(false));

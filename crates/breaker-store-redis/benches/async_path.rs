@@ -72,7 +72,7 @@ fn main() {
             name: "blocking_store",
             call: Box::new(|| {
                 let permit = blocking.acquire().unwrap();
-                std::hint::black_box(blocking.record(permit, Outcome::Success));
+                std::hint::black_box(blocking.record(permit, Outcome::Success.into()));
             }),
         },
         Variant {
@@ -80,7 +80,7 @@ fn main() {
             call: Box::new(|| {
                 worker.block_on(async {
                     let permit = on_worker.acquire().await.unwrap();
-                    std::hint::black_box(on_worker.record(permit, Outcome::Success).await);
+                    std::hint::black_box(on_worker.record(permit, Outcome::Success.into()).await);
                 })
             }),
         },
@@ -89,7 +89,7 @@ fn main() {
             call: Box::new(|| {
                 local.block_on(async {
                     let permit = on_local.acquire().await.unwrap();
-                    std::hint::black_box(on_local.record(permit, Outcome::Success).await);
+                    std::hint::black_box(on_local.record(permit, Outcome::Success.into()).await);
                 })
             }),
         },

@@ -53,7 +53,7 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap
 async fn store_calls(breaker: &RedisBreaker, calls: usize) {
     for _ in 0..calls {
         let permit = breaker.acquire().await.unwrap();
-        breaker.record(permit, Outcome::Success).await;
+        breaker.record(permit, Outcome::Success.into()).await;
     }
 }
 

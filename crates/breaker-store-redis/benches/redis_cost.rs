@@ -140,7 +140,7 @@ async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
                             Outcome::Success
                         };
                         let permit = breaker.acquire().await.unwrap();
-                        breaker.record(permit, outcome).await;
+                        breaker.record(permit, outcome.into()).await;
                     }
                 }));
             }

@@ -70,7 +70,7 @@ async fn process(
                 // A permit the store did not answer for (it failed; the policy is fail-open)
                 // says nothing about the breaker's state: counted, never taken for a change.
                 let unchecked = matches!(permit.kind(), PermitKind::Unchecked);
-                breaker.record(permit, Outcome::Success).await;
+                breaker.record(permit, Outcome::Success.into()).await;
                 if unchecked {
                     calls.unchecked.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use breaker_core::{
-    Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Outcome, Permit, Policy, Recorded,
-    Rejected, Snapshot, StoreError, Transition,
+    Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Permit, Policy, Recorded, Rejected,
+    Report, Snapshot, StoreError, Transition,
 };
 use futures_util::StreamExt;
 use futures_util::future::{self, Either};
@@ -553,28 +553,8 @@ impl AsyncBreaker for RedisBreaker {
         decision
     }
 
-    async fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        self.record_with(permit, outcome, None).await
-    }
-
-    async fn record_retry_after(
-        &self,
-        permit: Permit,
-        outcome: Outcome,
-        wait: Duration,
-    ) -> Recorded {
-        self.record_with(permit, outcome, Some(wait)).await
-    }
-}
-
-impl RedisBreaker {
-    async fn record_with(
-        &self,
-        permit: Permit,
-        outcome: Outcome,
-        wait: Option<Duration>,
-    ) -> Recorded {
-        let op = ops::record(&self.engine, permit, outcome, wait);
+    async fn record(&self, permit: Permit, report: Report) -> Recorded {
+        let op = ops::record(&self.engine, permit, report);
         let ((recorded, due), answered) = self.store.run(op).await;
         match due {
             // The caller whose failure could trip the breaker waits for the batch.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Action, Breaker, Bucket, HistoryEntry, Operate, Outcome, Permit, Policy, Recorded, Rejected,
+    Action, Breaker, Bucket, HistoryEntry, Operate, Permit, Policy, Recorded, Rejected, Report,
     Snapshot, StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::SentinelClient;
@@ -269,19 +269,6 @@ breaker_handle! {
 }
 
 impl BlockingRedisBreaker {
-    fn record_with(&self, permit: Permit, outcome: Outcome, wait: Option<Duration>) -> Recorded {
-        let op = ops::record(&self.engine, permit, outcome, wait);
-        let ((recorded, due), answered) = self.store.run(op);
-        // No timer here: the call that finds the interval passed sends the batch.
-        if matches!(due, BatchDue::Now | BatchDue::Trip) {
-            let _ = self.store.flush_engine(&self.engine);
-        }
-        if answered {
-            self.store.refresh_registration(&self.engine);
-        }
-        recorded
-    }
-
     /// Sends the outcomes this breaker has added up in batched mode
     /// ([`RedisConfig::batch`](crate::RedisConfig::batch)), now. A serverless function calls
     /// it before its handler returns. When Redis fails, the breaker's store-failure policy
@@ -327,12 +314,17 @@ impl Breaker for BlockingRedisBreaker {
         decision
     }
 
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        self.record_with(permit, outcome, None)
-    }
-
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        self.record_with(permit, outcome, Some(wait))
+    fn record(&self, permit: Permit, report: Report) -> Recorded {
+        let op = ops::record(&self.engine, permit, report);
+        let ((recorded, due), answered) = self.store.run(op);
+        // No timer here: the call that finds the interval passed sends the batch.
+        if matches!(due, BatchDue::Now | BatchDue::Trip) {
+            let _ = self.store.flush_engine(&self.engine);
+        }
+        if answered {
+            self.store.refresh_registration(&self.engine);
+        }
+        recorded
     }
 }
 

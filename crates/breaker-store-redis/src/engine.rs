@@ -9,7 +9,7 @@ use std::time::Duration;
 use breaker_core::store::{self, LocalBreaker, PolicyMillis, RampCredit};
 use breaker_core::{
     Action, Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind,
-    Policy, Recorded, RejectReason, Rejected, Snapshot, State, StoreError, StoreErrorKind,
+    Policy, Recorded, RejectReason, Rejected, Report, Snapshot, State, StoreError, StoreErrorKind,
     StoreFailurePolicy, SystemClock, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
@@ -513,16 +513,11 @@ impl Engine {
         ))
     }
 
-    /// The work before recording: answer at once, or a script call to send.
-    /// `wait`: how long the response asked every caller to wait (a 429 or 503 with
-    /// `Retry-After`), if it did.
-    pub(crate) fn plan_record(
-        &self,
-        permit: Permit,
-        outcome: Outcome,
-        wait: Option<Duration>,
-    ) -> RecordPlan {
+    /// The work before recording `report`: answer at once, or a script call to send. The
+    /// one place a [`Report`] becomes a script [`Op`].
+    pub(crate) fn plan_record(&self, permit: Permit, report: Report) -> RecordPlan {
         let now = self.now();
+        let outcome = report.outcome;
         if permit.generation() & LOCAL != 0 {
             let mut local = lock(&self.local);
             let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
@@ -537,19 +532,16 @@ impl Engine {
                 permit.started(),
                 false,
             );
-            return RecordPlan::Done(match wait {
-                Some(wait) => {
-                    local
-                        .breaker
-                        .record_retry_after(&self.policy, now, local_permit, outcome, wait)
-                }
-                None => local
+            return RecordPlan::Done(
+                local
                     .breaker
-                    .record(&self.policy, now, local_permit, outcome),
-            });
+                    .record(&self.policy, now, local_permit, report),
+            );
         }
         let (outcome, elapsed) = store::classify(&self.policy, &permit, outcome, now);
-        let hold_off = wait.and_then(|wait| self.policy.hold_off_millis(wait));
+        let hold_off = report
+            .retry_after
+            .and_then(|wait| self.policy.hold_off_millis(wait));
         let ticket = match permit.kind() {
             // Admitted without the store: nothing to count.
             PermitKind::Unchecked => {
@@ -740,7 +732,7 @@ impl Engine {
         let permit = store::permit(generation, PermitKind::Normal, now, false);
         local
             .breaker
-            .record(&self.policy, now, permit, outcome)
+            .record(&self.policy, now, permit, outcome.into())
             .transition
     }
 

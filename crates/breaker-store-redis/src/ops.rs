@@ -5,10 +5,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use breaker_core::{
-    Action, Bucket, HistoryEntry, Outcome, Permit, Recorded, Rejected, Snapshot, StoreError,
+    Action, Bucket, HistoryEntry, Permit, Recorded, Rejected, Report, Snapshot, StoreError,
     StoreErrorKind, Timestamp, Transition,
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
@@ -227,12 +226,11 @@ impl Operation for Ping {
 pub(crate) fn record(
     engine: &Engine,
     permit: Permit,
-    outcome: Outcome,
-    wait: Option<Duration>,
+    report: Report,
 ) -> impl Operation<Output = (Recorded, BatchDue)> + '_ {
     Record {
         engine,
-        plan: Some(engine.plan_record(permit, outcome, wait)),
+        plan: Some(engine.plan_record(permit, report)),
         context: None,
     }
 }
@@ -642,6 +640,7 @@ impl Operation for History<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use breaker_core::{ManualClock, Policy};
 

@@ -68,7 +68,7 @@ fn calls(breaker: &impl Breaker, n: usize, outcome: Outcome) {
     for _ in 0..n {
         let permit = breaker.acquire().unwrap();
         assert_eq!(permit.kind(), PermitKind::Normal);
-        breaker.record(permit, outcome);
+        breaker.record(permit, outcome.into());
     }
 }
 
@@ -119,7 +119,7 @@ fn a_failure_that_could_trip_goes_at_once_and_the_trip_is_reported_once() {
     assert!(seen.lock().unwrap().is_empty(), "4 failures cannot trip");
     // The fifth failure meets the rule by what this process knows: sent at once, it trips.
     let permit = breaker.acquire().unwrap();
-    let recorded = breaker.record(permit, Outcome::Failure);
+    let recorded = breaker.record(permit, Outcome::Failure.into());
     assert_eq!(recorded.transition, None, "batched calls do not carry it");
     // Listeners hear of store events off the caller's thread; flush waits for them.
     breaker.flush().unwrap();
@@ -168,9 +168,9 @@ fn redis_failing_during_a_flush_follows_the_failure_policy() {
     assert_ne!(err.kind(), StoreErrorKind::Corrupt);
     // The local fallback took the batch: two more failures trip it.
     let permit = breaker.acquire().unwrap();
-    breaker.record(permit, Outcome::Failure);
+    breaker.record(permit, Outcome::Failure.into());
     let permit = breaker.acquire().unwrap();
-    breaker.record(permit, Outcome::Failure);
+    breaker.record(permit, Outcome::Failure.into());
     let _ = breaker.flush();
     let seen = seen.lock().unwrap().clone();
     assert!(
@@ -205,7 +205,7 @@ fn a_crowd_sends_few_requests() {
                 tokio::spawn(async move {
                     for _ in 0..2_000 {
                         let permit = breaker.acquire().await.unwrap();
-                        breaker.record(permit, Outcome::Success).await;
+                        breaker.record(permit, Outcome::Success.into()).await;
                     }
                 })
             })
@@ -271,7 +271,7 @@ fn a_batched_process_keeps_counting_after_redis_loses_the_key() {
         clock.advance(Duration::from_millis(60));
         if let Ok(permit) = breaker.acquire() {
             sent += 1;
-            breaker.record(permit, Outcome::Failure);
+            breaker.record(permit, Outcome::Failure.into());
         }
     }
     breaker.flush().unwrap();

@@ -155,7 +155,7 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
     let writer = operator();
     for _ in 0..300 {
         let permit = Breaker::acquire(&writer).unwrap();
-        Breaker::record(&writer, permit, Outcome::Success);
+        Breaker::record(&writer, permit, Outcome::Success.into());
     }
     Operate::operate(&writer, Action::Trip).unwrap();
     for process in &fleet {

@@ -216,8 +216,10 @@ impl Proc {
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         match self {
-            Proc::Blocking(b) => Breaker::record(b, permit, outcome),
-            Proc::Async(_, b) => runtime().block_on(AsyncBreaker::record(b, permit, outcome)),
+            Proc::Blocking(b) => Breaker::record(b, permit, outcome.into()),
+            Proc::Async(_, b) => {
+                runtime().block_on(AsyncBreaker::record(b, permit, outcome.into()))
+            }
         }
     }
 
@@ -442,7 +444,11 @@ impl Fleet {
                 .block_on(store.breaker(&name, policy.clone()))
                 .unwrap();
             if let Ok(permit) = runtime().block_on(AsyncBreaker::acquire(&breaker)) {
-                runtime().block_on(AsyncBreaker::record(&breaker, permit, Outcome::Success));
+                runtime().block_on(AsyncBreaker::record(
+                    &breaker,
+                    permit,
+                    Outcome::Success.into(),
+                ));
             }
             // Sent now rather than by a task when dropped, which would run during a later
             // step and be counted there.

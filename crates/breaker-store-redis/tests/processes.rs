@@ -127,7 +127,7 @@ fn child(url: &str) {
                         } else {
                             Outcome::Success
                         };
-                        counted.record(permit, outcome).await;
+                        counted.record(permit, outcome.into()).await;
                     }
                 })
             })
@@ -152,7 +152,7 @@ fn child(url: &str) {
             tasks.push(tokio::spawn(async move {
                 let mut trips = 0;
                 for permit in batch {
-                    let recorded = raced.record(permit, Outcome::Failure).await;
+                    let recorded = raced.record(permit, Outcome::Failure.into()).await;
                     if matches!(recorded.transition, Some(Transition::Tripped { .. })) {
                         trips += 1;
                     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{
     Action, AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate,
-    Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot,
-    State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
+    Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Report,
+    Snapshot, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
 };
 use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
 use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
@@ -83,13 +83,8 @@ impl Subject for AsyncSubject {
     fn acquire(&self) -> Result<Permit, Rejected> {
         runtime().block_on(AsyncBreaker::acquire(&self.0))
     }
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        runtime().block_on(AsyncBreaker::record(&self.0, permit, outcome))
-    }
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        runtime().block_on(AsyncBreaker::record_retry_after(
-            &self.0, permit, outcome, wait,
-        ))
+    fn record(&self, permit: Permit, report: Report) -> Recorded {
+        runtime().block_on(AsyncBreaker::record(&self.0, permit, report))
     }
     fn snapshot(&self) -> Snapshot {
         runtime().block_on(self.0.snapshot()).unwrap()
@@ -296,7 +291,7 @@ fn closed_path_costs_one_script_call_per_call() {
     // Warm up: the script is loaded and the state cached.
     for _ in 0..10 {
         let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, Outcome::Success);
+        Breaker::record(&breaker, permit, Outcome::Success.into());
     }
     let scripts = || {
         let calls = server.command_calls();
@@ -307,7 +302,7 @@ fn closed_path_costs_one_script_call_per_call() {
     for _ in 0..calls {
         let permit = Breaker::acquire(&breaker).unwrap();
         assert_eq!(permit.kind(), PermitKind::Normal);
-        Breaker::record(&breaker, permit, Outcome::Success);
+        Breaker::record(&breaker, permit, Outcome::Success.into());
     }
     let per_call = (scripts() - before) as f64 / calls as f64;
     assert!(per_call <= 1.0, "{per_call} script calls per call");
@@ -338,7 +333,7 @@ fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
     for second in 0..100 {
         for _ in 0..5 {
             let permit = Breaker::acquire(&breaker).unwrap();
-            Breaker::record(&breaker, permit, Outcome::Success);
+            Breaker::record(&breaker, permit, Outcome::Success.into());
         }
         clock.advance(Duration::from_millis(1_000 + second % 3));
     }
@@ -473,7 +468,7 @@ fn one_corrupt_field_costs_only_that_field() {
     Operate::operate(&breaker, Action::Reset).unwrap();
     let fail = || {
         let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, Outcome::Failure);
+        Breaker::record(&breaker, permit, Outcome::Failure.into());
     };
     fail();
     let first_slot = (clock.now().as_millis() / 1_000) % 60;
@@ -513,7 +508,7 @@ fn one_corrupt_field_costs_only_that_field() {
     let rejected = Breaker::acquire(&breaker).unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
     let permit = Breaker::acquire(&breaker).expect("healed");
-    Breaker::record(&breaker, permit, Outcome::Success);
+    Breaker::record(&breaker, permit, Outcome::Success.into());
     assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 1);
     assert!(corrupt_reports() >= 8, "{:?}", log.lock().unwrap());
 }
@@ -577,7 +572,7 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
         );
         assert_eq!(decision.is_ok(), expect_permit, "{failure:?}");
         if let Ok(permit) = decision {
-            let recorded = Breaker::record(&sync, permit, Outcome::Success);
+            let recorded = Breaker::record(&sync, permit, Outcome::Success.into());
             assert_eq!(
                 recorded.outcome,
                 Outcome::Success,
@@ -628,7 +623,7 @@ fn local_fallback_trips_on_its_own_while_redis_is_away() {
     for _ in 0..3 {
         let permit = Breaker::acquire(&breaker).unwrap();
         tripped |= matches!(
-            Breaker::record(&breaker, permit, Outcome::Failure).transition,
+            Breaker::record(&breaker, permit, Outcome::Failure.into()).transition,
             Some(Transition::Tripped { .. })
         );
     }
@@ -658,7 +653,7 @@ fn local_fallback_gives_way_to_the_fleet_and_starts_afresh() {
     let mut tripped = 0;
     for _ in 0..3 {
         let permit = Breaker::acquire(&breaker).unwrap();
-        let recorded = Breaker::record(&breaker, permit, Outcome::Failure);
+        let recorded = Breaker::record(&breaker, permit, Outcome::Failure.into());
         tripped += usize::from(matches!(
             recorded.transition,
             Some(Transition::Tripped { .. })
@@ -681,23 +676,23 @@ fn local_fallback_gives_way_to_the_fleet_and_starts_afresh() {
         match Breaker::acquire(&breaker) {
             Ok(permit) if permit.kind() == PermitKind::Normal => break permit,
             Ok(permit) => {
-                let _ = Breaker::record(&breaker, permit, Outcome::Ignored);
+                let _ = Breaker::record(&breaker, permit, Outcome::Ignored.into());
             }
             Err(rejected) => assert!(Instant::now() < deadline, "{rejected}"),
         }
     };
     assert_eq!(permit.kind(), PermitKind::Normal, "Redis's closed state");
-    Breaker::record(&breaker, permit, Outcome::Success);
+    Breaker::record(&breaker, permit, Outcome::Success.into());
     // The probe of the old local breaker reports late: it changes nothing.
     assert_eq!(
-        Breaker::record(&breaker, probe, Outcome::Failure).transition,
+        Breaker::record(&breaker, probe, Outcome::Failure.into()).transition,
         None
     );
     // The next outage starts from a fresh local breaker: closed, no probe slot held.
     server.kill();
     let permit = Breaker::acquire(&breaker).unwrap();
     assert_eq!(permit.kind(), PermitKind::Normal, "a fresh local breaker");
-    Breaker::record(&breaker, permit, Outcome::Success);
+    Breaker::record(&breaker, permit, Outcome::Success.into());
 }
 
 #[test]
@@ -891,7 +886,7 @@ fn redis_failures_under_load() {
                         let mut outcome = None;
                         if let Ok(permit) = decision {
                             outcome = Some(permit.kind());
-                            AsyncBreaker::record(breaker, permit, Outcome::Success).await;
+                            AsyncBreaker::record(breaker, permit, Outcome::Success.into()).await;
                         } else if let Err(rejected) = decision {
                             assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
                         }
@@ -1010,11 +1005,11 @@ fn history_records_transitions_and_operator_actions_capped() {
         .unwrap();
     for _ in 0..3 {
         let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, Outcome::Failure);
+        Breaker::record(&breaker, permit, Outcome::Failure.into());
     }
     clock.advance(Duration::from_secs(180));
     let probe = Breaker::acquire(&breaker).unwrap();
-    Breaker::record(&breaker, probe, Outcome::Success);
+    Breaker::record(&breaker, probe, Outcome::Success.into());
     clock.advance(Duration::from_secs(1));
     Operate::operate(
         &breaker,
@@ -1063,9 +1058,9 @@ fn the_window_reads_as_buckets() {
     let breaker = store
         .breaker("buckets", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
-    let call = |outcome| {
+    let call = |outcome: Outcome| {
         let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, outcome);
+        Breaker::record(&breaker, permit, outcome.into());
     };
     call(Outcome::Success);
     call(Outcome::Failure);
@@ -1092,11 +1087,14 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     let b = second.breaker("asked-to-wait", policy.clone()).unwrap();
     // The second process has seen the breaker closed: its cache says so.
     let permit = Breaker::acquire(&b).unwrap();
-    Breaker::record(&b, permit, Outcome::Success);
+    Breaker::record(&b, permit, Outcome::Success.into());
     // One 503 with `Retry-After: 3` in the first process opens it for both, at once.
     let permit = Breaker::acquire(&a).unwrap();
-    let recorded =
-        Breaker::record_retry_after(&a, permit, Outcome::Failure, Duration::from_secs(3));
+    let recorded = Breaker::record(
+        &a,
+        permit,
+        Report::new(Outcome::Failure).with_retry_after(Duration::from_secs(3)),
+    );
     let Some(Transition::Tripped {
         cause, open_for, ..
     }) = recorded.transition
@@ -1123,7 +1121,12 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     let fresh = first.breaker("not-asked", policy).unwrap();
     let permit = Breaker::acquire(&fresh).unwrap();
     assert_eq!(
-        Breaker::record_retry_after(&fresh, permit, Outcome::Failure, Duration::ZERO).transition,
+        Breaker::record(
+            &fresh,
+            permit,
+            Report::new(Outcome::Failure).with_retry_after(Duration::ZERO)
+        )
+        .transition,
         None
     );
 }
@@ -1153,7 +1156,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
         runtime().block_on(async {
             match AsyncBreaker::acquire(b).await {
                 Ok(permit) => {
-                    AsyncBreaker::record(b, permit, Outcome::Ignored).await;
+                    AsyncBreaker::record(b, permit, Outcome::Ignored.into()).await;
                     true
                 }
                 Err(_) => false,
@@ -1197,7 +1200,7 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
     // Writes enough that the rollback below keeps a valid (non-negative) sequence.
     for _ in 0..10 {
         let permit = Breaker::acquire(&ops).unwrap();
-        Breaker::record(&ops, permit, Outcome::Success);
+        Breaker::record(&ops, permit, Outcome::Success.into());
     }
     Operate::operate(&ops, Action::Trip).unwrap();
     clock.advance(Duration::from_secs(1));
@@ -1221,7 +1224,7 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
     for call in 0..10 {
         let permit = Breaker::acquire(&breaker)
             .unwrap_or_else(|rejected| panic!("call {call} after the rollback: {rejected:?}"));
-        Breaker::record(&breaker, permit, Outcome::Success);
+        Breaker::record(&breaker, permit, Outcome::Success.into());
     }
 }
 
@@ -1433,7 +1436,7 @@ fn a_quorum_of_reporters_trips_and_one_process_alone_does_not() {
     for _ in 0..10 {
         let permit = Breaker::acquire(&lone).expect("the fleet stays closed");
         assert_eq!(
-            Breaker::record(&lone, permit, Outcome::Failure).transition,
+            Breaker::record(&lone, permit, Outcome::Failure.into()).transition,
             None
         );
     }
@@ -1450,7 +1453,7 @@ fn a_quorum_of_reporters_trips_and_one_process_alone_does_not() {
     // A second process sees failures too: the quorum is met.
     let other = process("host-b").breaker("quorum", policy).unwrap();
     let permit = Breaker::acquire(&other).unwrap();
-    let tripped = Breaker::record(&other, permit, Outcome::Failure).transition;
+    let tripped = Breaker::record(&other, permit, Outcome::Failure.into()).transition;
     assert!(
         matches!(tripped, Some(Transition::Tripped { .. })),
         "{tripped:?}"

@@ -9,11 +9,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use breaker_core::store::{self, LocalBreaker};
 use breaker_core::{
-    Action, Breaker, Clock, Listeners, Operate, Outcome, Permit, Policy, Recorded, Rejected,
+    Action, Breaker, Clock, Listeners, Operate, Permit, Policy, Recorded, Rejected, Report,
     Snapshot, StoreError, Timestamp, Transition,
 };
 
@@ -152,14 +151,8 @@ impl Breaker for CasBreaker {
         self.step(|breaker, now| breaker.acquire(&self.policy, now))
     }
 
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        self.step(|breaker, now| breaker.record(&self.policy, now, again(&permit), outcome))
-    }
-
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        self.step(|breaker, now| {
-            breaker.record_retry_after(&self.policy, now, again(&permit), outcome, wait)
-        })
+    fn record(&self, permit: Permit, report: Report) -> Recorded {
+        self.step(|breaker, now| breaker.record(&self.policy, now, again(&permit), report))
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use breaker_core::{
-    Action, Counts, Outcome, Override, Permit, Policy, RejectReason, State, Transition, TripCause,
+    Action, Counts, Outcome, Override, Permit, Policy, RejectReason, Report, State, Transition,
+    TripCause,
 };
 
 use crate::{Fixture, Subject};
@@ -23,7 +24,7 @@ fn call(breaker: &dyn Subject, outcome: Outcome) -> Option<Transition> {
     let permit = breaker
         .acquire()
         .expect("the breaker should admit this call");
-    breaker.record(permit, outcome).transition
+    breaker.record(permit, outcome.into()).transition
 }
 
 fn is_trip(transition: Option<Transition>) -> bool {
@@ -105,21 +106,21 @@ pub fn late_success_does_not_close(f: &dyn Fixture) {
     let permits: Vec<Permit> = (0..4).map(|_| b.acquire().unwrap()).collect();
     let mut permits = permits.into_iter();
     assert_eq!(
-        b.record(permits.next().unwrap(), Outcome::Failure)
+        b.record(permits.next().unwrap(), Outcome::Failure.into())
             .transition,
         None
     );
     assert!(is_trip(
-        b.record(permits.next().unwrap(), Outcome::Failure)
+        b.record(permits.next().unwrap(), Outcome::Failure.into())
             .transition
     ));
     assert_eq!(
-        b.record(permits.next().unwrap(), Outcome::Failure)
+        b.record(permits.next().unwrap(), Outcome::Failure.into())
             .transition,
         None
     );
     assert_eq!(
-        b.record(permits.next().unwrap(), Outcome::Success)
+        b.record(permits.next().unwrap(), Outcome::Success.into())
             .transition,
         None
     );
@@ -159,7 +160,7 @@ pub fn open_for_exactly_then_probes(f: &dyn Fixture) {
     assert_eq!(b.snapshot().state, State::HalfOpen);
     assert_eq!(b.snapshot().probes_in_flight, 3);
     for probe in probes {
-        b.record(probe, Outcome::Ignored);
+        b.record(probe, Outcome::Ignored.into());
     }
 }
 
@@ -219,7 +220,7 @@ pub fn a_close_by_probes_ramps_up(f: &dyn Fixture) {
         (0..calls)
             .map(|_| match b.acquire() {
                 Ok(permit) => {
-                    b.record(permit, Outcome::Ignored);
+                    b.record(permit, Outcome::Ignored.into());
                     1
                 }
                 Err(rejected) => {
@@ -310,7 +311,7 @@ pub fn crashed_probe_frees_its_slot(f: &dyn Fixture) {
     let probe = b.acquire().expect("the lease has ended");
     assert!(probe.is_probe());
     assert!(matches!(
-        b.record(probe, Outcome::Success).transition,
+        b.record(probe, Outcome::Success.into()).transition,
         Some(Transition::Closed { .. })
     ));
 }
@@ -328,7 +329,7 @@ pub fn stale_generation_is_ignored(f: &dyn Fixture) {
     f.clock().advance(secs(1));
     call(&*b, Outcome::Success);
     assert_eq!(b.snapshot().state, State::Closed);
-    let recorded = b.record(old, Outcome::Failure);
+    let recorded = b.record(old, Outcome::Failure.into());
     assert_eq!(recorded.transition, None);
     assert_eq!(b.snapshot().counts, Counts::default());
 }
@@ -380,14 +381,14 @@ pub fn slow_calls_fail(f: &dyn Fixture) {
     let b = f.breaker("slow-calls", p);
     let quick = b.acquire().unwrap();
     f.clock().advance(Duration::from_millis(100));
-    let recorded = b.record(quick, Outcome::Success);
+    let recorded = b.record(quick, Outcome::Success.into());
     assert_eq!(
         (recorded.outcome, recorded.elapsed),
         (Outcome::Success, Duration::from_millis(100))
     );
     let slow = b.acquire().unwrap();
     f.clock().advance(Duration::from_millis(101));
-    let recorded = b.record(slow, Outcome::Success);
+    let recorded = b.record(slow, Outcome::Success.into());
     assert_eq!(recorded.outcome, Outcome::Failure);
     assert!(is_trip(recorded.transition));
 }
@@ -473,7 +474,10 @@ pub fn cycles_end_at_close_and_forced_closed_never_trips(f: &dyn Fixture) {
     let b = f.breaker("cycles", p);
     let before_reset = b.acquire().unwrap();
     assert_eq!(b.operate(Action::Reset), None, "closed already");
-    assert_eq!(b.record(before_reset, Outcome::Failure).transition, None);
+    assert_eq!(
+        b.record(before_reset, Outcome::Failure.into()).transition,
+        None
+    );
     assert_eq!(b.snapshot().counts, Counts::default());
     assert_eq!(b.snapshot().state, State::Closed);
 
@@ -485,9 +489,9 @@ pub fn cycles_end_at_close_and_forced_closed_never_trips(f: &dyn Fixture) {
         mode: Override::ForcedClosed,
         duration: None,
     });
-    assert_eq!(b.record(probe, Outcome::Failure).transition, None);
+    assert_eq!(b.record(probe, Outcome::Failure.into()).transition, None);
     let permit = b.acquire().expect("forced closed admits");
-    b.record(permit, Outcome::Failure);
+    b.record(permit, Outcome::Failure.into());
     b.operate(Action::Override {
         mode: Override::Auto,
         duration: None,
@@ -511,8 +515,11 @@ pub fn retry_after_opens_until_then(f: &dyn Fixture) {
     let b = f.breaker("retry-after", p.clone());
     let permit = b.acquire().unwrap();
     assert_eq!(
-        b.record_retry_after(permit, Outcome::Failure, Duration::ZERO)
-            .transition,
+        b.record(
+            permit,
+            Report::new(Outcome::Failure).with_retry_after(Duration::ZERO)
+        )
+        .transition,
         None,
         "no wait, no trip"
     );
@@ -520,7 +527,10 @@ pub fn retry_after_opens_until_then(f: &dyn Fixture) {
     let Some(Transition::Tripped {
         open_for, cause, ..
     }) = b
-        .record_retry_after(permit, Outcome::Failure, Duration::from_millis(2_500))
+        .record(
+            permit,
+            Report::new(Outcome::Failure).with_retry_after(Duration::from_millis(2_500)),
+        )
         .transition
     else {
         panic!("a Retry-After opens the breaker");
@@ -547,7 +557,10 @@ pub fn retry_after_opens_until_then(f: &dyn Fixture) {
             .unwrap(),
     );
     let permit = capped.acquire().unwrap();
-    let recorded = capped.record_retry_after(permit, Outcome::Success, secs(86_400));
+    let recorded = capped.record(
+        permit,
+        Report::new(Outcome::Success).with_retry_after(secs(86_400)),
+    );
     assert!(matches!(
         recorded.transition,
         Some(Transition::Tripped { open_for, .. }) if open_for == secs(10)
@@ -563,7 +576,10 @@ pub fn retry_after_opens_until_then(f: &dyn Fixture) {
     let permit = ignoring.acquire().unwrap();
     assert_eq!(
         ignoring
-            .record_retry_after(permit, Outcome::Failure, secs(30))
+            .record(
+                permit,
+                Report::new(Outcome::Failure).with_retry_after(secs(30))
+            )
             .transition,
         None
     );
@@ -648,7 +664,7 @@ pub fn concurrent_records_are_exact(f: &dyn Fixture) {
                 let permits: Vec<Permit> = (0..100).map(|_| racing.acquire().unwrap()).collect();
                 start.wait();
                 for permit in permits {
-                    if is_trip(racing.record(permit, Outcome::Failure).transition) {
+                    if is_trip(racing.record(permit, Outcome::Failure.into()).transition) {
                         trips.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -696,7 +712,7 @@ pub fn half_open_crowd_gets_exact_probes(f: &dyn Fixture) {
         "one caller reports the half-open transition"
     );
     for permit in granted {
-        b.record(permit, Outcome::Ignored);
+        b.record(permit, Outcome::Ignored.into());
     }
 }
 

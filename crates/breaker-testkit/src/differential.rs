@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use breaker_core::{
     Action, Clock, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, Rejected,
-    RetryAfterPolicy, Snapshot, Timestamp, Transition,
+    Report, RetryAfterPolicy, Snapshot, Timestamp, Transition,
 };
 use proptest::prelude::*;
 
@@ -217,8 +217,8 @@ pub fn check(
                     continue;
                 }
                 let (want, got) = held.swap_remove(which % held.len());
-                let want: Recorded = expected.record(want, *outcome);
-                let got: Recorded = actual.record(got, *outcome);
+                let want: Recorded = expected.record(want, (*outcome).into());
+                let got: Recorded = actual.record(got, (*outcome).into());
                 prop_assert_eq!(want, got, "step {}: {:?}", index, step);
             }
             Step::RecordRetryAfter(which, outcome, ms) => {
@@ -227,8 +227,10 @@ pub fn check(
                 }
                 let (want, got) = held.swap_remove(which % held.len());
                 let wait = Duration::from_millis(*ms);
-                let want: Recorded = expected.record_retry_after(want, *outcome, wait);
-                let got: Recorded = actual.record_retry_after(got, *outcome, wait);
+                let want: Recorded =
+                    expected.record(want, Report::new(*outcome).with_retry_after(wait));
+                let got: Recorded =
+                    actual.record(got, Report::new(*outcome).with_retry_after(wait));
                 prop_assert_eq!(want, got, "step {}: {:?}", index, step);
             }
             Step::Operate(action) => {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use breaker_core::store::LocalBreaker;
 use breaker_core::{
-    Action, Breaker, Clock, ManualClock, Operate, Outcome, Permit, Policy, Recorded, Rejected,
+    Action, Breaker, Clock, ManualClock, Operate, Permit, Policy, Recorded, Rejected, Report,
     Snapshot, Transition,
 };
 
@@ -36,10 +36,8 @@ use breaker_core::{
 pub trait Subject: Send + Sync {
     /// Asks to make a call now.
     fn acquire(&self) -> Result<Permit, Rejected>;
-    /// Reports an outcome now.
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded;
-    /// Reports an outcome now, of a response that asked every caller to wait `wait`.
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded;
+    /// Reports how a call went, now.
+    fn record(&self, permit: Permit, report: Report) -> Recorded;
     /// The state now.
     fn snapshot(&self) -> Snapshot;
     /// Applies an operator's action now: the transition it made.
@@ -51,12 +49,8 @@ impl<B: Breaker + Operate> Subject for B {
         Breaker::acquire(self)
     }
 
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        Breaker::record(self, permit, outcome)
-    }
-
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        Breaker::record_retry_after(self, permit, outcome, wait)
+    fn record(&self, permit: Permit, report: Report) -> Recorded {
+        Breaker::record(self, permit, report)
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -102,20 +96,12 @@ impl Subject for CoreSubject {
         self.state.lock().unwrap().acquire(&self.policy, now)
     }
 
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
+    fn record(&self, permit: Permit, report: Report) -> Recorded {
         let now = self.clock.now();
         self.state
             .lock()
             .unwrap()
-            .record(&self.policy, now, permit, outcome)
-    }
-
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        let now = self.clock.now();
-        self.state
-            .lock()
-            .unwrap()
-            .record_retry_after(&self.policy, now, permit, outcome, wait)
+            .record(&self.policy, now, permit, report)
     }
 
     fn snapshot(&self) -> Snapshot {

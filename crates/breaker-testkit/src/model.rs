@@ -7,7 +7,8 @@ use std::time::Duration;
 use breaker_core::store::{self, PolicyMillis};
 use breaker_core::{
     Action, Clock, Counts, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded,
-    RejectReason, Rejected, RetryAfterPolicy, Snapshot, State, Timestamp, Transition, TripCause,
+    RejectReason, Rejected, Report, RetryAfterPolicy, Snapshot, State, Timestamp, Transition,
+    TripCause,
 };
 
 use crate::Subject;
@@ -51,6 +52,112 @@ impl Model {
 
     fn now(&self) -> u64 {
         self.clock.now().as_millis()
+    }
+
+    /// A report with no wait asked.
+    fn record_outcome(&self, permit: Permit, outcome: Outcome) -> Recorded {
+        let now = self.now();
+        let policy = &self.policy;
+        let elapsed = Duration::from_millis(now.saturating_sub(permit.started().as_millis()));
+        let outcome = match (outcome, policy.slow_call()) {
+            (Outcome::Success, Some(limit)) if elapsed > limit => Outcome::Failure,
+            (outcome, _) => outcome,
+        };
+        let mut m = self.inner.lock().unwrap();
+        let forced = m.forced(now);
+        let done = |transition| Recorded::new(outcome, elapsed, transition);
+        if permit.generation() != m.generation {
+            return done(None);
+        }
+        match permit.kind() {
+            PermitKind::Normal => {
+                if outcome == Outcome::Ignored {
+                    return done(None);
+                }
+                let failed = outcome == Outcome::Failure;
+                m.calls.push((now, failed));
+                let closed = !m.open && !m.half_open;
+                if failed && closed && forced != Override::ForcedClosed {
+                    let counts = m.counts(policy, now);
+                    let rate_met = counts.failures as f64 * 100.0
+                        >= policy.failure_rate() * counts.calls as f64;
+                    // The model is one process, so one reporter: a larger quorum never trips.
+                    if counts.failures >= policy.minimum_failures()
+                        && counts.calls >= policy.minimum_calls()
+                        && rate_met
+                        && policy.minimum_reporters() <= 1
+                    {
+                        let open_ms = policy.open_for().as_millis() as u64;
+                        return done(Some(m.open(now, open_ms, TripCause::Threshold(counts))));
+                    }
+                }
+                done(None)
+            }
+            PermitKind::Probe { ticket } => {
+                if !m.half_open {
+                    return done(None);
+                }
+                m.probes.retain(|(t, _)| *t != ticket);
+                match outcome {
+                    Outcome::Ignored => done(None),
+                    Outcome::Success => {
+                        m.successes += 1;
+                        if m.successes >= policy.successes_to_close() {
+                            let closed = m.close();
+                            m.closed_by_probes = Some(now);
+                            done(Some(closed))
+                        } else {
+                            done(None)
+                        }
+                    }
+                    Outcome::Failure if forced == Override::ForcedClosed => done(None),
+                    Outcome::Failure => {
+                        let max = policy.max_open_for().as_millis() as u64;
+                        let next = ((m.open_ms as f64) * policy.backoff()).floor();
+                        let open_ms = if next >= max as f64 { max } else { next as u64 };
+                        done(Some(m.open(now, open_ms, TripCause::ProbeFailed)))
+                    }
+                }
+            }
+            _ => done(None),
+        }
+    }
+
+    /// A report of a response that asked every caller to wait `wait`.
+    fn record_waiting(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
+        let now = self.now();
+        let policy = &self.policy;
+        let mut m = self.inner.lock().unwrap();
+        let forced = m.forced(now);
+        // SPEC section 3: honoured only by the current cycle, when the policy says so and
+        // there is something to wait for; forced closed never trips.
+        let honoured = policy.retry_after() == RetryAfterPolicy::Honour
+            && !wait.is_zero()
+            && permit.generation() == m.generation
+            && permit.kind() != PermitKind::Unchecked
+            && forced != Override::ForcedClosed;
+        if !honoured {
+            drop(m);
+            return self.record_outcome(permit, outcome);
+        }
+        let elapsed = Duration::from_millis(now.saturating_sub(permit.started().as_millis()));
+        let outcome = match (outcome, policy.slow_call()) {
+            (Outcome::Success, Some(limit)) if elapsed > limit => Outcome::Failure,
+            (outcome, _) => outcome,
+        };
+        match permit.kind() {
+            PermitKind::Probe { ticket } => m.probes.retain(|(t, _)| *t != ticket),
+            _ if outcome != Outcome::Ignored => m.calls.push((now, outcome == Outcome::Failure)),
+            _ => {}
+        }
+        let asked = wait.as_nanos().div_ceil(1_000_000) as u64;
+        let open_ms = asked.min(policy.max_open_for().as_millis() as u64);
+        let transition = if m.open && m.open_until >= now + open_ms {
+            None
+        } else {
+            Some(m.open(now, open_ms, TripCause::RetryAfter))
+        };
+        Recorded::new(outcome, elapsed, transition)
     }
 }
 
@@ -196,108 +303,11 @@ impl Subject for Model {
         }
     }
 
-    fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
-        let now = self.now();
-        let policy = &self.policy;
-        let elapsed = Duration::from_millis(now.saturating_sub(permit.started().as_millis()));
-        let outcome = match (outcome, policy.slow_call()) {
-            (Outcome::Success, Some(limit)) if elapsed > limit => Outcome::Failure,
-            (outcome, _) => outcome,
-        };
-        let mut m = self.inner.lock().unwrap();
-        let forced = m.forced(now);
-        let done = |transition| Recorded::new(outcome, elapsed, transition);
-        if permit.generation() != m.generation {
-            return done(None);
+    fn record(&self, permit: Permit, report: Report) -> Recorded {
+        match report.retry_after {
+            Some(wait) => self.record_waiting(permit, report.outcome, wait),
+            None => self.record_outcome(permit, report.outcome),
         }
-        match permit.kind() {
-            PermitKind::Normal => {
-                if outcome == Outcome::Ignored {
-                    return done(None);
-                }
-                let failed = outcome == Outcome::Failure;
-                m.calls.push((now, failed));
-                let closed = !m.open && !m.half_open;
-                if failed && closed && forced != Override::ForcedClosed {
-                    let counts = m.counts(policy, now);
-                    let rate_met = counts.failures as f64 * 100.0
-                        >= policy.failure_rate() * counts.calls as f64;
-                    // The model is one process, so one reporter: a larger quorum never trips.
-                    if counts.failures >= policy.minimum_failures()
-                        && counts.calls >= policy.minimum_calls()
-                        && rate_met
-                        && policy.minimum_reporters() <= 1
-                    {
-                        let open_ms = policy.open_for().as_millis() as u64;
-                        return done(Some(m.open(now, open_ms, TripCause::Threshold(counts))));
-                    }
-                }
-                done(None)
-            }
-            PermitKind::Probe { ticket } => {
-                if !m.half_open {
-                    return done(None);
-                }
-                m.probes.retain(|(t, _)| *t != ticket);
-                match outcome {
-                    Outcome::Ignored => done(None),
-                    Outcome::Success => {
-                        m.successes += 1;
-                        if m.successes >= policy.successes_to_close() {
-                            let closed = m.close();
-                            m.closed_by_probes = Some(now);
-                            done(Some(closed))
-                        } else {
-                            done(None)
-                        }
-                    }
-                    Outcome::Failure if forced == Override::ForcedClosed => done(None),
-                    Outcome::Failure => {
-                        let max = policy.max_open_for().as_millis() as u64;
-                        let next = ((m.open_ms as f64) * policy.backoff()).floor();
-                        let open_ms = if next >= max as f64 { max } else { next as u64 };
-                        done(Some(m.open(now, open_ms, TripCause::ProbeFailed)))
-                    }
-                }
-            }
-            _ => done(None),
-        }
-    }
-
-    fn record_retry_after(&self, permit: Permit, outcome: Outcome, wait: Duration) -> Recorded {
-        let now = self.now();
-        let policy = &self.policy;
-        let mut m = self.inner.lock().unwrap();
-        let forced = m.forced(now);
-        // SPEC section 3: honoured only by the current cycle, when the policy says so and
-        // there is something to wait for; forced closed never trips.
-        let honoured = policy.retry_after() == RetryAfterPolicy::Honour
-            && !wait.is_zero()
-            && permit.generation() == m.generation
-            && permit.kind() != PermitKind::Unchecked
-            && forced != Override::ForcedClosed;
-        if !honoured {
-            drop(m);
-            return self.record(permit, outcome);
-        }
-        let elapsed = Duration::from_millis(now.saturating_sub(permit.started().as_millis()));
-        let outcome = match (outcome, policy.slow_call()) {
-            (Outcome::Success, Some(limit)) if elapsed > limit => Outcome::Failure,
-            (outcome, _) => outcome,
-        };
-        match permit.kind() {
-            PermitKind::Probe { ticket } => m.probes.retain(|(t, _)| *t != ticket),
-            _ if outcome != Outcome::Ignored => m.calls.push((now, outcome == Outcome::Failure)),
-            _ => {}
-        }
-        let asked = wait.as_nanos().div_ceil(1_000_000) as u64;
-        let open_ms = asked.min(policy.max_open_for().as_millis() as u64);
-        let transition = if m.open && m.open_until >= now + open_ms {
-            None
-        } else {
-            Some(m.open(now, open_ms, TripCause::RetryAfter))
-        };
-        Recorded::new(outcome, elapsed, transition)
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -51,7 +51,7 @@ impl Process {
                 let decision = Breaker::acquire(b);
                 let decided = decided(&decision);
                 if let Ok(permit) = decision {
-                    Breaker::record(b, permit, Outcome::Success);
+                    Breaker::record(b, permit, Outcome::Success.into());
                 }
                 decided
             }
@@ -59,7 +59,7 @@ impl Process {
                 let decision = AsyncBreaker::acquire(b).await;
                 let decided = decided(&decision);
                 if let Ok(permit) = decision {
-                    AsyncBreaker::record(b, permit, Outcome::Success).await;
+                    AsyncBreaker::record(b, permit, Outcome::Success.into()).await;
                 }
                 decided
             }),

@@ -259,7 +259,8 @@ fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Runtime) {
                                     for arg in argv::argv("record", numbers, "") {
                                         invocation.arg(arg);
                                     }
-                                    let reply: Vec<i64> =
+                                    // One packed string (the store decodes it).
+                                    let reply: redis::Value =
                                         invocation.invoke_async(&mut conn).await.unwrap();
                                     std::hint::black_box(reply);
                                 }

@@ -33,8 +33,10 @@ local now, bucket_ms, buckets, idle_ttl, op1, op2, op3, op4, op5 =
 -- that made no transition starts with a single 0. From the hot path, while closed, it is
 -- short: generation now epoch sequence calls failures closed_by_probes_at (closed, no
 -- override, nothing repaired, open_until left out: only an open breaker's is read), and its
--- length tells it apart. Each value of a reply costs Redis almost a thousand instructions,
--- hence the packing of the small ones. The sequence
+-- length tells it apart. Every reply but the window's is one string: its values packed as
+-- little-endian doubles ('d': the Lua numbers themselves, whole numbers below 2^53), in the
+-- order above (src/script/argv.rs declares the same, src/script.rs reads it back): an array
+-- reply costs Redis about 9k instructions, a packed one about 3k. The sequence
 -- grows at each write, so a process can tell a newer reply from an older one whatever the
 -- clocks say. The epoch names this life of the key: it is drawn when the key is created, so
 -- a key lost (Redis restarted empty, FLUSHDB, eviction, expiry) comes back with another one
@@ -75,6 +77,10 @@ end
 local HOT, HOT_BYTES = '<BI6I7I7I6I6I6I7I7I7', 60 -- s: flags gen ou ep sq tc tf wb xp ca
 local COLD, COLD_BYTES = '<ddddd', 40 -- x: om sc tk ovu qs
 local MAX_WHOLE = 9007199254740992
+-- The hot path's replies, packed: while closed (SHORT), and otherwise (no transition, then
+-- the tail).
+local SHORT = '<ddddddd' -- gen now ep sq tc tf ca
+local NO_TRANSITION = '<ddddddddddd'
 
 -- The hot path: counting calls of the current cycle in the current bucket (a record of an
 -- ordinary call's outcome, or a batch) when nothing trips makes no transition. It runs before
@@ -111,10 +117,10 @@ if calls then
         and ou + ep + wb + xp + ca < MAX_WHOLE then
       -- The reply: no transition, then the tail. While closed, the short form: what is
       -- implied (closed, no override, nothing repaired; the open time is not read) is left
-      -- out, as each value of a reply costs Redis almost a thousand instructions.
+      -- out, as each value of a reply costs Redis a few hundred instructions even packed.
       if gen ~= op1 or calls <= 0 then
-        if st == 0 then return {gen, now, ep, sq, tc, tf, ca} end
-        return {0, st, gen, ou, now, ep, sq, tc, tf, 0, ca}
+        if st == 0 then return struct.pack(SHORT, gen, now, ep, sq, tc, tf, ca) end
+        return struct.pack(NO_TRANSITION, 0, st, gen, ou, now, ep, sq, tc, tf, 0, ca)
       end
       local c, f = tonumber(v[2]), 0
       if failures > 0 then f = tonumber(v[3]) end
@@ -140,8 +146,8 @@ if calls then
         else
           redis.call('HSET', key, 's', hot, counter, string.format('%d', c + calls))
         end
-        if st == 0 then return {gen, now, ep, sq, tc, tf, ca} end
-        return {0, st, gen, ou, now, ep, sq, tc, tf, 0, ca}
+        if st == 0 then return struct.pack(SHORT, gen, now, ep, sq, tc, tf, ca) end
+        return struct.pack(NO_TRANSITION, 0, st, gen, ou, now, ep, sq, tc, tf, 0, ca)
       end
     end
   end
@@ -260,6 +266,11 @@ end
 local function free(s)
   if s.ov == AUTO then return s.st == CLOSED end
   return s.ov == FORCED_CLOSED and s.ovu == 0
+end
+
+-- A reply of the general way, packed as the hot path's are (at most 18 values).
+local function packed(reply)
+  return struct.pack('<' .. string.rep('d', #reply), unpack(reply))
 end
 
 local function tail(reply, s)
@@ -775,8 +786,9 @@ local function main()
     -- Read-only, but garbage met on the way is repaired for good.
     reply = snapshot(s)
     if repaired > 0 then save(s) end
-    return tail(reply, s)
+    return packed(tail(reply, s))
   elseif op == 'window' then
+    -- An array: as long as the window is (a few values a live bucket).
     return tail(window_buckets(), s)
   elseif op == 'trip' then
     reply = open(s, math.min(open_ms_policy, max_open_ms), 3, 0, 0, text)
@@ -801,7 +813,7 @@ local function main()
     return redis.error_reply('BREAKER unknown op ' .. tostring(op))
   end
   save(s)
-  return tail(reply, s)
+  return packed(tail(reply, s))
 end
 
 local ok, result = pcall(main)

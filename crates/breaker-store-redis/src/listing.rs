@@ -21,7 +21,7 @@ use crate::error::store_error;
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
-use crate::script::Op;
+use crate::script::{self, Op};
 
 /// Breakers whose policies one pipeline reads.
 const POLICIES_PER_TRIP: usize = 1_000;
@@ -290,12 +290,12 @@ impl RedisStore {
                 };
                 let snapshot = replies.next().unwrap_or(Value::Nil);
                 reading.snapshot = Some(
-                    read::<Vec<i64>>(snapshot, "snapshot")
+                    script::values(snapshot, "snapshot")
                         .and_then(|reply| engine.finish_snapshot(&reply)),
                 );
                 if windows {
                     let window = replies.next().unwrap_or(Value::Nil);
-                    reading.window = read::<Vec<i64>>(window, "window")
+                    reading.window = script::values(window, "window")
                         .and_then(|reply| engine.finish_window(&reply))
                         .ok();
                 }
@@ -367,9 +367,10 @@ impl RedisStore {
 
     async fn script(&self, call: ScriptInvocation<'static>) -> Result<Vec<i64>, StoreError> {
         self.request("reading a breaker", |mut connection| async move {
-            call.invoke_async(&mut connection).await
+            call.invoke_async::<Value>(&mut connection).await
         })
         .await
+        .and_then(|reply| script::values(reply, "reading a breaker"))
     }
 
     /// Sends `pipe`, whose commands' errors come back as values.

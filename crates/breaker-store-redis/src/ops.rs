@@ -16,7 +16,7 @@ use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
-use crate::script::Op;
+use crate::script::{self, Op};
 
 /// What to send.
 pub(crate) enum Request {
@@ -131,7 +131,9 @@ impl<T, F: FnOnce(Result<Vec<i64>, StoreError>) -> T> Operation for OneCall<F> {
                 self.finish = finish;
                 script(call, what).into_step()
             }
-            (Some(reply), _, Some(finish)) => Step::Done(finish(read(reply, "breaker script"))),
+            (Some(reply), _, Some(finish)) => Step::Done(finish(
+                reply.and_then(|r| script::values(r, "breaker script")),
+            )),
             _ => unreachable!(
                 "a one-call operation is stepped once with no reply, then once with it"
             ),
@@ -253,7 +255,8 @@ impl Operation for Record<'_> {
                 script(call, "record").into_step()
             }
             (None, Some(context), Some(reply)) => Step::Done((
-                self.engine.finish_record(context, read(reply, "record")),
+                self.engine
+                    .finish_record(context, reply.and_then(|r| script::values(r, "record"))),
                 BatchDue::No,
             )),
             _ => unreachable!("a record is planned once, then finished with its reply"),
@@ -541,7 +544,8 @@ impl Operation for List<'_> {
                 last_seen,
                 policies,
             }) => {
-                let snapshot = read::<Vec<i64>>(reply, "snapshot")
+                let snapshot = reply
+                    .and_then(|r| script::values(r, "snapshot"))
                     .and_then(|reply| engine.finish_snapshot(&reply));
                 match snapshot {
                     Ok(snapshot) => {

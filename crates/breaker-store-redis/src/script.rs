@@ -8,14 +8,15 @@ use breaker_core::{
     Counts, MAX_DURATION, Outcome, Override, Permit, PermitKind, Policy, RejectReason, Rejected,
     Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition, TripCause,
 };
-use redis::{Script, ScriptInvocation};
+use redis::{Script, ScriptInvocation, Value};
 
 use crate::engine::Settings;
+use crate::error::store_error;
 use crate::keys::Keys;
 
 mod argv;
 
-use argv::{Num, Numbers, argv, number};
+use argv::{Num, Numbers, REPLY_VALUE, REPLY_VALUE_BYTES, SHORT, Short, argv, number};
 
 static BREAKER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("breaker.lua")));
 
@@ -158,6 +159,60 @@ pub(crate) fn invocation(
         call.arg(arg);
     }
     call
+}
+
+/// A script reply as the values the parsers below take, whichever form it has: one string
+/// of packed values (see [`argv::REPLY_VALUE`]: the script's replies but the window's), or an
+/// array of integers (the window's, or a script from before the packed replies). Anything
+/// else (a length that is not a whole number of values, another kind of reply) is corrupt.
+pub(crate) fn values(reply: Value, what: &str) -> Result<Vec<i64>, StoreError> {
+    let shape = |problem: String| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("unexpected reply from the breaker script ({what}): {problem}"),
+        )
+    };
+    match reply {
+        Value::BulkString(bytes) => {
+            if bytes.len() % REPLY_VALUE_BYTES != 0 {
+                return Err(shape(format!(
+                    "a packed reply of {} bytes, not a whole number of {REPLY_VALUE_BYTES}-byte \
+                     values ('{REPLY_VALUE}')",
+                    bytes.len()
+                )));
+            }
+            bytes
+                .chunks_exact(REPLY_VALUE_BYTES)
+                .enumerate()
+                .map(|(at, value)| {
+                    let value = value
+                        .try_into()
+                        .map(f64::from_le_bytes)
+                        .map_err(|err| shape(format!("value {at} cannot be read: {err}")))?;
+                    whole_value(value).ok_or_else(|| {
+                        shape(format!(
+                            "value {at} is {value}, not a whole number of 64 bits"
+                        ))
+                    })
+                })
+                .collect()
+        }
+        Value::Array(items) => redis::from_redis_value(Value::Array(items))
+            .map_err(|err| shape(format!("an array that is not of integers: {err}"))),
+        Value::ServerError(err) => Err(store_error(err.into())),
+        other => Err(shape(format!(
+            "neither a packed string nor an array of integers: {other:?}"
+        ))),
+    }
+}
+
+/// A packed value as the integer Redis would have replied with: a whole number in `i64`'s
+/// range (the script's are below 2^53 in size), or nothing.
+#[allow(clippy::cast_possible_truncation)]
+fn whole_value(value: f64) -> Option<i64> {
+    // 2^63 as a double: every whole double from -2^63 to below 2^63 fits `i64`.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (value.fract() == 0.0 && (-LIMIT..LIMIT).contains(&value)).then_some(value as i64)
 }
 
 fn corrupt(what: &str, reply: &[i64]) -> StoreError {
@@ -312,31 +367,23 @@ pub(crate) fn parse_transition(
     reply: &[i64],
     what: &str,
 ) -> Result<(Option<Transition>, Tail), StoreError> {
-    // The short reply of the script's hot path, while closed: generation, now, epoch,
-    // sequence, calls, failures, closed by probes at. No transition, closed, no override,
-    // nothing repaired; the open time, read only while open, is left out.
-    if let &[
-        generation,
-        now,
-        epoch,
-        sequence,
-        calls,
-        failures,
-        closed_by_probes,
-    ] = reply
-    {
+    // The short reply of the script's hot path, while closed (see [`Short`]). No transition,
+    // closed, no override, nothing repaired; the open time, read only while open, is left
+    // out.
+    if let Ok(short) = <&[i64; SHORT]>::try_from(reply) {
+        let value = |name: Short| short[name as usize];
         let full = [
             0,
             0,
-            generation,
+            value(Short::Generation),
             0,
-            now,
-            epoch,
-            sequence,
-            calls,
-            failures,
+            value(Short::Now),
+            value(Short::Epoch),
+            value(Short::Sequence),
+            value(Short::Calls),
+            value(Short::Failures),
             0,
-            closed_by_probes,
+            value(Short::ClosedByProbes),
         ];
         let (_, tail) = split(&full, 1, what)?;
         return Ok((None, tail));
@@ -426,6 +473,98 @@ mod tests {
             assert!(parse_transition(&reply(head, &TAIL_CLOSED), "record").is_err());
         }
         assert!(parse_snapshot(&reply(&[0, 9, 0, 0, 0, 0, 0, 0], &TAIL_CLOSED)).is_err());
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn packed(values: &[i64]) -> Value {
+        Value::BulkString(
+            values
+                .iter()
+                .flat_map(|v| (*v as f64).to_le_bytes())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_reply_is_read_packed_or_as_an_array() {
+        let short = [2, 600, 7, 8, 3, 1, 550];
+        assert_eq!(values(packed(&short), "record").unwrap(), short);
+        let array = Value::Array(short.iter().map(|v| Value::Int(*v)).collect());
+        assert_eq!(values(array, "record").unwrap(), short);
+        // Whole numbers come back as they went, negative ones too (refused later).
+        let edges = [i64::MIN, -1, 0, 1, (1 << 53) - 1, 1 << 53, 1 << 62];
+        assert_eq!(values(packed(&edges), "snapshot").unwrap(), edges);
+        assert_eq!(values(packed(&[]), "record").unwrap(), Vec::<i64>::new());
+        // The short reply, packed, is the same tail as the array was.
+        let (none, tail) =
+            parse_transition(&values(packed(&short), "record").unwrap(), "record").unwrap();
+        assert_eq!(none, None);
+        assert_eq!(
+            (tail.generation, tail.now, tail.epoch, tail.sequence),
+            (2, Timestamp::from_millis(600), 7, 8)
+        );
+        assert_eq!(
+            (
+                tail.counts.calls,
+                tail.counts.failures,
+                tail.closed_by_probes
+            ),
+            (3, 1, Timestamp::from_millis(550))
+        );
+    }
+
+    #[test]
+    fn a_reply_of_another_shape_is_corrupt_not_a_panic() {
+        let mut cases = vec![
+            Value::Nil,
+            Value::Int(1),
+            Value::Okay,
+            Value::SimpleString("OK".into()),
+            Value::Array(vec![Value::Int(1), Value::Nil]),
+            Value::Array(vec![Value::Int(1), Value::Array(vec![])]),
+            Value::Array(vec![Value::BulkString(b"x:y".to_vec())]),
+        ];
+        // Wrong lengths: not a whole number of 8-byte values.
+        for len in [1, 7, 9, 55, 57, 87] {
+            cases.push(Value::BulkString(vec![0xa5; len]));
+        }
+        for reply in cases {
+            let err = values(reply.clone(), "record").unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{reply:?}");
+            assert!(err.to_string().contains("(record)"), "{err}");
+        }
+        let err = values(Value::BulkString(vec![0; 13]), "record").unwrap_err();
+        assert!(err.to_string().contains("13 bytes"), "{err}");
+        // Values that are no whole number in i64's range: NaN, infinities, fractions, 2^63.
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.5,
+            -1.25,
+            9.3e18,
+            -1e300,
+        ] {
+            let mut bytes: Vec<u8> = [1.0_f64; 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+            bytes[8 * 3..8 * 4].copy_from_slice(&bad.to_le_bytes());
+            let err = values(Value::BulkString(bytes), "record").unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{bad}");
+            assert!(err.to_string().contains("value 3"), "{err}");
+        }
+        // Garbage bytes of a right length: corrupt, or numbers the parsers refuse.
+        for byte in [0x00, 0x12, 0x7f, 0xa5, 0xff] {
+            for len in [7, 11, 17, 18] {
+                let bytes = Value::BulkString(vec![byte; 8 * len]);
+                let Ok(reply) = values(bytes, "record") else {
+                    continue;
+                };
+                if reply.iter().all(|v| *v == 0) {
+                    continue;
+                }
+                assert!(parse_transition(&reply, "record").is_err(), "{byte} {len}");
+                assert!(parse_snapshot(&reply).is_err(), "{byte} {len}");
+            }
+        }
     }
 
     #[test]
@@ -553,6 +692,22 @@ mod tests {
         assert!(named.iter().all(|named| *named), "{named:?}");
         let text = format!("string.sub(ARGV[ARG_NUMBERS], {})", 8 * argv::NUMBERS + 1);
         assert!(script.contains(&text), "{text}");
+        // The replies: packed as declared, the hot path's short one naming its values in
+        // the order of [`Short::NAMES`].
+        let value = argv::REPLY_VALUE;
+        let short = format!(
+            "\nlocal SHORT = '<{}' -- {}\n",
+            value.repeat(SHORT),
+            Short::NAMES.join(" ")
+        );
+        assert!(script.contains(&short), "{short}");
+        let packs = format!("struct.pack(SHORT, {})", Short::NAMES.join(", "));
+        assert_eq!(script.matches(&packs).count(), 2, "{packs}");
+        let long = format!("\nlocal NO_TRANSITION = '<{}'\n", value.repeat(1 + TAIL));
+        assert!(script.contains(&long), "{long}");
+        let general = format!("struct.pack('<' .. string.rep('{value}', #reply), unpack(reply))");
+        assert!(script.contains(&general), "{general}");
+        assert_eq!(argv::REPLY_VALUE_BYTES, 8);
         let args = argv::argv("record", Numbers::new(&Policy::default(), 1, 0), "me");
         assert_eq!(args[argv::ARG_OP - 1], b"record");
         assert_eq!(args[argv::ARG_NUMBERS - 1].len(), 8 * argv::NUMBERS + 2);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use breaker_core::{Action, AsyncBreaker, Policy, Transition};
+use breaker_core::{Action, AsyncBreaker, BreakerHandle, Policy, Transition};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
 use breaker_store_memory::MemoryStore;
 use clap::Args;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy, Recorded,
-    RejectReason, Rejected, Report, State, Transition, TripCause,
+    AsyncBreaker, BreakerHandle, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy,
+    Recorded, RejectReason, Rejected, Report, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, RequestErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, Rejection};
@@ -161,7 +161,7 @@ impl Recording<RedisBreaker> {
     }
 }
 
-impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
+impl<B: AsyncBreaker> BreakerHandle for Recording<B> {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -173,7 +173,9 @@ impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
     fn listeners(&self) -> &Listeners {
         self.inner.listeners()
     }
+}
 
+impl<B: AsyncBreaker> AsyncBreaker for Recording<B> {
     async fn acquire(&self) -> Result<Permit, Rejected> {
         let decision = self.inner.acquire().await;
         match &decision {

@@ -33,18 +33,23 @@ impl Recorded {
     }
 }
 
-/// A named breaker whose state lives in a store, for blocking callers.
-///
-/// `acquire` before the call, `record` after it: a store answers each with one atomic step.
-/// Store failures never surface here: the policy's
-/// [`StoreFailurePolicy`](crate::StoreFailurePolicy) decides, and listeners are told.
-pub trait Breaker: Send + Sync {
+/// A handle on one named breaker, whatever store keeps it and however it is called: what
+/// [`Breaker`], [`AsyncBreaker`], [`Operate`] and [`AsyncOperate`] share.
+pub trait BreakerHandle: Send + Sync {
     /// The breaker's name.
     fn name(&self) -> &str;
     /// The breaker's policy.
     fn policy(&self) -> &Policy;
     /// The breaker's listeners.
     fn listeners(&self) -> &Listeners;
+}
+
+/// A named breaker whose state lives in a store, for blocking callers.
+///
+/// `acquire` before the call, `record` after it: a store answers each with one atomic step.
+/// Store failures never surface here: the policy's
+/// [`StoreFailurePolicy`](crate::StoreFailurePolicy) decides, and listeners are told.
+pub trait Breaker: BreakerHandle {
     /// Asks to make one call now.
     fn acquire(&self) -> Result<Permit, Rejected>;
     /// Reports how the call `permit` admitted went: its outcome and, if the response asked
@@ -59,7 +64,7 @@ pub trait Breaker: Send + Sync {
 /// [`Action`] (trip, reset, override) for every process sharing the store. Tools (the
 /// `breaker` command, a dashboard) work through this trait (or [`AsyncOperate`]) rather than a
 /// concrete store.
-pub trait Operate {
+pub trait Operate: BreakerHandle {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Applies `action` for every process sharing the store, as
@@ -70,7 +75,7 @@ pub trait Operate {
 }
 
 /// [`Operate`] for stores reached asynchronously.
-pub trait AsyncOperate {
+pub trait AsyncOperate: BreakerHandle {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
     /// Applies `action` for every process sharing the store; see [`Operate::operate`].
@@ -83,13 +88,7 @@ pub trait AsyncOperate {
 /// A named breaker whose state lives in a store, for async callers (runtime-agnostic).
 ///
 /// The same contract as [`Breaker`].
-pub trait AsyncBreaker: Send + Sync {
-    /// The breaker's name.
-    fn name(&self) -> &str;
-    /// The breaker's policy.
-    fn policy(&self) -> &Policy;
-    /// The breaker's listeners.
-    fn listeners(&self) -> &Listeners;
+pub trait AsyncBreaker: BreakerHandle {
     /// Asks to make one call now.
     fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send;
     /// Reports how the call `permit` admitted went; see [`Breaker::record`].
@@ -138,13 +137,15 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// ```
 /// use breaker_core::{call, CallError, Outcome};
 /// # use breaker_core::store::permit;
-/// # use breaker_core::{Breaker, Listeners, Permit, PermitKind, Policy, Recorded, Rejected,
-/// #     Report, Timestamp};
+/// # use breaker_core::{Breaker, BreakerHandle, Listeners, Permit, PermitKind, Policy,
+/// #     Recorded, Rejected, Report, Timestamp};
 /// # struct AlwaysClosed(Policy, Listeners);
-/// # impl Breaker for AlwaysClosed {
+/// # impl BreakerHandle for AlwaysClosed {
 /// #     fn name(&self) -> &str { "demo" }
 /// #     fn policy(&self) -> &Policy { &self.0 }
 /// #     fn listeners(&self) -> &Listeners { &self.1 }
+/// # }
+/// # impl Breaker for AlwaysClosed {
 /// #     fn acquire(&self) -> Result<Permit, Rejected> {
 /// #         Ok(permit(0, PermitKind::Normal, Timestamp::ZERO, false))
 /// #     }

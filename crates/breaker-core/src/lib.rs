@@ -60,8 +60,8 @@ mod time;
 mod window;
 
 pub use breaker::{
-    AsyncBreaker, AsyncOperate, Breaker, CallError, Operate, Recorded, call, call_async,
-    call_classified, classify_result, report,
+    AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, CallError, Operate, Recorded, call,
+    call_async, call_classified, classify_result, report,
 };
 pub use circuit::{
     Action, Circuit, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State,

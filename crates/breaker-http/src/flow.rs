@@ -13,7 +13,7 @@ use breaker_core::{
     AsyncBreaker, Breaker, Outcome, Permit, Recorded, Rejected, Report, StoreError,
 };
 
-use crate::mounted::{Describe, Mounted, async_parts, blocking_parts};
+use crate::mounted::{Describe, Mounted, parts};
 use crate::observe::Observer;
 use crate::on_demand::{Factory, Registry};
 use crate::redact::Redaction;
@@ -68,14 +68,14 @@ impl<B> fmt::Debug for Breakers<B> {
 impl<B: Breaker> Breakers<B> {
     /// No breakers yet, for a blocking client: every request passes through.
     pub fn blocking() -> Breakers<B> {
-        Breakers::with(blocking_parts)
+        Breakers::with(parts)
     }
 }
 
 impl<B: AsyncBreaker> Breakers<B> {
     /// No breakers yet, for an async client: every request passes through.
     pub fn asynchronous() -> Breakers<B> {
-        Breakers::with(async_parts)
+        Breakers::with(parts)
     }
 }
 
@@ -721,16 +721,19 @@ mod tests {
         }
     }
 
-    impl AsyncBreaker for Remote {
+    impl breaker_core::BreakerHandle for Remote {
         fn name(&self) -> &str {
-            Breaker::name(&self.0)
+            self.0.name()
         }
         fn policy(&self) -> &Policy {
-            Breaker::policy(&self.0)
+            self.0.policy()
         }
         fn listeners(&self) -> &Listeners {
-            Breaker::listeners(&self.0)
+            self.0.listeners()
         }
+    }
+
+    impl AsyncBreaker for Remote {
         fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send {
             std::future::ready(Breaker::acquire(&self.0))
         }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use breaker_core::{AsyncBreaker, Breaker, Listeners};
+use breaker_core::{BreakerHandle, Listeners};
 
 use crate::RejectionMode;
 use crate::observe::{Observer, Series};
@@ -16,15 +16,9 @@ pub(crate) struct Mounted<B> {
 
 pub(crate) type Describe<B> = fn(&B) -> (&str, &Listeners);
 
-pub(crate) fn blocking_parts<B: Breaker>(breaker: &B) -> (&str, &Listeners) {
-    (Breaker::name(breaker), Breaker::listeners(breaker))
-}
-
-pub(crate) fn async_parts<B: AsyncBreaker>(breaker: &B) -> (&str, &Listeners) {
-    (
-        AsyncBreaker::name(breaker),
-        AsyncBreaker::listeners(breaker),
-    )
+/// A breaker's name and listeners, whether it is called blocking or async.
+pub(crate) fn parts<B: BreakerHandle>(breaker: &B) -> (&str, &Listeners) {
+    (breaker.name(), breaker.listeners())
 }
 
 impl<B> Mounted<B> {

@@ -42,9 +42,9 @@ use std::time::Duration;
 
 use breaker_core::store;
 use breaker_core::{
-    Action, AsyncBreaker, AsyncOperate, Breaker, Circuit, Clock, Listeners, MonotonicClock,
-    Operate, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Report, Snapshot, StoreError,
-    StoreErrorKind, Timestamp, Transition,
+    Action, AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, Circuit, Clock, Listeners,
+    MonotonicClock, Operate, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Report,
+    Snapshot, StoreError, StoreErrorKind, Timestamp, Transition,
 };
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -288,7 +288,7 @@ impl MemoryBreaker {
     }
 }
 
-impl Breaker for MemoryBreaker {
+impl BreakerHandle for MemoryBreaker {
     fn name(&self) -> &str {
         &self.inner.name
     }
@@ -300,7 +300,9 @@ impl Breaker for MemoryBreaker {
     fn listeners(&self) -> &Listeners {
         &self.listeners
     }
+}
 
+impl Breaker for MemoryBreaker {
     fn acquire(&self) -> Result<Permit, Rejected> {
         self.acquire_at(self.clock.now())
     }
@@ -337,18 +339,6 @@ impl AsyncOperate for MemoryBreaker {
 }
 
 impl AsyncBreaker for MemoryBreaker {
-    fn name(&self) -> &str {
-        Breaker::name(self)
-    }
-
-    fn policy(&self) -> &Policy {
-        Breaker::policy(self)
-    }
-
-    fn listeners(&self) -> &Listeners {
-        Breaker::listeners(self)
-    }
-
     fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send {
         ready(Breaker::acquire(self))
     }

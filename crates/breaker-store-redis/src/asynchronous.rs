@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, oneshot};
 use crate::config::{Deployment, RedisConfig};
 use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, redact, store_error, store_error_in, timed_out};
-use crate::handle::{breaker_accessors, breaker_handle};
+use crate::handle::breaker_handle;
 use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 
@@ -543,8 +543,6 @@ impl Drop for RedisBreaker {
 }
 
 impl AsyncBreaker for RedisBreaker {
-    breaker_accessors!();
-
     async fn acquire(&self) -> Result<Permit, Rejected> {
         let (decision, answered) = self.store.run(ops::acquire(&self.engine)).await;
         if answered {

@@ -14,7 +14,7 @@ use redis::{ConnectionLike, RedisError, RedisResult};
 use crate::config::{Deployment, RedisConfig};
 use crate::engine::{BatchDue, Engine, Settings};
 use crate::error::{config_error, store_error};
-use crate::handle::{breaker_accessors, breaker_handle};
+use crate::handle::breaker_handle;
 use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 
@@ -304,8 +304,6 @@ impl Drop for BlockingRedisBreaker {
 }
 
 impl Breaker for BlockingRedisBreaker {
-    breaker_accessors!();
-
     fn acquire(&self) -> Result<Permit, Rejected> {
         let (decision, answered) = self.store.run(ops::acquire(&self.engine));
         if answered {

@@ -1,9 +1,10 @@
 //! What a breaker handle is, whichever transport drives it: an engine (the breaker's cache,
 //! batch and registration) and the store that sends its script calls.
 
-/// Declares a breaker handle type over the store type `$store`: the struct, its `Debug`, and
-/// `with_listeners`. The store provides `follow(&Arc<Engine>)`, which makes a fresh engine
-/// hear pushed changes (or does nothing, where nothing is pushed).
+/// Declares a breaker handle type over the store type `$store`: the struct, its `Debug`, its
+/// `BreakerHandle` (name, policy, listeners) and `with_listeners`. The store provides
+/// `follow(&Arc<Engine>)`, which makes a fresh engine hear pushed changes (or does nothing,
+/// where nothing is pushed).
 macro_rules! breaker_handle {
     ($(#[$meta:meta])* $name:ident over $store:ty) => {
         $(#[$meta])*
@@ -23,6 +24,20 @@ macro_rules! breaker_handle {
             }
         }
 
+        impl breaker_core::BreakerHandle for $name {
+            fn name(&self) -> &str {
+                &self.engine.name
+            }
+
+            fn policy(&self) -> &breaker_core::Policy {
+                &self.engine.policy
+            }
+
+            fn listeners(&self) -> &breaker_core::Listeners {
+                &self.engine.listeners
+            }
+        }
+
         impl $name {
             /// This breaker with `listeners`. Call it when the breaker is made: a handle that
             /// shares its breaker with clones gets a fresh cache of the breaker's state.
@@ -36,21 +51,4 @@ macro_rules! breaker_handle {
     };
 }
 
-/// The accessors of `Breaker` and `AsyncBreaker`, for a handle declared by `breaker_handle!`.
-macro_rules! breaker_accessors {
-    () => {
-        fn name(&self) -> &str {
-            &self.engine.name
-        }
-
-        fn policy(&self) -> &breaker_core::Policy {
-            &self.engine.policy
-        }
-
-        fn listeners(&self) -> &breaker_core::Listeners {
-            &self.engine.listeners
-        }
-    };
-}
-
-pub(crate) use {breaker_accessors, breaker_handle};
+pub(crate) use breaker_handle;

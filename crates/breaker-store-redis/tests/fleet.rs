@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use breaker_core::{
-    Action, AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate,
-    Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Snapshot,
-    State, StoreFailurePolicy, Timestamp, Transition,
+    Action, AsyncBreaker, Breaker, BreakerHandle, Clock, Event, EventKind, Listeners, ManualClock,
+    Operate, Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected,
+    Snapshot, State, StoreFailurePolicy, Timestamp, Transition,
 };
 use breaker_store_redis::{
     BlockingRedisBreaker, BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore,

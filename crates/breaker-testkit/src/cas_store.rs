@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use breaker_core::store::{self, LocalBreaker};
 use breaker_core::{
-    Action, Breaker, Clock, Listeners, Operate, Permit, Policy, Recorded, Rejected, Report,
-    Snapshot, StoreError, Timestamp, Transition,
+    Action, Breaker, BreakerHandle, Clock, Listeners, Operate, Permit, Policy, Recorded, Rejected,
+    Report, Snapshot, StoreError, Timestamp, Transition,
 };
 
 /// Many named breakers, each kept as the bytes of [`LocalBreaker::to_bytes`].
@@ -134,7 +134,7 @@ fn again(permit: &Permit) -> Permit {
     )
 }
 
-impl Breaker for CasBreaker {
+impl BreakerHandle for CasBreaker {
     fn name(&self) -> &str {
         &self.name
     }
@@ -146,7 +146,9 @@ impl Breaker for CasBreaker {
     fn listeners(&self) -> &Listeners {
         &self.listeners
     }
+}
 
+impl Breaker for CasBreaker {
     fn acquire(&self) -> Result<Permit, Rejected> {
         self.step(|breaker, now| breaker.acquire(&self.policy, now))
     }

@@ -21,11 +21,12 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::config::{Deployment, RedisConfig};
-use crate::engine::{BatchDue, Engine, Settings};
+use crate::engine::{BatchDue, Engine};
 use crate::error::{config_error, redact, store_error, store_error_in, timed_out};
 use crate::handle::breaker_handle;
 use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
+use crate::settings::Settings;
 
 /// A Sentinel-managed master: found through the Sentinels, and found again after an error
 /// (the master may have moved).

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use breaker_core::{Clock, MAX_DURATION, MonotonicClock, StoreError, StoreErrorKind};
 
-use crate::engine::Settings;
 use crate::error::{config_error, redact};
 use crate::keys::check_prefix;
+use crate::settings::Settings;
 
 /// Which Redis deployment to use.
 #[derive(Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use breaker_core::store::{self, LocalBreaker, PolicyMillis, RampCredit};
 use breaker_core::{
     Action, Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind,
     Policy, Recorded, RejectReason, Rejected, Report, Snapshot, State, StoreError, StoreErrorKind,
-    StoreFailurePolicy, SystemClock, Timestamp, Transition,
+    StoreFailurePolicy, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
 
@@ -18,6 +18,7 @@ use crate::dispatch::{self, Told};
 use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op, Tail};
+use crate::settings::Settings;
 
 /// Permits given by the local fallback breaker carry this bit in their generation, so their
 /// outcomes go back to it and never to Redis.
@@ -38,38 +39,6 @@ const REGISTRATION_RETRY: Duration = Duration::from_secs(5);
 
 /// How long a fail-closed rejection asks callers to wait before trying again.
 const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
-
-/// Settings shared by every breaker of one store.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) prefix: String,
-    pub(crate) timeout: Duration,
-    pub(crate) max_staleness: Duration,
-    pub(crate) idle_ttl: Duration,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// Send the clock's time to the script instead of letting it read Redis's `TIME`.
-    pub(crate) inject_time: bool,
-    /// Entries kept in each breaker's history (about; 0: none).
-    pub(crate) history_len: u32,
-    /// Who asks, in the history of operator actions.
-    pub(crate) actor: String,
-    /// Add outcomes up in the process and send them together, once per this interval.
-    pub(crate) batch: Option<Duration>,
-    /// Who this process is among the reporters of failures (policy `minimum_reporters`).
-    pub(crate) reporter: String,
-}
-
-impl Settings {
-    /// Wall-clock time for what operators read as dates (the registry's first and last seen):
-    /// the injected clock's time in tests, else the system's.
-    pub(crate) fn wall_now(&self) -> Timestamp {
-        if self.inject_time {
-            self.clock.now()
-        } else {
-            SystemClock.now()
-        }
-    }
-}
 
 /// What the last reply said, as the pre-call check may reuse it.
 ///

@@ -60,6 +60,7 @@ mod listing;
 mod ops;
 mod registry;
 mod script;
+mod settings;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{RedisBreaker, RedisStore};

@@ -16,12 +16,13 @@ use futures_util::StreamExt;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation, Value};
 
 use crate::asynchronous::{Connection, RedisStore};
-use crate::engine::{Engine, Settings};
+use crate::engine::Engine;
 use crate::error::store_error;
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
 use crate::script::{self, Op};
+use crate::settings::Settings;
 
 /// Breakers whose policies one pipeline reads.
 const POLICIES_PER_TRIP: usize = 1_000;

@@ -12,11 +12,12 @@ use breaker_core::{
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
-use crate::engine::{BatchDue, Engine, RecordPlan, Settings};
+use crate::engine::{BatchDue, Engine, RecordPlan};
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
 use crate::script::{self, Op};
+use crate::settings::Settings;
 
 /// What to send.
 pub(crate) enum Request {

@@ -10,9 +10,9 @@ use breaker_core::{
 };
 use redis::{Script, ScriptInvocation, Value};
 
-use crate::engine::Settings;
 use crate::error::store_error;
 use crate::keys::Keys;
+use crate::settings::Settings;
 
 mod argv;
 

@@ -1,0 +1,38 @@
+//! The settings every breaker of one store shares, made from its `RedisConfig`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{Clock, SystemClock, Timestamp};
+
+/// Settings shared by every breaker of one store.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) max_staleness: Duration,
+    pub(crate) idle_ttl: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Send the clock's time to the script instead of letting it read Redis's `TIME`.
+    pub(crate) inject_time: bool,
+    /// Entries kept in each breaker's history (about; 0: none).
+    pub(crate) history_len: u32,
+    /// Who asks, in the history of operator actions.
+    pub(crate) actor: String,
+    /// Add outcomes up in the process and send them together, once per this interval.
+    pub(crate) batch: Option<Duration>,
+    /// Who this process is among the reporters of failures (policy `minimum_reporters`).
+    pub(crate) reporter: String,
+}
+
+impl Settings {
+    /// Wall-clock time for what operators read as dates (the registry's first and last seen):
+    /// the injected clock's time in tests, else the system's.
+    pub(crate) fn wall_now(&self) -> Timestamp {
+        if self.inject_time {
+            self.clock.now()
+        } else {
+            SystemClock.now()
+        }
+    }
+}

@@ -108,6 +108,7 @@ fn test() -> Result {
 const RANDOM_TESTS: &[(&str, &str)] = &[
     ("breaker-testkit", "model"),
     ("breaker-store-memory", "store"),
+    ("breaker-testkit", "cas_store"),
     ("breaker-store-redis", "redis"),
     ("breaker-store-redis", "fleet"),
 ];

@@ -205,7 +205,7 @@ fn memory() -> Result {
     );
     let _ = writeln!(
         section,
-        "- What runs: one closed breaker (default policy), `acquire_at(now)` then `record_at(now, Success)`, \
+        "- What runs: one closed breaker (default policy), `acquire_at(now)` then `record_at(now, Success.into())` (a `Report` of a success), \
          `now` passed in and crossing a bucket every 4096 calls; beside it in the same run, \
          `AtomicU64::fetch_add` and the `failsafe` crate's default breaker (`call(|| Ok(()))`).\n"
     );

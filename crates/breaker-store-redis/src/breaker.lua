@@ -712,9 +712,9 @@ local function record(s)
   local generation, kind, ticket, outcome, wait = op1, op2, op3, op4, op5
   if generation ~= s.gen then return NONE end
   if wait > 0 and s.ov ~= FORCED_CLOSED then
-    -- The backend asked every caller to wait (Circuit::record_retry_after): the call is
-    -- counted (a probe frees its slot) and the breaker opens until then, unless it is open
-    -- until later already.
+    -- The backend asked every caller to wait (a report with `retry_after`, as
+    -- `Circuit::record` takes it): the call is counted (a probe frees its slot) and the
+    -- breaker opens until then, unless it is open until later already.
     if kind == 0 then
       if outcome == 0 then window_add(s, 1, 0) elseif outcome == 1 then window_add(s, 1, 1) end
     else

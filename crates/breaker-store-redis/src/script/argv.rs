@@ -21,65 +21,75 @@ pub(crate) const ARG_NUMBERS: usize = 2;
 /// How many arguments a call has.
 pub(crate) const ARGS: usize = 2;
 
-macro_rules! numbers {
-    ($($(#[doc = $doc:literal])+ $name:ident = $lua:literal,)*) => {
-        /// The numbers in `ARGV[ARG_NUMBERS]`, in order; each is a local of the script named
-        /// as in [`Num::NAMES`].
+/// A layout the script and the store share: an enum of named positions, in order, and the
+/// script's name of each (a local of the script), which a test holds equal to the script's.
+macro_rules! layout {
+    (
+        $(#[doc = $what:literal])+
+        $layout:ident {
+            $($(#[doc = $doc:literal])+ $name:ident = $lua:literal,)*
+        }
+    ) => {
+        $(#[doc = $what])+
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub(crate) enum Num {
+        pub(crate) enum $layout {
             $($(#[doc = $doc])+ $name,)*
         }
 
-        impl Num {
-            /// The script's name of each number, in order.
+        impl $layout {
+            /// The script's name of each, in order.
             pub(crate) const NAMES: &'static [&'static str] = &[$($lua,)*];
         }
     };
 }
 
-numbers! {
-    /// The time in ms, or -1: the script reads the server's clock (`TIME`).
-    Now = "now",
-    /// The policy's bucket width in ms.
-    BucketMs = "bucket_ms",
-    /// The policy's number of buckets.
-    Buckets = "buckets",
-    /// The store's idle TTL in ms.
-    IdleTtl = "idle_ttl",
-    /// The op's first number: `record`, `batch`: the generation; `override`: the mode
-    /// (0 auto, 1 forced-open, 2 forced-closed).
-    Op1 = "op1",
-    /// `record`: the permit's kind (0 normal, 1 probe); `batch`: the successes;
-    /// `override`: the duration in ms (-1 forever).
-    Op2 = "op2",
-    /// `record`: the probe's ticket; `batch`: the failures.
-    Op3 = "op3",
-    /// `record`: the outcome (0 success, 1 failure, 2 ignored).
-    Op4 = "op4",
-    /// `record`: how long the backend asked every caller to wait, in ms (0: it did not).
-    Op5 = "op5",
-    /// The policy's failure rate, in percent.
-    Rate = "rate",
-    /// The policy's minimum failures to trip.
-    MinFailures = "min_failures",
-    /// The policy's minimum calls to trip.
-    MinCalls = "min_calls",
-    /// The policy's open period in ms.
-    OpenMs = "open_ms_policy",
-    /// The policy's probes admitted at once.
-    Probes = "max_probes",
-    /// The policy's probe lease in ms.
-    LeaseMs = "lease_ms",
-    /// The policy's probe successes to close.
-    ToClose = "to_close",
-    /// The policy's backoff factor.
-    Backoff = "backoff",
-    /// The policy's longest open period in ms.
-    MaxOpenMs = "max_open_ms",
-    /// The store's history length (entries kept, about; 0: no history).
-    HistoryLen = "history_len",
-    /// The policy's quorum of reporters.
-    MinimumReporters = "minimum_reporters",
+layout! {
+    /// The numbers in `ARGV[ARG_NUMBERS]`, in order; each is a local of the script named as
+    /// in [`Num::NAMES`].
+    Num {
+        /// The time in ms, or -1: the script reads the server's clock (`TIME`).
+        Now = "now",
+        /// The policy's bucket width in ms.
+        BucketMs = "bucket_ms",
+        /// The policy's number of buckets.
+        Buckets = "buckets",
+        /// The store's idle TTL in ms.
+        IdleTtl = "idle_ttl",
+        /// The op's first number: `record`, `batch`: the generation; `override`: the mode
+        /// (0 auto, 1 forced-open, 2 forced-closed).
+        Op1 = "op1",
+        /// `record`: the permit's kind (0 normal, 1 probe); `batch`: the successes;
+        /// `override`: the duration in ms (-1 forever).
+        Op2 = "op2",
+        /// `record`: the probe's ticket; `batch`: the failures.
+        Op3 = "op3",
+        /// `record`: the outcome (0 success, 1 failure, 2 ignored).
+        Op4 = "op4",
+        /// `record`: how long the backend asked every caller to wait, in ms (0: it did not).
+        Op5 = "op5",
+        /// The policy's failure rate, in percent.
+        Rate = "rate",
+        /// The policy's minimum failures to trip.
+        MinFailures = "min_failures",
+        /// The policy's minimum calls to trip.
+        MinCalls = "min_calls",
+        /// The policy's open period in ms.
+        OpenMs = "open_ms_policy",
+        /// The policy's probes admitted at once.
+        Probes = "max_probes",
+        /// The policy's probe lease in ms.
+        LeaseMs = "lease_ms",
+        /// The policy's probe successes to close.
+        ToClose = "to_close",
+        /// The policy's backoff factor.
+        Backoff = "backoff",
+        /// The policy's longest open period in ms.
+        MaxOpenMs = "max_open_ms",
+        /// The store's history length (entries kept, about; 0: no history).
+        HistoryLen = "history_len",
+        /// The policy's quorum of reporters.
+        MinimumReporters = "minimum_reporters",
+    }
 }
 
 /// How many numbers a call carries.
@@ -151,37 +161,25 @@ pub(crate) const REPLY_VALUE: &str = "d";
 /// How many bytes each value of a packed reply takes.
 pub(crate) const REPLY_VALUE_BYTES: usize = 8;
 
-macro_rules! short_reply {
-    ($($(#[doc = $doc:literal])+ $name:ident = $lua:literal,)*) => {
-        /// The values of the hot path's reply while closed (`SHORT` in the script), in order;
-        /// the script packs its locals named as in [`Short::NAMES`].
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub(crate) enum Short {
-            $($(#[doc = $doc])+ $name,)*
-        }
-
-        impl Short {
-            /// The script's name of each value, in order.
-            pub(crate) const NAMES: &'static [&'static str] = &[$($lua,)*];
-        }
-    };
-}
-
-short_reply! {
-    /// The generation.
-    Generation = "gen",
-    /// The script's clock.
-    Now = "now",
-    /// The key's epoch.
-    Epoch = "ep",
-    /// The key's sequence.
-    Sequence = "sq",
-    /// The window's calls.
-    Calls = "tc",
-    /// The window's failures.
-    Failures = "tf",
-    /// When probes last closed the breaker (0: the last close was a reset).
-    ClosedByProbes = "ca",
+layout! {
+    /// The values of the hot path's reply while closed (`SHORT` in the script), in order;
+    /// the script packs its locals named as in [`Short::NAMES`].
+    Short {
+        /// The generation.
+        Generation = "gen",
+        /// The script's clock.
+        Now = "now",
+        /// The key's epoch.
+        Epoch = "ep",
+        /// The key's sequence.
+        Sequence = "sq",
+        /// The window's calls.
+        Calls = "tc",
+        /// The window's failures.
+        Failures = "tf",
+        /// When probes last closed the breaker (0: the last close was a reset).
+        ClosedByProbes = "ca",
+    }
 }
 
 /// How many values the hot path's reply while closed has.

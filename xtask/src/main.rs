@@ -7,9 +7,10 @@
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
 //!   check, each Redis transport built alone (the blocking one without an async runtime), a
 //!   build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
-//! - `bench [memory|redis|adapters|recovery|all]`: the benchmarks (criterion, and the
-//!   recovery scenario with a fleet of `breaker run` processes), then `docs/benchmarks.md`
-//!   written from their results.
+//! - `bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|instructions|all]`:
+//!   the benchmarks (criterion, side-by-side latency, the recovery and quorum scenarios with a
+//!   fleet of `breaker run` processes, Redis under callgrind: `instructions` needs `valgrind`),
+//!   then `docs/benchmarks.md` written from their results, each bar met or not.
 //! - `soak`: the random tests (the core against the model, the stores against the core, the
 //!   fleet simulations) at ten times CI's cases, with a printed seed; `cargo xtask soak
 //!   SEED` replays one.

@@ -259,29 +259,57 @@ fn memory() -> Result {
     write_section(MEMORY, &section)
 }
 
-/// `key=value` lines written by a bench into `target/breaker-bench/<file>`.
-fn figures(file: &str) -> Result<std::collections::HashMap<String, String>> {
-    let path = root().join("target/breaker-bench").join(file);
-    let text = fs::read_to_string(&path)
-        .map_err(|err| format!("no Redis bench figures at {}: {err}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect())
+/// The `key=value` lines a bench wrote into `target/breaker-bench/<file>`.
+struct Figures {
+    file: String,
+    values: std::collections::HashMap<String, String>,
+}
+
+impl Figures {
+    fn read(file: &str) -> Result<Figures> {
+        let path = root().join("target/breaker-bench").join(file);
+        let text = fs::read_to_string(&path)
+            .map_err(|err| format!("no bench figures at {}: {err}", path.display()))?;
+        let values = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect();
+        Ok(Figures {
+            file: file.to_owned(),
+            values,
+        })
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    fn text(&self, key: &str) -> Result<&str> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("{} has no {key}", self.file))
+    }
+
+    fn number(&self, key: &str) -> Result<f64> {
+        self.text(key)?
+            .parse()
+            .map_err(|err| format!("{}: {key}: {err}", self.file))
+    }
+
+    /// A figure the run may not have reached ("none"): `None`.
+    fn optional(&self, key: &str) -> Result<Option<f64>> {
+        match self.text(key)? {
+            "none" => Ok(None),
+            _ => self.number(key).map(Some),
+        }
+    }
 }
 
 fn redis() -> Result {
     run_bench("breaker-store-redis", "redis")?;
-    let figures = figures("redis.txt")?;
-    let get = |key: &str| -> Result<&str> {
-        figures
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| format!("the Redis bench wrote no {key}"))
-    };
-    let number =
-        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
+    let figures = Figures::read("redis.txt")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -304,17 +332,17 @@ fn redis() -> Result {
         "| layout | round trips per call | commands Redis ran per call |"
     );
     let _ = writeln!(section, "|---|---|---|");
-    let trips = number("store_round_trips_per_call")?;
+    let trips = figures.number("store_round_trips_per_call")?;
     let _ = writeln!(
         section,
         "| this store (one `EVALSHA`) | {trips:.2} | {:.2} ({}) |",
-        number("store_commands_per_call")?,
-        get("store_commands_detail")?
+        figures.number("store_commands_per_call")?,
+        figures.text("store_commands_detail")?
     );
     let _ = writeln!(
         section,
         "| original library's layout (GET, pipeline ZREMRANGEBYSCORE + ZADD + ZCARD, SET) | 3 | {:.2} |",
-        number("sorted_set_commands_per_call")?
+        figures.number("sorted_set_commands_per_call")?
     );
     let _ = writeln!(
         section,
@@ -335,19 +363,19 @@ fn redis() -> Result {
         let _ = writeln!(
             section,
             "| {n} | {} bytes | {} bytes |",
-            get(&format!("store_memory_{n}"))?,
-            get(&format!("sorted_set_memory_{n}"))?
+            figures.text(&format!("store_memory_{n}"))?,
+            figures.text(&format!("sorted_set_memory_{n}"))?
         );
     }
-    let small = number("store_memory_1000")?;
-    let large = number("store_memory_1000000")?;
+    let small = figures.number("store_memory_1000")?;
+    let large = figures.number("store_memory_1000000")?;
     let _ = writeln!(
         section,
         "\nBar: the same after 1e3 and 1e6 calls: {} ({small} vs {large} bytes; the 1e6 calls took {} s \
          through the store at concurrency 64, with injected time spreading both runs over the whole \
          window so every bucket is in use).\n",
         verdict(small == large),
-        get("store_seconds_1000000")?
+        figures.text("store_seconds_1000000")?
     );
     let _ = writeln!(section, "### Calls per second (criterion, median)\n");
     let _ = writeln!(
@@ -411,28 +439,24 @@ fn adapters() -> Result {
     let _ = writeln!(section, "|---|---|---|---|---|---|");
     let mut bars = Vec::new();
     for adapter in ["reqwest", "ureq", "tower"] {
-        let figures = figures(&format!("{adapter}.txt"))?;
-        let ns = |key: &str| -> Result<f64> {
-            figures
-                .get(key)
-                .ok_or_else(|| format!("the {adapter} bench wrote no {key}"))?
-                .parse()
-                .map_err(|err| format!("{key}: {err}"))
-        };
-        let (bare50, bare99) = (ns("bare_p50_ns")?, ns("bare_p99_ns")?);
-        let trips = ns("redis_round_trips_per_call")?;
+        let figures = Figures::read(&format!("{adapter}.txt"))?;
+        let (bare50, bare99) = (
+            figures.number("bare_p50_ns")?,
+            figures.number("bare_p99_ns")?,
+        );
+        let trips = figures.number("redis_round_trips_per_call")?;
         let mut rows: Vec<(&str, &str)> = vec![("bare", "bare")];
-        if figures.contains_key("framework_p50_ns") {
+        if figures.has("framework_p50_ns") {
             rows.push(("framework", "reqwest-middleware with no middleware"));
         }
         rows.extend([("memory", "memory store"), ("redis", "Redis store")]);
-        if figures.contains_key("redis_batched_p50_ns") {
+        if figures.has("redis_batched_p50_ns") {
             rows.push(("redis_batched", "Redis store, batched every 5 ms"));
         }
         for (store, label) in rows {
             let (p50, p99) = (
-                ns(&format!("{store}_p50_ns"))?,
-                ns(&format!("{store}_p99_ns"))?,
+                figures.number(&format!("{store}_p50_ns"))?,
+                figures.number(&format!("{store}_p99_ns"))?,
             );
             let added = |value: f64, base: f64| {
                 if store == "bare" {
@@ -459,7 +483,7 @@ fn adapters() -> Result {
                 added(p99, bare99)
             );
         }
-        let memory_added = (ns("memory_p50_ns")? - bare50) / bare50;
+        let memory_added = (figures.number("memory_p50_ns")? - bare50) / bare50;
         bars.push(format!(
             "{adapter}, memory store: added p50 under 2 % of the bare p50: {} ({:+.1} %)",
             verdict(memory_added < 0.02),
@@ -480,25 +504,7 @@ fn adapters() -> Result {
 
 fn recovery() -> Result {
     run_bench_with("breaker-cli", "recovery", &["recovery"])?;
-    let figures = figures("recovery.txt")?;
-    let get = |key: &str| -> Result<&str> {
-        figures
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| format!("the recovery bench wrote no {key}"))
-    };
-    let number =
-        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
-    // A figure the run may not have reached ("none"): `None`.
-    let optional = |key: &str| -> Result<Option<f64>> {
-        match get(key)? {
-            "none" => Ok(None),
-            value => value
-                .parse()
-                .map(Some)
-                .map_err(|err| format!("{key}: {err}")),
-        }
-    };
+    let figures = Figures::read("recovery.txt")?;
     let share =
         |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{:.0} %", v * 100.0));
     let seconds = |value: Option<f64>| {
@@ -506,8 +512,8 @@ fn recovery() -> Result {
             format!("{:.1} s", ms / 1000.0)
         })
     };
-    let load = number("offered_load")?;
-    let probes = number("probes")?;
+    let load = figures.number("offered_load")?;
+    let probes = figures.number("probes")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -526,16 +532,16 @@ fn recovery() -> Result {
          it. Each process runs {} s. Policy: `{}`; the second run adds `--ramp-up {}`. The \
          bench reads the backend's counters every 10 ms and the breaker's history from Redis \
          afterwards (both on this machine's clock).",
-        get("processes")?,
-        load / number("processes")?,
-        get("capacity")?,
-        get("down_at_s")?,
-        get("up_at_s")?,
-        number("cold_share")? * 100.0,
-        get("warm_up_s")?,
-        get("run_s")?,
-        get("policy")?,
-        get("ramp_up")?
+        figures.text("processes")?,
+        load / figures.number("processes")?,
+        figures.text("capacity")?,
+        figures.text("down_at_s")?,
+        figures.text("up_at_s")?,
+        figures.number("cold_share")? * 100.0,
+        figures.text("warm_up_s")?,
+        figures.text("run_s")?,
+        figures.text("policy")?,
+        figures.text("ramp_up")?
     );
     let _ = writeln!(
         section,
@@ -544,7 +550,7 @@ fn recovery() -> Result {
          received, over the whole second and at its highest fifth (200 ms), as a share of the L \
          measured before the outage; full traffic flows from the first moment after which every \
          500 ms the backend serves at least {:.0} % of L until the processes stop.\n",
-        number("full_share")? * 100.0
+        figures.number("full_share")? * 100.0
     );
     let _ = writeln!(
         section,
@@ -553,23 +559,29 @@ fn recovery() -> Result {
     let _ = writeln!(section, "|---|---|---|---|---|---|---|---|---|");
     for (key, label) in [
         ("off", "without `ramp_up`".to_owned()),
-        ("ramp", format!("with `ramp_up` {}", get("ramp_up")?)),
+        (
+            "ramp",
+            format!("with `ramp_up` {}", figures.text("ramp_up")?),
+        ),
     ] {
         let _ = writeln!(
             section,
             "| {label} | {:.0}/s | {} | {} after | {} | {} / {} | {} | {} | {} |",
-            number(&format!("{key}_load"))?,
-            get(&format!("{key}_trips_in_outage"))?,
-            seconds(optional(&format!("{key}_close_after_up_ms"))?),
-            get(&format!("{key}_retrips"))?,
-            share(optional(&format!("{key}_first_second"))?),
-            share(optional(&format!("{key}_first_second_peak"))?),
-            seconds(optional(&format!("{key}_full_after_up_ms"))?),
-            get(&format!("{key}_over_capacity"))?,
-            get(&format!("{key}_rejected"))?,
+            figures.number(&format!("{key}_load"))?,
+            figures.text(&format!("{key}_trips_in_outage"))?,
+            seconds(figures.optional(&format!("{key}_close_after_up_ms"))?),
+            figures.text(&format!("{key}_retrips"))?,
+            share(figures.optional(&format!("{key}_first_second"))?),
+            share(figures.optional(&format!("{key}_first_second_peak"))?),
+            seconds(figures.optional(&format!("{key}_full_after_up_ms"))?),
+            figures.text(&format!("{key}_over_capacity"))?,
+            figures.text(&format!("{key}_rejected"))?,
         );
     }
-    let (off_retrips, ramp_retrips) = (number("off_retrips")?, number("ramp_retrips")?);
+    let (off_retrips, ramp_retrips) = (
+        figures.number("off_retrips")?,
+        figures.number("ramp_retrips")?,
+    );
     let flaps = if off_retrips > 0.0 {
         format!(
             "{} ({ramp_retrips:.0} re-trips with it, {off_retrips:.0} without)",
@@ -585,8 +597,9 @@ fn recovery() -> Result {
         "\n- Bar: with `ramp_up`, zero re-trips where the run without it flaps: {flaps}."
     );
     let bar = 0.10 + probes / load;
-    let peak = optional("ramp_first_second_peak")?;
-    let ramp_seconds = get("ramp_up")?
+    let peak = figures.optional("ramp_first_second_peak")?;
+    let ramp_seconds = figures
+        .text("ramp_up")?
         .trim_end_matches('s')
         .parse::<f64>()
         .map_err(|err| format!("ramp_up: {err}"))?;
@@ -609,13 +622,13 @@ fn recovery() -> Result {
         bar * 100.0,
         verdict(peak.is_some_and(|peak| peak <= bar)),
         share(peak),
-        share(optional("ramp_first_second")?)
+        share(figures.optional("ramp_first_second")?)
     );
     let _ = writeln!(
         section,
         "- Time until full traffic flows (no bar): {} without `ramp_up`, {} with it.",
-        seconds(optional("off_full_after_up_ms")?),
-        seconds(optional("ramp_full_after_up_ms")?)
+        seconds(figures.optional("off_full_after_up_ms")?),
+        seconds(figures.optional("ramp_full_after_up_ms")?)
     );
     let _ = writeln!(section, "{}", RECOVERY.1);
     write_section(RECOVERY, &section)
@@ -623,25 +636,8 @@ fn recovery() -> Result {
 
 fn quorum() -> Result {
     run_bench_with("breaker-cli", "recovery", &["quorum"])?;
-    let figures = figures("quorum.txt")?;
-    let get = |key: &str| -> Result<&str> {
-        figures
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| format!("the quorum bench wrote no {key}"))
-    };
-    let number =
-        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
-    let open_after = |key: &str| -> Result<Option<f64>> {
-        match get(key)? {
-            "none" => Ok(None),
-            value => value
-                .parse()
-                .map(Some)
-                .map_err(|err| format!("{key}: {err}")),
-        }
-    };
-    let quorum = get("quorum")?;
+    let figures = Figures::read("quorum.txt")?;
+    let quorum = figures.text("quorum")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -658,13 +654,13 @@ fn quorum() -> Result {
          s) it answers 503 to everyone. Policy: `{}` (one process's failures, an eighth of the \
          calls, are above the failure rate), once with `--minimum-reporters 1` and once with \
          `--minimum-reporters {quorum}`. Opens are the trips in the breaker's history in Redis.\n",
-        get("processes")?,
-        number("offered_load")?,
-        get("lone_from_s")?,
-        get("lone_to_s")?,
-        get("all_from_s")?,
-        get("run_s")?,
-        get("policy")?
+        figures.text("processes")?,
+        figures.number("offered_load")?,
+        figures.text("lone_from_s")?,
+        figures.text("lone_to_s")?,
+        figures.text("all_from_s")?,
+        figures.text("run_s")?,
+        figures.text("policy")?
     );
     let _ = writeln!(
         section,
@@ -672,32 +668,33 @@ fn quorum() -> Result {
     );
     let _ = writeln!(section, "|---|---|---|---|---|");
     for reporters in ["1", quorum] {
-        let open = open_after(&format!("q{reporters}_open_after_ms"))?
+        let open = figures
+            .optional(&format!("q{reporters}_open_after_ms"))?
             .map_or("never".to_owned(), |ms| format!("{ms:.0} ms"));
         let _ = writeln!(
             section,
             "| {reporters} | {} | {} | {} | {open} |",
-            get(&format!("q{reporters}_false_opens"))?,
-            get(&format!("q{reporters}_lone_sent"))?,
-            if get(&format!("q{reporters}_closed_before_all"))? == "true" {
+            figures.text(&format!("q{reporters}_false_opens"))?,
+            figures.text(&format!("q{reporters}_lone_sent"))?,
+            if figures.text(&format!("q{reporters}_closed_before_all"))? == "true" {
                 "yes"
             } else {
                 "no"
             },
         );
     }
-    let false_opens = number(&format!("q{quorum}_false_opens"))?;
+    let false_opens = figures.number(&format!("q{quorum}_false_opens"))?;
     let _ = writeln!(
         section,
         "\n- Bar: no false fleet open while one process fails alone, with `minimum_reporters` \
          {quorum}: {} ({false_opens:.0}; with 1: {}).",
         verdict(false_opens == 0.0),
-        get("q1_false_opens")?
+        figures.text("q1_false_opens")?
     );
-    let (window_ms, step_ms) = (number("window_ms")?, number("step_ms")?);
+    let (window_ms, step_ms) = (figures.number("window_ms")?, figures.number("step_ms")?);
     let (alone, with_quorum) = (
-        open_after("q1_open_after_ms")?,
-        open_after(&format!("q{quorum}_open_after_ms"))?,
+        figures.optional("q1_open_after_ms")?,
+        figures.optional(&format!("q{quorum}_open_after_ms"))?,
     );
     let same_speed = match (alone, with_quorum) {
         (Some(alone), Some(with_quorum)) => {
@@ -729,15 +726,7 @@ const DASHBOARD_GOALS: [(usize, f64); 2] = [(500, 50.0), (5_000, 300.0)];
 
 fn dashboard() -> Result {
     run_bench("breaker-dashboard", "listing")?;
-    let figures = figures("dashboard.txt")?;
-    let get = |key: &str| -> Result<&str> {
-        figures
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| format!("the dashboard bench wrote no {key}"))
-    };
-    let number =
-        |key: &str| -> Result<f64> { get(key)?.parse().map_err(|err| format!("{key}: {err}")) };
+    let figures = Figures::read("dashboard.txt")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -755,7 +744,7 @@ fn dashboard() -> Result {
          window's buckets. Round trips: `Listing::round_trips` of one listing of the same \
          breakers with their windows, as the dashboard asks.\n",
         3,
-        get("rounds")?
+        figures.text("rounds")?
     );
     let _ = writeln!(
         section,
@@ -763,15 +752,15 @@ fn dashboard() -> Result {
     );
     let _ = writeln!(section, "|---|---|---|---|---|---|---|---|");
     for (breakers, goal_ms) in DASHBOARD_GOALS {
-        let median = number(&format!("breakers_{breakers}_median_ms"))?;
+        let median = figures.number(&format!("breakers_{breakers}_median_ms"))?;
         let met = median <= goal_ms;
         let _ = writeln!(
             section,
             "| {breakers} | {median:.1} ms | {:.1} ms | {:.0} KiB | {} | {:.1} ms | <= {goal_ms:.0} ms | {} |",
-            number(&format!("breakers_{breakers}_slowest_ms"))?,
-            number(&format!("breakers_{breakers}_bytes"))? / 1024.0,
-            get(&format!("breakers_{breakers}_round_trips"))?,
-            number(&format!("breakers_{breakers}_list_many_ms"))?,
+            figures.number(&format!("breakers_{breakers}_slowest_ms"))?,
+            figures.number(&format!("breakers_{breakers}_bytes"))? / 1024.0,
+            figures.text(&format!("breakers_{breakers}_round_trips"))?,
+            figures.number(&format!("breakers_{breakers}_list_many_ms"))?,
             verdict(met),
         );
     }
@@ -779,22 +768,9 @@ fn dashboard() -> Result {
     write_section(DASHBOARD, &section)
 }
 
-/// A bench's figures (`name=value` lines) as numbers, read by key.
-fn numbers(file: &str) -> Result<impl Fn(&str) -> Result<f64>> {
-    let figures = figures(file)?;
-    let file = file.to_owned();
-    Ok(move |key: &str| -> Result<f64> {
-        figures
-            .get(key)
-            .ok_or_else(|| format!("{file} has no {key}"))?
-            .parse()
-            .map_err(|err| format!("{file}: {key}: {err}"))
-    })
-}
-
 fn in_process() -> Result {
     run_bench("breaker-tower", "peers")?;
-    let ns = numbers("in_process.txt")?;
+    let figures = Figures::read("in_process.txt")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -817,7 +793,7 @@ fn in_process() -> Result {
     );
     let _ = writeln!(section, "| client | per call | added by the breaker |");
     let _ = writeln!(section, "|---|---|---|");
-    let theirs = ns("tower_resilience_ns")? - ns("tower_bare_ns")?;
+    let theirs = figures.number("tower_resilience_ns")? - figures.number("tower_bare_ns")?;
     let rows = [
         ("tower, bare", "tower_bare_ns", None),
         (
@@ -850,16 +826,21 @@ fn in_process() -> Result {
     ];
     for (label, key, base) in rows {
         let added = match base {
-            Some(base) => format!("{:+.0} ns", ns(key)? - ns(base)?),
+            Some(base) => format!("{:+.0} ns", figures.number(key)? - figures.number(base)?),
             None => "-".to_owned(),
         };
-        let _ = writeln!(section, "| {label} | {:.0} ns | {added} |", ns(key)?);
+        let _ = writeln!(
+            section,
+            "| {label} | {:.0} ns | {added} |",
+            figures.number(key)?
+        );
     }
     let _ = writeln!(section);
-    let tower = ns("tower_ours_ns")? - ns("tower_bare_ns")?;
-    let reqwest = ns("reqwest_ours_ns")? - ns("reqwest_bare_ns")?;
-    let framework = ns("reqwest_pass_through_ns")? - ns("reqwest_bare_ns")?;
-    let ureq = ns("ureq_ours_ns")? - ns("ureq_bare_ns")?;
+    let tower = figures.number("tower_ours_ns")? - figures.number("tower_bare_ns")?;
+    let reqwest = figures.number("reqwest_ours_ns")? - figures.number("reqwest_bare_ns")?;
+    let framework =
+        figures.number("reqwest_pass_through_ns")? - figures.number("reqwest_bare_ns")?;
+    let ureq = figures.number("ureq_ours_ns")? - figures.number("ureq_bare_ns")?;
     for (adapter, added) in [
         ("tower layer", tower),
         ("reqwest middleware", reqwest),
@@ -885,7 +866,7 @@ fn in_process() -> Result {
 
 fn async_path() -> Result {
     run_bench("breaker-store-redis", "async_path")?;
-    let ns = numbers("async_path.txt")?;
+    let figures = Figures::read("async_path.txt")?;
     let mut section = String::new();
     header(
         &mut section,
@@ -935,11 +916,11 @@ fn async_path() -> Result {
         let _ = writeln!(
             section,
             "| {label} | {:.1} µs | {:.1} µs |",
-            ns(&format!("{key}_p50_ns"))? / 1e3,
-            ns(&format!("{key}_p99_ns"))? / 1e3
+            figures.number(&format!("{key}_p50_ns"))? / 1e3,
+            figures.number(&format!("{key}_p99_ns"))? / 1e3
         );
     }
-    let p50 = |key: &str| ns(&format!("{key}_p50_ns"));
+    let p50 = |key: &str| figures.number(&format!("{key}_p50_ns"));
     let blocking = p50("blocking_store")?;
     let gap = p50("async_store")? - blocking;
     let redis_rs = p50("bare_manager")? - p50("bare_plain")?;
@@ -974,8 +955,8 @@ fn async_path() -> Result {
 fn instructions() -> Result {
     run_bench("breaker-store-redis", "instructions")?;
     run_bench("breaker-store-redis", "redis_cost")?;
-    let count = numbers("instructions.txt")?;
-    let cpu = numbers("redis_cost.txt")?;
+    let count = Figures::read("instructions.txt")?;
+    let cpu = Figures::read("redis_cost.txt")?;
     let table_path = root().join("target/breaker-bench/redis_cost_table.txt");
     let cost_table = fs::read_to_string(&table_path)
         .map_err(|err| format!("no Redis cost table at {}: {err}", table_path.display()))?;
@@ -1018,9 +999,9 @@ fn instructions() -> Result {
     };
     let now = |name: &str| -> Result<[u64; 3]> {
         Ok([
-            count(&format!("{name}_10"))? as u64,
-            count(&format!("{name}_60"))? as u64,
-            count(&format!("{name}_1000"))? as u64,
+            count.number(&format!("{name}_10"))? as u64,
+            count.number(&format!("{name}_60"))? as u64,
+            count.number(&format!("{name}_1000"))? as u64,
         ])
     };
     let (success, failure) = (now("success")?, now("failure")?);
@@ -1039,8 +1020,8 @@ fn instructions() -> Result {
     let _ = writeln!(
         section,
         "| for scale: `EVALSHA` of `return 1` / a bare `HINCRBY` | {:.0} / {:.0} | | |",
-        count("evalsha_return_1")?,
-        count("hincrby")?
+        count.number("evalsha_return_1")?,
+        count.number("hincrby")?
     );
     let _ = writeln!(section);
     let _ = writeln!(section, "{}", cost_table.trim_end());
@@ -1058,13 +1039,13 @@ fn instructions() -> Result {
          at most)",
         verdict(worst_failure <= 150_000)
     );
-    let store_cpu = cpu("cpu_us_2")?;
+    let store_cpu = cpu.number("cpu_us_2")?;
     let _ = writeln!(
         section,
         "- Bar: Redis CPU per call at 32 callers at most 10 µs (this store, 60 buckets): {} \
          ({store_cpu:.1} µs; a bare `HINCRBY` {:.1} µs in the same run)",
         verdict(store_cpu <= 10.0),
-        cpu("cpu_us_0")?
+        cpu.number("cpu_us_0")?
     );
     let _ = writeln!(
         section,
@@ -1072,9 +1053,9 @@ fn instructions() -> Result {
          bytes, and {:.0} bytes 1 000 calls later (the `redis` bench measured 1 864 bytes before the \
          packed layout): \
          flat: {}",
-        count("memory_all_buckets")?,
-        count("memory_1000_calls_later")?,
-        verdict(count("memory_all_buckets")? == count("memory_1000_calls_later")?)
+        count.number("memory_all_buckets")?,
+        count.number("memory_1000_calls_later")?,
+        verdict(count.number("memory_all_buckets")? == count.number("memory_1000_calls_later")?)
     );
     let _ = writeln!(section, "{}", INSTRUCTIONS.1);
     write_section(INSTRUCTIONS, &section)

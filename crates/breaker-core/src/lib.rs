@@ -68,7 +68,7 @@ pub use circuit::{
     Transition, TripCause,
 };
 pub use error::{StoreError, StoreErrorKind};
-pub use event::{Event, EventKind, Listener, Listeners};
+pub use event::{Event, EventKind, LaterEvent, Listener, Listeners};
 pub use history::{Bucket, HistoryEntry};
 pub use outcome::{Counts, Outcome, Report};
 pub use policy::{

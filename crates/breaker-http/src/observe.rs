@@ -1,18 +1,17 @@
 //! Listener events with HTTP details, `tracing` events and `metrics` counters (SPEC section 7).
 //!
-//! Listener events are handed to one background thread, so a slow listener never stalls a
-//! call (when it falls 4096 events behind, newer events are dropped and counted in
-//! `breaker_listener_events_dropped_total`); a listener that panics is contained by
-//! [`Listeners::emit`].
+//! Listener events are handed to the core's one listener thread ([`Listeners::tell_later`]),
+//! the path the store's own events take too, so a slow listener never stalls a call (when it
+//! falls 4096 events behind, newer events are dropped and counted in
+//! `breaker_listener_events_dropped_total`); a listener that panics is contained.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use breaker_core::{
-    Event, EventKind, Listeners, Outcome, Permit, PermitKind, Recorded, RejectReason, Rejected,
-    State, Transition,
+    Event, EventKind, LaterEvent, Listener, Listeners, Outcome, Permit, PermitKind, Recorded,
+    RejectReason, Rejected, State, Transition,
 };
 use metrics::{Counter, Gauge};
 
@@ -70,57 +69,6 @@ impl HttpContext {
         context.error = error;
         context
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Success,
-    Failure,
-    Rejected(Rejected),
-    Transition(Transition),
-}
-
-struct Job {
-    listeners: Listeners,
-    name: Arc<str>,
-    kind: Kind,
-    elapsed: Option<Duration>,
-    context: Arc<HttpContext>,
-}
-
-fn deliver(jobs: Receiver<Job>) {
-    for job in jobs {
-        let kind = match job.kind {
-            Kind::Success => EventKind::Success,
-            Kind::Failure => EventKind::Failure,
-            Kind::Rejected(rejected) => EventKind::Rejected(rejected),
-            Kind::Transition(transition) => EventKind::Transition(transition),
-        };
-        let mut event = Event::new(&job.name, kind).with_context(&*job.context);
-        event.elapsed = job.elapsed;
-        job.listeners.emit(&event);
-    }
-}
-
-/// The sender to the listener thread, started on first use.
-fn dispatcher() -> Option<SyncSender<Job>> {
-    static SENDER: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
-    SENDER
-        .get_or_init(|| {
-            let (sender, receiver) = sync_channel(4096);
-            std::thread::Builder::new()
-                .name("breaker-listeners".to_owned())
-                .spawn(move || deliver(receiver))
-                .ok()
-                .map(|_| Mutex::new(sender))
-        })
-        .as_ref()
-        .map(|sender| {
-            sender
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone()
-        })
 }
 
 /// The metric series one breaker reports to: its own (labelled with its name), or its
@@ -217,18 +165,11 @@ fn permit_state(permit: &Permit) -> Option<State> {
     }
 }
 
-/// Reports one breaker's calls: to its listeners (with [`HttpContext`]), `tracing` and
-/// `metrics`. Metric handles are taken when it is made, so install a metrics recorder before
-/// building clients.
-///
-/// The state metrics follow every decision the process gets, whoever moved the breaker (this
-/// process, another one, a batch, an operator): a rejection because it is open shows it open,
-/// a probe half-open, an ordinary permit closed. Transition counters count the transitions
-/// this process's own calls made.
-pub(crate) struct Observer {
-    name: Arc<str>,
-    listeners: Listeners,
-    sender: Option<SyncSender<Job>>,
+/// What the metrics of one breaker hold: its series, and the state last written to them.
+/// The breaker's watcher ([`Listeners::watch`]): transitions its store made itself (a batch's)
+/// reach it on the listener thread, so the transition counters and the state gauge count them
+/// once, as they count the ones this process's calls reported.
+struct Metrics {
     series: Arc<Series>,
     /// The state last written to the series (`state_index`, or `UNSEEN`): the gauges are
     /// written only when it changes, so the hot path reads one atomic.
@@ -237,63 +178,7 @@ pub(crate) struct Observer {
     changing: Mutex<()>,
 }
 
-impl std::fmt::Debug for Observer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Observer")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Observer {
-    /// An observer of breaker `name`, telling `listeners`, with series of its own.
-    pub(crate) fn new(name: &str, listeners: Listeners) -> Observer {
-        Observer::with_series(name, listeners, Arc::new(Series::per_breaker(name)))
-    }
-
-    /// An observer of breaker `name`, telling `listeners`, reporting to `series` (its own, or
-    /// its mount's).
-    pub(crate) fn with_series(name: &str, listeners: Listeners, series: Arc<Series>) -> Observer {
-        Observer {
-            name: Arc::from(name),
-            sender: if listeners.is_empty() {
-                None
-            } else {
-                dispatcher()
-            },
-            listeners,
-            series,
-            seen: AtomicU8::new(UNSEEN),
-            changing: Mutex::new(()),
-        }
-    }
-
-    /// The breaker's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether anyone listens: callers skip building an [`HttpContext`] otherwise.
-    pub(crate) fn wants_context(&self) -> bool {
-        self.sender.is_some()
-    }
-
-    fn send(&self, kind: Kind, elapsed: Option<Duration>, context: &Arc<HttpContext>) {
-        let Some(sender) = &self.sender else {
-            return;
-        };
-        let job = Job {
-            listeners: self.listeners.clone(),
-            name: self.name.clone(),
-            kind,
-            elapsed,
-            context: context.clone(),
-        };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(job) {
-            self.series.dropped.increment(1);
-        }
-    }
-
+impl Metrics {
     /// The process saw the breaker in `state`: the state metrics follow, written only when
     /// the state differs from the last one written.
     fn saw(&self, state: State) {
@@ -320,15 +205,119 @@ impl Observer {
         }
     }
 
+    /// A transition this process made (by a call or a batch): counted, and seen.
+    fn transition(&self, transition: Transition) {
+        let (counter, state) = match transition {
+            Transition::Tripped { .. } => (&self.series.trips, State::Open),
+            Transition::HalfOpened { .. } => (&self.series.half_opens, State::HalfOpen),
+            Transition::Closed { .. } => (&self.series.closes, State::Closed),
+            _ => return,
+        };
+        counter.increment(1);
+        self.saw(state);
+    }
+}
+
+impl Listener for Metrics {
+    fn on_event(&self, event: &Event<'_>) {
+        if let EventKind::Transition(transition) = event.kind {
+            self.transition(transition);
+        }
+    }
+}
+
+impl Drop for Metrics {
+    /// A breaker made on demand leaves its mount's count when it is dropped.
+    fn drop(&mut self) {
+        if let States::Counts(counts) = &self.series.states
+            && let Some(count) = counts.get(usize::from(*self.seen.get_mut()))
+        {
+            count.decrement(1.0);
+        }
+    }
+}
+
+/// Reports one breaker's calls: to its listeners (with [`HttpContext`]), `tracing` and
+/// `metrics`. Metric handles are taken when it is made, so install a metrics recorder before
+/// building clients.
+///
+/// The state metrics follow every decision the process gets, whoever moved the breaker (this
+/// process, another one, an operator): a rejection because it is open shows it open, a probe
+/// half-open, an ordinary permit closed. Transition counters count the transitions this
+/// process made: its calls report theirs here, and its store's own (a batch's) reach the
+/// [`Metrics`] on the listener thread.
+pub(crate) struct Observer {
+    name: Arc<str>,
+    listeners: Listeners,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observer {
+    /// An observer of breaker `name`, telling `listeners`, with series of its own.
+    pub(crate) fn new(name: &str, listeners: Listeners) -> Observer {
+        Observer::with_series(name, listeners, Arc::new(Series::per_breaker(name)))
+    }
+
+    /// An observer of breaker `name`, telling `listeners`, reporting to `series` (its own, or
+    /// its mount's), and watching the events the breaker's store makes itself.
+    pub(crate) fn with_series(name: &str, listeners: Listeners, series: Arc<Series>) -> Observer {
+        let metrics = Arc::new(Metrics {
+            series,
+            seen: AtomicU8::new(UNSEEN),
+            changing: Mutex::new(()),
+        });
+        let watcher: Arc<dyn Listener> = metrics.clone();
+        listeners.watch(name, Arc::downgrade(&watcher));
+        Observer {
+            name: Arc::from(name),
+            listeners,
+            metrics,
+        }
+    }
+
+    /// The breaker's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether anyone listens: callers skip building an [`HttpContext`] otherwise.
+    pub(crate) fn wants_context(&self) -> bool {
+        !self.listeners.is_empty()
+    }
+
+    /// Hands `kind` to the listener thread, counting it when it was dropped.
+    fn send(
+        &self,
+        kind: EventKind<'static>,
+        elapsed: Option<Duration>,
+        context: &Arc<HttpContext>,
+    ) {
+        let mut event = LaterEvent::new(&self.name, kind).with_context(context.clone());
+        if let Some(elapsed) = elapsed {
+            event = event.with_elapsed(elapsed);
+        }
+        if !self.listeners.tell_later(event) {
+            self.metrics.series.dropped.increment(1);
+        }
+    }
+
     /// A call was rejected.
     pub(crate) fn rejected(&self, rejected: &Rejected, context: impl FnOnce() -> HttpContext) {
-        self.series.rejections.increment(1);
+        self.metrics.series.rejections.increment(1);
         if let Some(state) = rejected_state(rejected) {
-            self.saw(state);
+            self.metrics.saw(state);
         }
         tracing::debug!(breaker = %self.name, reason = %rejected.reason(), retry_after = ?rejected.retry_after(), "call rejected by circuit breaker");
         if self.wants_context() {
-            self.send(Kind::Rejected(*rejected), None, &Arc::new(context()));
+            self.send(EventKind::Rejected(*rejected), None, &Arc::new(context()));
         }
     }
 
@@ -338,26 +327,31 @@ impl Observer {
         if let Some(transition) = permit.transition() {
             self.transition(transition);
             if self.wants_context() {
-                self.send(Kind::Transition(transition), None, &Arc::new(context()));
+                self.send(
+                    EventKind::Transition(transition),
+                    None,
+                    &Arc::new(context()),
+                );
             }
         } else if let Some(state) = permit_state(permit) {
-            self.saw(state);
+            self.metrics.saw(state);
         }
     }
 
     /// A call finished and was recorded.
     pub(crate) fn finished(&self, recorded: &Recorded, context: impl FnOnce() -> HttpContext) {
+        let series = &self.metrics.series;
         let kind = match recorded.outcome {
             Outcome::Success => {
-                self.series.successes.increment(1);
-                Some(Kind::Success)
+                series.successes.increment(1);
+                Some(EventKind::Success)
             }
             Outcome::Failure => {
-                self.series.failures.increment(1);
-                Some(Kind::Failure)
+                series.failures.increment(1);
+                Some(EventKind::Failure)
             }
             Outcome::Ignored => {
-                self.series.ignored.increment(1);
+                series.ignored.increment(1);
                 None
             }
         };
@@ -370,44 +364,24 @@ impl Observer {
                 self.send(kind, Some(recorded.elapsed), &context);
             }
             if let Some(transition) = recorded.transition {
-                self.send(Kind::Transition(transition), None, &context);
+                self.send(EventKind::Transition(transition), None, &context);
             }
         }
     }
 
-    /// A transition this process's call made: counted, and seen.
+    /// A transition this process's call made: counted, seen, and traced.
     fn transition(&self, transition: Transition) {
+        self.metrics.transition(transition);
         let name = &self.name;
         match transition {
             Transition::Tripped {
                 open_for, cause, ..
-            } => {
-                self.series.trips.increment(1);
-                self.saw(State::Open);
-                tracing::warn!(breaker = %name, ?open_for, ?cause, "circuit breaker opened");
-            }
+            } => tracing::warn!(breaker = %name, ?open_for, ?cause, "circuit breaker opened"),
             Transition::HalfOpened { .. } => {
-                self.series.half_opens.increment(1);
-                self.saw(State::HalfOpen);
                 tracing::info!(breaker = %name, "circuit breaker half-open: probing");
             }
-            Transition::Closed { .. } => {
-                self.series.closes.increment(1);
-                self.saw(State::Closed);
-                tracing::info!(breaker = %name, "circuit breaker closed");
-            }
+            Transition::Closed { .. } => tracing::info!(breaker = %name, "circuit breaker closed"),
             _ => {}
-        }
-    }
-}
-
-impl Drop for Observer {
-    /// A breaker made on demand leaves its mount's count when it is dropped.
-    fn drop(&mut self) {
-        if let States::Counts(counts) = &self.series.states
-            && let Some(count) = counts.get(usize::from(*self.seen.get_mut()))
-        {
-            count.decrement(1.0);
         }
     }
 }
@@ -423,6 +397,8 @@ mod metrics_tests {
         Action, Breaker, Counts, ManualClock, Operate, Override, Policy, Timestamp, TripCause,
     };
     use breaker_store_memory::{MemoryBreaker, MemoryStore};
+    use breaker_store_redis::{BlockingRedisStore, RedisConfig};
+    use breaker_testkit::redis_server::RedisServer;
 
     use crate::{Breakers, MetricLabels, OnDemand, RequestHead, Start};
     use metrics::{
@@ -592,7 +568,7 @@ mod metrics_tests {
 
     /// Sends `GET url` through `breakers`, answered with `status` if it is sent: whether it
     /// was sent.
-    fn call(breakers: &Breakers<MemoryBreaker>, url: &str, status: u16) -> bool {
+    fn call<B: Breaker>(breakers: &Breakers<B>, url: &str, status: u16) -> bool {
         let uri: http::Uri = url.parse().unwrap();
         let headers = http::HeaderMap::new();
         match breakers.start_blocking(&RequestHead::new("GET", &uri, &headers)) {
@@ -684,6 +660,62 @@ mod metrics_tests {
                 1
             );
         });
+    }
+
+    #[test]
+    fn transitions_made_by_a_batch_or_another_process_are_counted_once() {
+        let redis = RedisServer::start();
+        let policy = Policy::builder()
+            .minimum_failures(3)
+            .open_for(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        // A process of its own: its store, its client on `url`, its metrics.
+        let process = |config: RedisConfig, recorder: &Memory, name: &str, url: &str| {
+            let store = BlockingRedisStore::connect(config).unwrap();
+            let breaker = store.breaker(name, policy.clone()).unwrap();
+            let handle = breaker.clone();
+            let breakers = metrics::with_local_recorder(recorder, || {
+                Breakers::blocking().mount(url, breaker).unwrap()
+            });
+            (breakers, handle)
+        };
+        let url = "http://api.example/x";
+        let trips = |recorder: &Memory, name: &str| {
+            recorder.get(&format!(
+                "breaker_transitions_total{{breaker={name},to=open}}"
+            ))
+        };
+
+        // Batched: the third failure's batch trips the breaker, and no call reports it.
+        let batched = Memory::default();
+        let config = RedisConfig::standalone(redis.url()).batch(Duration::from_secs(3_600));
+        let (breakers, handle) = process(config, &batched, "batched", "http://api.example");
+        for _ in 0..3 {
+            assert!(call(&breakers, url, 500));
+        }
+        handle.flush().unwrap();
+        assert_eq!(trips(&batched, "batched"), 1, "the batch's trip is counted");
+        assert_eq!(batched.level("breaker_state{breaker=batched}"), Some(1.0));
+        assert!(!call(&breakers, url, 200), "open for the whole fleet");
+        handle.flush().unwrap();
+        assert_eq!(trips(&batched, "batched"), 1, "and counted once");
+
+        // Another process trips a breaker this one shares: its metrics count the trip, this
+        // process's state gauge shows it at its next decision, and its counter does not.
+        let (ours, theirs) = (Memory::default(), Memory::default());
+        let unbatched = || RedisConfig::standalone(redis.url()).max_staleness(Duration::ZERO);
+        let (our_client, _ours) = process(unbatched(), &ours, "shared", "http://api.example");
+        let (their_client, _theirs) = process(unbatched(), &theirs, "shared", "http://api.example");
+        assert!(call(&our_client, url, 200));
+        assert_eq!(ours.level("breaker_state{breaker=shared}"), Some(0.0));
+        for _ in 0..3 {
+            assert!(call(&their_client, url, 500));
+        }
+        assert!(!call(&our_client, url, 200), "tripped by the other process");
+        assert_eq!(ours.level("breaker_state{breaker=shared}"), Some(1.0));
+        assert_eq!(trips(&theirs, "shared"), 1);
+        assert_eq!(trips(&ours, "shared"), 0, "the other process's transition");
     }
 
     /// One client calling `hosts` hosts through breakers on demand (at most 100 kept); the

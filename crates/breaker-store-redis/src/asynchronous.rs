@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use breaker_core::{
-    Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Permit, Policy, Recorded, Rejected,
-    Report, Snapshot, StoreError, Transition,
+    Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Listeners, Permit, Policy, Recorded,
+    Rejected, Report, Snapshot, StoreError, Transition,
 };
 use futures_util::StreamExt;
 use futures_util::future::{self, Either};
@@ -512,7 +512,11 @@ impl RedisBreaker {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Listeners have heard of what the batches did.
-        crate::dispatch::delivered_async(self.engine.settings.timeout).await;
+        let (done, told) = tokio::sync::oneshot::channel();
+        Listeners::when_told(move || {
+            let _ = done.send(());
+        });
+        let _ = tokio::time::timeout(self.engine.settings.timeout, told).await;
         result
     }
 

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Action, Breaker, Bucket, HistoryEntry, Operate, Permit, Policy, Recorded, Rejected, Report,
-    Snapshot, StoreError, StoreErrorKind, Transition,
+    Action, Breaker, Bucket, HistoryEntry, Listeners, Operate, Permit, Policy, Recorded, Rejected,
+    Report, Snapshot, StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::SentinelClient;
 use redis::{ConnectionLike, RedisError, RedisResult};
@@ -285,7 +285,11 @@ impl BlockingRedisBreaker {
             std::thread::sleep(Duration::from_millis(1));
         }
         // Listeners have heard of what the batches did.
-        crate::dispatch::wait_delivered(self.engine.settings.timeout);
+        let (done, told) = std::sync::mpsc::channel();
+        Listeners::when_told(move || {
+            let _ = done.send(());
+        });
+        let _ = told.recv_timeout(self.engine.settings.timeout);
         result
     }
 

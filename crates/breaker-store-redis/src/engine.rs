@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use breaker_core::store::{self, LocalBreaker, PolicyMillis, RampCredit};
 use breaker_core::{
-    Action, Bucket, Circuit, Clock, Counts, Listeners, Outcome, Override, Permit, PermitKind,
-    Policy, Recorded, RejectReason, Rejected, Report, Snapshot, State, StoreError, StoreErrorKind,
-    StoreFailurePolicy, Timestamp, Transition,
+    Action, Bucket, Circuit, Clock, Counts, EventKind, LaterEvent, Listeners, Outcome, Override,
+    Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Report, Snapshot, State,
+    StoreError, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
 
-use crate::dispatch::{self, Told};
 use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op, Tail};
@@ -677,10 +676,9 @@ impl Engine {
     ) -> Result<(Option<Transition>, Tail), StoreError> {
         if let Some((reporters, needed)) = script::quorum_short(reply) {
             tracing::info!(breaker = %self.name, reporters, needed, "trip rule met by too few reporters: the breaker stays closed");
-            dispatch::tell(
-                &self.listeners,
-                &self.name,
-                Told::QuorumShort(reporters, needed),
+            self.tell(
+                LaterEvent::new(&self.name, EventKind::QuorumShort { reporters, needed })
+                    .made_by_store(),
             );
         }
         script::parse_transition(reply, what)
@@ -688,7 +686,7 @@ impl Engine {
 
     fn emit_transition(&self, transition: Transition) {
         tracing::info!(breaker = %self.name, ?transition, "breaker transition");
-        dispatch::tell(&self.listeners, &self.name, Told::Transition(transition));
+        self.tell(LaterEvent::new(&self.name, EventKind::Transition(transition)).made_by_store());
     }
 
     /// Counts an outcome in the local fallback breaker while it can without a decision
@@ -882,7 +880,16 @@ impl Engine {
     /// Tells listeners (off the caller's thread) and tracing that the store failed.
     pub(crate) fn report(&self, err: StoreError) {
         tracing::warn!(breaker = %self.name, error = %err, policy = ?self.policy.on_store_failure(), "breaker store failed");
-        dispatch::tell(&self.listeners, &self.name, Told::StoreError(err));
+        self.tell(LaterEvent::store_error(&self.name, err));
+    }
+
+    /// Hands an event the store made itself to the listener thread, the one path every event
+    /// takes: listeners and the breaker's watcher (the HTTP adapters' metrics) hear of it
+    /// once, off the caller's thread.
+    fn tell(&self, event: LaterEvent) {
+        if !self.listeners.tell_later(event) {
+            tracing::warn!(breaker = %self.name, "listeners are {} events behind: a store event was dropped", Listeners::QUEUE);
+        }
     }
 }
 
@@ -1003,7 +1010,11 @@ mod tests {
         fresh.epoch = 8;
         engine.remember(engine.send(), clock.now(), &fresh);
         assert!(engine.cached_acquire(clock.now()).unwrap().is_ok());
-        dispatch::wait_delivered(Duration::from_secs(5));
+        let (done, wait) = std::sync::mpsc::channel();
+        Listeners::when_told(move || {
+            let _ = done.send(());
+        });
+        wait.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(*lock(&seen), vec![StoreErrorKind::StateLost]);
         assert!(engine.registration_due(clock.now()), "registered again");
     }

@@ -50,7 +50,6 @@ mod asynchronous;
 #[cfg(feature = "blocking")]
 mod blocking;
 mod config;
-mod dispatch;
 mod engine;
 mod error;
 mod history;

@@ -1,17 +1,19 @@
-//! The async store (tokio).
+//! The async store (tokio): the transport, which only sends what an operation asks within the
+//! store's timeout and hands back the reply. `push.rs` follows the changes Redis pushes;
+//! `schedule.rs` runs what no caller waits for (batches, registrations) in tasks.
 
-use std::collections::HashMap;
+mod push;
+mod schedule;
+
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{
     Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Listeners, Permit, Policy, Recorded,
     Rejected, Report, Snapshot, StoreError, Transition,
 };
-use futures_util::StreamExt;
-use futures_util::future::{self, Either};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -21,12 +23,14 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::config::{Deployment, RedisConfig};
+use crate::engine::ops::{self, Ask, Operation, Request, Run};
 use crate::engine::{BatchDue, Engine};
 use crate::error::{config_error, redact, store_error, store_error_in, timed_out};
 use crate::handle::breaker_handle;
-use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 use crate::settings::Settings;
+
+use push::Changes;
 
 /// A Sentinel-managed master: found through the Sentinels, and found again after an error
 /// (the master may have moved).
@@ -86,112 +90,6 @@ struct Inner {
     changes: Arc<Changes>,
     /// Dropped with the store: ends the task that listens for changes Redis pushes.
     _stop_listening: Option<oneshot::Sender<()>>,
-}
-
-/// The breakers this store made, by state key, so a change Redis pushes reaches them.
-#[derive(Default)]
-struct Changes {
-    followed: std::sync::Mutex<Followed>,
-}
-
-/// Breakers by state key; entries whose breakers were all dropped are swept away whenever
-/// the map has doubled since the last sweep, so it holds at most about twice the live
-/// breakers (plus a few), however many names were ever used.
-#[derive(Default)]
-struct Followed {
-    engines: HashMap<String, Vec<Weak<Engine>>>,
-    /// Entries after the last sweep.
-    swept: usize,
-}
-
-/// The map is swept once it holds this many entries at least.
-const SWEEP_FLOOR: usize = 64;
-
-impl Changes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Followed> {
-        // Nothing panics while holding this lock; a poisoned map still holds valid entries.
-        self.followed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn add(&self, engine: &Arc<Engine>) {
-        let mut followed = self.lock();
-        if followed.engines.len() >= (2 * followed.swept).max(SWEEP_FLOOR) {
-            followed.engines.retain(|_, list| {
-                list.retain(|weak| weak.strong_count() > 0);
-                !list.is_empty()
-            });
-            followed.engines.shrink_to_fit();
-            followed.swept = followed.engines.len();
-        }
-        let list = followed
-            .engines
-            .entry(engine.keys.state.clone())
-            .or_default();
-        list.retain(|weak| weak.strong_count() > 0);
-        list.push(Arc::downgrade(engine));
-    }
-
-    /// How many breaker names the map holds.
-    fn len(&self) -> usize {
-        self.lock().engines.len()
-    }
-
-    /// The breaker whose state key is `key` changed: its cache is stale.
-    fn changed(&self, key: &str) {
-        let mut followed = self.lock();
-        if let Some(list) = followed.engines.get_mut(key) {
-            list.retain(|weak| weak.strong_count() > 0);
-            for engine in list.iter().filter_map(Weak::upgrade) {
-                engine.make_stale();
-            }
-        }
-    }
-
-    /// Changes may have been missed (no subscription was live): every cache is stale.
-    fn all_changed(&self) {
-        for list in self.lock().engines.values() {
-            for engine in list.iter().filter_map(Weak::upgrade) {
-                engine.make_stale();
-            }
-        }
-    }
-}
-
-/// Listens for the changes the breaker script publishes (transitions and operator actions) on
-/// `<prefix>:changes` and makes the changed breakers' caches stale, so a running process
-/// follows them within milliseconds; when the connection drops, reconnects a second later to
-/// the next of `clients` (a Cluster's node may be gone for good after a failover, while any
-/// other node hears every message), and ends when the store is dropped. Polling within
-/// `max_staleness` stays the safety net.
-async fn listen(
-    clients: Vec<redis::Client>,
-    channel: String,
-    changes: Arc<Changes>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    for client in clients.iter().cycle() {
-        let session = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            changes.all_changed();
-            let mut messages = pubsub.into_on_message();
-            while let Some(message) = messages.next().await {
-                if let Ok(key) = message.get_payload::<String>() {
-                    changes.changed(&key);
-                }
-            }
-            Ok::<(), redis::RedisError>(())
-        };
-        if let Either::Right(_) = future::select(Box::pin(session), &mut stop).await {
-            return;
-        }
-        let pause = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
-        if let Either::Right(_) = future::select(pause, &mut stop).await {
-            return;
-        }
-    }
 }
 
 /// A Redis store for async callers: many breakers sharing one multiplexed connection (or one
@@ -265,28 +163,7 @@ impl RedisStore {
                 }))
             }
         };
-        let changes = Arc::new(Changes::default());
-        // Changes are pushed through one Redis node: a standalone server, or any node of a
-        // Cluster (a published message reaches every node), each in turn while one fails.
-        // Behind Sentinels, polling only.
-        let push_urls = match &config.deployment {
-            Deployment::Standalone(url) if config.push => std::slice::from_ref(url),
-            Deployment::Cluster(urls) if config.push => urls.as_slice(),
-            _ => &[],
-        };
-        let push_clients: Vec<redis::Client> = push_urls
-            .iter()
-            .filter_map(|url| config.client(url).ok())
-            .collect();
-        let stop_listening = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if !push_clients.is_empty() => {
-                let (stop, stopped) = oneshot::channel();
-                let channel = format!("{}:changes", settings.prefix);
-                runtime.spawn(listen(push_clients, channel, changes.clone(), stopped));
-                Some(stop)
-            }
-            _ => None,
-        };
+        let (changes, stop_listening) = push::start(&config, &settings);
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connector,
@@ -410,56 +287,6 @@ impl RedisStore {
         self.inner.changes.len()
     }
 
-    /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no
-    /// caller waits for it.
-    fn schedule_flush(&self, engine: &Arc<Engine>, due: BatchDue) {
-        let delay = match due {
-            BatchDue::No => return,
-            BatchDue::Later(interval) => interval,
-            BatchDue::Now | BatchDue::Trip => Duration::ZERO,
-        };
-        // Without a tokio runtime the batch waits for the next call, `flush()` or drop.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let store = self.clone();
-        let engine = engine.clone();
-        runtime.spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let _ = store.flush_engine(&engine).await;
-        });
-    }
-
-    /// Sends `engine`'s pending outcomes, if any, in one script call.
-    async fn flush_engine(&self, engine: &Arc<Engine>) -> Result<(), StoreError> {
-        let (result, answered) = self.run(ops::flush(engine)).await;
-        if answered {
-            self.refresh_registration(engine);
-        }
-        result
-    }
-
-    /// After Redis answered a call: refreshes the breaker's registration when it is due, in
-    /// a task of its own so that the call does not wait for it.
-    fn refresh_registration(&self, engine: &Arc<Engine>) {
-        let now = engine.now();
-        if !engine.registration_due(now) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            engine.registered(now, false);
-            return;
-        };
-        let store = self.clone();
-        let engine = engine.clone();
-        runtime.spawn(async move {
-            let (ok, _) = store.run(ops::register(&engine)).await;
-            engine.registered(now, ok);
-        });
-    }
-
     /// The newest `count` entries of the history of breaker `name`, or of every registered
     /// breaker merged, newest first.
     pub async fn history(
@@ -570,60 +397,5 @@ impl AsyncBreaker for RedisBreaker {
             self.store.refresh_registration(&self.engine);
         }
         recorded
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use breaker_core::{ManualClock, Timestamp};
-
-    use super::*;
-
-    #[test]
-    fn names_of_dropped_breakers_are_swept() {
-        let settings = Settings {
-            prefix: "test".to_owned(),
-            timeout: Duration::from_millis(50),
-            max_staleness: Duration::from_secs(1),
-            idle_ttl: Duration::from_secs(60),
-            clock: Arc::new(ManualClock::new(Timestamp::ZERO)),
-            inject_time: true,
-            history_len: 10,
-            actor: "test".to_owned(),
-            batch: None,
-            reporter: "test".to_owned(),
-        };
-        let changes = Changes::default();
-        let kept: Vec<Arc<Engine>> = (0..10)
-            .map(|i| {
-                Arc::new(Engine::new(
-                    &format!("kept-{i}"),
-                    Policy::default(),
-                    settings.clone(),
-                ))
-            })
-            .collect();
-        for engine in &kept {
-            changes.add(engine);
-        }
-        // Breakers on demand: a new name each time, dropped soon after.
-        for i in 0..20_000 {
-            let engine = Arc::new(Engine::new(
-                &format!("host-{i}"),
-                Policy::default(),
-                settings.clone(),
-            ));
-            changes.add(&engine);
-        }
-        assert!(
-            changes.len() <= 2 * SWEEP_FLOOR,
-            "{} names kept",
-            changes.len()
-        );
-        // The live ones still hear their changes.
-        let followed = changes.lock();
-        for engine in &kept {
-            assert_eq!(followed.engines[&engine.keys.state].len(), 1);
-        }
     }
 }

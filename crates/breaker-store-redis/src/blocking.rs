@@ -12,10 +12,10 @@ use redis::sentinel::SentinelClient;
 use redis::{ConnectionLike, RedisError, RedisResult};
 
 use crate::config::{Deployment, RedisConfig};
+use crate::engine::ops::{self, Ask, Operation, Request, Run};
 use crate::engine::{BatchDue, Engine};
 use crate::error::{config_error, store_error};
 use crate::handle::breaker_handle;
-use crate::ops::{self, Ask, Operation, Request, Run};
 use crate::registry::BreakerInfo;
 use crate::settings::Settings;
 

@@ -56,10 +56,10 @@ mod history;
 mod keys;
 #[cfg(feature = "tokio")]
 mod listing;
-mod ops;
 mod registry;
 mod script;
 mod settings;
+mod tail;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{RedisBreaker, RedisStore};

@@ -9,14 +9,13 @@
 //! own, so there each breaker is read on its own, many at a time over the one connection.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use breaker_core::{Bucket, HistoryEntry, Policy, StoreError, StoreErrorKind, Timestamp};
 use futures_util::StreamExt;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation, Value};
 
 use crate::asynchronous::{Connection, RedisStore};
-use crate::engine::Engine;
+use crate::engine::Reader;
 use crate::error::store_error;
 use crate::history;
 use crate::keys::Keys;
@@ -92,7 +91,7 @@ pub struct Listed {
 
 /// A breaker's policies, read: the engine for its script calls (with the newest policy), all
 /// its policies newest first, and when a process last registered it.
-type Found = (Arc<Engine>, Vec<Policy>, Timestamp);
+type Found = (Reader, Vec<Policy>, Timestamp);
 
 /// One breaker read on its own: its policies, state, window, and the round trips it took.
 type ReadOne = (
@@ -116,9 +115,9 @@ impl Reading {
     fn finish(self) -> Option<Listed> {
         let info = match self.read? {
             Err(err) => Err(err),
-            Ok((engine, policies, last_seen)) => match self.snapshot {
+            Ok((reader, policies, last_seen)) => match self.snapshot {
                 Some(Ok(snapshot)) => Ok(BreakerInfo {
-                    name: engine.name.to_string(),
+                    name: reader.name.clone(),
                     first_seen: self.first_seen,
                     last_seen,
                     policies,
@@ -172,8 +171,11 @@ fn policies_of(settings: &Settings, name: &str, reply: Value) -> Option<Result<F
             format!("no policy of breaker {name:?} can be read"),
         )));
     };
-    let engine = Arc::new(Engine::new(name, policy, settings.clone()));
-    Some(Ok((engine, policies, last_seen)))
+    Some(Ok((
+        Reader::new(settings, name, policy),
+        policies,
+        last_seen,
+    )))
 }
 
 /// The command that loads the breaker script, so that the `EVALSHA`s after it in a pipeline
@@ -273,10 +275,10 @@ impl RedisStore {
                 loaded = true;
             }
             for reading in &chunk {
-                if let Some(Ok((engine, _, _))) = &reading.read {
-                    evalsha(&mut pipe, &engine.operator_call(Op::Snapshot));
+                if let Some(Ok((reader, _, _))) = &reading.read {
+                    evalsha(&mut pipe, &reader.call(settings, Op::Snapshot));
                     if windows {
-                        evalsha(&mut pipe, &engine.operator_call(Op::Window));
+                        evalsha(&mut pipe, &reader.call(settings, Op::Window));
                     }
                 }
             }
@@ -286,18 +288,17 @@ impl RedisStore {
                 .into_iter();
             round_trips += 1;
             for reading in chunk {
-                let Some(Ok((engine, _, _))) = &reading.read else {
+                let Some(Ok((reader, _, _))) = &reading.read else {
                     continue;
                 };
                 let snapshot = replies.next().unwrap_or(Value::Nil);
                 reading.snapshot = Some(
-                    script::values(snapshot, "snapshot")
-                        .and_then(|reply| engine.finish_snapshot(&reply)),
+                    script::values(snapshot, "snapshot").and_then(|reply| reader.snapshot(&reply)),
                 );
                 if windows {
                     let window = replies.next().unwrap_or(Value::Nil);
                     reading.window = script::values(window, "window")
-                        .and_then(|reply| engine.finish_window(&reply))
+                        .and_then(|reply| reader.window(&reply))
                         .ok();
                 }
             }
@@ -341,18 +342,18 @@ impl RedisStore {
             Ok(reply) => policies_of(settings, &name, reply),
             Err(err) => Some(Err(err)),
         };
-        let Some(Ok((engine, _, _))) = &read else {
+        let Some(Ok((reader, _, _))) = &read else {
             return (read, None, None, 1);
         };
         let snapshot = self
-            .script(engine.operator_call(Op::Snapshot))
+            .script(reader.call(settings, Op::Snapshot))
             .await
-            .and_then(|reply| engine.finish_snapshot(&reply));
+            .and_then(|reply| reader.snapshot(&reply));
         let mut window = None;
         let mut trips = 2;
         if windows && snapshot.is_ok() {
-            let reply = self.script(engine.operator_call(Op::Window)).await;
-            window = reply.and_then(|reply| engine.finish_window(&reply)).ok();
+            let reply = self.script(reader.call(settings, Op::Window)).await;
+            window = reply.and_then(|reply| reader.window(&reply)).ok();
             trips += 1;
         }
         (read, Some(snapshot), window, trips)

@@ -35,4 +35,22 @@ impl Settings {
             SystemClock.now()
         }
     }
+
+    /// Settings for unit tests: prefix `test`, a 50 ms timeout, a 1 s cache, a 60 s idle TTL,
+    /// time from `clock` sent to the script, no batching.
+    #[cfg(test)]
+    pub(crate) fn for_tests(clock: impl Clock + 'static) -> Settings {
+        Settings {
+            prefix: "test".to_owned(),
+            timeout: Duration::from_millis(50),
+            max_staleness: Duration::from_secs(1),
+            idle_ttl: Duration::from_secs(60),
+            clock: Arc::new(clock),
+            inject_time: true,
+            history_len: 10,
+            actor: "test".to_owned(),
+            batch: None,
+            reporter: "test".to_owned(),
+        }
+    }
 }

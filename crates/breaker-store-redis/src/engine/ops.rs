@@ -4,7 +4,6 @@
 //! reply, in one loop of its own.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use breaker_core::{
     Action, Bucket, HistoryEntry, Permit, Recorded, Rejected, Report, Snapshot, StoreError,
@@ -12,7 +11,7 @@ use breaker_core::{
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
-use crate::engine::{BatchDue, Engine, RecordPlan};
+use super::{BatchDue, Engine, Reader, RecordContext, RecordPlan};
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
@@ -241,7 +240,7 @@ pub(crate) fn record(
 struct Record<'a> {
     engine: &'a Engine,
     plan: Option<RecordPlan>,
-    context: Option<crate::engine::RecordContext>,
+    context: Option<RecordContext>,
 }
 
 impl Operation for Record<'_> {
@@ -471,7 +470,7 @@ enum Listing {
     Policies(String, Timestamp),
     Pruned,
     Snapshot {
-        engine: Arc<Engine>,
+        reader: Box<Reader>,
         first_seen: Timestamp,
         last_seen: Timestamp,
         policies: Vec<breaker_core::Policy>,
@@ -525,10 +524,10 @@ impl Operation for List<'_> {
                         "pruning the registry",
                     ));
                 };
-                let engine = Arc::new(Engine::new(&name, policy, self.settings.clone()));
-                let call = engine.operator_call(Op::Snapshot);
+                let reader = Box::new(Reader::new(self.settings, &name, policy));
+                let call = reader.call(self.settings, Op::Snapshot);
                 self.current = Some(Listing::Snapshot {
-                    engine,
+                    reader,
                     first_seen,
                     last_seen,
                     policies,
@@ -540,18 +539,18 @@ impl Operation for List<'_> {
                 Err(err) => Step::Done(Err(err)),
             },
             Some(Listing::Snapshot {
-                engine,
+                reader,
                 first_seen,
                 last_seen,
                 policies,
             }) => {
                 let snapshot = reply
                     .and_then(|r| script::values(r, "snapshot"))
-                    .and_then(|reply| engine.finish_snapshot(&reply));
+                    .and_then(|reply| reader.snapshot(&reply));
                 match snapshot {
                     Ok(snapshot) => {
                         self.breakers.push(BreakerInfo {
-                            name: engine.name.to_string(),
+                            name: reader.name,
                             first_seen,
                             last_seen,
                             policies,
@@ -644,26 +643,12 @@ impl Operation for History<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use breaker_core::{ManualClock, Policy};
 
     use super::*;
 
     fn engine() -> Engine {
-        let settings = Settings {
-            prefix: "test".to_owned(),
-            timeout: Duration::from_millis(50),
-            max_staleness: Duration::from_secs(1),
-            idle_ttl: Duration::from_secs(60),
-            clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000))),
-            inject_time: true,
-            history_len: 10,
-            actor: "test".to_owned(),
-            batch: None,
-            reporter: "test".to_owned(),
-        };
+        let settings = Settings::for_tests(ManualClock::new(Timestamp::from_millis(1_000)));
         Engine::new("registering", Policy::default(), settings)
     }
 

@@ -1,0 +1,224 @@
+//! Batched outcomes: ordinary calls' outcomes added up in the process, all of one generation,
+//! and sent once per interval (or at once when full, or when a failure could trip the
+//! breaker), so the caller never waits for the store on the closed path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use breaker_core::{Counts, Outcome, Timestamp};
+
+/// Outcomes a batch holds at most: past this, the call that adds one sends the batch, so
+/// nothing pending grows without bound.
+const MAX_PENDING: u64 = 1 << 16;
+
+/// Outcomes of ordinary calls added up in the process, all of one generation.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub(crate) generation: u64,
+    pub(crate) successes: u64,
+    pub(crate) failures: u64,
+    /// When the first of them was added.
+    since: Timestamp,
+}
+
+/// Whether a batched outcome asks for the batch to be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchDue {
+    /// Not yet: it goes with the others.
+    No,
+    /// The first of a new batch: send it when the interval has passed.
+    Later(Duration),
+    /// Now: the interval passed, or the batch is full.
+    Now,
+    /// Now, by the caller itself: this failure could trip the breaker by the last totals
+    /// the store sent plus what is pending. The caller waits for the round trip (its call
+    /// failed anyway), so no call of this process passes between that failure and the trip.
+    Trip,
+}
+
+impl Batch {
+    /// How many outcomes it holds.
+    pub(crate) fn calls(&self) -> u64 {
+        self.successes + self.failures
+    }
+
+    /// What it holds as window totals.
+    fn counts(&self) -> Counts {
+        Counts {
+            calls: self.calls(),
+            failures: self.failures,
+        }
+    }
+
+    /// Adds an ordinary call's `outcome` of `generation` at `now`; says when the batch should
+    /// go, sent every `interval`. `current` is the generation the store's last reply named;
+    /// `could_trip` says whether the store's last totals plus these would trip the breaker.
+    pub(crate) fn add(
+        &mut self,
+        generation: u64,
+        outcome: Outcome,
+        now: Timestamp,
+        interval: Duration,
+        current: u64,
+        could_trip: impl FnOnce(Counts) -> bool,
+    ) -> BatchDue {
+        let due = |batch: &Batch| {
+            now.saturating_since(batch.since) >= interval
+                || now < batch.since
+                || batch.calls() >= MAX_PENDING
+        };
+        let first = self.calls() == 0;
+        if !first && generation != self.generation {
+            // Two cycles meet: the one the last reply named is the store's current cycle
+            // (after a lost key or a rollback its generation may be lower), and the store
+            // ignores the other's outcomes. Without a reply naming either, the later
+            // generation wins.
+            let permit_is_current = if self.generation == current {
+                false
+            } else if generation == current {
+                true
+            } else {
+                generation > self.generation
+            };
+            if !permit_is_current {
+                // From a cycle that already ended: not counted, and the batch still goes
+                // when it is due.
+                return if due(self) {
+                    BatchDue::Now
+                } else {
+                    BatchDue::No
+                };
+            }
+        }
+        let first = first || generation != self.generation;
+        if first {
+            // Outcomes of an ended cycle would be ignored by the store: dropped here.
+            *self = Batch {
+                generation,
+                since: now,
+                ..Batch::default()
+            };
+        }
+        let failure = outcome == Outcome::Failure;
+        if failure {
+            self.failures += 1;
+        } else {
+            self.successes += 1;
+        }
+        // A failure that could trip the breaker goes at once: the trip is not held back for
+        // the interval.
+        if failure && could_trip(self.counts()) {
+            BatchDue::Trip
+        } else if due(self) {
+            BatchDue::Now
+        } else if first {
+            BatchDue::Later(interval)
+        } else {
+            BatchDue::No
+        }
+    }
+
+    /// Takes what it holds, leaving it empty; `None` if it holds nothing.
+    pub(crate) fn take(&mut self) -> Option<Batch> {
+        let batch = std::mem::take(self);
+        (batch.calls() > 0).then_some(batch)
+    }
+}
+
+/// Batches taken to be sent, and batches whose reply (or failure) was handled: a flush waits
+/// for the batches already on their way, not only for its own.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    taken: AtomicU64,
+    done: AtomicU64,
+}
+
+impl InFlight {
+    /// Counts a batch taken to be sent.
+    pub(crate) fn taken(&self) {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many batches have been taken so far.
+    pub(crate) fn taken_so_far(&self) -> u64 {
+        self.taken.load(Ordering::SeqCst)
+    }
+
+    /// Whether every batch of the first `taken` has been handled (sent, or failed).
+    pub(crate) fn done(&self, taken: u64) -> bool {
+        self.done.load(Ordering::SeqCst) >= taken
+    }
+
+    /// Counts a batch as handled when the guard it returns is dropped.
+    pub(crate) fn handling(&self) -> impl Drop + '_ {
+        DoneOnDrop(&self.done)
+    }
+}
+
+/// Counts a batch as handled when its handling ends.
+struct DoneOnDrop<'a>(&'a AtomicU64);
+
+impl Drop for DoneOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn at(millis: u64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
+    #[test]
+    fn a_batch_goes_after_its_interval_or_at_once_when_it_could_trip() {
+        let mut batch = Batch::default();
+        let never = |_: Counts| false;
+        assert_eq!(
+            batch.add(1, Outcome::Success, at(0), SECOND, 1, never),
+            BatchDue::Later(SECOND)
+        );
+        assert_eq!(
+            batch.add(1, Outcome::Failure, at(10), SECOND, 1, never),
+            BatchDue::No
+        );
+        let trips = |counts: Counts| counts.failures >= 2;
+        assert_eq!(
+            batch.add(1, Outcome::Failure, at(20), SECOND, 1, trips),
+            BatchDue::Trip
+        );
+        assert_eq!(
+            batch.add(1, Outcome::Success, at(1_000), SECOND, 1, never),
+            BatchDue::Now
+        );
+        let taken = batch.take().expect("four outcomes");
+        assert_eq!(
+            (taken.successes, taken.failures, taken.generation),
+            (2, 2, 1)
+        );
+        assert_eq!(batch.take(), None);
+    }
+
+    #[test]
+    fn outcomes_of_an_ended_cycle_are_left_out() {
+        let mut batch = Batch::default();
+        let never = |_: Counts| false;
+        batch.add(5, Outcome::Failure, at(0), SECOND, 5, never);
+        // The store's last reply names generation 5: a late outcome of 4 is not counted.
+        assert_eq!(
+            batch.add(4, Outcome::Failure, at(1), SECOND, 5, never),
+            BatchDue::No
+        );
+        assert_eq!(batch.calls(), 1);
+        // After a lost key the store's cycle is 2: its outcomes replace those of 5.
+        assert_eq!(
+            batch.add(2, Outcome::Success, at(2), SECOND, 2, never),
+            BatchDue::Later(SECOND)
+        );
+        assert_eq!((batch.generation, batch.calls()), (2, 1));
+    }
+}

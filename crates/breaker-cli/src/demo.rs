@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use breaker_core::{Action, AsyncBreaker, BreakerHandle, Policy, Transition};
-use breaker_reqwest::{BreakerMiddleware, Rejection};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen};
 use breaker_store_memory::MemoryStore;
 use clap::Args;
 
@@ -144,7 +144,7 @@ async fn drive<B: AsyncBreaker + 'static>(
                 while Instant::now() < end {
                     counters.calls.fetch_add(1, Ordering::SeqCst);
                     match client.get(&url).send().await {
-                        Ok(response) if response.extensions().get::<Rejection>().is_some() => {
+                        Ok(response) if response.extensions().get::<BreakerOpen>().is_some() => {
                             counters.rejected.fetch_add(1, Ordering::SeqCst);
                         }
                         Ok(response) => {

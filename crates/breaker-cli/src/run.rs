@@ -10,7 +10,7 @@ use breaker_core::{
     Recorded, RejectReason, Rejected, Report, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, RequestErrorKind, default_classify};
-use breaker_reqwest::{BreakerMiddleware, Rejection};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen};
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::RedisBreaker;
 use clap::Args;
@@ -300,7 +300,7 @@ async fn drive<B: AsyncBreaker + 'static>(
                         break;
                     }
                     let counter = match client.get(url.clone()).send().await {
-                        Ok(response) if response.extensions().get::<Rejection>().is_some() => &tally.rejected,
+                        Ok(response) if response.extensions().get::<BreakerOpen>().is_some() => &tally.rejected,
                         Ok(response) => {
                             tally.sent.fetch_add(1, Ordering::SeqCst);
                             let status = response.status().as_u16();

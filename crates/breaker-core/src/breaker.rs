@@ -4,8 +4,10 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::{
-    Action, Event, EventKind, Listeners, Outcome, Permit, Policy, Rejected, Report, Snapshot,
+    Action, EventKind, LaterEvent, Listeners, Outcome, Permit, Policy, Rejected, Report, Snapshot,
     StoreError, Transition,
 };
 
@@ -55,7 +57,7 @@ pub trait Breaker: BreakerHandle {
     /// Reports how the call `permit` admitted went: its outcome and, if the response asked
     /// every caller to wait (a 429 or 503 with `Retry-After`), the wait. With the policy's
     /// `retry_after = honour` the breaker then opens until the wait ends for every process,
-    /// in the same atomic step (see [`Circuit::record`](crate::Circuit::record)). A wrapper
+    /// in the same atomic step (see [`Circuit::record`](crate::store::Circuit::record)). A wrapper
     /// forwards the [`Report`] whole, so nothing in it is lost on the way.
     fn record(&self, permit: Permit, report: Report) -> Recorded;
 }
@@ -68,7 +70,7 @@ pub trait Operate: BreakerHandle {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Applies `action` for every process sharing the store, as
-    /// [`Circuit::operate`](crate::Circuit::operate) does: the transition it made (always one
+    /// [`Circuit::operate`](crate::store::Circuit::operate) does: the transition it made (always one
     /// for a trip; one for a reset unless the breaker was closed already; none for an
     /// override).
     fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError>;
@@ -123,8 +125,8 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
     }
 }
 
-/// The default classification of a call's result: `Ok` is a success, `Err` a failure.
-pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
+/// How a call's result counts: `Ok` is a success, `Err` a failure.
+fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
     match result {
         Ok(_) => Outcome::Success,
         Err(_) => Outcome::Failure,
@@ -132,7 +134,9 @@ pub fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 }
 
 /// Runs `f` through `breaker`: rejected at once if the breaker says so, otherwise run, and its
-/// result (`Ok` a success, `Err` a failure) recorded. Listeners hear of every step.
+/// result (`Ok` a success, `Err` a failure) recorded. Listeners hear of every step, on the
+/// listener thread. A client that counts results otherwise (some errors as successes) calls
+/// [`Breaker::acquire`] and [`Breaker::record`] itself.
 ///
 /// ```
 /// use breaker_core::{call, CallError, Outcome};
@@ -162,20 +166,10 @@ where
     B: Breaker + ?Sized,
     F: FnOnce() -> Result<T, E>,
 {
-    call_classified(breaker, classify_result, f)
-}
-
-/// [`call`] with a classifier of your own (for example, some errors counted as successes).
-pub fn call_classified<B, T, E, F, C>(breaker: &B, classify: C, f: F) -> Result<T, CallError<E>>
-where
-    B: Breaker + ?Sized,
-    F: FnOnce() -> Result<T, E>,
-    C: FnOnce(&Result<T, E>) -> Outcome,
-{
-    let permit = admitted(breaker.name(), breaker.listeners(), breaker.acquire())?;
+    let permit = admitted(breaker, breaker.acquire())?;
     let result = f();
-    let recorded = breaker.record(permit, classify(&result).into());
-    report(breaker.name(), breaker.listeners(), &recorded);
+    let recorded = breaker.record(permit, classify_result(&result).into());
+    report(breaker, &recorded);
     result.map_err(CallError::Inner)
 }
 
@@ -185,49 +179,157 @@ where
     B: AsyncBreaker + ?Sized,
     Fut: Future<Output = Result<T, E>>,
 {
-    let permit = admitted(breaker.name(), breaker.listeners(), breaker.acquire().await)?;
+    let permit = admitted(breaker, breaker.acquire().await)?;
     let result = call.await;
     let recorded = breaker
         .record(permit, classify_result(&result).into())
         .await;
-    report(breaker.name(), breaker.listeners(), &recorded);
+    report(breaker, &recorded);
     result.map_err(CallError::Inner)
 }
 
 /// Tells listeners of a rejection, or of the transition that granting a permit made.
-fn admitted<E>(
-    name: &str,
-    listeners: &Listeners,
+fn admitted<B: BreakerHandle + ?Sized, E>(
+    breaker: &B,
     decision: Result<Permit, Rejected>,
 ) -> Result<Permit, CallError<E>> {
     match decision {
         Ok(permit) => {
             if let Some(transition) = permit.transition() {
-                listeners.emit(&Event::new(name, EventKind::Transition(transition)));
+                tell(
+                    breaker,
+                    [Some(EventKind::Transition(transition)), None],
+                    None,
+                );
             }
             Ok(permit)
         }
         Err(rejected) => {
-            listeners.emit(&Event::new(name, EventKind::Rejected(rejected)));
+            tell(breaker, [Some(EventKind::Rejected(rejected)), None], None);
             Err(CallError::Rejected(rejected))
         }
     }
 }
 
 /// Tells listeners how a recorded call counted and what it changed.
-pub fn report(name: &str, listeners: &Listeners, recorded: &Recorded) {
-    if listeners.is_empty() {
-        return;
-    }
-    let kind = match recorded.outcome {
+fn report<B: BreakerHandle + ?Sized>(breaker: &B, recorded: &Recorded) {
+    let counted = match recorded.outcome {
         Outcome::Success => Some(EventKind::Success),
         Outcome::Failure => Some(EventKind::Failure),
         Outcome::Ignored => None,
     };
-    if let Some(kind) = kind {
-        listeners.emit(&Event::new(name, kind).with_elapsed(recorded.elapsed));
+    let changed = recorded.transition.map(EventKind::Transition);
+    tell(breaker, [counted, changed], Some(recorded.elapsed));
+}
+
+/// Hands `kinds` (the first with the call's `elapsed` time) to the listener thread.
+fn tell<B: BreakerHandle + ?Sized>(
+    breaker: &B,
+    kinds: [Option<EventKind<'static>>; 2],
+    elapsed: Option<Duration>,
+) {
+    let listeners = breaker.listeners();
+    if listeners.is_empty() {
+        return;
     }
-    if let Some(transition) = recorded.transition {
-        listeners.emit(&Event::new(name, EventKind::Transition(transition)));
+    let name: Arc<str> = Arc::from(breaker.name());
+    let [first, second] = kinds;
+    if let Some(kind) = first {
+        let event = LaterEvent::new(&name, kind);
+        listeners.tell_later(match elapsed {
+            Some(elapsed) => event.with_elapsed(elapsed),
+            None => event,
+        });
+    }
+    if let Some(kind) = second {
+        listeners.tell_later(LaterEvent::new(&name, kind));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::LocalBreaker;
+    use crate::{Event, ManualClock, Timestamp};
+
+    /// A breaker of one process, on a clock that stands still.
+    struct Local {
+        policy: Policy,
+        listeners: Listeners,
+        state: Mutex<LocalBreaker>,
+        clock: ManualClock,
+    }
+
+    impl BreakerHandle for Local {
+        fn name(&self) -> &str {
+            "api"
+        }
+        fn policy(&self) -> &Policy {
+            &self.policy
+        }
+        fn listeners(&self) -> &Listeners {
+            &self.listeners
+        }
+    }
+
+    impl Breaker for Local {
+        fn acquire(&self) -> Result<Permit, Rejected> {
+            let now = crate::Clock::now(&self.clock);
+            self.state.lock().unwrap().acquire(&self.policy, now)
+        }
+        fn record(&self, permit: Permit, report: Report) -> Recorded {
+            let now = crate::Clock::now(&self.clock);
+            self.state
+                .lock()
+                .unwrap()
+                .record(&self.policy, now, permit, report)
+        }
+    }
+
+    #[test]
+    fn call_tells_listeners_every_step_on_the_listener_thread() {
+        let heard = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        let caller = std::thread::current().id();
+        let listeners = Listeners::new().with(move |event: &Event<'_>| {
+            assert_ne!(
+                std::thread::current().id(),
+                caller,
+                "off the caller's thread"
+            );
+            let kind = match event.kind {
+                EventKind::Success => "success",
+                EventKind::Failure => "failure",
+                EventKind::Rejected(_) => "rejected",
+                EventKind::Transition(_) => "transition",
+                _ => "other",
+            };
+            sink.lock().unwrap().push(kind);
+        });
+        let policy = Policy::builder().minimum_failures(1).build().unwrap();
+        let breaker = Local {
+            state: Mutex::new(LocalBreaker::new(&policy)),
+            policy,
+            listeners,
+            clock: ManualClock::new(Timestamp::from_millis(1_000)),
+        };
+        assert_eq!(call(&breaker, || Ok::<_, ()>(1)), Ok(1));
+        assert_eq!(
+            call(&breaker, || Err::<(), _>(())),
+            Err(CallError::Inner(()))
+        );
+        assert!(matches!(
+            call(&breaker, || Ok::<_, ()>(1)),
+            Err(CallError::Rejected(_))
+        ));
+        let (done, told) = std::sync::mpsc::channel();
+        Listeners::when_told(move || done.send(()).unwrap());
+        told.recv().unwrap();
+        assert_eq!(
+            *heard.lock().unwrap(),
+            ["success", "failure", "transition", "rejected"]
+        );
     }
 }

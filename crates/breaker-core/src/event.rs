@@ -83,8 +83,9 @@ impl fmt::Debug for Event<'_> {
     }
 }
 
-/// Receives a breaker's events. Called on the call path: keep it quick, and hand slow work
-/// (network, disk) to another thread or task.
+/// Receives a breaker's events, on the one listener thread, in the order they happened: a slow
+/// listener never stalls a call, but delays the events after it, so hand slow work (network,
+/// disk) to another thread or task.
 pub trait Listener: Send + Sync {
     /// Called once for each event.
     fn on_event(&self, event: &Event<'_>);

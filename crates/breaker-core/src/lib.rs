@@ -5,9 +5,10 @@
 //! `failure_rate` percent or more of them, it opens: calls are rejected at once for `open_for`.
 //! Then a few probes go through; their successes close it, a failure opens it again.
 //!
-//! This crate holds the [`Policy`], the [`Circuit`] state machine, the [`Breaker`] call API
-//! that stores implement and the [`Operate`] API operators use, and the events listeners
-//! receive; what only store authors need (the window, [`store::LocalBreaker`]) is in
+//! This crate holds the [`Policy`], the [`Breaker`] call API that stores implement and
+//! custom clients call (or [`call`] and [`call_async`] around a closure or a future), the
+//! [`Operate`] API operators use, and the events listeners receive; what only store authors
+//! need (the [`store::Circuit`] state machine, the window, [`store::LocalBreaker`]) is in
 //! [`store`]. Stores (`breaker-store-memory`, `breaker-store-redis`) keep the state; adapters
 //! (`breaker-reqwest`, `breaker-ureq`, `breaker-tower`) wrap HTTP clients.
 //!
@@ -15,8 +16,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use breaker_core::{Circuit, Outcome, Policy, State, Timestamp};
-//! use breaker_core::store::BucketWindow;
+//! use breaker_core::{Outcome, Policy, State, Timestamp};
+//! use breaker_core::store::{BucketWindow, Circuit};
 //!
 //! let policy = Policy::builder()
 //!     .minimum_failures(2)
@@ -61,11 +62,11 @@ mod window;
 
 pub use breaker::{
     AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, CallError, Operate, Recorded, call,
-    call_async, call_classified, classify_result, report,
+    call_async,
 };
 pub use circuit::{
-    Action, Circuit, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State,
-    Transition, TripCause,
+    Action, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State, Transition,
+    TripCause,
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{Event, EventKind, LaterEvent, Listener, Listeners};

@@ -21,7 +21,7 @@ pub enum Outcome {
 /// What a caller reports of one finished call: its [`Outcome`], and how long the backend asked
 /// every caller to wait, if it did (a 429 or 503 with `Retry-After`). What
 /// [`Breaker::record`](crate::Breaker::record) takes, and
-/// [`Circuit::record`](crate::Circuit::record) applies.
+/// [`Circuit::record`](crate::store::Circuit::record) applies.
 ///
 /// ```
 /// use std::time::Duration;
@@ -63,7 +63,7 @@ impl Report {
     }
 
     /// Whether the report holds nothing but its outcome (no wait asked): a store may then
-    /// count the outcome alone where [`Circuit::free_generation`](crate::Circuit::free_generation)
+    /// count the outcome alone where [`Circuit::free_generation`](crate::store::Circuit::free_generation)
     /// says no decision is needed. A field added to the report says here whether it needs
     /// one.
     #[inline]

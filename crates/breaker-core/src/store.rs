@@ -1,10 +1,12 @@
-//! What only store authors need: the window and its bucket maths, a policy's times in whole
-//! milliseconds, the ramp after a close, building permits and snapshots from a store's own
-//! answer, and [`LocalBreaker`], a breaker's whole state in one process, with its bytes for a
-//! store that loads and saves it. Users of a breaker need none of it.
+//! What only store authors need: the [`Circuit`] state machine, the window and its bucket
+//! maths, a policy's times in whole milliseconds, the ramp after a close, building permits and
+//! snapshots from a store's own answer, and [`LocalBreaker`], a breaker's whole state in one
+//! process, with its bytes for a store that loads and saves it. Users of a breaker need none
+//! of it.
 //!
 //! This module only names things for store authors; each lives in the file of its idea.
 
+pub use crate::circuit::Circuit;
 pub use crate::circuit::new_permit as permit;
 pub use crate::circuit::new_snapshot as snapshot;
 pub use crate::circuit::{RAMP_START_PER_MILLE, RampCredit, ramp_retry_after, ramp_share};

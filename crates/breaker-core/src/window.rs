@@ -20,7 +20,7 @@ pub fn bucket_is_live(policy: &Policy, bucket: u64, now: Timestamp) -> bool {
     bucket_of(policy, now) < bucket.saturating_add(u64::from(policy.buckets()))
 }
 
-/// Where a store keeps the window's counts; the state machine in [`Circuit`](crate::Circuit)
+/// Where a store keeps the window's counts; the state machine in [`Circuit`](crate::store::Circuit)
 /// reads and writes the window only through this trait.
 pub trait Window {
     /// Counts one call at `now`, a failure or a success.

@@ -77,7 +77,8 @@ impl BreakerView {
     pub fn unreadable(name: impl Into<String>, why: impl fmt::Display) -> BreakerView {
         let policy = Policy::default();
         let window = breaker_core::store::BucketWindow::new(&policy);
-        let snapshot = breaker_core::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window);
+        let snapshot =
+            breaker_core::store::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window);
         let mut view = BreakerView::new(name, snapshot, policy);
         view.policies.clear();
         view.unreadable = Some(why.to_string());

@@ -19,7 +19,7 @@ use crate::on_demand::{Factory, Registry};
 use crate::redact::Redaction;
 use crate::route::Routes;
 use crate::{
-    Attempt, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, RejectionMode,
     RequestErrorKind, RequestHead,
 };
 
@@ -228,7 +228,7 @@ impl<B> Breakers<B> {
             }
             Err(rejected) => {
                 observer.rejected(&rejected, with);
-                let rejection = Rejection::new(observer.name(), rejected.retry_after());
+                let rejection = BreakerOpen::new(observer.name(), rejected.retry_after());
                 match mounted.rejection.unwrap_or(self.options.rejection) {
                     RejectionMode::Error => Start::Fail(rejection),
                     _ => Start::Respond(rejection.response()),
@@ -394,11 +394,11 @@ impl<B> Make<'_, B> {
 pub enum Start<'a, B> {
     /// No breaker watches this request: send it untouched.
     Pass,
-    /// Rejected: answer with this synthetic response (it carries a [`Rejection`] extension)
+    /// Rejected: answer with this synthetic response (it carries a [`BreakerOpen`] extension)
     /// and send nothing.
     Respond(http::Response<String>),
     /// Rejected, in error mode: fail with this error and send nothing.
-    Fail(Rejection),
+    Fail(BreakerOpen),
     /// Admitted: send the request, then tell the [`Call`] how it ended.
     Send(Call<'a, B>),
 }

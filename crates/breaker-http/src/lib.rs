@@ -3,7 +3,7 @@
 //!
 //! [`Breakers`] holds a client's breakers, mounted on URL prefixes or made on demand
 //! ([`OnDemand`]), and how it uses them: what a rejected call returns ([`RejectionMode`],
-//! [`Rejection`]), how a finished call counts ([`Classifier`]), what listeners see
+//! [`BreakerOpen`]), how a finished call counts ([`Classifier`]), what listeners see
 //! ([`HttpContext`]). A call goes through it in steps, in the manner of quinn-proto:
 //! [`Breakers::start`] (or [`start_blocking`](Breakers::start_blocking)) says before the
 //! request whether to send it untouched, answer with a ready rejection, or send it under a
@@ -42,7 +42,7 @@ pub use classify::{Attempt, Classifier, RequestErrorKind, default_classify};
 pub use flow::{Breakers, Call, Finish, Start};
 pub use observe::HttpContext;
 pub use on_demand::{MetricLabels, OnDemand};
-pub use reject::{BreakerOpen, Rejection, RejectionMode};
+pub use reject::{BreakerOpen, RejectionMode};
 pub use request::RequestHead;
 pub use route::MountError;
 

@@ -13,36 +13,32 @@ const BREAKER_HEADER_VALUE: &str = "breaker tripped";
 #[non_exhaustive]
 pub enum RejectionMode {
     /// A synthetic `500` response, without network IO (the default, compatible with the
-    /// Python original), carrying a [`Rejection`] response extension.
+    /// Python original), carrying a [`BreakerOpen`] response extension.
     #[default]
     Response,
-    /// An error: a [`Rejection`], as the adapter's error type carries it.
+    /// An error: a [`BreakerOpen`], as the adapter's error type carries it.
     Error,
 }
 
 /// A call the breaker rejected without sending it: the response extension that marks the
-/// synthetic `500` (`response.extensions().get::<Rejection>()`), and the error a client returns
+/// synthetic `500` (`response.extensions().get::<BreakerOpen>()`), and the error a client returns
 /// in [`RejectionMode::Error`] (downcast the client's error to it).
 ///
 /// Retry policies should treat it as final: retrying a rejection only asks the same breaker
 /// again, and the answer is the same until `retry_after` has passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Rejection {
+pub struct BreakerOpen {
     /// The breaker that rejected the call.
     pub name: String,
     /// How long until a probe may go.
     pub retry_after: Duration,
 }
 
-/// The name SPEC section 5 gives the error of [`RejectionMode::Error`]: the same type as
-/// [`Rejection`].
-pub type BreakerOpen = Rejection;
-
-impl Rejection {
+impl BreakerOpen {
     /// A rejection by breaker `name`, with `retry_after` until a probe may go.
-    pub fn new(name: impl Into<String>, retry_after: Duration) -> Rejection {
-        Rejection {
+    pub fn new(name: impl Into<String>, retry_after: Duration) -> BreakerOpen {
+        BreakerOpen {
             name: name.into(),
             retry_after,
         }
@@ -78,7 +74,7 @@ impl Rejection {
     }
 }
 
-impl fmt::Display for Rejection {
+impl fmt::Display for BreakerOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -89,7 +85,7 @@ impl fmt::Display for Rejection {
     }
 }
 
-impl std::error::Error for Rejection {}
+impl std::error::Error for BreakerOpen {}
 
 /// `Retry-After` in whole seconds, rounded up (a wait of 1 ms is 1 s, not 0).
 fn retry_after_secs(retry_after: Duration) -> u64 {
@@ -109,7 +105,7 @@ mod tests {
 
     #[test]
     fn the_synthetic_response_in_every_detail() {
-        let response = Rejection::new("pay\"ments", Duration::from_millis(2_001)).response();
+        let response = BreakerOpen::new("pay\"ments", Duration::from_millis(2_001)).response();
         assert_eq!(response.status(), 500);
         let header = |name: &str| response.headers().get(name).unwrap().to_str().unwrap();
         assert_eq!(header("X-Circuit-Breaker"), "breaker tripped");
@@ -124,7 +120,7 @@ mod tests {
             parsed["errors"][0]["msg"],
             "Circuit breaker pay\"ments tripped"
         );
-        let marker = response.extensions().get::<Rejection>().unwrap();
+        let marker = response.extensions().get::<BreakerOpen>().unwrap();
         assert_eq!(marker.name, "pay\"ments");
         assert_eq!(retry_after_secs(Duration::ZERO), 0);
         assert_eq!(retry_after_secs(Duration::from_secs(5)), 5);

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use breaker_core::{AsyncBreaker, Event, EventKind, Listeners, Policy};
-use breaker_reqwest::{BreakerMiddleware, HttpContext, Rejection};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen, HttpContext};
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::{Reply, TestServer};
@@ -51,7 +51,7 @@ async fn run<B: AsyncBreaker + 'static>(backend: &TestServer, breaker: B) {
     backend.push(std::iter::repeat_n(Reply::Status(503), 3));
     for call in 1..=8 {
         let response = client.get(backend.url("/orders")).send().await.unwrap();
-        let rejected = response.extensions().get::<Rejection>().is_some();
+        let rejected = response.extensions().get::<BreakerOpen>().is_some();
         println!(
             "call {call}: {}{}",
             response.status(),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use breaker_core::Policy;
-use breaker_reqwest::{BreakerMiddleware, Rejection, rejection_of};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen, rejection_of};
 use breaker_store_memory::MemoryStore;
 use breaker_testkit::http_server::{Reply, TestServer};
 use reqwest_retry::policies::ExponentialBackoff;
@@ -53,7 +53,7 @@ async fn main() {
         .build();
     for call in 1..=3 {
         let response = client.get(backend.url("/orders")).send().await.unwrap();
-        let rejected = response.extensions().get::<Rejection>().is_some();
+        let rejected = response.extensions().get::<BreakerOpen>().is_some();
         println!(
             "call {call}: {}{}; the backend has received {} requests",
             response.status(),

@@ -6,7 +6,7 @@
 //! and requests no prefix matches pass through untouched. A rejected call costs no network IO
 //! and answers, by default, with the synthetic response of the Python original (status 500,
 //! `X-Circuit-Breaker: breaker tripped`, `Retry-After`, a JSON body, and a
-//! [`Rejection`] response extension), or with a [`Rejection`] error
+//! [`BreakerOpen`] response extension), or with a [`BreakerOpen`] error
 //! (`reqwest_middleware::Error::Middleware`) if you choose [`RejectionMode::Error`].
 //! [`OnDemand`] gives each host its own breaker, made on first use. [`rejection_of`] tells a
 //! retry policy not to retry a rejection (see `examples/with_retries.rs`).
@@ -25,7 +25,7 @@
 //!     .with(breakers)
 //!     .build();
 //! let response = client.get("https://api.example.com/users").send().await?;
-//! if response.extensions().get::<breaker_reqwest::Rejection>().is_some() {
+//! if response.extensions().get::<breaker_reqwest::BreakerOpen>().is_some() {
 //!     // The breaker is open: this 500 never left the process.
 //! }
 //! # Ok(())
@@ -42,7 +42,7 @@ use std::pin::Pin;
 use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
-    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, RejectionMode,
     RequestErrorKind, RequestHead, default_classify,
 };
 use breaker_http::{Finish, Start};
@@ -60,22 +60,22 @@ breaker_http::client_type!(
     AsyncBreaker
 );
 
-/// The [`Rejection`] behind `result`, if a breaker rejected the call: the synthetic
+/// The [`BreakerOpen`] behind `result`, if a breaker rejected the call: the synthetic
 /// response's marker or, in error mode, the error, also when another middleware (a retry
 /// middleware) wrapped it. A retry policy should not retry such a call.
-pub fn rejection_of(result: &reqwest_middleware::Result<Response>) -> Option<&Rejection> {
+pub fn rejection_of(result: &reqwest_middleware::Result<Response>) -> Option<&BreakerOpen> {
     match result {
-        Ok(response) => response.extensions().get::<Rejection>(),
+        Ok(response) => response.extensions().get::<BreakerOpen>(),
         Err(err) => rejection_in(err),
     }
 }
 
-fn rejection_in(error: &reqwest_middleware::Error) -> Option<&Rejection> {
+fn rejection_in(error: &reqwest_middleware::Error) -> Option<&BreakerOpen> {
     let reqwest_middleware::Error::Middleware(error) = error else {
         return None;
     };
     error.chain().find_map(|cause| {
-        cause.downcast_ref::<Rejection>().or_else(|| {
+        cause.downcast_ref::<BreakerOpen>().or_else(|| {
             cause
                 .downcast_ref::<reqwest_middleware::Error>()
                 .and_then(rejection_in)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use breaker_core::Policy;
-use breaker_reqwest::{BreakerMiddleware, Rejection, RejectionMode, rejection_of};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen, RejectionMode, rejection_of};
 use breaker_store_memory::{MemoryBreaker, MemoryStore};
 use breaker_testkit::adapter::{recorder, wait_for};
 use breaker_testkit::http_server::{Reply, TestServer};
@@ -61,14 +61,14 @@ async fn every_attempt_counts_and_a_rejected_one_is_not_retried() {
 
     // Three attempts fail and trip the breaker; the fourth is rejected and ends the retries.
     let response = client.get(server.url("/")).send().await.unwrap();
-    assert!(response.extensions().get::<Rejection>().is_some());
+    assert!(response.extensions().get::<BreakerOpen>().is_some());
     assert_eq!(server.hits(), 3);
     let kinds: Vec<_> = wait_for(&seen, 5).iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["failure", "failure", "failure", "trip", "rejected"]);
 
     // While open, one call is one rejection: no retries, nothing sent.
     let again = client.get(server.url("/")).send().await.unwrap();
-    assert!(again.extensions().get::<Rejection>().is_some());
+    assert!(again.extensions().get::<BreakerOpen>().is_some());
     assert_eq!(server.hits(), 3);
     assert_eq!(wait_for(&seen, 6).len(), 6, "one more rejection, no more");
 }

@@ -40,11 +40,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use breaker_core::store;
+use breaker_core::store::{self, Circuit};
 use breaker_core::{
-    Action, AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, Circuit, Clock, Listeners,
-    MonotonicClock, Operate, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Report,
-    Snapshot, StoreError, StoreErrorKind, Timestamp, Transition,
+    Action, AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, Clock, Listeners, MonotonicClock,
+    Operate, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Report, Snapshot, StoreError,
+    StoreErrorKind, Timestamp, Transition,
 };
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;

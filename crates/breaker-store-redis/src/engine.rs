@@ -24,11 +24,10 @@ mod registration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use breaker_core::store::{self, PolicyMillis};
+use breaker_core::store::{self, Circuit, PolicyMillis};
 use breaker_core::{
-    Action, Bucket, Circuit, Clock, EventKind, LaterEvent, Listeners, Outcome, Permit, PermitKind,
-    Policy, Recorded, Rejected, Report, Snapshot, State, StoreError, StoreErrorKind, Timestamp,
-    Transition,
+    Action, Bucket, Clock, EventKind, LaterEvent, Listeners, Outcome, Permit, PermitKind, Policy,
+    Recorded, Rejected, Report, Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition,
 };
 use redis::{Cmd, ScriptInvocation};
 

@@ -404,7 +404,7 @@ pub(crate) fn parse_window(reply: &[i64]) -> Result<Vec<[u64; 3]>, StoreError> {
 fn fresh_snapshot() -> Snapshot {
     let policy = Policy::default();
     let window = breaker_core::store::BucketWindow::new(&policy);
-    breaker_core::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window)
+    breaker_core::store::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use breaker_core::{
     Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Policy, RejectReason, Transition,
 };
 use breaker_http::{
-    Attempt, BreakerOpen, Breakers, Classifier, HttpContext, OnDemand, Rejection, RejectionMode,
+    Attempt, BreakerOpen, Breakers, Classifier, HttpContext, OnDemand, RejectionMode,
     default_classify,
 };
 
@@ -92,7 +92,7 @@ pub struct Answer {
     /// The whole body.
     pub body: String,
     /// The synthetic-rejection marker, if the response carries it.
-    pub rejection: Option<Rejection>,
+    pub rejection: Option<BreakerOpen>,
 }
 
 impl Answer {
@@ -100,7 +100,7 @@ impl Answer {
     pub fn new<'h>(
         status: u16,
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
-        rejection: Option<Rejection>,
+        rejection: Option<BreakerOpen>,
         body: String,
     ) -> Answer {
         let headers = headers

@@ -382,6 +382,6 @@ impl CoreSnapshot {
     fn default_closed() -> Snapshot {
         let policy = Policy::default();
         let window = breaker_core::store::BucketWindow::new(&policy);
-        breaker_core::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window)
+        breaker_core::store::Circuit::new().snapshot(&policy, Timestamp::ZERO, &window)
     }
 }

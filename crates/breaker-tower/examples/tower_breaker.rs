@@ -16,7 +16,7 @@ use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{RedisConfig, RedisStore};
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
-use breaker_tower::{BreakerLayer, OnDemand, Rejection};
+use breaker_tower::{BreakerLayer, BreakerOpen, OnDemand};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioExecutor;
@@ -54,7 +54,7 @@ async fn run<B: AsyncBreaker + 'static>(
                 .body(Empty::new())
                 .unwrap();
             let response = client.clone().oneshot(request).await.unwrap();
-            let rejected = response.extensions().get::<Rejection>().is_some();
+            let rejected = response.extensions().get::<BreakerOpen>().is_some();
             println!(
                 "call {call} to {}: {}{}",
                 backend.url(""),

@@ -5,8 +5,8 @@
 //! breakers mounted on URL prefixes (the longest match deciding) or made on demand
 //! ([`OnDemand`]); 5xx and transport errors counted as failures; a 429 or 503 with
 //! `Retry-After` opens the breaker until then; rejected calls answered without network IO by
-//! the synthetic `500` (with a [`Rejection`] response extension) or, in
-//! [`RejectionMode::Error`], by an error that downcasts to [`Rejection`].
+//! the synthetic `500` (with a [`BreakerOpen`] response extension) or, in
+//! [`RejectionMode::Error`], by an error that downcasts to [`BreakerOpen`].
 //!
 //! The service answers with [`BreakerBody`], which is the inner service's body or the
 //! synthetic response's, and with [`BoxError`] errors, as tower's own layers do. Under
@@ -16,7 +16,7 @@
 //! ```no_run
 //! use breaker_core::Policy;
 //! use breaker_store_memory::MemoryStore;
-//! use breaker_tower::{BreakerLayer, Rejection};
+//! use breaker_tower::{BreakerLayer, BreakerOpen};
 //! use http_body_util::Empty;
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
@@ -30,7 +30,7 @@
 //! let service = layer.layer(client);
 //! let request = http::Request::get("http://api.example.com/users").body(Empty::new())?;
 //! let response = service.oneshot(request).await?;
-//! if response.extensions().get::<Rejection>().is_some() {
+//! if response.extensions().get::<BreakerOpen>().is_some() {
 //!     // The breaker is open: this 500 never left the process.
 //! }
 //! # Ok(())
@@ -50,15 +50,15 @@ use std::task::{Context, Poll};
 use breaker_core::AsyncBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
-    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, RejectionMode,
     RequestErrorKind, RequestHead, default_classify,
 };
 use breaker_http::{Breakers, Finish, Start};
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 
-/// The error of a [`BreakerService`]: the inner service's error, or a [`Rejection`] in
-/// [`RejectionMode::Error`] (`error.downcast_ref::<Rejection>()`).
+/// The error of a [`BreakerService`]: the inner service's error, or a [`BreakerOpen`] in
+/// [`RejectionMode::Error`] (`error.downcast_ref::<BreakerOpen>()`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 breaker_http::client_type!(
@@ -105,16 +105,16 @@ impl<S: std::fmt::Debug, B> std::fmt::Debug for BreakerService<S, B> {
     }
 }
 
-/// The [`Rejection`] behind `result`, if a breaker rejected the call: the synthetic
+/// The [`BreakerOpen`] behind `result`, if a breaker rejected the call: the synthetic
 /// response's marker or, in error mode, the error (anywhere in its chain). A retry policy
 /// should not retry such a call.
-pub fn rejection_of<T>(result: &Result<http::Response<T>, BoxError>) -> Option<&Rejection> {
+pub fn rejection_of<T>(result: &Result<http::Response<T>, BoxError>) -> Option<&BreakerOpen> {
     match result {
-        Ok(response) => response.extensions().get::<Rejection>(),
+        Ok(response) => response.extensions().get::<BreakerOpen>(),
         Err(error) => {
             let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
             while let Some(error) = next {
-                if let Some(rejection) = error.downcast_ref::<Rejection>() {
+                if let Some(rejection) = error.downcast_ref::<BreakerOpen>() {
                     return Some(rejection);
                 }
                 next = error.source();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use breaker_core::{ManualClock, Operate, Policy, Timestamp};
 use breaker_store_memory::MemoryStore;
 use breaker_testkit::http_server::{Reply, TestServer};
-use breaker_tower::{BreakerLayer, Rejection};
+use breaker_tower::{BreakerLayer, BreakerOpen};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioExecutor;
@@ -47,7 +47,7 @@ async fn a_dropped_probe_frees_its_slot_at_once() {
         .await
         .unwrap();
     assert_eq!(tripped.status(), 500);
-    assert!(tripped.extensions().get::<Rejection>().is_none());
+    assert!(tripped.extensions().get::<BreakerOpen>().is_none());
     clock.advance(Duration::from_secs(10));
 
     // The probe's backend is slow; the timeout drops the call's future.
@@ -69,7 +69,7 @@ async fn a_dropped_probe_frees_its_slot_at_once() {
         .await
         .unwrap();
     assert!(
-        next.extensions().get::<Rejection>().is_none(),
+        next.extensions().get::<BreakerOpen>().is_none(),
         "admitted as a probe, not rejected until the lease ends"
     );
     assert_eq!(next.status(), 200);

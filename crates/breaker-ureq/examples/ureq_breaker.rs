@@ -14,7 +14,7 @@ use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
-use breaker_ureq::{BreakerMiddleware, Rejection};
+use breaker_ureq::{BreakerMiddleware, BreakerOpen};
 
 fn policy() -> Policy {
     Policy::builder()
@@ -46,7 +46,7 @@ fn run<B: Breaker + 'static>(backend: &TestServer, breaker: B) {
     backend.push(std::iter::repeat_n(Reply::Status(503), 3));
     for call in 1..=8 {
         let response = agent.get(backend.url("/orders")).call().unwrap();
-        let rejected = response.extensions().get::<Rejection>().is_some();
+        let rejected = response.extensions().get::<BreakerOpen>().is_some();
         println!(
             "call {call}: {}{}",
             response.status(),

@@ -3,9 +3,9 @@
 //!
 //! It behaves as `breaker-reqwest` does (both share `breaker-http`): breakers mounted on URL
 //! prefixes, the longest match deciding; 5xx and transport errors counted as failures;
-//! rejected calls answered without network IO by the synthetic `500` (with a [`Rejection`]
+//! rejected calls answered without network IO by the synthetic `500` (with a [`BreakerOpen`]
 //! extension) or, in [`RejectionMode::Error`], by `ureq::Error::Other` holding a
-//! [`Rejection`]. [`OnDemand`] gives each host its own breaker, made on first use.
+//! [`BreakerOpen`]. [`OnDemand`] gives each host its own breaker, made on first use.
 //!
 //! ureq turns 4xx/5xx statuses into `Err(ureq::Error::StatusCode)` at the end of its chain
 //! (unless `http_status_as_error(false)`). The middleware counts a real `503` as a failure
@@ -23,7 +23,7 @@
 //!     .mount("https://api.example.com", store.breaker("api", Policy::default())?)?;
 //! let agent: ureq::Agent = ureq::Agent::config_builder().middleware(breakers).build().into();
 //! let response = agent.get("https://api.example.com/users").call()?;
-//! if response.extensions().get::<breaker_ureq::Rejection>().is_some() {
+//! if response.extensions().get::<breaker_ureq::BreakerOpen>().is_some() {
 //!     // The breaker is open: this 500 never left the process.
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -38,7 +38,7 @@ use std::io::{Cursor, Read};
 use breaker_core::Breaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
-    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, Rejection, RejectionMode,
+    Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, RejectionMode,
     RequestErrorKind, RequestHead, default_classify,
 };
 use breaker_http::{Finish, Start};

@@ -6,7 +6,7 @@
 use breaker_core::Policy;
 use breaker_store_memory::MemoryStore;
 use breaker_testkit::http_server::{Reply, TestServer};
-use breaker_ureq::{BreakerMiddleware, Rejection};
+use breaker_ureq::{BreakerMiddleware, BreakerOpen};
 
 #[test]
 fn statuses_as_errors_still_count_and_rejections_arrive_as_responses() {
@@ -34,7 +34,7 @@ fn statuses_as_errors_still_count_and_rejections_arrive_as_responses() {
     assert_eq!(rejected.status(), 500);
     assert_eq!(rejected.headers()["x-circuit-breaker"], "breaker tripped");
     assert_eq!(rejected.headers()["content-type"], "application/json");
-    assert!(rejected.extensions().get::<Rejection>().is_some());
+    assert!(rejected.extensions().get::<BreakerOpen>().is_some());
     let body = rejected.body_mut().read_to_string().unwrap();
     assert_eq!(
         body,

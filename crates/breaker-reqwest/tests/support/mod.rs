@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use breaker_core::AsyncBreaker;
-use breaker_reqwest::{BreakerMiddleware, BreakerOpen, Rejection};
+use breaker_reqwest::{BreakerMiddleware, BreakerOpen};
 use breaker_testkit::adapter::{Answer, Client, Failed};
 use breaker_testkit::runtime;
 use reqwest_middleware::ClientWithMiddleware;
@@ -35,7 +35,7 @@ impl<B: AsyncBreaker + 'static> Client for ReqwestClient<B> {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    let rejection = response.extensions().get::<Rejection>().cloned();
+                    let rejection = response.extensions().get::<BreakerOpen>().cloned();
                     let body = response
                         .text()
                         .await

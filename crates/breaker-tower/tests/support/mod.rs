@@ -3,7 +3,7 @@
 use breaker_core::AsyncBreaker;
 use breaker_testkit::adapter::{Answer, Client, Failed};
 use breaker_testkit::runtime;
-use breaker_tower::{BreakerLayer, BreakerService, Rejection};
+use breaker_tower::{BreakerLayer, BreakerOpen, BreakerService};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,7 +33,7 @@ impl<B: AsyncBreaker + 'static> Client for TowerClient<B> {
             match self.0.clone().oneshot(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let rejection = parts.extensions.get::<Rejection>().cloned();
+                    let rejection = parts.extensions.get::<BreakerOpen>().cloned();
                     let body = body
                         .collect()
                         .await
@@ -46,7 +46,7 @@ impl<B: AsyncBreaker + 'static> Client for TowerClient<B> {
                         .map(|(n, v)| (n.as_str(), v.as_bytes()));
                     Ok(Answer::new(parts.status.as_u16(), headers, rejection, body))
                 }
-                Err(err) => match err.downcast::<Rejection>() {
+                Err(err) => match err.downcast::<BreakerOpen>() {
                     Ok(open) => Err(Failed::Open(*open)),
                     Err(err) => Err(Failed::Client(err.to_string())),
                 },

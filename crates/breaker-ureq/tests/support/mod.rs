@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use breaker_core::Breaker;
 use breaker_testkit::adapter::{Answer, Client, Failed};
-use breaker_ureq::{BreakerMiddleware, BreakerOpen, Rejection};
+use breaker_ureq::{BreakerMiddleware, BreakerOpen};
 
 struct UreqClient<B>(ureq::Agent, BreakerMiddleware<B>);
 
@@ -29,7 +29,7 @@ impl<B: Breaker + 'static> Client for UreqClient<B> {
         match request.call() {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                let rejection = response.extensions().get::<Rejection>().cloned();
+                let rejection = response.extensions().get::<BreakerOpen>().cloned();
                 let body = response
                     .body_mut()
                     .read_to_string()

@@ -321,7 +321,7 @@ fn redis() -> Result {
         section,
         "- What runs: a throwaway `redis-server` (Redis 7, loopback) started by the bench; one \
          breaker that never trips (every call takes the closed path), window 10 min; the async \
-         store (`RedisStore`) with the default `max_staleness` of 1 s.\n"
+         store (`AsyncRedisStore`) with the default `max_staleness` of 1 s.\n"
     );
     let _ = writeln!(
         section,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use breaker_dashboard::{DEFAULT_METRICS_CAP, Dashboard, RedisBreakers};
-use breaker_store_redis::RedisStore;
+use breaker_store_redis::AsyncRedisStore;
 use clap::Args;
 
 use axum::serve::ListenerExt as _;
@@ -80,13 +80,15 @@ async fn store_answers(breakers: &RedisBreakers) -> Result<(), Failure> {
     breakers.store().ping().await.map_err(store_failure)
 }
 
-async fn connect(store: &StoreArgs, actor_name: &str) -> Result<RedisStore, Failure> {
+async fn connect(store: &StoreArgs, actor_name: &str) -> Result<AsyncRedisStore, Failure> {
     let config = store_config(store_addresses(store)?, &store.prefix, &store.tls)?
         .actor(actor(actor_name))
         // A listing of thousands of breakers takes several pipelines, each answered within
         // this; an operator's page can wait longer than a call on the hot path.
         .timeout(Duration::from_secs(2));
-    RedisStore::connect(config).await.map_err(store_failure)
+    AsyncRedisStore::connect(config)
+        .await
+        .map_err(store_failure)
 }
 
 pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {

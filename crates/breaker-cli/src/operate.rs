@@ -7,7 +7,7 @@ use breaker_core::{
     Action, Clock, Override, State, StoreError, StoreErrorKind, SystemClock, Timestamp,
 };
 use breaker_dashboard::{BreakerView, DashboardStore, HistoryEntry, RedisBreakers};
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use clap::Args;
 
 use crate::{Failure, parse_duration};
@@ -173,7 +173,7 @@ pub(crate) async fn connect(
     tls: &TlsArgs,
     max_staleness: Option<Duration>,
     batch: Option<Duration>,
-) -> Result<RedisStore, Failure> {
+) -> Result<AsyncRedisStore, Failure> {
     let mut config = store_config(addresses, prefix, tls)?;
     if let Some(staleness) = max_staleness {
         config = config.max_staleness(staleness);
@@ -185,8 +185,10 @@ pub(crate) async fn connect(
 }
 
 /// The store of `config`, once it answers a `PING`.
-async fn open(config: RedisConfig) -> Result<RedisStore, Failure> {
-    let store = RedisStore::connect(config).await.map_err(store_failure)?;
+async fn open(config: RedisConfig) -> Result<AsyncRedisStore, Failure> {
+    let store = AsyncRedisStore::connect(config)
+        .await
+        .map_err(store_failure)?;
     store.ping().await.map_err(|err| {
         store_failure(
             StoreError::new(err.kind(), format!("cannot reach the Redis store: {err}"))
@@ -212,7 +214,7 @@ pub(crate) fn store_addresses(args: &StoreArgs) -> Result<&[String], Failure> {
     Ok(&args.store)
 }
 
-async fn store_of(args: &StoreArgs) -> Result<RedisStore, Failure> {
+async fn store_of(args: &StoreArgs) -> Result<AsyncRedisStore, Failure> {
     connect(store_addresses(args)?, &args.prefix, &args.tls, None, None).await
 }
 

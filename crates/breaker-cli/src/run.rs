@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, BreakerHandle, Event, EventKind, Listeners, Operate, Outcome, Permit, Policy,
-    Recorded, RejectReason, Rejected, Report, State, Transition, TripCause,
+    AsyncBreaker, BlockingOperate, BreakerHandle, Event, EventKind, Listeners, Outcome, Permit,
+    Policy, Recorded, RejectReason, Rejected, Report, State, Transition, TripCause,
 };
 use breaker_http::{Attempt, RequestErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, BreakerOpen};
 use breaker_store_memory::MemoryStore;
-use breaker_store_redis::RedisBreaker;
+use breaker_store_redis::AsyncRedisBreaker;
 use clap::Args;
 use serde_json::json;
 
@@ -136,11 +136,11 @@ impl<B> Recording<B> {
     }
 }
 
-impl Recording<RedisBreaker> {
+impl Recording<AsyncRedisBreaker> {
     /// A Redis breaker whose transitions are remembered, in batched mode too: a batch that
     /// trips the breaker is sent by no call, so the store tells listeners of it (an event with
     /// no call's context), and this listens.
-    pub(crate) fn redis(breaker: RedisBreaker) -> Recording<RedisBreaker> {
+    pub(crate) fn redis(breaker: AsyncRedisBreaker) -> Recording<AsyncRedisBreaker> {
         let started = Instant::now();
         let transitions: Arc<Mutex<Vec<(Duration, Transition)>>> = Arc::default();
         let noted = transitions.clone();
@@ -440,7 +440,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
             .breaker(&name, policy)
             .map_err(store_failure)?;
         let run = drive(&args, Recording::new(breaker.clone())).await?;
-        let state = Operate::snapshot(&breaker).map_err(store_failure)?.state;
+        let state = BlockingOperate::snapshot(&breaker)
+            .map_err(store_failure)?
+            .state;
         report(&args, &name, &run, state);
         return Ok(());
     }

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use breaker_core::{Action, AsyncBreaker, Breaker, Outcome, Policy};
-use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
+use breaker_core::{Action, AsyncBreaker, BlockingBreaker, Outcome, Policy};
+use breaker_store_redis::{AsyncRedisStore, BlockingRedisStore, RedisConfig};
 use breaker_testkit::RedisSentinel;
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
@@ -1191,7 +1191,7 @@ fn seed_fleet(store: &str) -> Value {
         let config = RedisConfig::standalone(store)
             .prefix("breaker")
             .timeout(Duration::from_secs(10));
-        let redis = RedisStore::connect(config).await.unwrap();
+        let redis = AsyncRedisStore::connect(config).await.unwrap();
         let mut tasks = Vec::new();
         for (s, service) in SERVICES.iter().enumerate() {
             for n in 1..=125u32 {
@@ -1694,7 +1694,7 @@ fn both_stores_and_the_command_trust_a_private_ca() {
         let config = RedisConfig::standalone(&url)
             .tls_ca_file(certs.ca())
             .timeout(Duration::from_secs(2));
-        let store = RedisStore::connect(config).await.unwrap();
+        let store = AsyncRedisStore::connect(config).await.unwrap();
         store.ping().await.unwrap();
         let breaker = store.breaker("tls-async", Policy::default()).await.unwrap();
         let permit = breaker.acquire().await.unwrap();
@@ -1794,7 +1794,7 @@ fn mutual_tls_needs_the_client_certificate() {
         let config = RedisConfig::standalone(&url)
             .tls_ca_file(certs.ca())
             .tls_client_cert_files(&certs.client().cert, &certs.client().key);
-        RedisStore::connect(config)
+        AsyncRedisStore::connect(config)
             .await
             .unwrap()
             .ping()
@@ -1824,7 +1824,7 @@ fn a_server_certificate_from_an_unknown_ca_is_refused() {
         let config = RedisConfig::standalone(stranger.tls_url())
             .tls_ca_file(certs.ca())
             .timeout(Duration::from_secs(2));
-        let store = RedisStore::connect(config).await.unwrap();
+        let store = AsyncRedisStore::connect(config).await.unwrap();
         let err = store.ping().await.unwrap_err();
         assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     });
@@ -1887,7 +1887,7 @@ fn a_user_limited_to_the_prefix_runs_everything() {
     // hour hears of the command's reset through the channel.
     runtime().block_on(async {
         let config = RedisConfig::standalone(&store).max_staleness(Duration::from_secs(3600));
-        let running = RedisStore::connect(config).await.unwrap();
+        let running = AsyncRedisStore::connect(config).await.unwrap();
         let breaker = running.breaker("acl", Policy::default()).await.unwrap();
         assert!(breaker.acquire().await.is_err(), "tripped by the command");
         let deadline = Instant::now() + Duration::from_secs(10);

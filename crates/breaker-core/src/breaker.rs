@@ -36,7 +36,7 @@ impl Recorded {
 }
 
 /// A handle on one named breaker, whatever store keeps it and however it is called: what
-/// [`Breaker`], [`AsyncBreaker`], [`Operate`] and [`AsyncOperate`] share.
+/// [`BlockingBreaker`], [`AsyncBreaker`], [`BlockingOperate`] and [`AsyncOperate`] share.
 pub trait BreakerHandle: Send + Sync {
     /// The breaker's name.
     fn name(&self) -> &str;
@@ -51,7 +51,7 @@ pub trait BreakerHandle: Send + Sync {
 /// `acquire` before the call, `record` after it: a store answers each with one atomic step.
 /// Store failures never surface here: the policy's
 /// [`StoreFailurePolicy`](crate::StoreFailurePolicy) decides, and listeners are told.
-pub trait Breaker: BreakerHandle {
+pub trait BlockingBreaker: BreakerHandle {
     /// Asks to make one call now.
     fn acquire(&self) -> Result<Permit, Rejected>;
     /// Reports how the call `permit` admitted went: its outcome and, if the response asked
@@ -66,7 +66,7 @@ pub trait Breaker: BreakerHandle {
 /// [`Action`] (trip, reset, override) for every process sharing the store. Tools (the
 /// `breaker` command, a dashboard) work through this trait (or [`AsyncOperate`]) rather than a
 /// concrete store.
-pub trait Operate: BreakerHandle {
+pub trait BlockingOperate: BreakerHandle {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Applies `action` for every process sharing the store, as
@@ -76,11 +76,11 @@ pub trait Operate: BreakerHandle {
     fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError>;
 }
 
-/// [`Operate`] for stores reached asynchronously.
+/// [`BlockingOperate`] for stores reached asynchronously.
 pub trait AsyncOperate: BreakerHandle {
     /// The breaker's state, as the store holds it.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
-    /// Applies `action` for every process sharing the store; see [`Operate::operate`].
+    /// Applies `action` for every process sharing the store; see [`BlockingOperate::operate`].
     fn operate(
         &self,
         action: Action,
@@ -89,15 +89,15 @@ pub trait AsyncOperate: BreakerHandle {
 
 /// A named breaker whose state lives in a store, for async callers (runtime-agnostic).
 ///
-/// The same contract as [`Breaker`].
+/// The same contract as [`BlockingBreaker`].
 pub trait AsyncBreaker: BreakerHandle {
     /// Asks to make one call now.
     fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send;
-    /// Reports how the call `permit` admitted went; see [`Breaker::record`].
+    /// Reports how the call `permit` admitted went; see [`BlockingBreaker::record`].
     fn record(&self, permit: Permit, report: Report) -> impl Future<Output = Recorded> + Send;
 }
 
-/// A call through [`call`] or [`call_async`] failed.
+/// A call through [`call_blocking`] or [`call_async`] failed.
 #[allow(clippy::exhaustive_enums)] // Rejected before, or failed in, the call: nothing else.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CallError<E> {
@@ -136,12 +136,12 @@ fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// Runs `f` through `breaker`: rejected at once if the breaker says so, otherwise run, and its
 /// result (`Ok` a success, `Err` a failure) recorded. Listeners hear of every step, on the
 /// listener thread. A client that counts results otherwise (some errors as successes) calls
-/// [`Breaker::acquire`] and [`Breaker::record`] itself.
+/// [`BlockingBreaker::acquire`] and [`BlockingBreaker::record`] itself.
 ///
 /// ```
-/// use breaker_core::{call, CallError, Outcome};
+/// use breaker_core::{call_blocking, CallError, Outcome};
 /// # use breaker_core::store::permit;
-/// # use breaker_core::{Breaker, BreakerHandle, Listeners, Permit, PermitKind, Policy,
+/// # use breaker_core::{BlockingBreaker, BreakerHandle, Listeners, Permit, PermitKind, Policy,
 /// #     Recorded, Rejected, Report, Timestamp};
 /// # struct AlwaysClosed(Policy, Listeners);
 /// # impl BreakerHandle for AlwaysClosed {
@@ -149,7 +149,7 @@ fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     fn policy(&self) -> &Policy { &self.0 }
 /// #     fn listeners(&self) -> &Listeners { &self.1 }
 /// # }
-/// # impl Breaker for AlwaysClosed {
+/// # impl BlockingBreaker for AlwaysClosed {
 /// #     fn acquire(&self) -> Result<Permit, Rejected> {
 /// #         Ok(permit(0, PermitKind::Normal, Timestamp::ZERO, false))
 /// #     }
@@ -158,12 +158,12 @@ fn classify_result<T, E>(result: &Result<T, E>) -> Outcome {
 /// #     }
 /// # }
 /// # let breaker = AlwaysClosed(Policy::default(), Listeners::new());
-/// let answer: Result<u32, CallError<std::io::Error>> = call(&breaker, || Ok(42));
+/// let answer: Result<u32, CallError<std::io::Error>> = call_blocking(&breaker, || Ok(42));
 /// assert_eq!(answer.unwrap(), 42);
 /// ```
-pub fn call<B, T, E, F>(breaker: &B, f: F) -> Result<T, CallError<E>>
+pub fn call_blocking<B, T, E, F>(breaker: &B, f: F) -> Result<T, CallError<E>>
 where
-    B: Breaker + ?Sized,
+    B: BlockingBreaker + ?Sized,
     F: FnOnce() -> Result<T, E>,
 {
     let permit = admitted(breaker, breaker.acquire())?;
@@ -173,7 +173,7 @@ where
     result.map_err(CallError::Inner)
 }
 
-/// Runs the future `call` through `breaker`, as [`call`] does a closure. Works on any runtime.
+/// Runs the future `call` through `breaker`, as [`call_blocking`] does a closure. Works on any runtime.
 pub async fn call_async<B, T, E, Fut>(breaker: &B, call: Fut) -> Result<T, CallError<E>>
 where
     B: AsyncBreaker + ?Sized,
@@ -274,7 +274,7 @@ mod tests {
         }
     }
 
-    impl Breaker for Local {
+    impl BlockingBreaker for Local {
         fn acquire(&self) -> Result<Permit, Rejected> {
             let now = crate::Clock::now(&self.clock);
             self.state.lock().unwrap().acquire(&self.policy, now)
@@ -315,13 +315,13 @@ mod tests {
             listeners,
             clock: ManualClock::new(Timestamp::from_millis(1_000)),
         };
-        assert_eq!(call(&breaker, || Ok::<_, ()>(1)), Ok(1));
+        assert_eq!(call_blocking(&breaker, || Ok::<_, ()>(1)), Ok(1));
         assert_eq!(
-            call(&breaker, || Err::<(), _>(())),
+            call_blocking(&breaker, || Err::<(), _>(())),
             Err(CallError::Inner(()))
         );
         assert!(matches!(
-            call(&breaker, || Ok::<_, ()>(1)),
+            call_blocking(&breaker, || Ok::<_, ()>(1)),
             Err(CallError::Rejected(_))
         ));
         let (done, told) = std::sync::mpsc::channel();

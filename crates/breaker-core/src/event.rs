@@ -255,7 +255,7 @@ impl LaterEvent {
         }
     }
 
-    /// Breaker `breaker`'s store failed: an event the store made itself.
+    /// BlockingBreaker `breaker`'s store failed: an event the store made itself.
     pub fn store_error(breaker: &Arc<str>, err: StoreError) -> LaterEvent {
         LaterEvent {
             kind: OwnedKind::StoreError(err),

@@ -5,9 +5,9 @@
 //! `failure_rate` percent or more of them, it opens: calls are rejected at once for `open_for`.
 //! Then a few probes go through; their successes close it, a failure opens it again.
 //!
-//! This crate holds the [`Policy`], the [`Breaker`] call API that stores implement and
-//! custom clients call (or [`call`] and [`call_async`] around a closure or a future), the
-//! [`Operate`] API operators use, and the events listeners receive; what only store authors
+//! This crate holds the [`Policy`], the [`BlockingBreaker`] call API that stores implement and
+//! custom clients call (or [`call_blocking`] and [`call_async`] around a closure or a future), the
+//! [`BlockingOperate`] API operators use, and the events listeners receive; what only store authors
 //! need (the [`store::Circuit`] state machine, the window, [`store::LocalBreaker`]) is in
 //! [`store`]. Stores (`breaker-store-memory`, `breaker-store-redis`) keep the state; adapters
 //! (`breaker-reqwest`, `breaker-ureq`, `breaker-tower`) wrap HTTP clients.
@@ -61,8 +61,8 @@ mod time;
 mod window;
 
 pub use breaker::{
-    AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, CallError, Operate, Recorded, call,
-    call_async,
+    AsyncBreaker, AsyncOperate, BlockingBreaker, BlockingOperate, BreakerHandle, CallError,
+    Recorded, call_async, call_blocking,
 };
 pub use circuit::{
     Action, Override, Permit, PermitKind, RejectReason, Rejected, Snapshot, State, Transition,

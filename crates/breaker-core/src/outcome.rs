@@ -20,7 +20,7 @@ pub enum Outcome {
 
 /// What a caller reports of one finished call: its [`Outcome`], and how long the backend asked
 /// every caller to wait, if it did (a 429 or 503 with `Retry-After`). What
-/// [`Breaker::record`](crate::Breaker::record) takes, and
+/// [`BlockingBreaker::record`](crate::BlockingBreaker::record) takes, and
 /// [`Circuit::record`](crate::store::Circuit::record) applies.
 ///
 /// ```

@@ -3,7 +3,7 @@
 //! served on a loopback port and asked over HTTP, one request at a time. Reports the median
 //! and slowest of the timed requests, the answer's size, the Redis round trips of one
 //! listing (`Listing::round_trips`), and the median of the same listing read straight from
-//! the store (`RedisStore::list_many`), which says how much of the time is Redis's.
+//! the store (`AsyncRedisStore::list_many`), which says how much of the time is Redis's.
 //!
 //! Run by `cargo xtask bench dashboard`, which reads `target/breaker-bench/dashboard.txt`.
 //! `cargo bench -p breaker-dashboard --bench listing` runs it alone; under `cargo test`
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{Policy, call_async};
 use breaker_dashboard::{Dashboard, RedisBreakers};
-use breaker_store_redis::{ListRequest, RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, ListRequest, RedisConfig};
 use breaker_testkit::latency::write_figures;
 use breaker_testkit::redis_server::RedisServer;
 
@@ -26,17 +26,17 @@ const ROUNDS: usize = 15;
 /// Breakers registered at once while filling Redis.
 const AT_ONCE: usize = 250;
 
-async fn store(redis: &RedisServer, actor: &str) -> RedisStore {
+async fn store(redis: &RedisServer, actor: &str) -> AsyncRedisStore {
     // As `breaker dashboard` connects: a listing of thousands takes several pipelines.
     let config = RedisConfig::standalone(redis.url())
         .prefix("bench")
         .timeout(Duration::from_secs(10))
         .actor(actor);
-    RedisStore::connect(config).await.unwrap()
+    AsyncRedisStore::connect(config).await.unwrap()
 }
 
 /// Registers breakers `from..to`, each with a few successful calls in its window.
-async fn fill(app: &RedisStore, from: usize, to: usize) {
+async fn fill(app: &AsyncRedisStore, from: usize, to: usize) {
     let policy = Policy::default();
     let mut tasks = Vec::new();
     for i in from..to {
@@ -86,7 +86,7 @@ struct Figures {
     listing: Duration,
 }
 
-async fn measure(url: &str, reader: &RedisStore, breakers: usize, rounds: usize) -> Figures {
+async fn measure(url: &str, reader: &AsyncRedisStore, breakers: usize, rounds: usize) -> Figures {
     let client = reqwest::Client::new();
     let mut times = Vec::with_capacity(rounds);
     let mut bytes = 0;

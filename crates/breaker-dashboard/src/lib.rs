@@ -15,11 +15,11 @@
 //!
 //! ```no_run
 //! use breaker_dashboard::{Dashboard, RedisBreakers};
-//! use breaker_store_redis::{RedisConfig, RedisStore};
+//! use breaker_store_redis::{RedisConfig, AsyncRedisStore};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = RedisConfig::standalone("redis://127.0.0.1:6379").actor("ops dashboard");
-//! let store = RedisStore::connect(config).await?;
+//! let store = AsyncRedisStore::connect(config).await?;
 //! let app = Dashboard::new(RedisBreakers::new(store))
 //!     .token(std::env::var("BREAKER_DASHBOARD_TOKEN").unwrap_or_default())
 //!     .router();

@@ -5,23 +5,23 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use breaker_core::{Action, HistoryEntry, Policy, StoreError, StoreErrorKind};
-use breaker_store_redis::{BreakerInfo, ListRequest, Listed, RedisBreaker, RedisStore};
+use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, BreakerInfo, ListRequest, Listed};
 
 use crate::store::{BreakerView, DashboardStore};
 
-/// The breakers registered in a [`RedisStore`], as operators see them: listed with their
+/// The breakers registered in a [`AsyncRedisStore`], as operators see them: listed with their
 /// windows, their history, and operator actions by name. Cheap to clone.
 ///
 /// Listing reads many breakers per round trip and never registers a breaker or extends its
-/// keys' life ([`RedisStore::list_many`]): a dashboard left open does not keep abandoned
+/// keys' life ([`AsyncRedisStore::list_many`]): a dashboard left open does not keep abandoned
 /// breakers alive. A breaker that cannot be read is listed as unreadable. Operator actions go
 /// through a handle made with the policy the breaker was last registered with; making one
 /// registers the breaker (an operator acted on it), and handles are kept while the breaker is
 /// listed.
 #[derive(Clone)]
 pub struct RedisBreakers {
-    store: RedisStore,
-    handles: Arc<Mutex<HashMap<String, (Policy, RedisBreaker)>>>,
+    store: AsyncRedisStore,
+    handles: Arc<Mutex<HashMap<String, (Policy, AsyncRedisBreaker)>>>,
 }
 
 impl fmt::Debug for RedisBreakers {
@@ -35,7 +35,7 @@ impl fmt::Debug for RedisBreakers {
 impl RedisBreakers {
     /// The breakers of `store`. Operator actions are recorded in the history as asked by the
     /// store's [`actor`](breaker_store_redis::RedisConfig::actor).
-    pub fn new(store: RedisStore) -> RedisBreakers {
+    pub fn new(store: AsyncRedisStore) -> RedisBreakers {
         RedisBreakers {
             store,
             handles: Arc::new(Mutex::new(HashMap::new())),
@@ -43,14 +43,14 @@ impl RedisBreakers {
     }
 
     /// The store.
-    pub fn store(&self) -> &RedisStore {
+    pub fn store(&self) -> &AsyncRedisStore {
         &self.store
     }
 
     /// A handle on the registered breaker `name`, with the policy it was last registered
     /// with, for operator actions. An unregistered name is an error of kind
     /// [`NotFound`](StoreErrorKind::NotFound).
-    pub async fn breaker(&self, name: &str) -> Result<RedisBreaker, StoreError> {
+    pub async fn breaker(&self, name: &str) -> Result<AsyncRedisBreaker, StoreError> {
         let listing = self.store.list_many(&ListRequest::names([name])).await?;
         let listed = listing
             .breakers
@@ -72,7 +72,7 @@ impl RedisBreakers {
     }
 
     /// The kept handle on `name` with `policy`, or a new one.
-    async fn handle(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
+    async fn handle(&self, name: &str, policy: Policy) -> Result<AsyncRedisBreaker, StoreError> {
         if let Some((kept, breaker)) = self.handles().get(name) {
             if *kept == policy {
                 return Ok(breaker.clone());
@@ -84,7 +84,7 @@ impl RedisBreakers {
         Ok(breaker)
     }
 
-    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Policy, RedisBreaker)>> {
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Policy, AsyncRedisBreaker)>> {
         // A panic elsewhere cannot leave the map half-written: inserts and removals are whole.
         self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -6,19 +6,19 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{Action, AsyncBreaker, Outcome, Policy, call_async};
 use breaker_dashboard::{Dashboard, RedisBreakers};
-use breaker_store_redis::{ListRequest, RedisBreaker, RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, ListRequest, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 const TOKEN: &str = "s3cret-token";
 
-async fn store(redis: &RedisServer, actor: &str) -> RedisStore {
+async fn store(redis: &RedisServer, actor: &str) -> AsyncRedisStore {
     let config = RedisConfig::standalone(redis.url())
         .prefix("api-test")
         .timeout(Duration::from_secs(1))
         .actor(actor);
-    RedisStore::connect(config).await.unwrap()
+    AsyncRedisStore::connect(config).await.unwrap()
 }
 
 /// Serves a dashboard of `redis` on a free loopback port; its base URL.
@@ -41,7 +41,7 @@ fn policy(minimum_failures: u64) -> Policy {
         .unwrap()
 }
 
-async fn record(breaker: &RedisBreaker, successes: usize, failures: usize) {
+async fn record(breaker: &AsyncRedisBreaker, successes: usize, failures: usize) {
     for _ in 0..successes {
         let result: Result<(), _> = call_async(breaker, async { Ok::<(), ()>(()) }).await;
         result.unwrap();
@@ -480,7 +480,7 @@ async fn a_redis_outage_is_503_and_the_api_recovers_by_itself() {
 }
 
 /// Registers `count` breakers named `svc-0`, `svc-1`, ... in `app`, many at a time.
-async fn fleet(app: &RedisStore, count: usize) -> Vec<RedisBreaker> {
+async fn fleet(app: &AsyncRedisStore, count: usize) -> Vec<AsyncRedisBreaker> {
     let mut made = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
         let handles = chunk
@@ -494,9 +494,9 @@ async fn fleet(app: &RedisStore, count: usize) -> Vec<RedisBreaker> {
 }
 
 /// Runs `futures` at once and collects their outputs in order.
-async fn futures_join<F: std::future::Future<Output = RedisBreaker> + Send + 'static>(
+async fn futures_join<F: std::future::Future<Output = AsyncRedisBreaker> + Send + 'static>(
     futures: impl Iterator<Item = F>,
-) -> Vec<RedisBreaker> {
+) -> Vec<AsyncRedisBreaker> {
     let tasks: Vec<_> = futures.map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -510,15 +510,15 @@ trait OwnedBreaker {
         &self,
         name: String,
         policy: Policy,
-    ) -> impl std::future::Future<Output = RedisBreaker> + Send + 'static;
+    ) -> impl std::future::Future<Output = AsyncRedisBreaker> + Send + 'static;
 }
 
-impl OwnedBreaker for RedisStore {
+impl OwnedBreaker for AsyncRedisStore {
     fn breaker_owned(
         &self,
         name: String,
         policy: Policy,
-    ) -> impl std::future::Future<Output = RedisBreaker> + Send + 'static {
+    ) -> impl std::future::Future<Output = AsyncRedisBreaker> + Send + 'static {
         let store = self.clone();
         async move { store.breaker(&name, policy).await.unwrap() }
     }

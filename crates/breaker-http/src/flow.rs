@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Outcome, Permit, Recorded, Rejected, Report, StoreError,
+    AsyncBreaker, BlockingBreaker, Outcome, Permit, Recorded, Rejected, Report, StoreError,
 };
 
 use crate::mounted::{Describe, Mounted, parts};
@@ -65,7 +65,7 @@ impl<B> fmt::Debug for Breakers<B> {
     }
 }
 
-impl<B: Breaker> Breakers<B> {
+impl<B: BlockingBreaker> Breakers<B> {
     /// No breakers yet, for a blocking client: every request passes through.
     pub fn blocking() -> Breakers<B> {
         Breakers::with(parts)
@@ -238,7 +238,7 @@ impl<B> Breakers<B> {
     }
 }
 
-impl<B: Breaker> Breakers<B> {
+impl<B: BlockingBreaker> Breakers<B> {
     /// Before a request, for a blocking client: routes it, makes its breaker if it is made on
     /// demand, and asks the breaker.
     pub fn start_blocking(&self, request: &RequestHead<'_>) -> Start<'_, B> {
@@ -273,7 +273,7 @@ impl<B: AsyncBreaker + 'static> Breakers<B> {
     /// ignored outcome, rather than when its lease ends: on the current tokio runtime, or
     /// at once for a store that answers without waiting (the memory store). With no tokio
     /// runtime at hand, a store that must wait (Redis) frees the slot when the lease ends.
-    pub async fn start(&self, request: &RequestHead<'_>) -> Start<'_, B> {
+    pub async fn start_async(&self, request: &RequestHead<'_>) -> Start<'_, B> {
         let mounted = match self.route(request, Instant::now) {
             Route::Pass => return Start::Pass,
             Route::Found(mounted) => mounted,
@@ -324,7 +324,7 @@ impl<B> Drop for Held<B> {
 }
 
 /// Gives a dropped call's probe back to a blocking breaker, on the dropping thread.
-fn release_blocking<B: Breaker>(mounted: Arc<Mounted<B>>, permit: Permit) {
+fn release_blocking<B: BlockingBreaker>(mounted: Arc<Mounted<B>>, permit: Permit) {
     mounted.breaker.record(permit, Outcome::Ignored.into());
 }
 
@@ -563,7 +563,7 @@ impl Told {
     }
 }
 
-impl<B: Breaker> Finish<B> {
+impl<B: BlockingBreaker> Finish<B> {
     /// Records the call in its breaker (blocking) and tells listeners.
     pub fn record_blocking(self) {
         let Finish { mut held, told, .. } = self;
@@ -576,7 +576,7 @@ impl<B: Breaker> Finish<B> {
 
 impl<B: AsyncBreaker> Finish<B> {
     /// Records the call in its breaker and tells listeners.
-    pub fn record(self) -> impl Future<Output = ()> {
+    pub fn record_async(self) -> impl Future<Output = ()> {
         // Taken apart before the future is made, so that it carries each part once.
         let Finish { mut held, told, .. } = self;
         let permit = held.take();
@@ -655,7 +655,7 @@ mod tests {
 
     #[test]
     fn a_call_dropped_before_it_is_recorded_gives_its_probe_back() {
-        use breaker_core::{ManualClock, Operate, Timestamp};
+        use breaker_core::{BlockingOperate, ManualClock, Timestamp};
 
         let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
         let store = MemoryStore::with_clock(clock.clone());
@@ -735,17 +735,17 @@ mod tests {
 
     impl AsyncBreaker for Remote {
         fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send {
-            std::future::ready(Breaker::acquire(&self.0))
+            std::future::ready(BlockingBreaker::acquire(&self.0))
         }
         async fn record(&self, permit: Permit, report: Report) -> Recorded {
             Turn(false).await;
-            Breaker::record(&self.0, permit, report)
+            BlockingBreaker::record(&self.0, permit, report)
         }
     }
 
     #[test]
     fn an_async_store_that_must_wait_gets_the_probe_back_on_the_runtime() {
-        use breaker_core::{Action, ManualClock, Operate, Timestamp};
+        use breaker_core::{Action, BlockingOperate, ManualClock, Timestamp};
 
         let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
         let store = MemoryStore::with_clock(clock.clone());
@@ -757,7 +757,7 @@ mod tests {
             .unwrap();
         let breaker = Remote(store.breaker("remote", policy).unwrap());
         let operator = store.get("remote").unwrap();
-        Operate::operate(&operator, Action::Trip).unwrap();
+        BlockingOperate::operate(&operator, Action::Trip).unwrap();
         clock.advance(Policy::default().open_for());
         let breakers = Breakers::asynchronous()
             .mount("http://api.example", breaker)
@@ -769,7 +769,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let head = RequestHead::new("GET", &uri, &headers);
-            let Start::Send(probe) = breakers.start(&head).await else {
+            let Start::Send(probe) = breakers.start_async(&head).await else {
                 panic!("a probe")
             };
             drop(probe);
@@ -784,7 +784,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "the probe was never given back");
                 tokio::task::yield_now().await;
             }
-            assert!(matches!(breakers.start(&head).await, Start::Send(_)));
+            assert!(matches!(breakers.start_async(&head).await, Start::Send(_)));
         });
     }
 

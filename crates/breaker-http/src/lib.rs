@@ -5,14 +5,15 @@
 //! ([`OnDemand`]), and how it uses them: what a rejected call returns ([`RejectionMode`],
 //! [`BreakerOpen`]), how a finished call counts ([`Classifier`]), what listeners see
 //! ([`HttpContext`]). A call goes through it in steps, in the manner of quinn-proto:
-//! [`Breakers::start`] (or [`start_blocking`](Breakers::start_blocking)) says before the
-//! request whether to send it untouched, answer with a ready rejection, or send it under a
-//! permit ([`Start`]); [`Call::response`] or [`Call::error`] classifies how it ended; [`Finish::record`] records it
-//! and tells listeners, `tracing` and `metrics`. An adapter converts its client's requests and
+//! [`Breakers::start_async`] (or [`Breakers::start_blocking`]) says before the request whether
+//! to send it untouched, answer with a ready rejection, or send it under a permit ([`Start`]);
+//! [`Call::response`] or [`Call::error`] classifies how it ended; [`Finish::record_async`] (or
+//! [`Finish::record_blocking`]) records it and tells listeners, `tracing` and `metrics`. An adapter converts its client's requests and
 //! responses, reads a body prefix when asked, and maps its errors; nothing else.
 //!
 //! Metrics: `breaker_calls_total{breaker, outcome}`, `breaker_rejections_total{breaker}`,
-//! `breaker_transitions_total{breaker, to}` (the transitions this process's calls made), and
+//! `breaker_transitions_total{breaker, to}` (the transitions this process made, by its calls
+//! or by its store's batches), and
 //! the gauge `breaker_state{breaker}` (0 closed, 1 open, 2 half-open). The gauge follows every
 //! decision the process gets, whoever moved the breaker (another process, a batch, an
 //! operator): a call rejected because the breaker is open or forced open shows it open, a

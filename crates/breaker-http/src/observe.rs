@@ -394,7 +394,8 @@ mod metrics_tests {
 
     use breaker_core::store::permit;
     use breaker_core::{
-        Action, Breaker, Counts, ManualClock, Operate, Override, Policy, Timestamp, TripCause,
+        Action, BlockingBreaker, BlockingOperate, Counts, ManualClock, Override, Policy, Timestamp,
+        TripCause,
     };
     use breaker_store_memory::{MemoryBreaker, MemoryStore};
     use breaker_store_redis::{BlockingRedisStore, RedisConfig};
@@ -568,7 +569,7 @@ mod metrics_tests {
 
     /// Sends `GET url` through `breakers`, answered with `status` if it is sent: whether it
     /// was sent.
-    fn call<B: Breaker>(breakers: &Breakers<B>, url: &str, status: u16) -> bool {
+    fn call<B: BlockingBreaker>(breakers: &Breakers<B>, url: &str, status: u16) -> bool {
         let uri: http::Uri = url.parse().unwrap();
         let headers = http::HeaderMap::new();
         match breakers.start_blocking(&RequestHead::new("GET", &uri, &headers)) {
@@ -604,7 +605,7 @@ mod metrics_tests {
             assert!(call(&breakers, url, 200));
             assert_eq!(state(), Some(0.0), "closed");
 
-            Operate::operate(&theirs, Action::Trip).unwrap();
+            BlockingOperate::operate(&theirs, Action::Trip).unwrap();
             assert!(!call(&breakers, url, 200));
             assert_eq!(state(), Some(1.0), "open: tripped by someone else");
             assert_eq!(
@@ -613,11 +614,11 @@ mod metrics_tests {
                 "not a transition of this process"
             );
 
-            Operate::operate(&theirs, Action::Reset).unwrap();
+            BlockingOperate::operate(&theirs, Action::Reset).unwrap();
             assert!(call(&breakers, url, 200));
             assert_eq!(state(), Some(0.0), "closed again by the operator");
 
-            Operate::operate(
+            BlockingOperate::operate(
                 &theirs,
                 Action::Override {
                     mode: Override::ForcedOpen,
@@ -627,7 +628,7 @@ mod metrics_tests {
             .unwrap();
             assert!(!call(&breakers, url, 200));
             assert_eq!(state(), Some(1.0), "forced open");
-            Operate::operate(
+            BlockingOperate::operate(
                 &theirs,
                 Action::Override {
                     mode: Override::Auto,
@@ -637,14 +638,14 @@ mod metrics_tests {
             .unwrap();
 
             // Someone else's failure trips it; after the open period someone else probes.
-            let permit = Breaker::acquire(&theirs).unwrap();
-            Breaker::record(&theirs, permit, Outcome::Failure.into());
+            let permit = BlockingBreaker::acquire(&theirs).unwrap();
+            BlockingBreaker::record(&theirs, permit, Outcome::Failure.into());
             clock.advance(Duration::from_secs(10));
-            let probe = Breaker::acquire(&theirs).unwrap();
+            let probe = BlockingBreaker::acquire(&theirs).unwrap();
             assert!(probe.is_probe());
             assert!(!call(&breakers, url, 200), "the only probe slot is taken");
             assert_eq!(state(), Some(2.0), "half-open");
-            Breaker::record(&theirs, probe, Outcome::Success.into());
+            BlockingBreaker::record(&theirs, probe, Outcome::Success.into());
             assert!(call(&breakers, url, 200));
             assert_eq!(state(), Some(0.0), "closed by someone else's probe");
             assert_eq!(

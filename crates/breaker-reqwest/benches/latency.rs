@@ -8,7 +8,7 @@
 use breaker_core::Policy;
 use breaker_reqwest::BreakerMiddleware;
 use breaker_store_memory::MemoryStore;
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use breaker_testkit::http_server::TestServer;
 use breaker_testkit::latency::{Plan, Variant, as_lines, client_runtime, compare};
 use breaker_testkit::redis_server::RedisServer;
@@ -35,7 +35,7 @@ fn main() {
             )
             .build();
     let with_redis: ClientWithMiddleware = runtime.block_on(async {
-        let store = RedisStore::connect(RedisConfig::standalone(redis.url()))
+        let store = AsyncRedisStore::connect(RedisConfig::standalone(redis.url()))
             .await
             .unwrap();
         let breaker = store.breaker("bench", policy).await.unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use breaker_core::{AsyncBreaker, Event, EventKind, Listeners, Policy};
 use breaker_reqwest::{BreakerMiddleware, BreakerOpen, HttpContext};
 use breaker_store_memory::MemoryStore;
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
 
@@ -93,7 +93,7 @@ async fn main() {
             println!("redis store at {url}:");
             let config =
                 RedisConfig::standalone(url).prefix(format!("example-{}", std::process::id()));
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = AsyncRedisStore::connect(config).await.unwrap();
             let breaker = store.breaker("orders", policy()).await.unwrap();
             run(&backend, breaker.with_listeners(listeners())).await;
         }

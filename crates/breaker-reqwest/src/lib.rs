@@ -172,7 +172,7 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
     {
         let request = Box::new(request);
         Box::pin(async move {
-            let call = match self.breakers.start(&head_of(&request)).await {
+            let call = match self.breakers.start_async(&head_of(&request)).await {
                 Start::Pass => None,
                 Start::Respond(rejection) => return Ok(response_of(rejection, &request)),
                 Start::Fail(rejection) => {
@@ -194,7 +194,7 @@ impl<B: AsyncBreaker + 'static> Middleware for BreakerMiddleware<B> {
                 }
                 (result, _) => result,
             };
-            finish.record().await;
+            finish.record_async().await;
             result
         })
     }

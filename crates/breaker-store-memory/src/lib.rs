@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use breaker_core::{call, CallError, Operate, Policy, State};
+//! use breaker_core::{call, CallError, BlockingOperate, Policy, State};
 //! use breaker_store_memory::MemoryStore;
 //!
 //! let store = MemoryStore::new();
@@ -42,9 +42,9 @@ use std::time::Duration;
 
 use breaker_core::store::{self, Circuit};
 use breaker_core::{
-    Action, AsyncBreaker, AsyncOperate, Breaker, BreakerHandle, Clock, Listeners, MonotonicClock,
-    Operate, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Report, Snapshot, StoreError,
-    StoreErrorKind, Timestamp, Transition,
+    Action, AsyncBreaker, AsyncOperate, BlockingBreaker, BlockingOperate, BreakerHandle, Clock,
+    Listeners, MonotonicClock, Outcome, Permit, PermitKind, Policy, Recorded, Rejected, Report,
+    Snapshot, StoreError, StoreErrorKind, Timestamp, Transition,
 };
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -302,7 +302,7 @@ impl BreakerHandle for MemoryBreaker {
     }
 }
 
-impl Breaker for MemoryBreaker {
+impl BlockingBreaker for MemoryBreaker {
     fn acquire(&self) -> Result<Permit, Rejected> {
         self.acquire_at(self.clock.now())
     }
@@ -312,7 +312,7 @@ impl Breaker for MemoryBreaker {
     }
 }
 
-impl Operate for MemoryBreaker {
+impl BlockingOperate for MemoryBreaker {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         Ok(self.snapshot_at(self.clock.now()))
     }
@@ -327,23 +327,23 @@ impl Operate for MemoryBreaker {
 
 impl AsyncOperate for MemoryBreaker {
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send {
-        ready(Operate::snapshot(self))
+        ready(BlockingOperate::snapshot(self))
     }
 
     fn operate(
         &self,
         action: Action,
     ) -> impl Future<Output = Result<Option<Transition>, StoreError>> + Send {
-        ready(Operate::operate(self, action))
+        ready(BlockingOperate::operate(self, action))
     }
 }
 
 impl AsyncBreaker for MemoryBreaker {
     fn acquire(&self) -> impl Future<Output = Result<Permit, Rejected>> + Send {
-        ready(Breaker::acquire(self))
+        ready(BlockingBreaker::acquire(self))
     }
 
     fn record(&self, permit: Permit, report: Report) -> impl Future<Output = Recorded> + Send {
-        ready(Breaker::record(self, permit, report))
+        ready(BlockingBreaker::record(self, permit, report))
     }
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 //! machine on random scenarios.
 
-use breaker_core::{Action, ManualClock, Operate, Policy, Timestamp};
+use breaker_core::{Action, BlockingOperate, ManualClock, Policy, Timestamp};
 use breaker_store_memory::MemoryStore;
 use breaker_testkit::differential::{check, scenarios_stepping_back};
 use breaker_testkit::{CoreSubject, Fixture, Subject};
@@ -52,9 +52,9 @@ fn one_name_one_policy() {
     let store = MemoryStore::new();
     let first = store.breaker("api", Policy::default()).unwrap();
     let again = store.breaker("api", Policy::default()).unwrap();
-    Operate::operate(&first, Action::Trip).unwrap();
+    BlockingOperate::operate(&first, Action::Trip).unwrap();
     assert_eq!(
-        Operate::snapshot(&again).unwrap().generation,
+        BlockingOperate::snapshot(&again).unwrap().generation,
         1,
         "same name, same breaker"
     );

@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
-use breaker_core::{AsyncBreaker, Breaker, Outcome, Policy};
-use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
+use breaker_core::{AsyncBreaker, BlockingBreaker, Outcome, Policy};
+use breaker_store_redis::{AsyncRedisStore, BlockingRedisStore, RedisConfig};
 use breaker_testkit::latency::{Plan, Variant, as_lines, client_runtime, compare};
 use breaker_testkit::redis_server::RedisServer;
 use tokio::runtime::Runtime;
@@ -41,12 +41,12 @@ fn main() {
         .unwrap();
     let worker = client_runtime();
     let on_worker = worker.block_on(async {
-        let store = RedisStore::connect(config()).await.unwrap();
+        let store = AsyncRedisStore::connect(config()).await.unwrap();
         store.breaker("async", policy.clone()).await.unwrap()
     });
     let local = current_thread();
     let on_local = local.block_on(async {
-        let store = RedisStore::connect(config()).await.unwrap();
+        let store = AsyncRedisStore::connect(config()).await.unwrap();
         store.breaker("async-local", policy.clone()).await.unwrap()
     });
 

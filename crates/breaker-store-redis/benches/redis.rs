@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use breaker_core::{AsyncBreaker, ManualClock, Outcome, Policy, Timestamp};
-use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 use criterion::{Criterion, Throughput};
 use tokio::runtime::Runtime;
@@ -50,7 +50,7 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap
         .collect()
 }
 
-async fn store_calls(breaker: &RedisBreaker, calls: usize) {
+async fn store_calls(breaker: &AsyncRedisBreaker, calls: usize) {
     for _ in 0..calls {
         let permit = breaker.acquire().await.unwrap();
         breaker.record(permit, Outcome::Success.into()).await;
@@ -58,7 +58,7 @@ async fn store_calls(breaker: &RedisBreaker, calls: usize) {
 }
 
 /// Runs `calls` calls spread over `concurrency` tasks.
-async fn concurrent_store_calls(breaker: &RedisBreaker, calls: u64, concurrency: u64) {
+async fn concurrent_store_calls(breaker: &AsyncRedisBreaker, calls: u64, concurrency: u64) {
     let tasks: Vec<_> = (0..concurrency.min(calls))
         .map(|task| {
             let breaker = breaker.clone();
@@ -82,7 +82,7 @@ fn memory_usage(server: &RedisServer, key: &str) -> u64 {
 fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
     let mut out = String::new();
     runtime.block_on(async {
-        let store = RedisStore::connect(
+        let store = AsyncRedisStore::connect(
             RedisConfig::standalone(server.url()).timeout(Duration::from_secs(2)),
         )
         .await
@@ -140,7 +140,7 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
         // spread their calls over the same span (the whole window, every bucket in use):
         // memory then depends on the call count alone.
         let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
-        let timed = RedisStore::connect(
+        let timed = AsyncRedisStore::connect(
             RedisConfig::standalone(server.url())
                 .timeout(Duration::from_secs(2))
                 .injected_clock(clock.clone()),
@@ -189,13 +189,13 @@ fn counts_and_memory(server: &RedisServer, runtime: &Runtime) -> String {
 
 fn throughput(c: &mut Criterion, server: &RedisServer, runtime: &Runtime) {
     let (breaker, batched, conn) = runtime.block_on(async {
-        let store = RedisStore::connect(
+        let store = AsyncRedisStore::connect(
             RedisConfig::standalone(server.url()).timeout(Duration::from_secs(2)),
         )
         .await
         .unwrap();
         let breaker = store.breaker("throughput", policy()).await.unwrap();
-        let batched_store = RedisStore::connect(
+        let batched_store = AsyncRedisStore::connect(
             RedisConfig::standalone(server.url())
                 .timeout(Duration::from_secs(2))
                 .batch(Duration::from_millis(5)),

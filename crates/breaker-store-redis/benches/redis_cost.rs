@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_core::{AsyncBreaker, Outcome, Policy};
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 use tokio::runtime::Runtime;
 
@@ -121,7 +121,7 @@ async fn run(variant: Variant, url: &str, calls: u64, round: u64) {
             if let Some(interval) = batch {
                 config = config.batch(interval);
             }
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = AsyncRedisStore::connect(config).await.unwrap();
             let breaker = store
                 .breaker("cost", policy(buckets, features))
                 .await

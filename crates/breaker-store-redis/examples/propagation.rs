@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use breaker_core::{
     Action, AsyncBreaker, Event, EventKind, Listeners, Outcome, PermitKind, Policy,
 };
-use breaker_store_redis::{RedisBreaker, RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -50,7 +50,7 @@ struct Calls {
 /// The running process: calls until `stop`, and sends the time and the answer whenever the
 /// answer differs from the previous call's.
 async fn process(
-    breaker: RedisBreaker,
+    breaker: AsyncRedisBreaker,
     changes: mpsc::UnboundedSender<(Instant, Seen)>,
     calls: Arc<Calls>,
     stop: Arc<AtomicBool>,
@@ -125,7 +125,7 @@ async fn measure(url: &str, max_staleness: Duration, push: bool) -> Row {
     // The default policy keeps the breaker open for 3 minutes after a trip, so during the
     // measurement only the operator's reset closes it.
     let policy = Policy::default();
-    let process_store = RedisStore::connect(
+    let process_store = AsyncRedisStore::connect(
         RedisConfig::standalone(url)
             .prefix(&prefix)
             .max_staleness(max_staleness)
@@ -133,7 +133,7 @@ async fn measure(url: &str, max_staleness: Duration, push: bool) -> Row {
     )
     .await
     .unwrap();
-    let operator_store = RedisStore::connect(RedisConfig::standalone(url).prefix(&prefix))
+    let operator_store = AsyncRedisStore::connect(RedisConfig::standalone(url).prefix(&prefix))
         .await
         .unwrap();
     process_store.ping().await.unwrap();

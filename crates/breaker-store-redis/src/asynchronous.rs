@@ -98,24 +98,24 @@ struct Inner {
 /// Connections recover by themselves when Redis comes back. Every call waits at most the
 /// configured timeout; past it, each breaker's store-failure policy decides.
 #[derive(Clone)]
-pub struct RedisStore {
+pub struct AsyncRedisStore {
     inner: Arc<Inner>,
 }
 
-impl fmt::Debug for RedisStore {
+impl fmt::Debug for AsyncRedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore")
+        f.debug_struct("AsyncRedisStore")
             .field("redis", &self.inner.description)
             .field("prefix", &self.inner.settings.prefix)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisStore {
+impl AsyncRedisStore {
     /// A store for `config`. A malformed URL is an error; an unreachable server is not (the
     /// connection is made in the background, and calls follow the failure policy until it
     /// is), except for a Cluster, whose topology must be read once.
-    pub async fn connect(config: RedisConfig) -> Result<RedisStore, StoreError> {
+    pub async fn connect(config: RedisConfig) -> Result<AsyncRedisStore, StoreError> {
         let settings = config.settings()?;
         let timeout = settings.timeout;
         let description = format!("{:?}", config.deployment);
@@ -164,7 +164,7 @@ impl RedisStore {
             }
         };
         let (changes, stop_listening) = push::start(&config, &settings);
-        Ok(RedisStore {
+        Ok(AsyncRedisStore {
             inner: Arc::new(Inner {
                 connector,
                 settings,
@@ -255,7 +255,11 @@ impl RedisStore {
     /// half `idle_ttl`, and at once when Redis lost the breaker's keys); one that fails is
     /// reported to tracing and tried again a few seconds later, and the breaker works
     /// meanwhile, under its store-failure policy.
-    pub async fn breaker(&self, name: &str, policy: Policy) -> Result<RedisBreaker, StoreError> {
+    pub async fn breaker(
+        &self,
+        name: &str,
+        policy: Policy,
+    ) -> Result<AsyncRedisBreaker, StoreError> {
         let engine = Arc::new(Engine::new(name, policy, self.inner.settings.clone()));
         engine.registration()?;
         self.follow(&engine);
@@ -264,7 +268,7 @@ impl RedisStore {
             let (ok, _) = self.run(ops::register(&engine)).await;
             engine.registered(now, ok);
         }
-        Ok(RedisBreaker {
+        Ok(AsyncRedisBreaker {
             engine,
             store: self.clone(),
         })
@@ -308,11 +312,11 @@ impl RedisStore {
 }
 
 breaker_handle! {
-    /// One breaker in a [`RedisStore`]. Cheap to clone.
-    RedisBreaker over RedisStore
+    /// One breaker in a [`AsyncRedisStore`]. Cheap to clone.
+    AsyncRedisBreaker over AsyncRedisStore
 }
 
-impl RedisBreaker {
+impl AsyncRedisBreaker {
     /// The breaker's state, read from Redis.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.store.run(ops::snapshot(&self.engine)).await.0
@@ -353,20 +357,20 @@ impl RedisBreaker {
     }
 }
 
-impl AsyncOperate for RedisBreaker {
+impl AsyncOperate for AsyncRedisBreaker {
     async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        RedisBreaker::snapshot(self).await
+        AsyncRedisBreaker::snapshot(self).await
     }
 
     async fn operate(&self, action: Action) -> Result<Option<Transition>, StoreError> {
-        RedisBreaker::operate(self, action).await
+        AsyncRedisBreaker::operate(self, action).await
     }
 }
 
-impl Drop for RedisBreaker {
+impl Drop for AsyncRedisBreaker {
     /// The last handle of a breaker sends what its batch holds, in a task of its own (best
     /// effort: only inside a tokio runtime that goes on running; call
-    /// [`flush`](RedisBreaker::flush) to be sure).
+    /// [`flush`](AsyncRedisBreaker::flush) to be sure).
     fn drop(&mut self) {
         if self.engine.settings.batch.is_some() && Arc::strong_count(&self.engine) == 1 {
             self.store.schedule_flush(&self.engine, BatchDue::Now);
@@ -374,7 +378,7 @@ impl Drop for RedisBreaker {
     }
 }
 
-impl AsyncBreaker for RedisBreaker {
+impl AsyncBreaker for AsyncRedisBreaker {
     async fn acquire(&self) -> Result<Permit, Rejected> {
         let (decision, answered) = self.store.run(ops::acquire(&self.engine)).await;
         if answered {

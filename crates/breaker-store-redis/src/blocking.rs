@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Action, Breaker, Bucket, HistoryEntry, Listeners, Operate, Permit, Policy, Recorded, Rejected,
-    Report, Snapshot, StoreError, StoreErrorKind, Transition,
+    Action, BlockingBreaker, BlockingOperate, Bucket, HistoryEntry, Listeners, Permit, Policy,
+    Recorded, Rejected, Report, Snapshot, StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::SentinelClient;
 use redis::{ConnectionLike, RedisError, RedisResult};
@@ -109,7 +109,7 @@ struct Inner {
 }
 
 /// A Redis store for blocking callers: a pool of connections shared by many breakers.
-/// Cheap to clone. It uses the same keys and script as [`RedisStore`](crate::RedisStore), so
+/// Cheap to clone. It uses the same keys and script as [`AsyncRedisStore`](crate::AsyncRedisStore), so
 /// blocking and async processes share breakers.
 #[derive(Clone)]
 pub struct BlockingRedisStore {
@@ -258,7 +258,7 @@ impl BlockingRedisStore {
         self.run(ops::history(&self.inner.settings, name, count)).0
     }
 
-    /// Every registered breaker with its live state; see [`RedisStore::list`](crate::RedisStore::list).
+    /// Every registered breaker with its live state; see [`AsyncRedisStore::list`](crate::AsyncRedisStore::list).
     pub fn list(&self) -> Result<Vec<BreakerInfo>, StoreError> {
         self.run(ops::list(&self.inner.settings)).0
     }
@@ -308,7 +308,7 @@ impl Drop for BlockingRedisBreaker {
     }
 }
 
-impl Breaker for BlockingRedisBreaker {
+impl BlockingBreaker for BlockingRedisBreaker {
     fn acquire(&self) -> Result<Permit, Rejected> {
         let (decision, answered) = self.store.run(ops::acquire(&self.engine));
         if answered {
@@ -331,7 +331,7 @@ impl Breaker for BlockingRedisBreaker {
     }
 }
 
-impl Operate for BlockingRedisBreaker {
+impl BlockingOperate for BlockingRedisBreaker {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.store.run(ops::snapshot(&self.engine)).0
     }

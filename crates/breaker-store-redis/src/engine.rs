@@ -73,7 +73,7 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// Breaker `name` of a store with `settings`, read with `policy`.
+    /// BlockingBreaker `name` of a store with `settings`, read with `policy`.
     pub(crate) fn new(settings: &Settings, name: &str, policy: Policy) -> Reader {
         Reader {
             name: name.to_owned(),

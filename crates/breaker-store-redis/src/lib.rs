@@ -12,7 +12,7 @@
 //!   serverless handler returns.
 //! - A process follows Redis through a restart or a lost key (each key has an epoch), keeps
 //!   the registry of breakers true while it uses them, and a capped history of transitions
-//!   and operator actions per breaker ([`RedisStore::history`]).
+//!   and operator actions per breaker ([`AsyncRedisStore::history`]).
 //! - Time comes from the Redis server (`TIME`), so hosts with skewed clocks agree.
 //! - Counters live in fixed buckets (hash fields): memory per breaker is bounded by the
 //!   policy's `buckets`. All keys of a breaker share a hash tag (Cluster works), every key has
@@ -22,17 +22,17 @@
 //!   in-process breaker), listeners and `tracing` are told, and connections recover by
 //!   themselves.
 //!
-//! [`RedisStore`] serves async callers (tokio); [`BlockingRedisStore`] blocking ones. Both
+//! [`AsyncRedisStore`] serves async callers (tokio); [`BlockingRedisStore`] blocking ones. Both
 //! use the same keys and script, so they share breakers. Each is behind a cargo feature, both
 //! on by default: `tokio` and `blocking`. A blocking program does not compile tokio with
 //! `default-features = false, features = ["blocking"]`.
 //!
 //! ```no_run
 //! use breaker_core::{call_async, CallError, Policy};
-//! use breaker_store_redis::{RedisConfig, RedisStore};
+//! use breaker_store_redis::{RedisConfig, AsyncRedisStore};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::connect(RedisConfig::standalone("redis://127.0.0.1:6379")).await?;
+//! let store = AsyncRedisStore::connect(RedisConfig::standalone("redis://127.0.0.1:6379")).await?;
 //! let breaker = store.breaker("payments-api", Policy::default()).await?;
 //! let answer: Result<u32, CallError<std::io::Error>> = call_async(&breaker, async { Ok(42) }).await;
 //! # Ok(())
@@ -62,7 +62,7 @@ mod settings;
 mod tail;
 
 #[cfg(feature = "tokio")]
-pub use asynchronous::{RedisBreaker, RedisStore};
+pub use asynchronous::{AsyncRedisBreaker, AsyncRedisStore};
 #[cfg(feature = "blocking")]
 pub use blocking::{BlockingRedisBreaker, BlockingRedisStore};
 pub use breaker_core::{Bucket, HistoryEntry};

@@ -14,7 +14,7 @@ use breaker_core::{Bucket, HistoryEntry, Policy, StoreError, StoreErrorKind, Tim
 use futures_util::StreamExt;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation, Value};
 
-use crate::asynchronous::{Connection, RedisStore};
+use crate::asynchronous::{AsyncRedisStore, Connection};
 use crate::engine::Reader;
 use crate::error::store_error;
 use crate::history;
@@ -190,7 +190,7 @@ fn evalsha(pipe: &mut Pipeline, call: &ScriptInvocation<'_>) {
     pipe.invoke_script(call);
 }
 
-impl RedisStore {
+impl AsyncRedisStore {
     /// Reads the breakers `request` asks for, many per round trip (pipelined), without
     /// registering any or extending any key's life. A breaker that cannot be read (garbage in
     /// its keys, policies that do not parse) is listed with its error; the listing fails only

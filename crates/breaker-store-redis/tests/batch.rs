@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use breaker_core::{
-    Action, AsyncBreaker, Breaker, Event, EventKind, Listeners, ManualClock, Operate, Outcome,
-    PermitKind, Policy, RejectReason, State, StoreErrorKind, StoreFailurePolicy, Timestamp,
-    Transition,
+    Action, AsyncBreaker, BlockingBreaker, BlockingOperate, Event, EventKind, Listeners,
+    ManualClock, Outcome, PermitKind, Policy, RejectReason, State, StoreErrorKind,
+    StoreFailurePolicy, Timestamp, Transition,
 };
-use breaker_store_redis::{BlockingRedisStore, RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, BlockingRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 
 fn server() -> &'static RedisServer {
@@ -64,7 +64,7 @@ fn recorder() -> (Listeners, Seen) {
     (listeners, seen)
 }
 
-fn calls(breaker: &impl Breaker, n: usize, outcome: Outcome) {
+fn calls(breaker: &impl BlockingBreaker, n: usize, outcome: Outcome) {
     for _ in 0..n {
         let permit = breaker.acquire().unwrap();
         assert_eq!(permit.kind(), PermitKind::Normal);
@@ -190,7 +190,7 @@ fn a_crowd_sends_few_requests() {
     let server = RedisServer::start();
     let url = server.url();
     let (calls_made, requests) = runtime.block_on(async move {
-        let store = RedisStore::connect(
+        let store = AsyncRedisStore::connect(
             RedisConfig::standalone(&url)
                 .timeout(Duration::from_secs(2))
                 .batch(Duration::from_millis(5)),
@@ -260,8 +260,8 @@ fn a_batched_process_keeps_counting_after_redis_loses_the_key() {
     let breaker = store
         .breaker("lost", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
-    Operate::operate(&breaker, Action::Trip).unwrap();
-    Operate::operate(&breaker, Action::Reset).unwrap();
+    BlockingOperate::operate(&breaker, Action::Trip).unwrap();
+    BlockingOperate::operate(&breaker, Action::Reset).unwrap();
     // Generation 2, one success pending.
     calls(&breaker, 1, Outcome::Success);
     server.command(&["FLUSHDB"]).unwrap();
@@ -275,7 +275,7 @@ fn a_batched_process_keeps_counting_after_redis_loses_the_key() {
         }
     }
     breaker.flush().unwrap();
-    let snapshot = Operate::snapshot(&breaker).unwrap();
+    let snapshot = BlockingOperate::snapshot(&breaker).unwrap();
     assert_eq!(
         snapshot.state,
         State::Open,

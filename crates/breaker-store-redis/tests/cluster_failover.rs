@@ -11,7 +11,7 @@ mod load;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use breaker_core::{Action, Operate, Policy, State, StoreFailurePolicy};
+use breaker_core::{Action, BlockingOperate, Policy, State, StoreFailurePolicy};
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::eventually;
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
@@ -86,7 +86,7 @@ fn fail_over_under_load(handover: Handover) {
     for process in &fleet {
         process.wait_until(true, "calls flow before the failover");
     }
-    Operate::operate(&operator(), Action::Trip).unwrap();
+    BlockingOperate::operate(&operator(), Action::Trip).unwrap();
     for process in &fleet {
         process.wait_until(false, "every process rejects after the trip");
     }
@@ -106,13 +106,16 @@ fn fail_over_under_load(handover: Handover) {
     assert_eq!(cluster.master_of(&key).port(), replica.port());
     // The new master holds the trip: every process keeps rejecting, deciding by its state.
     let new_operator = operator();
-    assert_eq!(Operate::snapshot(&new_operator).unwrap().state, State::Open);
+    assert_eq!(
+        BlockingOperate::snapshot(&new_operator).unwrap().state,
+        State::Open
+    );
     for process in &fleet {
         process.wait_until(false, "every process follows the new master's state (open)");
     }
     // A reset after the failover reaches every running process.
     let reset = Instant::now();
-    Operate::operate(&new_operator, Action::Reset).unwrap();
+    BlockingOperate::operate(&new_operator, Action::Reset).unwrap();
     for (index, process) in fleet.iter().enumerate() {
         process.wait_until(true, &format!("the reset reaches process {index}"));
     }

@@ -10,7 +10,9 @@ mod load;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use breaker_core::{Action, Breaker, Operate, Outcome, Policy, State, StoreFailurePolicy};
+use breaker_core::{
+    Action, BlockingBreaker, BlockingOperate, Outcome, Policy, State, StoreFailurePolicy,
+};
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::{RedisSentinel, eventually};
 use load::{Process, Running, one_at_a_time};
@@ -64,7 +66,7 @@ fn sentinel_promotes_the_replica_under_load() {
         process.wait_until(true, "calls flow before the failover");
     }
     // An operator trips the breaker; the replica has it before the primary dies.
-    Operate::operate(&operator(), Action::Trip).unwrap();
+    BlockingOperate::operate(&operator(), Action::Trip).unwrap();
     let acked = deployment
         .primary()
         .command(&["WAIT", "1", "2000"])
@@ -85,7 +87,10 @@ fn sentinel_promotes_the_replica_under_load() {
     let failover = killed.elapsed();
     // The promoted replica holds the trip: every process keeps rejecting.
     let new_operator = operator();
-    assert_eq!(Operate::snapshot(&new_operator).unwrap().state, State::Open);
+    assert_eq!(
+        BlockingOperate::snapshot(&new_operator).unwrap().state,
+        State::Open
+    );
     for process in &fleet {
         process.wait_until(
             false,
@@ -94,7 +99,7 @@ fn sentinel_promotes_the_replica_under_load() {
     }
     // A reset after the failover reaches every running process.
     let reset = Instant::now();
-    Operate::operate(&new_operator, Action::Reset).unwrap();
+    BlockingOperate::operate(&new_operator, Action::Reset).unwrap();
     for process in &fleet {
         process.wait_until(true, "the reset reaches every process");
     }
@@ -154,10 +159,10 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
     deployment.pause_replica();
     let writer = operator();
     for _ in 0..300 {
-        let permit = Breaker::acquire(&writer).unwrap();
-        Breaker::record(&writer, permit, Outcome::Success.into());
+        let permit = BlockingBreaker::acquire(&writer).unwrap();
+        BlockingBreaker::record(&writer, permit, Outcome::Success.into());
     }
-    Operate::operate(&writer, Action::Trip).unwrap();
+    BlockingOperate::operate(&writer, Action::Trip).unwrap();
     for process in &fleet {
         process.wait_until(false, "every process has seen the trip");
     }
@@ -172,7 +177,10 @@ fn a_replica_that_lagged_is_followed_after_its_promotion() {
         "the promoted replica holds the same life of the key"
     );
     // A new process sees the replica's copy: closed.
-    assert_eq!(Operate::snapshot(&operator()).unwrap().state, State::Closed);
+    assert_eq!(
+        BlockingOperate::snapshot(&operator()).unwrap().state,
+        State::Closed
+    );
     for process in &fleet {
         process.wait_until(true, "running processes take the promoted replica's state");
     }

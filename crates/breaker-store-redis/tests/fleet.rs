@@ -25,12 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use breaker_core::{
-    Action, AsyncBreaker, Breaker, BreakerHandle, Clock, Event, EventKind, Listeners, ManualClock,
-    Operate, Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected,
-    Snapshot, State, StoreFailurePolicy, Timestamp, Transition,
+    Action, AsyncBreaker, BlockingBreaker, BlockingOperate, BreakerHandle, Clock, Event, EventKind,
+    Listeners, ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason,
+    Rejected, Snapshot, State, StoreFailurePolicy, Timestamp, Transition,
 };
 use breaker_store_redis::{
-    BlockingRedisBreaker, BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore,
+    AsyncRedisBreaker, AsyncRedisStore, BlockingRedisBreaker, BlockingRedisStore, RedisConfig,
 };
 use breaker_testkit::redis_server::RedisServer;
 use breaker_testkit::runtime;
@@ -203,20 +203,20 @@ fn modes_with_outages() -> impl Strategy<Value = Mode> {
 /// One process's breaker, blocking or async.
 enum Proc {
     Blocking(BlockingRedisBreaker),
-    Async(RedisStore, RedisBreaker),
+    Async(AsyncRedisStore, AsyncRedisBreaker),
 }
 
 impl Proc {
     fn acquire(&self) -> Result<Permit, Rejected> {
         match self {
-            Proc::Blocking(b) => Breaker::acquire(b),
+            Proc::Blocking(b) => BlockingBreaker::acquire(b),
             Proc::Async(_, b) => runtime().block_on(AsyncBreaker::acquire(b)),
         }
     }
 
     fn record(&self, permit: Permit, outcome: Outcome) -> Recorded {
         match self {
-            Proc::Blocking(b) => Breaker::record(b, permit, outcome.into()),
+            Proc::Blocking(b) => BlockingBreaker::record(b, permit, outcome.into()),
             Proc::Async(_, b) => {
                 runtime().block_on(AsyncBreaker::record(b, permit, outcome.into()))
             }
@@ -308,7 +308,9 @@ impl Fleet {
                 config = config.batch(Duration::from_millis(50));
             }
             if mode.asynchronous {
-                let store = runtime().block_on(RedisStore::connect(config)).unwrap();
+                let store = runtime()
+                    .block_on(AsyncRedisStore::connect(config))
+                    .unwrap();
                 let breaker = runtime()
                     .block_on(store.breaker(NAME, policy.clone()))
                     .unwrap()
@@ -347,7 +349,7 @@ impl Fleet {
     }
 
     fn truth(&self) -> Snapshot {
-        Operate::snapshot(&self.operator_breaker).unwrap()
+        BlockingOperate::snapshot(&self.operator_breaker).unwrap()
     }
 
     fn script_calls(&self) -> u64 {
@@ -719,16 +721,19 @@ impl Fleet {
                 self.clock.set(Timestamp::from_millis(to));
             }
             Step::Trip => {
-                let transition = Operate::operate(&self.operator_breaker, Action::Trip).unwrap();
+                let transition =
+                    BlockingOperate::operate(&self.operator_breaker, Action::Trip).unwrap();
                 self.note(transition)?;
             }
-            Step::Reset => match Operate::operate(&self.operator_breaker, Action::Reset).unwrap() {
-                // A reset of a closed breaker starts a new generation silently.
-                None => self.generations += 1,
-                transition => self.note(transition)?,
-            },
+            Step::Reset => {
+                match BlockingOperate::operate(&self.operator_breaker, Action::Reset).unwrap() {
+                    // A reset of a closed breaker starts a new generation silently.
+                    None => self.generations += 1,
+                    transition => self.note(transition)?,
+                }
+            }
             Step::Override(mode, ms) => {
-                Operate::operate(
+                BlockingOperate::operate(
                     &self.operator_breaker,
                     Action::Override {
                         mode: *mode,

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use breaker_core::{AsyncBreaker, Counts, Outcome, Permit, Policy, Transition};
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 
 const PROCESSES: usize = 3;
@@ -73,7 +73,7 @@ fn parent() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (never, racing) = policies();
     runtime.block_on(async {
-        let store = RedisStore::connect(
+        let store = AsyncRedisStore::connect(
             RedisConfig::standalone(server.url()).timeout(Duration::from_secs(2)),
         )
         .await
@@ -112,7 +112,7 @@ fn child(url: &str) {
     let (never, racing) = policies();
     runtime.block_on(async {
         let store =
-            RedisStore::connect(RedisConfig::standalone(url).timeout(Duration::from_secs(2)))
+            AsyncRedisStore::connect(RedisConfig::standalone(url).timeout(Duration::from_secs(2)))
                 .await
                 .unwrap();
         let counted = store.breaker("counted", never).await.unwrap();

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Action, AsyncBreaker, Breaker, Clock, Event, EventKind, Listeners, ManualClock, Operate,
-    Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Report,
-    Snapshot, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
+    Action, AsyncBreaker, BlockingBreaker, BlockingOperate, Clock, Event, EventKind, Listeners,
+    ManualClock, Outcome, Override, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected,
+    Report, Snapshot, State, StoreErrorKind, StoreFailurePolicy, Timestamp, Transition, TripCause,
 };
-use breaker_store_redis::{BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, BlockingRedisStore, RedisConfig};
 use breaker_testkit::differential::{Step, check, scenarios_stepping_back};
 use breaker_testkit::redis_server::{RedisCluster, RedisServer};
 use breaker_testkit::{CoreSubject, Fixture, Subject, runtime};
@@ -77,7 +77,7 @@ fn fixture_config(
         .injected_clock(clock.clone())
 }
 
-struct AsyncSubject(RedisBreaker);
+struct AsyncSubject(AsyncRedisBreaker);
 
 impl Subject for AsyncSubject {
     fn acquire(&self) -> Result<Permit, Rejected> {
@@ -96,7 +96,7 @@ impl Subject for AsyncSubject {
 
 struct AsyncFixture {
     clock: ManualClock,
-    store: RedisStore,
+    store: AsyncRedisStore,
 }
 
 impl AsyncFixture {
@@ -107,7 +107,9 @@ impl AsyncFixture {
     fn with(deployment: Deployment, max_staleness: Duration) -> AsyncFixture {
         let clock = start_clock();
         let config = fixture_config(&deployment, max_staleness, &clock);
-        let store = runtime().block_on(RedisStore::connect(config)).unwrap();
+        let store = runtime()
+            .block_on(AsyncRedisStore::connect(config))
+            .unwrap();
         AsyncFixture { clock, store }
     }
 }
@@ -290,8 +292,8 @@ fn closed_path_costs_one_script_call_per_call() {
     let breaker = store.breaker("one-round-trip", Policy::default()).unwrap();
     // Warm up: the script is loaded and the state cached.
     for _ in 0..10 {
-        let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, Outcome::Success.into());
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
+        BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
     }
     let scripts = || {
         let calls = server.command_calls();
@@ -300,14 +302,14 @@ fn closed_path_costs_one_script_call_per_call() {
     let before = scripts();
     let calls = 1_000;
     for _ in 0..calls {
-        let permit = Breaker::acquire(&breaker).unwrap();
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
         assert_eq!(permit.kind(), PermitKind::Normal);
-        Breaker::record(&breaker, permit, Outcome::Success.into());
+        BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
     }
     let per_call = (scripts() - before) as f64 / calls as f64;
     assert!(per_call <= 1.0, "{per_call} script calls per call");
     assert_eq!(
-        Operate::snapshot(&breaker).unwrap().counts.calls,
+        BlockingOperate::snapshot(&breaker).unwrap().counts.calls,
         calls + 10
     );
 }
@@ -332,8 +334,8 @@ fn keys_have_a_ttl_share_a_slot_and_stay_bounded() {
     let breaker = store.breaker("bounded {x}", p).unwrap();
     for second in 0..100 {
         for _ in 0..5 {
-            let permit = Breaker::acquire(&breaker).unwrap();
-            Breaker::record(&breaker, permit, Outcome::Success.into());
+            let permit = BlockingBreaker::acquire(&breaker).unwrap();
+            BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
         }
         clock.advance(Duration::from_millis(1_000 + second % 3));
     }
@@ -388,9 +390,9 @@ fn a_key_of_the_earlier_layout_is_read_once() {
     let breaker = store
         .breaker("earlier", policy(StoreFailurePolicy::FailClosed))
         .unwrap();
-    let rejected = Breaker::acquire(&breaker).unwrap_err();
+    let rejected = BlockingBreaker::acquire(&breaker).unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::Open);
-    let snapshot = Operate::snapshot(&breaker).unwrap();
+    let snapshot = BlockingOperate::snapshot(&breaker).unwrap();
     assert_eq!(
         (snapshot.state, snapshot.generation),
         (State::Open, 3),
@@ -438,7 +440,7 @@ fn one_corrupt_field_costs_only_that_field() {
     // An open breaker whose state turns to garbage stays open: a value of the packed state
     // that is out of range (st, ov; all of flags), either packed field unreadable as a whole,
     // or the probe list.
-    Operate::operate(&breaker, Action::Trip).unwrap();
+    BlockingOperate::operate(&breaker, Action::Trip).unwrap();
     let command = |args: &[&str]| single().command(args);
     for (field, value) in [
         ("st", "3"),
@@ -454,27 +456,30 @@ fn one_corrupt_field_costs_only_that_field() {
             common::write_state(command, &key, field, value).unwrap();
         }
         let reported = corrupt_reports();
-        let rejected = Breaker::acquire(&breaker).unwrap_err();
+        let rejected = BlockingBreaker::acquire(&breaker).unwrap_err();
         assert_eq!(rejected.reason(), RejectReason::Open, "{field} = {value}");
         assert_eq!(
             corrupt_reports(),
             reported + 1,
             "{field} = {value} reported"
         );
-        assert_eq!(Operate::snapshot(&breaker).unwrap().state, State::Open);
+        assert_eq!(
+            BlockingOperate::snapshot(&breaker).unwrap().state,
+            State::Open
+        );
     }
 
     // Counts in two buckets; garbage in one bucket loses that bucket's counts only.
-    Operate::operate(&breaker, Action::Reset).unwrap();
+    BlockingOperate::operate(&breaker, Action::Reset).unwrap();
     let fail = || {
-        let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, Outcome::Failure.into());
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
+        BlockingBreaker::record(&breaker, permit, Outcome::Failure.into());
     };
     fail();
     let first_slot = (clock.now().as_millis() / 1_000) % 60;
     clock.advance(Duration::from_secs(1));
     fail();
-    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 2);
+    assert_eq!(BlockingOperate::snapshot(&breaker).unwrap().counts.calls, 2);
     // The running totals are read on every call, the buckets only when they leave the
     // window or the totals must be counted again: garbage in both is met at once (totals
     // below the failures they count cannot be right).
@@ -483,7 +488,7 @@ fn one_corrupt_field_costs_only_that_field() {
         .unwrap();
     common::write_state(command, &key, "tc", "0").unwrap();
     fail();
-    let counts = Operate::snapshot(&breaker).unwrap().counts;
+    let counts = BlockingOperate::snapshot(&breaker).unwrap().counts;
     assert_eq!((counts.calls, counts.failures), (2, 2), "one bucket lost");
     // A counter that holds garbage restarts its bucket with the call that meets it.
     let slot = (clock.now().as_millis() / 1_000) % 60;
@@ -491,25 +496,25 @@ fn one_corrupt_field_costs_only_that_field() {
         .command(&["HSET", &key, &format!("c{slot}"), "lots"])
         .unwrap();
     fail();
-    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 1);
+    assert_eq!(BlockingOperate::snapshot(&breaker).unwrap().counts.calls, 1);
     // The rest of the state (open period, tickets, override's end): the state is kept,
     // calls go on being counted.
     single()
         .command(&["HSET", &key, "x", "not a number"])
         .unwrap();
     fail();
-    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 2);
+    assert_eq!(BlockingOperate::snapshot(&breaker).unwrap().counts.calls, 2);
 
     // A key that is not a hash at all holds nothing to keep: the call follows the failure
     // policy (fail-closed), and the breaker starts afresh on the next call.
     single()
         .command(&["SET", &key, "a string, not a hash"])
         .unwrap();
-    let rejected = Breaker::acquire(&breaker).unwrap_err();
+    let rejected = BlockingBreaker::acquire(&breaker).unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
-    let permit = Breaker::acquire(&breaker).expect("healed");
-    Breaker::record(&breaker, permit, Outcome::Success.into());
-    assert_eq!(Operate::snapshot(&breaker).unwrap().counts.calls, 1);
+    let permit = BlockingBreaker::acquire(&breaker).expect("healed");
+    BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
+    assert_eq!(BlockingOperate::snapshot(&breaker).unwrap().counts.calls, 1);
     assert!(corrupt_reports() >= 8, "{:?}", log.lock().unwrap());
 }
 
@@ -524,7 +529,7 @@ fn bad_urls_are_clear_errors_and_secrets_stay_secret() {
         assert_eq!(err.kind(), StoreErrorKind::Config, "{url}: {err}");
         assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
         let err = runtime()
-            .block_on(RedisStore::connect(RedisConfig::standalone(url)))
+            .block_on(AsyncRedisStore::connect(RedisConfig::standalone(url)))
             .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
     }
@@ -548,7 +553,7 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
     let blocking =
         BlockingRedisStore::connect(RedisConfig::standalone(&url).timeout(timeout)).unwrap();
     let store = runtime()
-        .block_on(RedisStore::connect(
+        .block_on(AsyncRedisStore::connect(
             RedisConfig::standalone(&url).timeout(timeout),
         ))
         .unwrap();
@@ -564,7 +569,7 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
             .unwrap()
             .with_listeners(listeners.clone());
         let started = Instant::now();
-        let decision = Breaker::acquire(&sync);
+        let decision = BlockingBreaker::acquire(&sync);
         assert!(
             started.elapsed() < timeout + Duration::from_millis(250),
             "{:?}",
@@ -572,7 +577,7 @@ fn unreachable_redis_follows_the_failure_policy_within_the_timeout() {
         );
         assert_eq!(decision.is_ok(), expect_permit, "{failure:?}");
         if let Ok(permit) = decision {
-            let recorded = Breaker::record(&sync, permit, Outcome::Success.into());
+            let recorded = BlockingBreaker::record(&sync, permit, Outcome::Success.into());
             assert_eq!(
                 recorded.outcome,
                 Outcome::Success,
@@ -621,15 +626,15 @@ fn local_fallback_trips_on_its_own_while_redis_is_away() {
         .unwrap();
     let mut tripped = false;
     for _ in 0..3 {
-        let permit = Breaker::acquire(&breaker).unwrap();
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
         tripped |= matches!(
-            Breaker::record(&breaker, permit, Outcome::Failure.into()).transition,
+            BlockingBreaker::record(&breaker, permit, Outcome::Failure.into()).transition,
             Some(Transition::Tripped { .. })
         );
     }
     assert!(tripped, "the local breaker counted the failures");
     assert_eq!(
-        Breaker::acquire(&breaker).unwrap_err().reason(),
+        BlockingBreaker::acquire(&breaker).unwrap_err().reason(),
         RejectReason::Open
     );
 }
@@ -652,8 +657,8 @@ fn local_fallback_gives_way_to_the_fleet_and_starts_afresh() {
     // Redis is away: the local breaker trips on its own, and reports it.
     let mut tripped = 0;
     for _ in 0..3 {
-        let permit = Breaker::acquire(&breaker).unwrap();
-        let recorded = Breaker::record(&breaker, permit, Outcome::Failure.into());
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
+        let recorded = BlockingBreaker::record(&breaker, permit, Outcome::Failure.into());
         tripped += usize::from(matches!(
             recorded.transition,
             Some(Transition::Tripped { .. })
@@ -662,10 +667,10 @@ fn local_fallback_gives_way_to_the_fleet_and_starts_afresh() {
     assert_eq!(tripped, 1);
     // Its open period passes: it half-opens and hands out its one probe, never reported.
     clock.advance(Duration::from_secs(180));
-    let probe = Breaker::acquire(&breaker).unwrap();
+    let probe = BlockingBreaker::acquire(&breaker).unwrap();
     assert!(probe.is_probe());
     assert_eq!(
-        Breaker::acquire(&breaker).unwrap_err().reason(),
+        BlockingBreaker::acquire(&breaker).unwrap_err().reason(),
         RejectReason::ProbesBusy
     );
     // Redis is back (empty): the fleet's state wins at once.
@@ -673,26 +678,26 @@ fn local_fallback_gives_way_to_the_fleet_and_starts_afresh() {
     let deadline = Instant::now() + Duration::from_secs(10);
     // The first request may meet the broken connection; the next reaches the new server.
     let permit = loop {
-        match Breaker::acquire(&breaker) {
+        match BlockingBreaker::acquire(&breaker) {
             Ok(permit) if permit.kind() == PermitKind::Normal => break permit,
             Ok(permit) => {
-                let _ = Breaker::record(&breaker, permit, Outcome::Ignored.into());
+                let _ = BlockingBreaker::record(&breaker, permit, Outcome::Ignored.into());
             }
             Err(rejected) => assert!(Instant::now() < deadline, "{rejected}"),
         }
     };
     assert_eq!(permit.kind(), PermitKind::Normal, "Redis's closed state");
-    Breaker::record(&breaker, permit, Outcome::Success.into());
+    BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
     // The probe of the old local breaker reports late: it changes nothing.
     assert_eq!(
-        Breaker::record(&breaker, probe, Outcome::Failure.into()).transition,
+        BlockingBreaker::record(&breaker, probe, Outcome::Failure.into()).transition,
         None
     );
     // The next outage starts from a fresh local breaker: closed, no probe slot held.
     server.kill();
-    let permit = Breaker::acquire(&breaker).unwrap();
+    let permit = BlockingBreaker::acquire(&breaker).unwrap();
     assert_eq!(permit.kind(), PermitKind::Normal, "a fresh local breaker");
-    Breaker::record(&breaker, permit, Outcome::Success.into());
+    BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
 }
 
 #[test]
@@ -709,7 +714,7 @@ fn wrong_password_is_reported_without_the_password() {
         .breaker("auth", policy(StoreFailurePolicy::FailOpen))
         .unwrap()
         .with_listeners(listeners);
-    let permit = Breaker::acquire(&breaker).unwrap();
+    let permit = BlockingBreaker::acquire(&breaker).unwrap();
     assert_eq!(permit.kind(), PermitKind::Unchecked);
     breaker_testkit::eventually("listeners hear of the failure", || {
         !log.lock().unwrap().is_empty()
@@ -742,11 +747,11 @@ fn wrong_password_is_reported_without_the_password() {
         BlockingRedisStore::connect(RedisConfig::standalone(&acl).timeout(RELAXED)).unwrap();
     let breaker = blocking.breaker("acl", Policy::default()).unwrap();
     assert!(matches!(
-        Operate::operate(&breaker, Action::Trip).unwrap(),
+        BlockingOperate::operate(&breaker, Action::Trip).unwrap(),
         Some(Transition::Tripped { .. })
     ));
     let store = runtime()
-        .block_on(RedisStore::connect(
+        .block_on(AsyncRedisStore::connect(
             RedisConfig::standalone(&acl).timeout(RELAXED),
         ))
         .unwrap();
@@ -770,7 +775,9 @@ fn registry_lists_breakers_and_policy_conflicts() {
             .prefix(&prefix)
             .timeout(RELAXED)
     };
-    let one = runtime().block_on(RedisStore::connect(config())).unwrap();
+    let one = runtime()
+        .block_on(AsyncRedisStore::connect(config()))
+        .unwrap();
     let two = BlockingRedisStore::connect(config()).unwrap();
     let api = runtime()
         .block_on(one.breaker("api", Policy::default()))
@@ -798,7 +805,7 @@ fn registry_lists_breakers_and_policy_conflicts() {
 #[test]
 fn time_comes_from_the_redis_server() {
     let store = runtime()
-        .block_on(RedisStore::connect(
+        .block_on(AsyncRedisStore::connect(
             RedisConfig::standalone(single().url())
                 .prefix(unique_prefix())
                 .timeout(RELAXED),
@@ -845,7 +852,9 @@ fn redis_failures_under_load() {
             .timeout(timeout)
             .max_staleness(Duration::ZERO)
     };
-    let store = runtime().block_on(RedisStore::connect(config())).unwrap();
+    let store = runtime()
+        .block_on(AsyncRedisStore::connect(config()))
+        .unwrap();
     let observer = BlockingRedisStore::connect(config().timeout(RELAXED)).unwrap();
     let never_trips = |failure| {
         Policy::builder()
@@ -911,7 +920,7 @@ fn redis_failures_under_load() {
         });
         Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap()
     };
-    let calls_seen = || Operate::snapshot(&watched).map(|s| s.counts.calls);
+    let calls_seen = || BlockingOperate::snapshot(&watched).map(|s| s.counts.calls);
 
     let healthy = run_phase(Duration::from_millis(300));
     assert!(healthy.counted > 0 && healthy.unchecked == 0 && healthy.unavailable == 0);
@@ -962,14 +971,14 @@ fn sentinel_finds_the_master_for_both_stores() {
     let prefix = unique_prefix();
     let blocking = BlockingRedisStore::connect(config().prefix(&prefix)).unwrap();
     let store = runtime()
-        .block_on(RedisStore::connect(config().prefix(&prefix)))
+        .block_on(AsyncRedisStore::connect(config().prefix(&prefix)))
         .unwrap();
     let one = blocking.breaker("sentinel", Policy::default()).unwrap();
     let two = runtime()
         .block_on(store.breaker("sentinel", Policy::default()))
         .unwrap();
     assert!(matches!(
-        Operate::operate(&one, Action::Trip).unwrap(),
+        BlockingOperate::operate(&one, Action::Trip).unwrap(),
         Some(Transition::Tripped { .. })
     ));
     let seen = runtime().block_on(two.snapshot()).unwrap();
@@ -1004,14 +1013,14 @@ fn history_records_transitions_and_operator_actions_capped() {
         .breaker("histórico", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     for _ in 0..3 {
-        let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, Outcome::Failure.into());
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
+        BlockingBreaker::record(&breaker, permit, Outcome::Failure.into());
     }
     clock.advance(Duration::from_secs(180));
-    let probe = Breaker::acquire(&breaker).unwrap();
-    Breaker::record(&breaker, probe, Outcome::Success.into());
+    let probe = BlockingBreaker::acquire(&breaker).unwrap();
+    BlockingBreaker::record(&breaker, probe, Outcome::Success.into());
     clock.advance(Duration::from_secs(1));
-    Operate::operate(
+    BlockingOperate::operate(
         &breaker,
         Action::Override {
             mode: Override::ForcedOpen,
@@ -1034,14 +1043,14 @@ fn history_records_transitions_and_operator_actions_capped() {
         .breaker("other", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     clock.advance(Duration::from_secs(1));
-    Operate::operate(&other, Action::Trip).unwrap();
+    BlockingOperate::operate(&other, Action::Trip).unwrap();
     let all = store.history(None, 2).unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].name, "other");
     assert_eq!(all[0].detail("cause"), Some("operator"));
     // Bounded: trimming is approximate (whole stream nodes of 100 entries), never unbounded.
     for _ in 0..400 {
-        Operate::operate(&other, Action::Trip).unwrap();
+        BlockingOperate::operate(&other, Action::Trip).unwrap();
     }
     let key = format!("{prefix}:{{=other}}:history");
     let len: usize = single().command(&["XLEN", &key]).unwrap().parse().unwrap();
@@ -1059,8 +1068,8 @@ fn the_window_reads_as_buckets() {
         .breaker("buckets", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
     let call = |outcome: Outcome| {
-        let permit = Breaker::acquire(&breaker).unwrap();
-        Breaker::record(&breaker, permit, outcome.into());
+        let permit = BlockingBreaker::acquire(&breaker).unwrap();
+        BlockingBreaker::record(&breaker, permit, outcome.into());
     };
     call(Outcome::Success);
     call(Outcome::Failure);
@@ -1086,11 +1095,11 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     let a = first.breaker("asked-to-wait", policy.clone()).unwrap();
     let b = second.breaker("asked-to-wait", policy.clone()).unwrap();
     // The second process has seen the breaker closed: its cache says so.
-    let permit = Breaker::acquire(&b).unwrap();
-    Breaker::record(&b, permit, Outcome::Success.into());
+    let permit = BlockingBreaker::acquire(&b).unwrap();
+    BlockingBreaker::record(&b, permit, Outcome::Success.into());
     // One 503 with `Retry-After: 3` in the first process opens it for both, at once.
-    let permit = Breaker::acquire(&a).unwrap();
-    let recorded = Breaker::record(
+    let permit = BlockingBreaker::acquire(&a).unwrap();
+    let recorded = BlockingBreaker::record(
         &a,
         permit,
         Report::new(Outcome::Failure).with_retry_after(Duration::from_secs(3)),
@@ -1107,7 +1116,7 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     );
     // Within max_staleness the second process asks Redis again, and rejects with the wait.
     clock.advance(Duration::from_secs(1));
-    let rejected = Breaker::acquire(&b).unwrap_err();
+    let rejected = BlockingBreaker::acquire(&b).unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::Open);
     assert_eq!(rejected.retry_after(), Duration::from_secs(2));
     let info = first.list().unwrap();
@@ -1116,12 +1125,12 @@ fn a_backends_retry_after_opens_the_breaker_for_every_process() {
     assert_eq!(history[0].detail("cause"), Some("retry-after"));
     // After the wait, probes go as usual.
     clock.advance(Duration::from_secs(2));
-    assert!(Breaker::acquire(&b).unwrap().is_probe());
+    assert!(BlockingBreaker::acquire(&b).unwrap().is_probe());
     // A wait of zero (a date in the past, garbage) changes nothing.
     let fresh = first.breaker("not-asked", policy).unwrap();
-    let permit = Breaker::acquire(&fresh).unwrap();
+    let permit = BlockingBreaker::acquire(&fresh).unwrap();
     assert_eq!(
-        Breaker::record(
+        BlockingBreaker::record(
             &fresh,
             permit,
             Report::new(Outcome::Failure).with_retry_after(Duration::ZERO)
@@ -1137,7 +1146,7 @@ fn changes_are_pushed_to_running_processes_at_once() {
     let prefix = unique_prefix();
     let connect = |push: bool| {
         runtime()
-            .block_on(RedisStore::connect(
+            .block_on(AsyncRedisStore::connect(
                 single_config(&prefix, &clock).push(push),
             ))
             .unwrap()
@@ -1145,14 +1154,14 @@ fn changes_are_pushed_to_running_processes_at_once() {
     let (running, polling, operator) = (connect(true), connect(false), connect(false));
     let policy = policy(StoreFailurePolicy::FailOpen);
     // With listeners, as applications make them: the handle gets an engine of its own.
-    let breaker = |store: &RedisStore| {
+    let breaker = |store: &AsyncRedisStore| {
         runtime()
             .block_on(store.breaker("pushed", policy.clone()))
             .unwrap()
             .with_listeners(Listeners::new())
     };
     let (pushed, polled, ops) = (breaker(&running), breaker(&polling), breaker(&operator));
-    let admits = |b: &RedisBreaker| {
+    let admits = |b: &AsyncRedisBreaker| {
         runtime().block_on(async {
             match AsyncBreaker::acquire(b).await {
                 Ok(permit) => {
@@ -1199,13 +1208,13 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
     let ops = operator.breaker("rolled-back", policy).unwrap();
     // Writes enough that the rollback below keeps a valid (non-negative) sequence.
     for _ in 0..10 {
-        let permit = Breaker::acquire(&ops).unwrap();
-        Breaker::record(&ops, permit, Outcome::Success.into());
+        let permit = BlockingBreaker::acquire(&ops).unwrap();
+        BlockingBreaker::record(&ops, permit, Outcome::Success.into());
     }
-    Operate::operate(&ops, Action::Trip).unwrap();
+    BlockingOperate::operate(&ops, Action::Trip).unwrap();
     clock.advance(Duration::from_secs(1));
     assert_eq!(
-        Breaker::acquire(&breaker).unwrap_err().reason(),
+        BlockingBreaker::acquire(&breaker).unwrap_err().reason(),
         RejectReason::Open,
         "the running process has cached the trip"
     );
@@ -1219,12 +1228,12 @@ fn a_rolled_back_key_is_taken_within_max_staleness() {
     let sequence = sequence - 5;
     common::write_state(command, &key, "sq", &sequence.to_string()).unwrap();
     assert!(sequence > 0, "{sequence}");
-    Operate::operate(&ops, Action::Reset).unwrap();
+    BlockingOperate::operate(&ops, Action::Reset).unwrap();
     clock.advance(Duration::from_secs(1));
     for call in 0..10 {
-        let permit = Breaker::acquire(&breaker)
+        let permit = BlockingBreaker::acquire(&breaker)
             .unwrap_or_else(|rejected| panic!("call {call} after the rollback: {rejected:?}"));
-        Breaker::record(&breaker, permit, Outcome::Success.into());
+        BlockingBreaker::record(&breaker, permit, Outcome::Success.into());
     }
 }
 
@@ -1251,7 +1260,7 @@ fn an_override_holds_while_redis_is_unreachable() {
     let expiring = store
         .breaker("forced-briefly", policy(StoreFailurePolicy::FailOpen))
         .unwrap();
-    Operate::operate(
+    BlockingOperate::operate(
         &open,
         Action::Override {
             mode: Override::ForcedOpen,
@@ -1259,7 +1268,7 @@ fn an_override_holds_while_redis_is_unreachable() {
         },
     )
     .unwrap();
-    Operate::operate(
+    BlockingOperate::operate(
         &closed,
         Action::Override {
             mode: Override::ForcedClosed,
@@ -1267,7 +1276,7 @@ fn an_override_holds_while_redis_is_unreachable() {
         },
     )
     .unwrap();
-    Operate::operate(
+    BlockingOperate::operate(
         &expiring,
         Action::Override {
             mode: Override::ForcedOpen,
@@ -1277,22 +1286,25 @@ fn an_override_holds_while_redis_is_unreachable() {
     .unwrap();
     // The processes learn of them as they call.
     clock.advance(Duration::from_secs(1));
-    assert!(Breaker::acquire(&open).is_err());
-    assert!(Breaker::acquire(&closed).is_ok());
-    assert!(Breaker::acquire(&expiring).is_err());
+    assert!(BlockingBreaker::acquire(&open).is_err());
+    assert!(BlockingBreaker::acquire(&closed).is_ok());
+    assert!(BlockingBreaker::acquire(&expiring).is_err());
     server.pause();
     clock.advance(Duration::from_secs(1));
     for _ in 0..3 {
-        let rejected = Breaker::acquire(&open).unwrap_err();
+        let rejected = BlockingBreaker::acquire(&open).unwrap_err();
         assert_eq!(rejected.reason(), RejectReason::ForcedOpen);
-        assert!(Breaker::acquire(&closed).is_ok(), "forced closed admits");
-        let rejected = Breaker::acquire(&expiring).unwrap_err();
+        assert!(
+            BlockingBreaker::acquire(&closed).is_ok(),
+            "forced closed admits"
+        );
+        let rejected = BlockingBreaker::acquire(&expiring).unwrap_err();
         assert_eq!(rejected.reason(), RejectReason::ForcedOpen);
         assert_eq!(rejected.retry_after(), Duration::from_secs(1));
     }
     // Past its expiry, the failure policy decides again.
     clock.advance(Duration::from_secs(1));
-    assert!(Breaker::acquire(&expiring).is_ok(), "fail-open");
+    assert!(BlockingBreaker::acquire(&expiring).is_ok(), "fail-open");
     server.resume();
 }
 
@@ -1347,7 +1359,7 @@ fn store_events_reach_listeners_off_the_callers_thread() {
         .with_listeners(slow);
     let started = Instant::now();
     for _ in 0..3 {
-        assert!(Breaker::acquire(&breaker).is_ok(), "fail-open");
+        assert!(BlockingBreaker::acquire(&breaker).is_ok(), "fail-open");
     }
     assert!(
         started.elapsed() < 3 * timeout + Duration::from_millis(400),
@@ -1434,13 +1446,16 @@ fn a_quorum_of_reporters_trips_and_one_process_alone_does_not() {
         .unwrap()
         .with_listeners(listeners);
     for _ in 0..10 {
-        let permit = Breaker::acquire(&lone).expect("the fleet stays closed");
+        let permit = BlockingBreaker::acquire(&lone).expect("the fleet stays closed");
         assert_eq!(
-            Breaker::record(&lone, permit, Outcome::Failure.into()).transition,
+            BlockingBreaker::record(&lone, permit, Outcome::Failure.into()).transition,
             None
         );
     }
-    assert_eq!(Operate::snapshot(&lone).unwrap().state, State::Closed);
+    assert_eq!(
+        BlockingOperate::snapshot(&lone).unwrap().state,
+        State::Closed
+    );
     breaker_testkit::eventually("listeners hear the quorum is short", || {
         heard.lock().unwrap().first() == Some(&(1, 2))
     });
@@ -1452,13 +1467,16 @@ fn a_quorum_of_reporters_trips_and_one_process_alone_does_not() {
     );
     // A second process sees failures too: the quorum is met.
     let other = process("host-b").breaker("quorum", policy).unwrap();
-    let permit = Breaker::acquire(&other).unwrap();
-    let tripped = Breaker::record(&other, permit, Outcome::Failure.into()).transition;
+    let permit = BlockingBreaker::acquire(&other).unwrap();
+    let tripped = BlockingBreaker::record(&other, permit, Outcome::Failure.into()).transition;
     assert!(
         matches!(tripped, Some(Transition::Tripped { .. })),
         "{tripped:?}"
     );
-    assert_eq!(Operate::snapshot(&other).unwrap().state, State::Open);
+    assert_eq!(
+        BlockingOperate::snapshot(&other).unwrap().state,
+        State::Open
+    );
     for bad in ["", "a:b", "a,b", &"x".repeat(65)] {
         let err =
             BlockingRedisStore::connect(single_config(&prefix, &clock).reporter(bad)).unwrap_err();

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Breaker, Event, EventKind, Listeners, ManualClock, Outcome, Policy, RejectReason, Transition,
+    BlockingBreaker, Event, EventKind, Listeners, ManualClock, Outcome, Policy, RejectReason,
+    Transition,
 };
 use breaker_http::{
     Attempt, BreakerOpen, Breakers, Classifier, HttpContext, OnDemand, RejectionMode,
@@ -35,7 +36,7 @@ pub struct Spec<B> {
     pub reveal_secrets: bool,
 }
 
-impl<B: Breaker> Spec<B> {
+impl<B: BlockingBreaker> Spec<B> {
     /// The client's breakers and options, as every adapter takes them.
     pub fn into_breakers(self) -> Breakers<B> {
         let mut breakers = Breakers::blocking()
@@ -174,7 +175,7 @@ impl<B> Backing<B> {
 /// What an adapter's test binary provides.
 pub trait Adapter: Clone + Send + Sync + 'static {
     /// The breaker type the adapter takes.
-    type Breaker: Breaker + 'static;
+    type Breaker: BlockingBreaker + 'static;
     /// Where its breakers come from.
     fn backing(&self) -> &Backing<Self::Breaker>;
     /// A client of the adapter over `breakers`.

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use breaker_core::store::{self, LocalBreaker};
 use breaker_core::{
-    Action, Breaker, BreakerHandle, Clock, Listeners, Operate, Permit, Policy, Recorded, Rejected,
-    Report, Snapshot, StoreError, Timestamp, Transition,
+    Action, BlockingBreaker, BlockingOperate, BreakerHandle, Clock, Listeners, Permit, Policy,
+    Recorded, Rejected, Report, Snapshot, StoreError, Timestamp, Transition,
 };
 
 /// Many named breakers, each kept as the bytes of [`LocalBreaker::to_bytes`].
@@ -148,7 +148,7 @@ impl BreakerHandle for CasBreaker {
     }
 }
 
-impl Breaker for CasBreaker {
+impl BlockingBreaker for CasBreaker {
     fn acquire(&self) -> Result<Permit, Rejected> {
         self.step(|breaker, now| breaker.acquire(&self.policy, now))
     }
@@ -158,7 +158,7 @@ impl Breaker for CasBreaker {
     }
 }
 
-impl Operate for CasBreaker {
+impl BlockingOperate for CasBreaker {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let now = self.store.clock.now();
         let breaker = match self.store.load(&self.name) {

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use breaker_core::store::LocalBreaker;
 use breaker_core::{
-    Action, Breaker, Clock, ManualClock, Operate, Permit, Policy, Recorded, Rejected, Report,
-    Snapshot, Transition,
+    Action, BlockingBreaker, BlockingOperate, Clock, ManualClock, Permit, Policy, Recorded,
+    Rejected, Report, Snapshot, Transition,
 };
 
 /// One breaker under test, driven on the fixture's manual clock.
@@ -44,21 +44,21 @@ pub trait Subject: Send + Sync {
     fn operate(&self, action: Action) -> Option<Transition>;
 }
 
-impl<B: Breaker + Operate> Subject for B {
+impl<B: BlockingBreaker + BlockingOperate> Subject for B {
     fn acquire(&self) -> Result<Permit, Rejected> {
-        Breaker::acquire(self)
+        BlockingBreaker::acquire(self)
     }
 
     fn record(&self, permit: Permit, report: Report) -> Recorded {
-        Breaker::record(self, permit, report)
+        BlockingBreaker::record(self, permit, report)
     }
 
     fn snapshot(&self) -> Snapshot {
-        Operate::snapshot(self).expect("snapshot")
+        BlockingOperate::snapshot(self).expect("snapshot")
     }
 
     fn operate(&self, action: Action) -> Option<Transition> {
-        Operate::operate(self, action).expect("operate")
+        BlockingOperate::operate(self, action).expect("operate")
     }
 }
 

@@ -153,8 +153,8 @@ pub fn shared_through_redis(clients: &dyn RedisClients, name: &str) {
 #[macro_export]
 macro_rules! redis_scenarios {
     ($name:literal, async, $client:expr) => {
-        type Store = breaker_store_redis::RedisStore;
-        type Handle = breaker_store_redis::RedisBreaker;
+        type Store = breaker_store_redis::AsyncRedisStore;
+        type Handle = breaker_store_redis::AsyncRedisBreaker;
 
         fn connect(config: breaker_store_redis::RedisConfig) -> Store {
             $crate::runtime().block_on(Store::connect(config)).unwrap()

@@ -7,7 +7,7 @@
 
 use breaker_core::Policy;
 use breaker_store_memory::MemoryStore;
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use breaker_testkit::http_server::TestServer;
 use breaker_testkit::latency::{Plan, Variant, as_lines, client_runtime, compare};
 use breaker_testkit::redis_server::RedisServer;
@@ -33,7 +33,7 @@ fn main() {
             .build_http::<Empty<Bytes>>()
     };
     let redis_breaker = runtime.block_on(async {
-        let store = RedisStore::connect(RedisConfig::standalone(redis.url()))
+        let store = AsyncRedisStore::connect(RedisConfig::standalone(redis.url()))
             .await
             .unwrap();
         store.breaker("bench", policy.clone()).await.unwrap()
@@ -48,7 +48,7 @@ fn main() {
     let batched_breaker = runtime.block_on(async {
         let config =
             RedisConfig::standalone(batched_redis.url()).batch(std::time::Duration::from_millis(5));
-        let store = RedisStore::connect(config).await.unwrap();
+        let store = AsyncRedisStore::connect(config).await.unwrap();
         store.breaker("bench", policy.clone()).await.unwrap()
     });
     let with_batched = BreakerLayer::new()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use breaker_core::{AsyncBreaker, Event, EventKind, Listeners, Policy};
 use breaker_store_memory::MemoryStore;
-use breaker_store_redis::{RedisConfig, RedisStore};
+use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_testkit::redis_server::RedisServer;
 use breaker_tower::{BreakerLayer, BreakerOpen, OnDemand};
@@ -105,7 +105,7 @@ async fn main() {
             println!("redis store at {url}, a breaker per backend:");
             let config =
                 RedisConfig::standalone(url).prefix(format!("example-{}", std::process::id()));
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = AsyncRedisStore::connect(config).await.unwrap();
             let on_demand = OnDemand::new_async(move |name: String| {
                 let store = store.clone();
                 async move {

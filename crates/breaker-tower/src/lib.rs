@@ -172,7 +172,7 @@ where
         Box::pin(async move {
             let head =
                 RequestHead::new(request.method().as_str(), request.uri(), request.headers());
-            let call = match breakers.start(&head).await {
+            let call = match breakers.start_async(&head).await {
                 Start::Pass => {
                     let response = inner.call(*request).await.map_err(Into::into)?;
                     return Ok(response.map(BreakerBody::inner));
@@ -195,7 +195,7 @@ where
                 }),
                 Err(err) => Err(err),
             };
-            finish.record().await;
+            finish.record_async().await;
             result
         })
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use breaker_core::{ManualClock, Operate, Policy, Timestamp};
+use breaker_core::{BlockingOperate, ManualClock, Policy, Timestamp};
 use breaker_store_memory::MemoryStore;
 use breaker_testkit::http_server::{Reply, TestServer};
 use breaker_tower::{BreakerLayer, BreakerOpen};

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use breaker_core::{Breaker, Event, EventKind, Listeners, Policy};
+use breaker_core::{BlockingBreaker, Event, EventKind, Listeners, Policy};
 use breaker_store_memory::MemoryStore;
 use breaker_store_redis::{BlockingRedisStore, RedisConfig};
 use breaker_testkit::http_server::{Reply, TestServer};
@@ -33,7 +33,7 @@ fn listeners() -> Listeners {
     })
 }
 
-fn run<B: Breaker + 'static>(backend: &TestServer, breaker: B) {
+fn run<B: BlockingBreaker + 'static>(backend: &TestServer, breaker: B) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .middleware(

@@ -35,7 +35,7 @@
 
 use std::io::{Cursor, Read};
 
-use breaker_core::Breaker;
+use breaker_core::BlockingBreaker;
 pub use breaker_core::Outcome;
 pub use breaker_http::{
     Attempt, BreakerOpen, Classifier, HttpContext, MountError, OnDemand, RejectionMode,
@@ -47,10 +47,10 @@ use ureq::{Body, SendBody};
 
 breaker_http::client_type!(
     /// Circuit breakers for a ureq agent, mounted on URL prefixes or made on demand. Works
-    /// with any store whose breakers implement [`Breaker`] (memory, blocking Redis).
+    /// with any store whose breakers implement [`BlockingBreaker`] (memory, blocking Redis).
     BreakerMiddleware,
     blocking,
-    Breaker
+    BlockingBreaker
 );
 
 fn error_kind(error: &ureq::Error) -> RequestErrorKind {
@@ -92,7 +92,7 @@ fn capture<B>(response: http::Response<Body>, finish: &mut Finish<B>) -> http::R
     http::Response::from_parts(parts, body)
 }
 
-impl<B: Breaker + 'static> Middleware for BreakerMiddleware<B> {
+impl<B: BlockingBreaker + 'static> Middleware for BreakerMiddleware<B> {
     fn handle(
         &self,
         request: http::Request<SendBody<'_>>,

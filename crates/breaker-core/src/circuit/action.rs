@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Override;
 
 /// An operator action on one breaker, for every process sharing its store: what
-/// [`Operate::operate`](crate::Operate::operate) takes, and
+/// [`BlockingOperate::operate`](crate::BlockingOperate::operate) takes, and
 /// [`Circuit::operate`](super::Circuit::operate) applies.
 ///
 /// ```

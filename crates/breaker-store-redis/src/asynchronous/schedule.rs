@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use breaker_core::StoreError;
 
-use super::RedisStore;
+use super::AsyncRedisStore;
 use crate::engine::ops;
 use crate::engine::{BatchDue, Engine};
 
-impl RedisStore {
+impl AsyncRedisStore {
     /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no
     /// caller waits for it.
     pub(super) fn schedule_flush(&self, engine: &Arc<Engine>, due: BatchDue) {

@@ -8,10 +8,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    AsyncBreaker, Breaker, Outcome, Permit, PermitKind, Policy, RejectReason, Rejected,
+    AsyncBreaker, BlockingBreaker, Outcome, Permit, PermitKind, Policy, RejectReason, Rejected,
 };
 use breaker_store_redis::{
-    BlockingRedisBreaker, BlockingRedisStore, RedisBreaker, RedisConfig, RedisStore,
+    AsyncRedisBreaker, AsyncRedisStore, BlockingRedisBreaker, BlockingRedisStore, RedisConfig,
 };
 use breaker_testkit::{eventually, runtime};
 
@@ -19,7 +19,7 @@ use breaker_testkit::{eventually, runtime};
 #[derive(Clone)]
 pub(crate) enum Process {
     Blocking(BlockingRedisBreaker),
-    Async(RedisBreaker),
+    Async(AsyncRedisBreaker),
 }
 
 impl Process {
@@ -31,7 +31,9 @@ impl Process {
         asynchronous: bool,
     ) -> Process {
         if asynchronous {
-            let store = runtime().block_on(RedisStore::connect(config)).unwrap();
+            let store = runtime()
+                .block_on(AsyncRedisStore::connect(config))
+                .unwrap();
             Process::Async(runtime().block_on(store.breaker(name, policy)).unwrap())
         } else {
             let store = BlockingRedisStore::connect(config).unwrap();
@@ -48,10 +50,10 @@ impl Process {
         };
         match self {
             Process::Blocking(b) => {
-                let decision = Breaker::acquire(b);
+                let decision = BlockingBreaker::acquire(b);
                 let decided = decided(&decision);
                 if let Ok(permit) = decision {
-                    Breaker::record(b, permit, Outcome::Success.into());
+                    BlockingBreaker::record(b, permit, Outcome::Success.into());
                 }
                 decided
             }

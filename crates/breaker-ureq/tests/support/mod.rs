@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use breaker_core::Breaker;
+use breaker_core::BlockingBreaker;
 use breaker_testkit::adapter::{Answer, Client, Failed};
 use breaker_ureq::{BreakerMiddleware, BreakerOpen};
 
@@ -10,7 +10,9 @@ struct UreqClient<B>(ureq::Agent, BreakerMiddleware<B>);
 
 /// An agent through `middleware`, with a 10 s timeout. Statuses are responses, so the suites
 /// read 5xx bodies; the default (statuses as errors) is covered by tests/ureq_defaults.rs.
-pub(crate) fn client<B: Breaker + 'static>(middleware: BreakerMiddleware<B>) -> Box<dyn Client> {
+pub(crate) fn client<B: BlockingBreaker + 'static>(
+    middleware: BreakerMiddleware<B>,
+) -> Box<dyn Client> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -20,7 +22,7 @@ pub(crate) fn client<B: Breaker + 'static>(middleware: BreakerMiddleware<B>) -> 
     Box::new(UreqClient(agent, middleware))
 }
 
-impl<B: Breaker + 'static> Client for UreqClient<B> {
+impl<B: BlockingBreaker + 'static> Client for UreqClient<B> {
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, Failed> {
         let mut request = self.0.get(url);
         for (name, value) in headers {

@@ -131,7 +131,7 @@ impl<W: Window> LocalBreaker<W> {
         permit: Permit,
         report: Report,
     ) -> Recorded {
-        let (outcome, elapsed) = classify(policy, &permit, report.outcome, now);
+        let (outcome, elapsed) = counted(policy, &permit, report.outcome, now);
         let transition = self.circuit.record(
             policy,
             now,
@@ -161,14 +161,14 @@ impl<W: Window> LocalBreaker<W> {
 /// The record step's first part, the same in every store: how long the call took (from its
 /// permit to `now`) and what it counts as under the policy's slow-call rule.
 #[inline]
-pub fn classify(
+pub fn counted(
     policy: &Policy,
     permit: &Permit,
     outcome: Outcome,
     now: Timestamp,
 ) -> (Outcome, Duration) {
     let elapsed = now.saturating_since(permit.started());
-    (policy.classify(outcome, elapsed), elapsed)
+    (policy.counts_as(outcome, elapsed), elapsed)
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ impl Policy {
 
     /// The outcome a call finally counts as: a success slower than `slow_call` is a failure.
     #[inline]
-    pub fn classify(&self, outcome: Outcome, elapsed: Duration) -> Outcome {
+    pub fn counts_as(&self, outcome: Outcome, elapsed: Duration) -> Outcome {
         match (outcome, self.millis.slow_call) {
             (Outcome::Success, Some(limit)) if elapsed > Duration::from_millis(limit) => {
                 Outcome::Failure
@@ -749,11 +749,11 @@ mod tests {
             .build()
             .unwrap();
         use Outcome::*;
-        assert_eq!(p.classify(Success, Duration::from_millis(100)), Success);
-        assert_eq!(p.classify(Success, Duration::from_millis(101)), Failure);
-        assert_eq!(p.classify(Ignored, Duration::from_secs(5)), Ignored);
+        assert_eq!(p.counts_as(Success, Duration::from_millis(100)), Success);
+        assert_eq!(p.counts_as(Success, Duration::from_millis(101)), Failure);
+        assert_eq!(p.counts_as(Ignored, Duration::from_secs(5)), Ignored);
         assert_eq!(
-            Policy::default().classify(Success, Duration::from_secs(500)),
+            Policy::default().counts_as(Success, Duration::from_secs(500)),
             Success
         );
     }

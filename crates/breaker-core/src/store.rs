@@ -10,6 +10,6 @@ pub use crate::circuit::Circuit;
 pub use crate::circuit::new_permit as permit;
 pub use crate::circuit::new_snapshot as snapshot;
 pub use crate::circuit::{RAMP_START_PER_MILLE, RampCredit, ramp_retry_after, ramp_share};
-pub use crate::local::{LocalBreaker, classify};
+pub use crate::local::{LocalBreaker, counted};
 pub use crate::policy::PolicyMillis;
 pub use crate::window::{BucketWindow, Window, bucket_is_live, bucket_of, slot_of};

@@ -292,7 +292,7 @@ impl Engine {
             let recorded = lock(&self.fallback).record(&self.policy, now, permit, report);
             return RecordPlan::Done(recorded);
         }
-        let (outcome, elapsed) = store::classify(&self.policy, &permit, report.outcome, now);
+        let (outcome, elapsed) = store::counted(&self.policy, &permit, report.outcome, now);
         let hold_off = report
             .retry_after
             .and_then(|wait| self.policy.hold_off_millis(wait));

@@ -83,7 +83,7 @@ impl Fallback {
     ) -> Recorded {
         let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
         if era != self.era {
-            let (outcome, elapsed) = store::classify(policy, &permit, report.outcome, now);
+            let (outcome, elapsed) = store::counted(policy, &permit, report.outcome, now);
             return Recorded::new(outcome, elapsed, None);
         }
         let local = store::permit(

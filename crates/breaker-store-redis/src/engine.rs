@@ -171,7 +171,7 @@ impl Engine {
         Engine {
             name: Arc::from(name),
             keys: Keys::new(&settings.prefix, name),
-            fallback: Mutex::new(Fallback::new(&policy)),
+            fallback: Mutex::new(Fallback::new(policy.clone())),
             policy,
             settings,
             listeners: Listeners::new(),
@@ -246,7 +246,7 @@ impl Engine {
                  expiry) and started afresh; this process now follows the new state",
             ));
         }
-        lock(&self.fallback).store_answered(&self.policy);
+        lock(&self.fallback).store_answered();
     }
 
     /// Makes the cached state stale at once (a change was pushed).
@@ -279,7 +279,7 @@ impl Engine {
             Err(err) => {
                 self.report(err);
                 let held = lock(&self.cache).held_override(now, self.policy.open_for());
-                held.unwrap_or_else(|| lock(&self.fallback).acquire(&self.policy, now))
+                held.unwrap_or_else(|| lock(&self.fallback).acquire(now))
             }
         }
     }
@@ -289,7 +289,7 @@ impl Engine {
     fn plan_record(&self, permit: Permit, report: Report) -> RecordPlan {
         let now = self.now();
         if Fallback::gave(&permit) {
-            let recorded = lock(&self.fallback).record(&self.policy, now, permit, report);
+            let recorded = lock(&self.fallback).record(now, permit, report);
             return RecordPlan::Done(recorded);
         }
         let (outcome, elapsed) = store::counted(&self.policy, &permit, report.outcome, now);
@@ -341,7 +341,7 @@ impl Engine {
         now: Timestamp,
         interval: std::time::Duration,
     ) -> BatchDue {
-        let current = lock(&self.cache).generation();
+        let current = || lock(&self.cache).generation();
         lock(&self.batch).add(generation, outcome, now, interval, current, |pending| {
             lock(&self.cache)
                 .free_counts(generation)
@@ -402,7 +402,7 @@ impl Engine {
                 for (outcome, times) in outcomes {
                     for _ in 0..times {
                         let now = self.now();
-                        let transition = lock(&self.fallback).missed(&self.policy, now, outcome);
+                        let transition = lock(&self.fallback).missed(now, outcome);
                         if let Some(transition) = transition {
                             self.emit_transition(transition);
                         }
@@ -454,7 +454,7 @@ impl Engine {
                 self.report(err);
                 // The backend's answer stands; with a local fallback, it learns of it.
                 let now = self.now();
-                let transition = lock(&self.fallback).missed(&self.policy, now, outcome);
+                let transition = lock(&self.fallback).missed(now, outcome);
                 Recorded::new(outcome, elapsed, transition)
             }
         }

@@ -578,16 +578,32 @@ impl RedisCluster {
         self.ask_failover(replica, &["CLUSTER", "FAILOVER", "FORCE"]);
     }
 
+    /// Asks `replica` to take over with `command`, again while it is still a replica: Redis
+    /// gives a manual failover up when its election does not end within its own timeout
+    /// (5 s), which a loaded machine was seen to make happen.
     fn ask_failover(&self, replica: &RedisServer, command: &[&str]) {
-        let reply = replica.command(command);
-        assert_eq!(
-            reply.as_deref(),
-            Ok("OK"),
-            "{} on port {}",
-            command.join(" "),
-            replica.port
-        );
-        self.wait_for_promotion(replica, Instant::now() + FAILOVER_TIMEOUT);
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        loop {
+            let still_replica = replica
+                .command(&["INFO", "replication"])
+                .is_ok_and(|info| info.contains("role:slave"));
+            if still_replica {
+                let reply = replica.command(command);
+                assert_eq!(
+                    reply.as_deref(),
+                    Ok("OK"),
+                    "{} on port {}",
+                    command.join(" "),
+                    replica.port
+                );
+            }
+            let attempt = (Instant::now() + Duration::from_secs(10)).min(deadline);
+            match self.promotion(replica, attempt) {
+                Ok(()) => return,
+                Err(err) if Instant::now() >= deadline => panic!("{err}"),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Kills `node` (SIGKILL), as a crash would; the waits leave it out from now on. It
@@ -608,7 +624,14 @@ impl RedisCluster {
     /// epoch the other nodes refused. One failover per shard, or a pause between them,
     /// avoids it.
     pub fn wait_for_promotion(&self, replica: &RedisServer, deadline: Instant) {
-        let promoted = self.poll(
+        if let Err(err) = self.promotion(replica, deadline) {
+            panic!("{err}");
+        }
+    }
+
+    /// [`RedisCluster::wait_for_promotion`], saying what it waited for when `deadline` came.
+    fn promotion(&self, replica: &RedisServer, deadline: Instant) -> Result<(), String> {
+        self.poll(
             deadline,
             &format!("the node on port {} to become a master", replica.port),
             || {
@@ -627,10 +650,7 @@ impl RedisCluster {
                             })
                     })
             },
-        );
-        if let Err(err) = promoted {
-            panic!("{err}");
-        }
+        )
     }
 
     /// Whether every live replica's link to its master is up, with no sync in progress.

@@ -51,15 +51,16 @@ impl Batch {
     }
 
     /// Adds an ordinary call's `outcome` of `generation` at `now`; says when the batch should
-    /// go, sent every `interval`. `current` is the generation the store's last reply named;
-    /// `could_trip` says whether the store's last totals plus these would trip the breaker.
+    /// go, sent every `interval`. `current` reads the generation the store's last reply named
+    /// (only when two cycles meet); `could_trip` says whether the store's last totals plus
+    /// these would trip the breaker (only asked for a failure).
     pub(crate) fn add(
         &mut self,
         generation: u64,
         outcome: Outcome,
         now: Timestamp,
         interval: Duration,
-        current: u64,
+        current: impl FnOnce() -> u64,
         could_trip: impl FnOnce(Counts) -> bool,
     ) -> BatchDue {
         let due = |batch: &Batch| {
@@ -73,6 +74,7 @@ impl Batch {
             // (after a lost key or a rollback its generation may be lower), and the store
             // ignores the other's outcomes. Without a reply naming either, the later
             // generation wins.
+            let current = current();
             let permit_is_current = if self.generation == current {
                 false
             } else if generation == current {
@@ -179,20 +181,20 @@ mod tests {
         let mut batch = Batch::default();
         let never = |_: Counts| false;
         assert_eq!(
-            batch.add(1, Outcome::Success, at(0), SECOND, 1, never),
+            batch.add(1, Outcome::Success, at(0), SECOND, || 1, never),
             BatchDue::Later(SECOND)
         );
         assert_eq!(
-            batch.add(1, Outcome::Failure, at(10), SECOND, 1, never),
+            batch.add(1, Outcome::Failure, at(10), SECOND, || 1, never),
             BatchDue::No
         );
         let trips = |counts: Counts| counts.failures >= 2;
         assert_eq!(
-            batch.add(1, Outcome::Failure, at(20), SECOND, 1, trips),
+            batch.add(1, Outcome::Failure, at(20), SECOND, || 1, trips),
             BatchDue::Trip
         );
         assert_eq!(
-            batch.add(1, Outcome::Success, at(1_000), SECOND, 1, never),
+            batch.add(1, Outcome::Success, at(1_000), SECOND, || 1, never),
             BatchDue::Now
         );
         let taken = batch.take().expect("four outcomes");
@@ -207,16 +209,16 @@ mod tests {
     fn outcomes_of_an_ended_cycle_are_left_out() {
         let mut batch = Batch::default();
         let never = |_: Counts| false;
-        batch.add(5, Outcome::Failure, at(0), SECOND, 5, never);
+        batch.add(5, Outcome::Failure, at(0), SECOND, || 5, never);
         // The store's last reply names generation 5: a late outcome of 4 is not counted.
         assert_eq!(
-            batch.add(4, Outcome::Failure, at(1), SECOND, 5, never),
+            batch.add(4, Outcome::Failure, at(1), SECOND, || 5, never),
             BatchDue::No
         );
         assert_eq!(batch.calls(), 1);
         // After a lost key the store's cycle is 2: its outcomes replace those of 5.
         assert_eq!(
-            batch.add(2, Outcome::Success, at(2), SECOND, 2, never),
+            batch.add(2, Outcome::Success, at(2), SECOND, || 2, never),
             BatchDue::Later(SECOND)
         );
         assert_eq!((batch.generation, batch.calls()), (2, 1));

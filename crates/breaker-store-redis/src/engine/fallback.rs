@@ -24,9 +24,10 @@ const LOCAL_ERA: u64 = (1 << (63 - LOCAL_ERA_SHIFT)) - 1;
 /// How long a fail-closed rejection asks callers to wait before trying again.
 const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
 
-/// The local fallback breaker: used only while the store fails.
+/// The local fallback breaker of one breaker's policy: used only while the store fails.
 #[derive(Debug)]
 pub(crate) struct Fallback {
+    policy: Policy,
     breaker: LocalBreaker,
     era: u64,
     used: bool,
@@ -34,14 +35,11 @@ pub(crate) struct Fallback {
 
 impl Fallback {
     /// A fallback for `policy`, unused.
-    pub(crate) fn new(policy: &Policy) -> Fallback {
-        Fallback::in_era(policy, 0)
-    }
-
-    fn in_era(policy: &Policy, era: u64) -> Fallback {
+    pub(crate) fn new(policy: Policy) -> Fallback {
         Fallback {
-            breaker: LocalBreaker::new(policy),
-            era: era & LOCAL_ERA,
+            breaker: LocalBreaker::new(&policy),
+            policy,
+            era: 0,
             used: false,
         }
     }
@@ -51,16 +49,16 @@ impl Fallback {
         permit.generation() & LOCAL != 0
     }
 
-    /// The pre-call check at `now` while the store failed, as `policy`'s failure policy says.
-    pub(crate) fn acquire(&mut self, policy: &Policy, now: Timestamp) -> Result<Permit, Rejected> {
-        match policy.on_store_failure() {
+    /// The pre-call check at `now` while the store failed, as the failure policy says.
+    pub(crate) fn acquire(&mut self, now: Timestamp) -> Result<Permit, Rejected> {
+        match self.policy.on_store_failure() {
             StoreFailurePolicy::FailClosed => Err(Rejected::new(
                 RejectReason::StoreUnavailable,
                 FAIL_CLOSED_RETRY,
             )),
             StoreFailurePolicy::Local => {
                 self.used = true;
-                let permit = self.breaker.acquire(policy, now)?;
+                let permit = self.breaker.acquire(&self.policy, now)?;
                 Ok(store::permit(
                     LOCAL | self.era << LOCAL_ERA_SHIFT | (permit.generation() & LOCAL_GENERATION),
                     permit.kind(),
@@ -74,16 +72,10 @@ impl Fallback {
 
     /// Records `report` for `permit`, one this or an earlier fallback gave ([`Fallback::gave`]):
     /// a permit of an outage that has since ended changes nothing.
-    pub(crate) fn record(
-        &mut self,
-        policy: &Policy,
-        now: Timestamp,
-        permit: Permit,
-        report: Report,
-    ) -> Recorded {
+    pub(crate) fn record(&mut self, now: Timestamp, permit: Permit, report: Report) -> Recorded {
         let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
         if era != self.era {
-            let (outcome, elapsed) = store::counted(policy, &permit, report.outcome, now);
+            let (outcome, elapsed) = store::counted(&self.policy, &permit, report.outcome, now);
             return Recorded::new(outcome, elapsed, None);
         }
         let local = store::permit(
@@ -92,34 +84,31 @@ impl Fallback {
             permit.started(),
             false,
         );
-        self.breaker.record(policy, now, local, report)
+        self.breaker.record(&self.policy, now, local, report)
     }
 
     /// An outcome the store could not take (its call or batch failed): with a local fallback,
     /// counted in it while it needs no decision (closed), so it never takes a probe slot for
     /// a call it did not admit. The transition that made, if any.
-    pub(crate) fn missed(
-        &mut self,
-        policy: &Policy,
-        now: Timestamp,
-        outcome: Outcome,
-    ) -> Option<Transition> {
-        if policy.on_store_failure() != StoreFailurePolicy::Local {
+    pub(crate) fn missed(&mut self, now: Timestamp, outcome: Outcome) -> Option<Transition> {
+        if self.policy.on_store_failure() != StoreFailurePolicy::Local {
             return None;
         }
         self.used = true;
         let generation = self.breaker.circuit().free_generation()?;
         let permit = store::permit(generation, PermitKind::Normal, now, false);
         self.breaker
-            .record(policy, now, permit, outcome.into())
+            .record(&self.policy, now, permit, outcome.into())
             .transition
     }
 
     /// The store answered: the fleet's state wins, and the next outage starts from a fresh
     /// local breaker.
-    pub(crate) fn store_answered(&mut self, policy: &Policy) {
+    pub(crate) fn store_answered(&mut self) {
         if self.used {
-            *self = Fallback::in_era(policy, self.era + 1);
+            self.breaker = LocalBreaker::new(&self.policy);
+            self.era = (self.era + 1) & LOCAL_ERA;
+            self.used = false;
         }
     }
 }
@@ -139,30 +128,28 @@ mod tests {
     #[test]
     fn each_failure_policy_decides_and_an_ended_outage_changes_nothing() {
         let now = Timestamp::from_millis(1_000);
-        let closed = policy(StoreFailurePolicy::FailClosed);
-        let mut fallback = Fallback::new(&closed);
-        let rejected = fallback.acquire(&closed, now).unwrap_err();
+        let mut closed = Fallback::new(policy(StoreFailurePolicy::FailClosed));
+        let rejected = closed.acquire(now).unwrap_err();
         assert_eq!(rejected.reason(), RejectReason::StoreUnavailable);
-        let open = policy(StoreFailurePolicy::FailOpen);
-        let permit = fallback.acquire(&open, now).unwrap();
+        let mut open = Fallback::new(policy(StoreFailurePolicy::FailOpen));
+        let permit = open.acquire(now).unwrap();
         assert_eq!(permit.kind(), PermitKind::Unchecked);
         assert!(!Fallback::gave(&permit));
-        assert_eq!(fallback.missed(&open, now, Outcome::Failure), None);
+        assert_eq!(open.missed(now, Outcome::Failure), None);
 
-        let local = policy(StoreFailurePolicy::Local);
-        let mut fallback = Fallback::new(&local);
-        let permit = fallback.acquire(&local, now).unwrap();
+        let mut fallback = Fallback::new(policy(StoreFailurePolicy::Local));
+        let permit = fallback.acquire(now).unwrap();
         assert!(Fallback::gave(&permit));
         let again = store::permit(permit.generation(), permit.kind(), permit.started(), false);
-        let recorded = fallback.record(&local, now, permit, Outcome::Failure.into());
+        let recorded = fallback.record(now, permit, Outcome::Failure.into());
         assert!(recorded.transition.is_some(), "the local breaker trips");
-        assert!(fallback.acquire(&local, now).is_err());
+        assert!(fallback.acquire(now).is_err());
         // The store answers: a fresh local breaker, and a permit of the last outage counts
         // for nothing.
-        fallback.store_answered(&local);
-        let recorded = fallback.record(&local, now, again, Outcome::Failure.into());
+        fallback.store_answered();
+        let recorded = fallback.record(now, again, Outcome::Failure.into());
         assert_eq!(recorded.transition, None);
-        assert!(fallback.acquire(&local, now).is_ok());
-        assert!(fallback.missed(&local, now, Outcome::Failure).is_some());
+        assert!(fallback.acquire(now).is_ok());
+        assert!(fallback.missed(now, Outcome::Failure).is_some());
     }
 }

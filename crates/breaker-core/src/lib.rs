@@ -56,6 +56,7 @@ mod history;
 mod local;
 mod outcome;
 mod policy;
+mod remote;
 pub mod store;
 mod time;
 mod window;

@@ -1,25 +1,14 @@
 //! Everything a Redis breaker does around its store calls, without IO, shared by the async and
-//! blocking stores. Each concern is a part of its own that takes `now` and holds one idea:
-//! - `cache.rs`: the last reply, what the pre-call check may answer from it, and the
-//!   override held while the store cannot be reached;
-//! - `ramp.rs`: the ramp after a close by probes, as this process runs it;
-//! - `fallback.rs`: the store-failure policy and the local fallback breaker;
-//! - `batch.rs`: outcomes added up in the process and when they go;
-//! - `registration.rs`: when the registry is due.
-//!
-//! None of them knows Redis: another remote store whose replies end with a [`Tail`] can use
-//! them as they are. The [`Engine`] holds one of each per breaker, turns a call, a report or
+//! blocking stores. Each concern is a part of its own from the core's
+//! [`breaker_core::store::remote`], which takes `now` and holds one idea (the cache of the last
+//! reply, the ramp, the store-failure policy and local fallback, the batch, the registration)
+//! and knows nothing of Redis. The [`Engine`] holds one of each per breaker, turns a call, a report or
 //! an operator's [`Action`] into a script [`Op`] and a reply into an answer, and hands the
 //! events it makes itself to the core's listener thread. `ops.rs` is every store operation as
 //! steps (what to send next, what a reply comes to); the two transports only send what an
 //! operation asks and hand back the reply.
 
-mod batch;
-mod cache;
-mod fallback;
 pub(crate) mod ops;
-mod ramp;
-mod registration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,14 +24,11 @@ use crate::keys::Keys;
 use crate::registry;
 use crate::script::{self, Op};
 use crate::settings::Settings;
-use crate::tail::Tail;
 
-pub(crate) use batch::BatchDue;
-use batch::{Batch, InFlight};
-use cache::{Answer, Cache};
-use fallback::Fallback;
-use ramp::Ramp;
-use registration::Registration;
+pub(crate) use breaker_core::store::remote::BatchDue;
+use breaker_core::store::remote::{
+    Answer, Batch, Cache, Fallback, InFlight, Ramp, Registration, RemoteState,
+};
 
 /// One breaker's logic.
 #[derive(Debug)]
@@ -222,7 +208,7 @@ impl Engine {
     /// Remembers what the reply to request `sent` said, received at local time `now` (see
     /// `Cache::take`): the store answered, so a local fallback in use ends, and a key found
     /// lost is reported and registered again.
-    fn remember(&self, sent: u64, now: Timestamp, tail: &Tail) {
+    fn remember(&self, sent: u64, now: Timestamp, tail: &RemoteState) {
         if tail.repaired > 0 {
             self.report(StoreError::new(
                 StoreErrorKind::Corrupt,
@@ -418,7 +404,7 @@ impl Engine {
         &self,
         reply: &[i64],
         what: &str,
-    ) -> Result<(Option<Transition>, Tail), StoreError> {
+    ) -> Result<(Option<Transition>, RemoteState), StoreError> {
         if let Some((reporters, needed)) = script::quorum_short(reply) {
             tracing::info!(breaker = %self.name, reporters, needed, "trip rule met by too few reporters: the breaker stays closed");
             self.tell(
@@ -582,8 +568,23 @@ mod tests {
 
     use breaker_core::{Event, ManualClock, RejectReason};
 
-    use super::cache::tests::tail;
     use super::*;
+
+    /// A reply's state with the fields the cache reads.
+    fn tail(
+        state: State,
+        generation: u64,
+        open_until: u64,
+        now: u64,
+        sequence: u64,
+    ) -> RemoteState {
+        let mut tail = RemoteState::new(state, generation, Timestamp::from_millis(now));
+        tail.open_until = Timestamp::from_millis(open_until);
+        tail.free = state == State::Closed;
+        tail.epoch = 7;
+        tail.sequence = sequence;
+        tail
+    }
 
     fn engine(clock: &ManualClock) -> Engine {
         let settings = Settings::for_tests(clock.clone());

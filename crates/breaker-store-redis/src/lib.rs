@@ -59,7 +59,6 @@ mod listing;
 mod registry;
 mod script;
 mod settings;
-mod tail;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncRedisBreaker, AsyncRedisStore};

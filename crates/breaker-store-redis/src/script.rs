@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use breaker_core::store;
+use breaker_core::store::remote::RemoteState;
 use breaker_core::{
     Counts, MAX_DURATION, Outcome, Override, Permit, PermitKind, Policy, RejectReason, Rejected,
     Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition, TripCause,
@@ -13,7 +14,6 @@ use redis::{Script, ScriptInvocation, Value};
 use crate::error::store_error;
 use crate::keys::Keys;
 use crate::settings::Settings;
-use crate::tail::Tail;
 
 mod argv;
 
@@ -217,7 +217,7 @@ fn override_of(code: u64) -> Option<Override> {
 }
 
 /// Splits a reply into the op's values and the tail.
-fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), StoreError> {
+fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, RemoteState), StoreError> {
     if reply.len() != op_len + TAIL {
         return Err(corrupt(what, reply));
     }
@@ -227,28 +227,25 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
     let state =
         state_of(i64::try_from(tail[0] % 4).unwrap_or(-1)).ok_or_else(|| corrupt(what, reply))?;
     let override_mode = override_of(tail[0] / 4 % 4).ok_or_else(|| corrupt(what, reply))?;
-    let tail = Tail {
-        state,
-        generation: tail[1],
-        open_until: Timestamp::from_millis(tail[2]),
-        // As the script's `free`: closed and no override, or forced closed for good.
-        free: match override_mode {
-            Override::Auto => state == State::Closed,
-            Override::ForcedClosed => tail[8] == 0,
-            Override::ForcedOpen => false,
-        },
-        now: Timestamp::from_millis(tail[3]),
-        override_mode,
-        epoch: tail[4],
-        sequence: tail[5],
-        repaired: tail[0] / 16,
-        counts: Counts {
-            calls: tail[6],
-            failures: tail[7],
-        },
-        override_until: Timestamp::from_millis(tail[8]),
-        closed_by_probes: Timestamp::from_millis(tail[9]),
+    let values = tail;
+    let mut tail = RemoteState::new(state, values[1], Timestamp::from_millis(values[3]));
+    tail.open_until = Timestamp::from_millis(values[2]);
+    // As the script's `free`: closed and no override, or forced closed for good.
+    tail.free = match override_mode {
+        Override::Auto => state == State::Closed,
+        Override::ForcedClosed => values[8] == 0,
+        Override::ForcedOpen => false,
     };
+    tail.override_mode = override_mode;
+    tail.epoch = values[4];
+    tail.sequence = values[5];
+    tail.repaired = values[0] / 16;
+    tail.counts = Counts {
+        calls: values[6],
+        failures: values[7],
+    };
+    tail.override_until = Timestamp::from_millis(values[8]);
+    tail.closed_by_probes = Timestamp::from_millis(values[9]);
     Ok((head.to_vec(), tail))
 }
 
@@ -257,7 +254,7 @@ fn split(reply: &[i64], op_len: usize, what: &str) -> Result<(Vec<u64>, Tail), S
 pub(crate) fn parse_acquire(
     reply: &[i64],
     started: Timestamp,
-) -> Result<(Result<Permit, Rejected>, Tail), StoreError> {
+) -> Result<(Result<Permit, Rejected>, RemoteState), StoreError> {
     let (v, tail) = split(reply, 5, "acquire")?;
     let decision = match v[0] {
         0 => {
@@ -338,7 +335,7 @@ pub(crate) fn quorum_short(reply: &[i64]) -> Option<(u32, u32)> {
 pub(crate) fn parse_transition(
     reply: &[i64],
     what: &str,
-) -> Result<(Option<Transition>, Tail), StoreError> {
+) -> Result<(Option<Transition>, RemoteState), StoreError> {
     // The short reply of the script's hot path, while closed (see [`Short`]). No transition,
     // closed, no override, nothing repaired; the open time, read only while open, is left
     // out.
@@ -365,12 +362,12 @@ pub(crate) fn parse_transition(
 }
 
 /// The reply to `override`.
-pub(crate) fn parse_tail(reply: &[i64]) -> Result<Tail, StoreError> {
+pub(crate) fn parse_tail(reply: &[i64]) -> Result<RemoteState, StoreError> {
     Ok(split(reply, 0, "override")?.1)
 }
 
 /// The reply to `snapshot`.
-pub(crate) fn parse_snapshot(reply: &[i64]) -> Result<(Snapshot, Tail), StoreError> {
+pub(crate) fn parse_snapshot(reply: &[i64]) -> Result<(Snapshot, RemoteState), StoreError> {
     let (v, tail) = split(reply, 8, "snapshot")?;
     let mut snapshot = fresh_snapshot();
     snapshot.state = state_of(reply[0]).ok_or_else(|| corrupt("snapshot", reply))?;
@@ -592,13 +589,9 @@ mod tests {
         // The hot path's short reply: no transition, closed, no override.
         let (none, short) = parse_transition(&[2, 600, 7, 8, 3, 1, 550], "record").unwrap();
         assert_eq!(none, None);
-        assert_eq!(
-            short,
-            Tail {
-                repaired: 0,
-                ..tail
-            }
-        );
+        let mut unrepaired = tail;
+        unrepaired.repaired = 0;
+        assert_eq!(short, unrepaired);
         assert!(parse_transition(&[2, 600, 7, -8, 3, 1, 550], "record").is_err());
         assert_eq!(quorum_short(&[4, 2, 0, 600, 7, 8, 3]), None);
         // Forced closed for good is free; until a time, or forced open, is not.

@@ -3,14 +3,14 @@
 //! round trip. Kept apart from the cache, which an operator action forgets: the ramp's credit
 //! must carry on as the core's does.
 
-use breaker_core::store::RampCredit;
-use breaker_core::{Override, Rejected, State, Timestamp};
+use crate::circuit::RampCredit;
+use crate::{Override, Rejected, State, Timestamp};
 
-use crate::tail::Tail;
+use super::RemoteState;
 
 /// The ramp this process runs, if one may run.
 #[derive(Debug, Default)]
-pub(crate) struct Ramp {
+pub struct Ramp {
     /// The generation the close started and when it happened, in local time, while its ramp
     /// may run.
     from: Option<(u64, Timestamp)>,
@@ -25,7 +25,7 @@ impl Ramp {
     /// Whether an ordinary call of `generation` may go at `now` under a ramp of `ramp_ms`
     /// (always, when no ramp runs): the rule of `Circuit`'s ramp, with this process's own
     /// credit.
-    pub(crate) fn admits(
+    pub fn admits(
         &mut self,
         now: Timestamp,
         generation: u64,
@@ -46,7 +46,7 @@ impl Ramp {
     }
 
     /// Follows the ramp a reply (received at local time `now`) says may run.
-    pub(crate) fn follow(&mut self, now: Timestamp, tail: &Tail) {
+    pub fn follow(&mut self, now: Timestamp, tail: &RemoteState) {
         let closed = tail.state == State::Closed && tail.override_mode == Override::Auto;
         if !closed || tail.closed_by_probes == Timestamp::ZERO {
             self.from = None;
@@ -69,9 +69,9 @@ impl Ramp {
 
     /// When the ramp (of `ramp_ms`) after the close a reply names ends, while it runs (as
     /// `Circuit` says), with the override in force at the reply's time.
-    pub(crate) fn until(
+    pub fn until(
         &self,
-        tail: &Tail,
+        tail: &RemoteState,
         override_mode: Override,
         ramp_ms: Option<u64>,
     ) -> Option<Timestamp> {
@@ -86,10 +86,10 @@ impl Ramp {
 
 #[cfg(test)]
 mod tests {
-    use breaker_core::RejectReason;
+    use crate::RejectReason;
 
     use super::*;
-    use crate::engine::cache::tests::tail;
+    use crate::remote::cache::tests::tail;
 
     #[test]
     fn a_ramp_runs_from_the_close_in_local_time_and_ends_once() {

@@ -5,19 +5,17 @@
 
 use std::time::Duration;
 
-use breaker_core::store;
-use breaker_core::{
-    Counts, Override, Permit, PermitKind, RejectReason, Rejected, State, Timestamp,
-};
+use crate::circuit::new_permit;
+use crate::{Counts, Override, Permit, PermitKind, RejectReason, Rejected, State, Timestamp};
 
-use crate::tail::Tail;
+use super::RemoteState;
 
 /// What the last reply said, as the pre-call check may reuse it.
 ///
 /// Every deadline here is in the engine's clock (monotonic unless a test injects one), and a
 /// clock read earlier than `received` makes the cache stale rather than older than it is.
 #[derive(Debug, Default)]
-pub(crate) struct Cache {
+pub struct Cache {
     /// The key's epoch and write sequence in the reply cached, so that a reply overtaken by a
     /// newer one (concurrent calls) does not replace it, while a new epoch (the key was lost
     /// and made again) always does.
@@ -47,8 +45,9 @@ pub(crate) struct Cache {
 }
 
 /// What the cache answers a pre-call check with.
+#[allow(clippy::exhaustive_enums)] // The cache rejects, or admits in a free generation: nothing else.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Answer {
+pub enum Answer {
     /// Rejected: automatically open.
     Rejected(Rejected),
     /// Closed with no decision needed, in this generation.
@@ -59,7 +58,7 @@ impl Cache {
     /// The pre-call check at `now`, if the cache can answer it: a reply younger than
     /// `max_staleness` (an open period while it lasts, while one caller asks the store
     /// again, for at most `timeout`, once it is stale).
-    pub(crate) fn answer(
+    pub fn answer(
         &mut self,
         now: Timestamp,
         max_staleness: Duration,
@@ -93,12 +92,12 @@ impl Cache {
     /// same epoch, a lower write sequence, and its request left before the cached reply
     /// arrived. A reply to a request sent after that is the store's state now, taken even if
     /// its sequence went back: the key was rolled back to an earlier copy.
-    pub(crate) fn take(
+    pub fn take(
         &mut self,
         sent: u64,
         issued: u64,
         now: Timestamp,
-        tail: &Tail,
+        tail: &RemoteState,
     ) -> Option<bool> {
         let same_epoch = self.epoch == tail.epoch;
         if same_epoch && tail.sequence < self.sequence && sent <= self.issued {
@@ -133,27 +132,26 @@ impl Cache {
 
     /// Makes the cached state stale at once (a change was pushed): the next call asks the
     /// store, while a reply older than the one cached is still not taken.
-    #[cfg(any(feature = "tokio", test))]
-    pub(crate) fn make_stale(&mut self) {
+    pub fn make_stale(&mut self) {
         self.received = Timestamp::ZERO;
         self.refreshing_until = Timestamp::ZERO;
     }
 
     /// The generation the last reply named: the store's current cycle.
-    pub(crate) fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u64 {
         self.generation
     }
 
     /// The window's totals the last reply named, while it said the breaker is closed in
     /// `generation` with no decision needed.
-    pub(crate) fn free_counts(&self, generation: u64) -> Option<Counts> {
+    pub fn free_counts(&self, generation: u64) -> Option<Counts> {
         (self.free == Some(generation)).then_some(self.counts)
     }
 
     /// While the store cannot be reached: the operator's override this process last learnt
     /// of, until its expiry, whatever the failure policy. A forced open state with no end
     /// asks callers to wait `open_for`.
-    pub(crate) fn held_override(
+    pub fn held_override(
         &self,
         now: Timestamp,
         open_for: Duration,
@@ -167,7 +165,7 @@ impl Cache {
                 let wait = until.map_or(open_for, |until| until.saturating_since(now));
                 Some(Err(Rejected::new(RejectReason::ForcedOpen, wait)))
             }
-            Override::ForcedClosed => Some(Ok(store::permit(0, PermitKind::Unchecked, now, false))),
+            Override::ForcedClosed => Some(Ok(new_permit(0, PermitKind::Unchecked, now, false))),
             _ => None,
         }
     }
@@ -177,28 +175,20 @@ impl Cache {
 pub(crate) mod tests {
     use super::*;
 
-    /// A reply's tail with the fields the cache reads.
+    /// A reply's state with the fields the cache reads.
     pub(crate) fn tail(
         state: State,
         generation: u64,
         open_until: u64,
         now: u64,
         sequence: u64,
-    ) -> Tail {
-        Tail {
-            state,
-            generation,
-            open_until: Timestamp::from_millis(open_until),
-            free: state == State::Closed,
-            now: Timestamp::from_millis(now),
-            override_mode: Override::Auto,
-            epoch: 7,
-            sequence,
-            repaired: 0,
-            counts: Counts::default(),
-            override_until: Timestamp::ZERO,
-            closed_by_probes: Timestamp::ZERO,
-        }
+    ) -> RemoteState {
+        let mut tail = RemoteState::new(state, generation, Timestamp::from_millis(now));
+        tail.open_until = Timestamp::from_millis(open_until);
+        tail.free = state == State::Closed;
+        tail.epoch = 7;
+        tail.sequence = sequence;
+        tail
     }
 
     const STALE: Duration = Duration::from_secs(1);

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use breaker_core::Timestamp;
+use crate::Timestamp;
 
 /// How soon a registration that failed is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
 /// When this process last wrote the breaker into the registry, and when it should next.
 #[derive(Debug, Default)]
-pub(crate) struct Registration {
+pub struct Registration {
     attempted: Timestamp,
     /// `None`: due now.
     next: Option<Timestamp>,
@@ -23,7 +23,7 @@ pub(crate) struct Registration {
 impl Registration {
     /// Whether the registration is due at `now`; if so, claims it, so concurrent callers do
     /// not repeat it. Report how it went to [`Registration::went`].
-    pub(crate) fn due(&mut self, now: Timestamp) -> bool {
+    pub fn due(&mut self, now: Timestamp) -> bool {
         let due = match self.next {
             None => true,
             // A clock that stepped back says nothing of how long ago the last write was.
@@ -37,13 +37,13 @@ impl Registration {
     }
 
     /// How the registration claimed at `now` went; a success holds for half of `idle_ttl`.
-    pub(crate) fn went(&mut self, now: Timestamp, ok: bool, idle_ttl: Duration) {
+    pub fn went(&mut self, now: Timestamp, ok: bool, idle_ttl: Duration) {
         let wait = if ok { idle_ttl / 2 } else { RETRY };
         self.next = Some(now.saturating_add(wait));
     }
 
     /// A reply named the key's `epoch`: another one than before makes the registration due.
-    pub(crate) fn follow_epoch(&mut self, epoch: u64) {
+    pub fn follow_epoch(&mut self, epoch: u64) {
         if self.epoch != epoch {
             self.epoch = epoch;
             self.next = None;

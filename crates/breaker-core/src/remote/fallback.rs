@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use breaker_core::store::{self, LocalBreaker};
-use breaker_core::{
+use crate::circuit::new_permit;
+use crate::local::{LocalBreaker, counted};
+use crate::{
     Outcome, Permit, PermitKind, Policy, Recorded, RejectReason, Rejected, Report,
     StoreFailurePolicy, Timestamp, Transition,
 };
@@ -26,7 +27,7 @@ const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
 
 /// The local fallback breaker of one breaker's policy: used only while the store fails.
 #[derive(Debug)]
-pub(crate) struct Fallback {
+pub struct Fallback {
     policy: Policy,
     breaker: LocalBreaker,
     era: u64,
@@ -35,7 +36,7 @@ pub(crate) struct Fallback {
 
 impl Fallback {
     /// A fallback for `policy`, unused.
-    pub(crate) fn new(policy: Policy) -> Fallback {
+    pub fn new(policy: Policy) -> Fallback {
         Fallback {
             breaker: LocalBreaker::new(&policy),
             policy,
@@ -45,12 +46,12 @@ impl Fallback {
     }
 
     /// Whether `permit` was given by a fallback (this one, or one of an earlier outage).
-    pub(crate) fn gave(permit: &Permit) -> bool {
+    pub fn gave(permit: &Permit) -> bool {
         permit.generation() & LOCAL != 0
     }
 
     /// The pre-call check at `now` while the store failed, as the failure policy says.
-    pub(crate) fn acquire(&mut self, now: Timestamp) -> Result<Permit, Rejected> {
+    pub fn acquire(&mut self, now: Timestamp) -> Result<Permit, Rejected> {
         match self.policy.on_store_failure() {
             StoreFailurePolicy::FailClosed => Err(Rejected::new(
                 RejectReason::StoreUnavailable,
@@ -59,26 +60,26 @@ impl Fallback {
             StoreFailurePolicy::Local => {
                 self.used = true;
                 let permit = self.breaker.acquire(&self.policy, now)?;
-                Ok(store::permit(
+                Ok(new_permit(
                     LOCAL | self.era << LOCAL_ERA_SHIFT | (permit.generation() & LOCAL_GENERATION),
                     permit.kind(),
                     permit.started(),
                     permit.transition().is_some(),
                 ))
             }
-            _ => Ok(store::permit(0, PermitKind::Unchecked, now, false)),
+            _ => Ok(new_permit(0, PermitKind::Unchecked, now, false)),
         }
     }
 
     /// Records `report` for `permit`, one this or an earlier fallback gave ([`Fallback::gave`]):
     /// a permit of an outage that has since ended changes nothing.
-    pub(crate) fn record(&mut self, now: Timestamp, permit: Permit, report: Report) -> Recorded {
+    pub fn record(&mut self, now: Timestamp, permit: Permit, report: Report) -> Recorded {
         let era = (permit.generation() & !LOCAL) >> LOCAL_ERA_SHIFT;
         if era != self.era {
-            let (outcome, elapsed) = store::counted(&self.policy, &permit, report.outcome, now);
+            let (outcome, elapsed) = counted(&self.policy, &permit, report.outcome, now);
             return Recorded::new(outcome, elapsed, None);
         }
-        let local = store::permit(
+        let local = new_permit(
             permit.generation() & LOCAL_GENERATION,
             permit.kind(),
             permit.started(),
@@ -90,13 +91,13 @@ impl Fallback {
     /// An outcome the store could not take (its call or batch failed): with a local fallback,
     /// counted in it while it needs no decision (closed), so it never takes a probe slot for
     /// a call it did not admit. The transition that made, if any.
-    pub(crate) fn missed(&mut self, now: Timestamp, outcome: Outcome) -> Option<Transition> {
+    pub fn missed(&mut self, now: Timestamp, outcome: Outcome) -> Option<Transition> {
         if self.policy.on_store_failure() != StoreFailurePolicy::Local {
             return None;
         }
         self.used = true;
         let generation = self.breaker.circuit().free_generation()?;
-        let permit = store::permit(generation, PermitKind::Normal, now, false);
+        let permit = new_permit(generation, PermitKind::Normal, now, false);
         self.breaker
             .record(&self.policy, now, permit, outcome.into())
             .transition
@@ -104,7 +105,7 @@ impl Fallback {
 
     /// The store answered: the fleet's state wins, and the next outage starts from a fresh
     /// local breaker.
-    pub(crate) fn store_answered(&mut self) {
+    pub fn store_answered(&mut self) {
         if self.used {
             self.breaker = LocalBreaker::new(&self.policy);
             self.era = (self.era + 1) & LOCAL_ERA;
@@ -140,7 +141,7 @@ mod tests {
         let mut fallback = Fallback::new(policy(StoreFailurePolicy::Local));
         let permit = fallback.acquire(now).unwrap();
         assert!(Fallback::gave(&permit));
-        let again = store::permit(permit.generation(), permit.kind(), permit.started(), false);
+        let again = new_permit(permit.generation(), permit.kind(), permit.started(), false);
         let recorded = fallback.record(now, permit, Outcome::Failure.into());
         assert!(recorded.transition.is_some(), "the local breaker trips");
         assert!(fallback.acquire(now).is_err());

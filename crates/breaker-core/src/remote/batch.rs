@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use breaker_core::{Counts, Outcome, Timestamp};
+use crate::{Counts, Outcome, Timestamp};
 
 /// Outcomes a batch holds at most: past this, the call that adds one sends the batch, so
 /// nothing pending grows without bound.
@@ -13,17 +13,21 @@ const MAX_PENDING: u64 = 1 << 16;
 
 /// Outcomes of ordinary calls added up in the process, all of one generation.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Batch {
-    pub(crate) generation: u64,
-    pub(crate) successes: u64,
-    pub(crate) failures: u64,
+pub struct Batch {
+    /// The generation they belong to.
+    pub generation: u64,
+    /// How many succeeded.
+    pub successes: u64,
+    /// How many failed.
+    pub failures: u64,
     /// When the first of them was added.
     since: Timestamp,
 }
 
 /// Whether a batched outcome asks for the batch to be sent.
+#[allow(clippy::exhaustive_enums)] // Each store must say what it does with each: a new one is a compile error there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BatchDue {
+pub enum BatchDue {
     /// Not yet: it goes with the others.
     No,
     /// The first of a new batch: send it when the interval has passed.
@@ -38,7 +42,7 @@ pub(crate) enum BatchDue {
 
 impl Batch {
     /// How many outcomes it holds.
-    pub(crate) fn calls(&self) -> u64 {
+    pub fn calls(&self) -> u64 {
         self.successes + self.failures
     }
 
@@ -54,7 +58,7 @@ impl Batch {
     /// go, sent every `interval`. `current` reads the generation the store's last reply named
     /// (only when two cycles meet); `could_trip` says whether the store's last totals plus
     /// these would trip the breaker (only asked for a failure).
-    pub(crate) fn add(
+    pub fn add(
         &mut self,
         generation: u64,
         outcome: Outcome,
@@ -121,7 +125,7 @@ impl Batch {
     }
 
     /// Takes what it holds, leaving it empty; `None` if it holds nothing.
-    pub(crate) fn take(&mut self) -> Option<Batch> {
+    pub fn take(&mut self) -> Option<Batch> {
         let batch = std::mem::take(self);
         (batch.calls() > 0).then_some(batch)
     }
@@ -130,29 +134,29 @@ impl Batch {
 /// Batches taken to be sent, and batches whose reply (or failure) was handled: a flush waits
 /// for the batches already on their way, not only for its own.
 #[derive(Debug, Default)]
-pub(crate) struct InFlight {
+pub struct InFlight {
     taken: AtomicU64,
     done: AtomicU64,
 }
 
 impl InFlight {
     /// Counts a batch taken to be sent.
-    pub(crate) fn taken(&self) {
+    pub fn taken(&self) {
         self.taken.fetch_add(1, Ordering::SeqCst);
     }
 
     /// How many batches have been taken so far.
-    pub(crate) fn taken_so_far(&self) -> u64 {
+    pub fn taken_so_far(&self) -> u64 {
         self.taken.load(Ordering::SeqCst)
     }
 
     /// Whether every batch of the first `taken` has been handled (sent, or failed).
-    pub(crate) fn done(&self, taken: u64) -> bool {
+    pub fn done(&self, taken: u64) -> bool {
         self.done.load(Ordering::SeqCst) >= taken
     }
 
     /// Counts a batch as handled when the guard it returns is dropped.
-    pub(crate) fn handling(&self) -> impl Drop + '_ {
+    pub fn handling(&self) -> impl Drop + '_ {
         DoneOnDrop(&self.done)
     }
 }

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use breaker_core::store::remote::BatchDue;
 use breaker_core::{
     Action, AsyncBreaker, AsyncOperate, Bucket, HistoryEntry, Listeners, Permit, Policy, Recorded,
     Rejected, Report, Snapshot, StoreError, Transition,
@@ -23,8 +24,8 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::config::{Deployment, RedisConfig};
+use crate::engine::Engine;
 use crate::engine::ops::{self, Ask, Operation, Request, Run};
-use crate::engine::{BatchDue, Engine};
 use crate::error::{config_error, redact, store_error, store_error_in, timed_out};
 use crate::handle::breaker_handle;
 use crate::registry::BreakerInfo;

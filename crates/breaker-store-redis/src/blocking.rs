@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use breaker_core::store::remote::BatchDue;
 use breaker_core::{
     Action, BlockingBreaker, BlockingOperate, Bucket, HistoryEntry, Listeners, Permit, Policy,
     Recorded, Rejected, Report, Snapshot, StoreError, StoreErrorKind, Transition,
@@ -12,8 +13,8 @@ use redis::sentinel::SentinelClient;
 use redis::{ConnectionLike, RedisError, RedisResult};
 
 use crate::config::{Deployment, RedisConfig};
+use crate::engine::Engine;
 use crate::engine::ops::{self, Ask, Operation, Request, Run};
-use crate::engine::{BatchDue, Engine};
 use crate::error::{config_error, store_error};
 use crate::handle::breaker_handle;
 use crate::registry::BreakerInfo;

@@ -1,10 +1,10 @@
 //! Everything a Redis breaker does around its store calls, without IO, shared by the async and
 //! blocking stores. Each concern is a part of its own from the core's
-//! [`breaker_core::store::remote`], which takes `now` and holds one idea (the cache of the last
+//! [`breaker_core::store::remote`], which takes `now`, holds one idea (the cache of the last
 //! reply, the ramp, the store-failure policy and local fallback, the batch, the registration)
-//! and knows nothing of Redis. The [`Engine`] holds one of each per breaker, turns a call, a report or
-//! an operator's [`Action`] into a script [`Op`] and a reply into an answer, and hands the
-//! events it makes itself to the core's listener thread. `ops.rs` is every store operation as
+//! and knows nothing of Redis. The [`Engine`] holds one of each per breaker, turns a call, a
+//! report or an operator's [`Action`] into a script [`Op`] and a reply into an answer, and
+//! hands the events it makes itself to the core's listener thread. `ops.rs` is every store operation as
 //! steps (what to send next, what a reply comes to); the two transports only send what an
 //! operation asks and hand back the reply.
 
@@ -25,9 +25,8 @@ use crate::registry;
 use crate::script::{self, Op};
 use crate::settings::Settings;
 
-pub(crate) use breaker_core::store::remote::BatchDue;
 use breaker_core::store::remote::{
-    Answer, Batch, Cache, Fallback, InFlight, Ramp, Registration, RemoteState,
+    Answer, Batch, BatchDue, Cache, Fallback, InFlight, Ramp, Registration, RemoteState,
 };
 
 /// One breaker's logic.

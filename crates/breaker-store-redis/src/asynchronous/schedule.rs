@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::StoreError;
+use breaker_core::store::remote::BatchDue;
 
 use super::AsyncRedisStore;
+use crate::engine::Engine;
 use crate::engine::ops;
-use crate::engine::{BatchDue, Engine};
 
 impl AsyncRedisStore {
     /// Sends `engine`'s pending outcomes when `due` says, in a task of its own so that no

@@ -5,13 +5,14 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use breaker_core::store::remote::BatchDue;
 use breaker_core::{
     Action, Bucket, HistoryEntry, Permit, Recorded, Rejected, Report, Snapshot, StoreError,
     StoreErrorKind, Timestamp, Transition,
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
-use super::{BatchDue, Engine, Reader, RecordContext, RecordPlan};
+use super::{Engine, Reader, RecordContext, RecordPlan};
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};

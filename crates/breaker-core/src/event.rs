@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -150,7 +150,7 @@ impl Listeners {
     /// were handed to it: a slow or panicking listener never stalls a call. An event the
     /// store made itself ([`LaterEvent::made_by_store`]) also reaches the breaker's watcher.
     /// Returns `false` if the event was dropped because the thread is
-    /// [`QUEUE`](Listeners::QUEUE) events behind (or could not start).
+    /// [`QUEUE`](Listeners::QUEUE) events behind (or is gone, or could not start).
     pub fn tell_later(&self, event: LaterEvent) -> bool {
         if self.is_empty() && !(event.by_store && self.watched()) {
             return true;
@@ -162,7 +162,7 @@ impl Listeners {
             listeners: self.clone(),
             event,
         };
-        !matches!(sender.try_send(job), Err(TrySendError::Full(_)))
+        sender.try_send(job).is_ok()
     }
 
     /// How many events the listener thread holds before newer ones are dropped.

@@ -569,7 +569,8 @@ mod tests {
 
     use super::*;
 
-    /// A reply's state with the fields the cache reads.
+    /// The state a script reply with these values ends with (epoch 7), read by the store's
+    /// own parser.
     fn tail(
         state: State,
         generation: u64,
@@ -577,12 +578,13 @@ mod tests {
         now: u64,
         sequence: u64,
     ) -> RemoteState {
-        let mut tail = RemoteState::new(state, generation, Timestamp::from_millis(now));
-        tail.open_until = Timestamp::from_millis(open_until);
-        tail.free = state == State::Closed;
-        tail.epoch = 7;
-        tail.sequence = sequence;
-        tail
+        let code = match state {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        };
+        let values = [code, generation, open_until, now, 7, sequence, 0, 0, 0, 0];
+        script::parse_tail(&values.map(|value| i64::try_from(value).unwrap())).unwrap()
     }
 
     fn engine(clock: &ManualClock) -> Engine {

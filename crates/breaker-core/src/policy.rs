@@ -20,6 +20,10 @@ pub const MAX_DURATION: Duration = Duration::from_millis(MAX_MILLIS);
 /// window's buckets in one command, and Lua limits how many values one call may take).
 pub const MAX_BUCKETS: u32 = 1_000;
 
+/// The most probes a half-open breaker admits at once (`half_open_probes`): what a store keeps
+/// of the probes in flight stays bounded, so reading it has a bounded cost.
+pub(crate) const MAX_HALF_OPEN_PROBES: u32 = 1_000;
+
 /// The largest quorum of reporters a policy may ask for (`minimum_reporters`): what a store
 /// keeps to count them stays this small.
 pub const MAX_REPORTERS: u32 = 16;
@@ -519,11 +523,11 @@ impl PolicyConfig {
         at_most_exact("minimum_failures", self.minimum_failures)?;
         at_most_exact("minimum_calls", self.minimum_calls)?;
         let open_for_ms = positive_millis("open_for", self.open_for)?;
-        if self.half_open_probes == 0 {
+        if self.half_open_probes == 0 || self.half_open_probes > MAX_HALF_OPEN_PROBES {
             return Err(PolicyError::new(
                 "half_open_probes",
-                0,
-                "must be at least 1",
+                self.half_open_probes,
+                "must be between 1 and 1000",
             ));
         }
         let probe_lease_ms = positive_millis("probe_lease", self.probe_lease)?;
@@ -655,6 +659,7 @@ mod tests {
                 "",
             ),
             (b().half_open_probes(0), "half_open_probes", "0"),
+            (b().half_open_probes(1_001), "half_open_probes", "1001"),
             (b().successes_to_close(0), "successes_to_close", "0"),
             (b().probe_lease(Duration::ZERO), "probe_lease", "0s"),
             (

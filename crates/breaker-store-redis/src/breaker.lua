@@ -122,8 +122,14 @@ if calls then
         if st == 0 then return struct.pack(SHORT, gen, now, ep, sq, tc, tf, ca) end
         return struct.pack(NO_TRANSITION, 0, st, gen, ou, now, ep, sq, tc, tf, 0, ca)
       end
-      local c, f = tonumber(v[2]), 0
-      if failures > 0 then f = tonumber(v[3]) end
+      -- A counter longer than any whole number below 2^53 is garbage, whatever it holds: it
+      -- is never parsed (the general way repairs it).
+      local c, f = v[2], 0
+      if c and #c < 17 then c = tonumber(c) else c = nil end
+      if failures > 0 then
+        f = v[3]
+        if f and #f < 17 then f = tonumber(f) else f = nil end
+      end
       local known = flags >= 16 and bucket == wb and now + idle_ttl <= xp + idle_ttl / 64
         and c and c >= 0 and c % 1 == 0 and c + calls < MAX_WHOLE
         and f and f >= 0 and f % 1 == 0 and f + failures < MAX_WHOLE
@@ -170,11 +176,18 @@ local AUTO, FORCED_OPEN, FORCED_CLOSED = 0, 1, 2
 
 local repaired = 0
 
+-- Read-only ops (what operators read) never write, whatever they meet: garbage is reported
+-- in the reply, and repaired by the next call that writes.
+local readonly = op == 'snapshot' or op == 'window'
+
 -- A value that is missing reads as 0; a whole number >= 0 below 2^53 (and at most `most`)
--- is read as is; anything else is garbage: it reads as nil and counts as repaired.
+-- is read as is; anything else is garbage: it reads as nil and counts as repaired. Text
+-- longer than any such number (16 digits) is garbage unread: the cost of a value never
+-- grows with what a hostile writer stored in it.
 local function whole(value, most)
   if not value then return 0 end
-  local n = tonumber(value)
+  local n = nil
+  if type(value) == 'number' or #value < 17 then n = tonumber(value) end
   if n == nil or n ~= n or n < 0 or n ~= floor(n) or n >= 9007199254740992
       or (most and n > most) then
     repaired = repaired + 1
@@ -184,6 +197,31 @@ local function whole(value, most)
 end
 
 local function bucket_of(ms) return floor(ms / bucket_ms) end
+
+-- The longest lists the state keeps: `pr` holds at most 1 000 probes (the policy's bound on
+-- half_open_probes), `rp` at most 16 reporters (on minimum_reporters), each entry two parts
+-- of at most 64 bytes (a reporter id) or 16 digits (a whole number below 2^53), a separator
+-- and a comma.
+local PROBES_MOST, PROBES_BYTES = 1000, 1000 * 34
+local REPORTERS_MOST, REPORTERS_BYTES = 16, 16 * 82
+
+-- The entries of a list `a:b,a:b,...` as {a, b} pairs, or nil when it holds more than `most`
+-- entries or `bytes` bytes, or an entry does not parse. Its length is checked before
+-- anything is parsed, and each entry is matched on its own, anchored: the cost is linear in
+-- a bounded length (a pattern searched over the whole text backtracks quadratically on a
+-- long value with no separator, and a 40 KB one would stall Redis for seconds).
+local function entries(text, most, bytes)
+  if #text > bytes then return nil end
+  local list, from, length = {}, 1, #text
+  while from <= length do
+    local comma = string.find(text, ',', from, true) or length + 1
+    local a, b = string.match(string.sub(text, from, comma - 1), '^([^:]+):([^:]+)$')
+    if a == nil or #list >= most then return nil end
+    list[#list + 1] = {a, b}
+    from = comma + 1
+  end
+  return list
+end
 
 -- Who reported the window's failures: at most `minimum_reporters` reporters, each with the
 -- bucket of its last failure, as `id:bucket,...`. Enough to tell whether the quorum is met,
@@ -314,7 +352,7 @@ local function window_recount(s)
     local t, c, f = whole(v[3 * i + 1]), whole(v[3 * i + 2]), whole(v[3 * i + 3])
     if t == nil or c == nil or f == nil then
       -- A bucket holding garbage loses its own counts, no more.
-      redis.call('HDEL', key, 't' .. i, 'c' .. i, 'f' .. i)
+      if not readonly then redis.call('HDEL', key, 't' .. i, 'c' .. i, 'f' .. i) end
       if i == current % buckets then s.k = 0 end
     elseif t ~= 0 and t - 1 > oldest then
       calls = calls + c
@@ -516,24 +554,33 @@ local function load()
   -- An unreadable close time: no ramp (the breaker is closed either way).
   if s.ca == nil then s.ca = 0 end
   if s.qs == nil then s.qs = 0 end
+  -- Unreadable lists: the quorum is counted again from the failures that follow, and the
+  -- probes' slots are free.
   if s.rp ~= '' then
-    for id, b in string.gmatch(s.rp, '([^:,]+):([^,]+)') do
-      local bucket = whole(b)
-      if bucket == nil then
-        -- Unreadable: the quorum is counted again from the failures that follow.
-        s.reporters = {}
-        break
+    local list = entries(s.rp, REPORTERS_MOST, REPORTERS_BYTES)
+    if list == nil then repaired = repaired + 1 else
+      for _, e in ipairs(list) do
+        local bucket = whole(e[2])
+        if bucket == nil then
+          s.reporters = {}
+          break
+        end
+        table.insert(s.reporters, {e[1], bucket})
       end
-      table.insert(s.reporters, {id, bucket})
     end
   end
   if s.pr ~= '' then
-    local ok = true
-    for ticket, untl in string.gmatch(s.pr, '([^:,]+):([^,]+)') do
-      local t, u = whole(ticket), whole(untl)
-      if t == nil or u == nil then ok = false else table.insert(s.probes, {t, u}) end
+    local list = entries(s.pr, PROBES_MOST, PROBES_BYTES)
+    if list == nil then repaired = repaired + 1 else
+      for _, e in ipairs(list) do
+        local t, u = whole(e[1]), whole(e[2])
+        if t == nil or u == nil then
+          s.probes = {}
+          break
+        end
+        table.insert(s.probes, {t, u})
+      end
     end
-    if not ok then s.probes = {} end
   end
   if s.ep == nil or s.ep == 0 then
     -- A key made now: its window is empty.
@@ -566,7 +613,14 @@ local function history(event, s, fields)
   local args = {'XADD', history_key, 'MAXLEN', '~', history_len, '*',
     'at', now, 'event', event, 'gen', s.gen}
   for _, value in ipairs(fields or {}) do table.insert(args, value) end
-  redis.call(unpack(args))
+  local added = redis.pcall(unpack(args))
+  if type(added) == 'table' and added.err then
+    -- The history's key holds something else than a stream: it is garbage, dropped and
+    -- written again (the breaker's own state is kept).
+    repaired = repaired + 1
+    redis.call('DEL', history_key)
+    redis.call(unpack(args))
+  end
   redis.call('PEXPIRE', history_key, idle_ttl)
 end
 
@@ -783,10 +837,8 @@ local function main()
   elseif op == 'batch' then
     reply = batch(s)
   elseif op == 'snapshot' then
-    -- Read-only, but garbage met on the way is repaired for good.
-    reply = snapshot(s)
-    if repaired > 0 then save(s) end
-    return packed(tail(reply, s))
+    -- Read-only: garbage met on the way is counted in the reply, not repaired.
+    return packed(tail(snapshot(s), s))
   elseif op == 'window' then
     -- An array: as long as the window is (a few values a live bucket).
     return tail(window_buckets(), s)
@@ -812,6 +864,9 @@ local function main()
   else
     return redis.error_reply('BREAKER unknown op ' .. tostring(op))
   end
+  -- Every repair is in the history, once: the step that made it says how many values it
+  -- found unreadable (the state it wrote is what they were repaired to).
+  if repaired > 0 then history('repaired', s, {'values', repaired}) end
   save(s)
   return packed(tail(reply, s))
 end
@@ -821,9 +876,9 @@ if ok then return result end
 local message = tostring(result)
 if type(result) == 'table' and result.err then message = result.err end
 if string.find(message, 'WRONGTYPE', 1, true) then
-  -- The key is not a hash: nothing in it can be read, so it is dropped and the breaker
-  -- starts afresh on the next call.
-  redis.call('DEL', key)
+  -- The key is not a hash: nothing in it can be read, so a call drops it and the breaker
+  -- starts afresh on the next call (a read leaves it as it is, and says it is corrupt).
+  if not readonly then redis.call('DEL', key) end
   return redis.error_reply('BREAKER_CORRUPT ' .. message)
 end
 return redis.error_reply('BREAKER ' .. message)

@@ -81,7 +81,72 @@ impl ConnectionLike for Connection {
 
 enum Connector {
     Ready(Connection),
+    Standalone(Box<StandaloneConnection>),
     Sentinel(Box<SentinelConnection>),
+}
+
+/// The first wait before a refused connection is made anew, and the longest (it doubles).
+const REFUSED_FIRST_WAIT: Duration = Duration::from_millis(100);
+const REFUSED_LONGEST_WAIT: Duration = Duration::from_secs(1);
+
+/// A standalone server behind redis-rs's connection manager, which is made anew after Redis
+/// refused its credentials. The manager reconnects by itself after an I/O error, but a
+/// reconnection Redis refused (a password rotated and not yet back, a user switched off) is
+/// kept and answered to every request for as long as the manager lives: this makes a new one,
+/// at most once per wait (from [`REFUSED_FIRST_WAIT`], doubling to [`REFUSED_LONGEST_WAIT`]),
+/// for as long as the store runs.
+struct StandaloneConnection {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    current: std::sync::Mutex<Managed>,
+}
+
+struct Managed {
+    manager: ConnectionManager,
+    /// When the manager was last made anew because Redis refused it, and the wait before the
+    /// next time.
+    remade: Option<(std::time::Instant, Duration)>,
+}
+
+impl StandaloneConnection {
+    fn manager(&self) -> ConnectionManager {
+        self.lock().manager.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Managed> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Redis refused the credentials: a new manager, unless one was made within the wait.
+    fn refused(&self) {
+        let now = std::time::Instant::now();
+        let mut managed = self.lock();
+        let wait = match managed.remade {
+            Some((at, wait)) if now < at + wait => return,
+            // A refusal long after the last one starts a new series of waits.
+            Some((at, wait)) if now < at + wait + REFUSED_LONGEST_WAIT * 10 => {
+                (wait * 2).min(REFUSED_LONGEST_WAIT)
+            }
+            _ => REFUSED_FIRST_WAIT,
+        };
+        if let Ok(manager) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        {
+            managed.manager = manager;
+        }
+        managed.remade = Some((now, wait));
+    }
+}
+
+/// Whether Redis refused a connection's credentials (a wrong or rotated password, a user
+/// switched off or missing).
+fn refused(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::AuthenticationFailed
+        || err
+            .code()
+            .is_some_and(|code| code == "WRONGPASS" || code == "NOAUTH")
 }
 
 struct Inner {
@@ -128,9 +193,17 @@ impl AsyncRedisStore {
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
-                    .map_err(|err| config_error(url, err))?;
-                Connector::Ready(Connection::Standalone(manager))
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                        .map_err(|err| config_error(url, err))?;
+                Connector::Standalone(Box::new(StandaloneConnection {
+                    client,
+                    config: manager_config,
+                    current: std::sync::Mutex::new(Managed {
+                        manager,
+                        remade: None,
+                    }),
+                }))
             }
             Deployment::Cluster(urls) => {
                 let client = config
@@ -179,6 +252,7 @@ impl AsyncRedisStore {
     async fn connection(&self) -> Result<Connection, StoreError> {
         match &self.inner.connector {
             Connector::Ready(connection) => Ok(connection.clone()),
+            Connector::Standalone(standalone) => Ok(Connection::Standalone(standalone.manager())),
             Connector::Sentinel(sentinel) => {
                 let mut current = sentinel.current.lock().await;
                 if let Some(connection) = &*current {
@@ -212,7 +286,14 @@ impl AsyncRedisStore {
     {
         let attempt = async {
             let connection = self.connection().await?;
-            request(connection).await.map_err(store_error)
+            request(connection).await.map_err(|err| {
+                if let (Connector::Standalone(standalone), true) =
+                    (&self.inner.connector, refused(&err))
+                {
+                    standalone.refused();
+                }
+                store_error(err)
+            })
         };
         let result = match tokio::time::timeout(self.inner.settings.timeout, attempt).await {
             Ok(result) => result,

@@ -96,7 +96,7 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
     // A store that is down now is not a reason to refuse to start: the page shows the
     // outage, and the connection recovers by itself.
     if let Err(err) = store.ping().await {
-        let (Failure::Usage(why) | Failure::Failed(why)) = store_failure(err);
+        let (Failure::Usage(why) | Failure::Failed(why) | Failure::Store(why)) = store_failure(err);
         eprintln!(
             "warning: the Redis store does not answer yet ({why}); the page shows an outage until it does"
         );

@@ -153,17 +153,18 @@ pub(crate) fn failure(err: StoreError) -> Failure {
             .to_owned(),
         Cause::Other => return plain(err),
     };
-    let message = format!("{err} ({hint})");
-    match err.kind() {
-        StoreErrorKind::Config => Failure::Usage(message),
-        _ => Failure::Failed(message),
-    }
+    // The store refused or could not be reached: not a usage error, whatever the kind
+    // (refused credentials are `Config` to the failure policy).
+    Failure::Store(format!("{err} ({hint})"))
 }
 
+/// A store error with no cause to name: a malformed address or setting is bad usage, an
+/// unknown breaker a failed command, anything else the store's failure.
 fn plain(err: StoreError) -> Failure {
     match err.kind() {
         StoreErrorKind::Config => Failure::Usage(err.to_string()),
-        _ => Failure::Failed(err.to_string()),
+        StoreErrorKind::NotFound => Failure::Failed(err.to_string()),
+        _ => Failure::Store(err.to_string()),
     }
 }
 

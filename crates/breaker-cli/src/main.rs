@@ -1,8 +1,10 @@
 //! `breaker`: a demo of the circuit breaker, a way to try a policy against a real endpoint,
 //! and the operator's tool for breakers shared through Redis.
 //!
-//! Exit codes: 0 on success, 1 when the command failed (Redis unreachable, unknown breaker),
-//! 2 on bad usage (unknown flags, invalid values).
+//! Exit codes, one meaning each (`--help` says the same): 0 on success, 1 when the command
+//! failed for another reason (an unknown breaker, a backend that cannot be reached), 2 on bad
+//! usage (unknown flags, invalid values, a malformed address), 3 when the Redis store could
+//! not be reached or refused the command (down, slow, credentials or ACL refused, TLS).
 
 mod backend;
 mod dashboard;
@@ -21,7 +23,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A distributed circuit breaker for HTTP clients.
 #[derive(Debug, Parser)]
-#[command(name = "breaker", version, about, long_about = None)]
+#[command(name = "breaker", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,6 +57,9 @@ enum Command {
     Metrics(dashboard::MetricsArgs),
 }
 
+/// What each exit code means, as `--help` prints it.
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the command failed (an unknown breaker, a backend that cannot be reached); 2 bad usage (flags, values, a malformed address); 3 the Redis store could not be reached or refused the command (down, slow, credentials, ACL, TLS).";
+
 /// Why a command did not succeed.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -62,6 +67,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// The command failed: exit code 1.
     Failed(String),
+    /// The store could not be reached or refused the command: exit code 3.
+    Store(String),
 }
 
 impl From<PolicyError> for Failure {
@@ -298,6 +305,10 @@ fn main() -> ExitCode {
         Err(Failure::Failed(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+        Err(Failure::Store(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(3)
         }
     }
 }

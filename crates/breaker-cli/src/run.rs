@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use breaker_core::{
     AsyncBreaker, BlockingOperate, BreakerHandle, Event, EventKind, Listeners, Outcome, Permit,
-    Policy, Recorded, RejectReason, Rejected, Report, State, Transition, TripCause,
+    Policy, Recorded, RejectReason, Rejected, Report, State, StoreErrorKind, Transition, TripCause,
 };
 use breaker_http::{Attempt, RequestErrorKind, default_classify};
 use breaker_reqwest::{BreakerMiddleware, BreakerOpen};
@@ -39,7 +39,7 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: u64,
     /// The breaker's name (default: the URL's host).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_name)]
     name: Option<String>,
     /// Where the breaker's state lives: `memory`, or a Redis store to share it between
     /// processes (redis://, a Cluster's nodes, or redis+sentinel://HOST:PORT/MASTER).
@@ -57,8 +57,8 @@ pub(crate) struct RunArgs {
     /// interval (for example 5ms), instead of one round trip per call.
     #[arg(long, value_parser = parse_duration)]
     batch: Option<Duration>,
-    /// Timeout of each request.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    /// Timeout of each request (above 0).
+    #[arg(long, value_parser = parse_timeout, default_value = "10s")]
     timeout: Duration,
     #[command(flatten)]
     policy: PolicyArgs,
@@ -88,6 +88,24 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `--timeout`: a duration above zero (a zero timeout would fail every request unsent).
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        timeout if timeout.is_zero() => {
+            Err("a timeout of 0 fails every request: give a duration above 0".to_owned())
+        }
+        timeout => Ok(timeout),
+    }
+}
+
+/// `--name`: not empty (every breaker needs a name operators can tell apart).
+fn parse_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("a breaker's name cannot be empty".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 fn parse_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text)
         .map_err(|err| format!("{err} (expected http[s]://host[:port]/path)"))?;
@@ -104,6 +122,16 @@ pub(crate) struct Recording<B> {
     started: Instant,
     transitions: Arc<Mutex<Vec<(Duration, Transition)>>>,
     ramp_rejections: Arc<AtomicU64>,
+    store_errors: Arc<StoreErrors>,
+}
+
+/// The store errors a run met, as its listeners heard them.
+#[derive(Debug, Default)]
+pub(crate) struct StoreErrors {
+    /// Every store error (down, slow, refused, corrupt).
+    all: AtomicU64,
+    /// Those that found garbage in the breaker's stored state (each repaired in place).
+    corrupt: AtomicU64,
 }
 
 impl<B> Recording<B> {
@@ -113,6 +141,7 @@ impl<B> Recording<B> {
             started: Instant::now(),
             transitions: Arc::new(Mutex::new(Vec::new())),
             ramp_rejections: Arc::default(),
+            store_errors: Arc::default(),
         }
     }
 
@@ -143,20 +172,27 @@ impl Recording<AsyncRedisBreaker> {
     pub(crate) fn redis(breaker: AsyncRedisBreaker) -> Recording<AsyncRedisBreaker> {
         let started = Instant::now();
         let transitions: Arc<Mutex<Vec<(Duration, Transition)>>> = Arc::default();
-        let noted = transitions.clone();
-        let listener = move |event: &Event<'_>| {
-            if let (EventKind::Transition(transition), None) = (event.kind, event.context) {
-                noted
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push((started.elapsed(), transition));
+        let store_errors: Arc<StoreErrors> = Arc::default();
+        let (noted, counted) = (transitions.clone(), store_errors.clone());
+        let listener = move |event: &Event<'_>| match (event.kind, event.context) {
+            (EventKind::Transition(transition), None) => noted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((started.elapsed(), transition)),
+            (EventKind::StoreError(err), _) => {
+                counted.all.fetch_add(1, Ordering::Relaxed);
+                if err.kind() == StoreErrorKind::Corrupt {
+                    counted.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            _ => {}
         };
         Recording {
             inner: breaker.with_listeners(Listeners::new().with(listener)),
             started,
             transitions,
             ramp_rejections: Arc::default(),
+            store_errors,
         }
     }
 }
@@ -249,6 +285,7 @@ impl Pacer {
 struct Run {
     tally: Tally,
     transitions: Vec<(Duration, Transition)>,
+    store_errors: Arc<StoreErrors>,
     /// From the first request's start to the last one's end.
     elapsed: Duration,
 }
@@ -258,6 +295,7 @@ async fn drive<B: AsyncBreaker + 'static>(
     breaker: Recording<B>,
 ) -> Result<Run, Failure> {
     let transitions = breaker.transitions();
+    let store_errors = breaker.store_errors.clone();
     let middleware = BreakerMiddleware::new()
         .mount(
             &format!("{}://{}", args.url.scheme(), args.url.authority()),
@@ -343,14 +381,18 @@ async fn drive<B: AsyncBreaker + 'static>(
     Ok(Run {
         tally,
         transitions,
+        store_errors,
         elapsed,
     })
 }
 
 /// Prints what the run did: one JSON object with `--json`, a few lines of text otherwise.
-fn report(args: &RunArgs, name: &str, run: &Run, state: State) {
+/// The state is `None` when the store could not say it at the end.
+fn report(args: &RunArgs, name: &str, run: &Run, state: Option<State>) {
     let load = |n: &AtomicU64| n.load(Ordering::SeqCst);
     let tally = &run.tally;
+    let state = state.map_or_else(|| "unknown".to_owned(), |state| state.to_string());
+    let (store_errors, corrupt) = (load(&run.store_errors.all), load(&run.store_errors.corrupt));
     if args.json {
         let transitions: Vec<_> = run
             .transitions
@@ -369,7 +411,9 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: State) {
             "successes": load(&tally.successes),
             "failures": load(&tally.failures),
             "ignored": load(&tally.ignored),
-            "state": state.to_string(),
+            "state": state,
+            "store_errors": store_errors,
+            "corrupt": corrupt,
             "elapsed_ms": run.elapsed.as_millis() as u64,
             "transitions": transitions,
         });
@@ -392,6 +436,9 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: State) {
     println!("  failures  {}", load(&tally.failures));
     println!("  ignored   {}", load(&tally.ignored));
     println!("  state     {state}");
+    if store_errors > 0 {
+        println!("  store errors {store_errors} ({corrupt} found garbage, repaired)");
+    }
     println!("  elapsed   {:.3} s", run.elapsed.as_secs_f64());
     for (at, transition) in &run.transitions {
         let cause = cause_of(transition).map_or(String::new(), |cause| format!(" ({cause})"));
@@ -443,7 +490,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         let state = BlockingOperate::snapshot(&breaker)
             .map_err(store_failure)?
             .state;
-        report(&args, &name, &run, state);
+        report(&args, &name, &run, Some(state));
         return Ok(());
     }
     let store = connect(
@@ -458,9 +505,27 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
     let recording = Recording::redis(breaker);
     let breaker = recording.inner.clone();
     let run = drive(&args, recording).await?;
-    // What the last batch holds reaches Redis before the state is read and reported.
-    breaker.flush().await.map_err(store_failure)?;
-    let state = breaker.snapshot().await.map_err(store_failure)?.state;
-    report(&args, &name, &run, state);
-    Ok(())
+    // What the last batch holds reaches Redis before the state is read and reported. When
+    // the store fails now, the summary is printed all the same (the state unknown), and the
+    // exit code says the store failed.
+    let state = match breaker.flush().await {
+        Ok(()) => breaker.snapshot().await.map(|snapshot| snapshot.state),
+        Err(err) => Err(err),
+    };
+    // Events reach the listener thread in order: wait for those of the run to be counted.
+    let (told, heard) = tokio::sync::oneshot::channel();
+    Listeners::when_told(move || {
+        let _ = told.send(());
+    });
+    let _ = heard.await;
+    match state {
+        Ok(state) => {
+            report(&args, &name, &run, Some(state));
+            Ok(())
+        }
+        Err(err) => {
+            report(&args, &name, &run, None);
+            Err(store_failure(err))
+        }
+    }
 }

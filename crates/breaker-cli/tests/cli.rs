@@ -252,7 +252,7 @@ fn bad_input_is_one_clear_line_and_the_right_exit_code() {
         ),
         (
             &["run", "--url", &url, "--store", "redis://127.0.0.1:1"],
-            1,
+            3,
             "cannot reach the Redis store",
         ),
         (

@@ -239,6 +239,18 @@ fn the_demo_shows_the_share_of_calls_growing_after_the_close() {
 }
 
 #[test]
+fn inputs_that_do_nothing_useful_are_refused() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["run", "--url", "http://127.0.0.1:1/", "--timeout", "0s"], "timeout of 0"),
+        (&["run", "--url", "http://127.0.0.1:1/", "--name", ""], "name cannot be empty"),
+        (&["run", "--url", "http://127.0.0.1:1/", "--name", "  "], "name cannot be empty"),
+    ];
+    for (args, message) in cases {
+        assert_one_error_line(args, 2, message);
+    }
+}
+
+#[test]
 fn bad_input_is_one_clear_line_and_the_right_exit_code() {
     let server = TestServer::start();
     let url = server.url("/");

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use breaker_core::{
     Action, Clock, Override, State, StoreError, StoreErrorKind, SystemClock, Timestamp,
 };
-use breaker_dashboard::{BreakerView, DashboardStore, HistoryEntry, RedisBreakers};
+use breaker_dashboard::{DashboardStore, HistoryEntry, RedisBreakers};
 use breaker_store_redis::{AsyncRedisStore, RedisConfig};
 use clap::Args;
 
@@ -304,11 +304,14 @@ fn until(at: Option<breaker_core::Timestamp>) -> String {
 }
 
 pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
-    let store = store_of(&args.store).await?;
-    let listed = store.list().await.map_err(store_failure)?;
+    // The dashboard's listing: many breakers per round trip, nothing written, and a breaker
+    // that cannot be read (garbage in its keys) listed as such while the rest are listed.
+    let listed = RedisBreakers::new(store_of(&args.store).await?)
+        .breakers()
+        .await
+        .map_err(store_failure)?;
     if args.json {
-        let all: Vec<BreakerView> = listed.into_iter().map(BreakerView::from).collect();
-        println!("{}", json_line(&all)?);
+        println!("{}", json_line(&listed)?);
         return Ok(());
     }
     if listed.is_empty() {
@@ -320,7 +323,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
     }
     let name_width = listed
         .iter()
-        .map(|info| printable(&info.name).chars().count())
+        .map(|view| printable(&view.name).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -328,8 +331,12 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
         "{:<name_width$}  {:<9}  {:>7}  {:>8}  {:>6}  {:<12}  {:<14}",
         "NAME", "STATE", "CALLS", "FAILURES", "RATE", "OPEN UNTIL", "OVERRIDE"
     );
-    for info in &listed {
-        let s = &info.snapshot;
+    for view in &listed {
+        if let Some(why) = &view.unreadable {
+            println!("{:<name_width$}  unreadable: {why}", printable(&view.name));
+            continue;
+        }
+        let s = &view.snapshot;
         let open_until = if s.state == State::Open {
             until(s.open_until)
         } else if s.ramping_until.is_some() {
@@ -339,7 +346,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
         };
         let mut line = format!(
             "{:<name_width$}  {:<9}  {:>7}  {:>8}  {:>5.1}%  {:<12}  {:<14}",
-            printable(&info.name),
+            printable(&view.name),
             s.state.to_string(),
             s.counts.calls,
             s.counts.failures,
@@ -347,17 +354,17 @@ pub(crate) async fn status(args: StatusArgs) -> Result<(), Failure> {
             open_until,
             s.override_mode.to_string(),
         );
-        let quorum = info
+        let quorum = view
             .policies
             .first()
             .map_or(1, breaker_core::Policy::minimum_reporters);
         if quorum > 1 {
             line.push_str(&format!("  quorum of {quorum} reporters"));
         }
-        if info.policy_conflict() {
+        if view.policy_conflict() {
             line.push_str(&format!(
                 "  warning: {} processes registered it with different policies",
-                info.policies.len()
+                view.policies.len()
             ));
         }
         println!("{line}");

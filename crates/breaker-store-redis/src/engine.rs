@@ -73,8 +73,20 @@ impl Reader {
         invocation(&self.keys, &self.policy, settings, settings.clock.now(), op)
     }
 
-    /// The reply to a snapshot.
+    /// The reply to a snapshot. A breaker whose stored state holds garbage is listed as unreadable, with how much: a
+    /// read never repairs (the next call does), and its safe values are no state to show.
     pub(crate) fn snapshot(&self, reply: &[i64]) -> Result<Snapshot, StoreError> {
+        let (_, tail) = script::parse_snapshot(reply)?;
+        if tail.repaired > 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "{} value(s) of the breaker's stored state cannot be read (garbage); the \
+                     next call through the breaker repairs them",
+                    tail.repaired
+                ),
+            ));
+        }
         snapshot_of(&self.policy, &Ramp::default(), reply)
     }
 

@@ -1,6 +1,7 @@
-//! `breaker run` while the store's password is rotated and rotated back, and while the
-//! store is gone at the end: it resumes sharing by itself, and always prints its summary
-//! with the store errors counted; the exit code says what happened.
+//! The `breaker` command when the store fails: a run while the store's password is rotated
+//! and rotated back, and while the store is gone at the end (it resumes sharing by itself,
+//! and always prints its summary with the store errors counted; the exit code says what
+//! happened), and a TLS address at a plaintext server (the error says so).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
@@ -20,10 +21,7 @@ fn set_password(conn: &mut redis::Connection, password: &str) {
 }
 
 fn script_calls(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(conn)
-        .unwrap();
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
     info.lines()
         .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
         .filter_map(|line| {
@@ -126,4 +124,18 @@ fn a_store_gone_at_the_end_still_prints_the_summary_and_exits_3() {
     assert_eq!(summary["state"], "unknown", "{summary}");
     assert!(summary["successes"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["store_errors"].as_u64().unwrap() > 0, "{summary}");
+}
+
+#[test]
+fn a_tls_address_at_a_plaintext_server_says_so() {
+    let server = RedisServer::start();
+    let address = format!("rediss://127.0.0.1:{}", server.port());
+    let out = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(["status", "--store", &address])
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("is the server plaintext"), "{stderr}");
 }

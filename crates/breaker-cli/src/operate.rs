@@ -181,18 +181,30 @@ pub(crate) async fn connect(
     if let Some(interval) = batch {
         config = config.batch(interval);
     }
-    open(config).await
+    open(config, addresses).await
 }
 
-/// The store of `config`, once it answers a `PING`.
-async fn open(config: RedisConfig) -> Result<AsyncRedisStore, Failure> {
+/// The store of `config` (at `addresses`), once it answers a `PING`.
+async fn open(config: RedisConfig, addresses: &[String]) -> Result<AsyncRedisStore, Failure> {
     let store = AsyncRedisStore::connect(config)
         .await
         .map_err(store_failure)?;
     store.ping().await.map_err(|err| {
+        // A TLS hello sent to a server that speaks plain TCP gets no answer at all: the
+        // server waits for a command. Only a timeout shows, so say what it likely means.
+        let tls = addresses.iter().any(|address| address.starts_with("rediss"));
+        let hint = if tls && err.kind() == StoreErrorKind::Timeout {
+            " (no answer to the TLS handshake: is the server plaintext on that port? use \
+             redis:// for a plaintext server, or the port Redis serves TLS on, its tls-port)"
+        } else {
+            ""
+        };
         store_failure(
-            StoreError::new(err.kind(), format!("cannot reach the Redis store: {err}"))
-                .with_source(err),
+            StoreError::new(
+                err.kind(),
+                format!("cannot reach the Redis store: {err}{hint}"),
+            )
+            .with_source(err),
         )
     })?;
     Ok(store)
@@ -220,9 +232,9 @@ async fn store_of(args: &StoreArgs) -> Result<AsyncRedisStore, Failure> {
 
 /// Applies `action` to breaker `name` as the dashboard does, recorded as asked by this user.
 async fn act(args: &StoreArgs, name: &str, action: Action) -> Result<(), Failure> {
-    let config =
-        store_config(store_addresses(args)?, &args.prefix, &args.tls)?.actor(actor("breaker"));
-    let breakers = RedisBreakers::new(open(config).await?);
+    let addresses = store_addresses(args)?;
+    let config = store_config(addresses, &args.prefix, &args.tls)?.actor(actor("breaker"));
+    let breakers = RedisBreakers::new(open(config, addresses).await?);
     breakers
         .act(name, action)
         .await

@@ -89,12 +89,6 @@ impl Reader {
         }
         snapshot_of(&self.policy, &Ramp::default(), reply)
     }
-
-    /// The reply to a window read.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn window(&self, reply: &[i64]) -> Result<Vec<Bucket>, StoreError> {
-        window_of(&self.policy, reply)
-    }
 }
 
 /// The script call of `op` on the breaker of `keys` at `now` (sent with it when the store

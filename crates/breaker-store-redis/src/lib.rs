@@ -59,6 +59,8 @@ mod listing;
 mod registry;
 mod script;
 mod settings;
+#[cfg(feature = "tokio")]
+mod stored;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncRedisBreaker, AsyncRedisStore};

@@ -1,9 +1,10 @@
 //! Reading many breakers per round trip, for operators' tools (the dashboard, metrics): the
 //! registry once, then each breaker's policies and state in pipelines of many breakers.
 //!
-//! Nothing here registers a breaker or extends a key's life: a listing only reads (the state
-//! script's `snapshot` and `window` write nothing, except to repair garbage). A breaker that
-//! cannot be read is listed as such, with its error, and the others are listed as usual.
+//! Nothing here registers a breaker or extends a key's life, and no script runs: a listing
+//! reads the stored fields with plain commands and decides in Rust by the script's rules
+//! (`stored.rs`). A breaker that cannot be read is listed as such, with its error, and the
+//! others are listed as usual.
 //!
 //! In a Redis Cluster a pipeline must stay in one slot, and every breaker has a slot of its
 //! own, so there each breaker is read on its own, many at a time over the one connection.
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 
 use breaker_core::{Bucket, HistoryEntry, Policy, StoreError, StoreErrorKind, Timestamp};
 use futures_util::StreamExt;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
 
 use crate::asynchronous::{AsyncRedisStore, Connection};
 use crate::engine::Reader;
@@ -20,14 +21,12 @@ use crate::error::store_error;
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
-use crate::script::{self, Op};
 use crate::settings::Settings;
+use crate::stored::{self, Needed, Stored};
 
-/// Breakers whose policies one pipeline reads.
-const POLICIES_PER_TRIP: usize = 1_000;
-/// Breakers whose state (and window) one pipeline reads: script calls cost Redis more than
-/// plain reads, and each pipeline must answer within the store's timeout.
-const STATES_PER_TRIP: usize = 250;
+/// Breakers whose policies and state one pipeline reads (and then their buckets): each
+/// pipeline must answer within the store's timeout.
+const BREAKERS_PER_TRIP: usize = 1_000;
 /// History streams one pipeline reads from.
 const STREAMS_PER_TRIP: usize = 1_000;
 /// Breakers read at once in a Cluster, each on its own.
@@ -89,26 +88,109 @@ pub struct Listed {
     pub window: Option<Vec<Bucket>>,
 }
 
-/// A breaker's policies, read: the engine for its script calls (with the newest policy), all
-/// its policies newest first, and when a process last registered it.
+/// A breaker's policies, read: the breaker as a listing reads it (with the newest policy),
+/// all its policies newest first, and when a process last registered it.
 type Found = (Reader, Vec<Policy>, Timestamp);
-
-/// One breaker read on its own: its policies, state, window, and the round trips it took.
-type ReadOne = (
-    Option<Result<Found, StoreError>>,
-    Option<Result<breaker_core::Snapshot, StoreError>>,
-    Option<Vec<Bucket>>,
-    usize,
-);
 
 /// One breaker on its way through a listing.
 struct Reading {
     name: String,
     first_seen: Timestamp,
-    /// Its engine (for the script calls) with its policies and last-seen time, once read.
+    /// Its policies and last-seen time, once read.
     read: Option<Result<Found, StoreError>>,
+    /// Its stored state, once read, while its buckets are still to be read.
+    stored: Option<Stored>,
     snapshot: Option<Result<breaker_core::Snapshot, StoreError>>,
     window: Option<Vec<Bucket>>,
+}
+
+impl Reading {
+    /// Takes the reply to [`state_fields`]: the snapshot when it needs no bucket, else the
+    /// state kept for the bucket fields it returns.
+    fn take_state(&mut self, now: Timestamp, windows: bool, reply: Value) -> Vec<String> {
+        let Some(Ok((reader, _, _))) = &self.read else {
+            return Vec::new();
+        };
+        let decoded = read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's state")
+            .and_then(|fields| stored::decode(&self.name, &fields));
+        match decoded {
+            Err(err) => self.snapshot = Some(Err(err)),
+            Ok(None) => {
+                self.snapshot = Some(Ok(stored::new_breaker()));
+                self.window = Some(Vec::new());
+            }
+            Ok(Some(state)) => {
+                let needed = if windows {
+                    Needed::All
+                } else {
+                    state.needed(now, &reader.policy)
+                };
+                if needed == Needed::Nothing {
+                    self.snapshot = state
+                        .snapshot(&self.name, now, &reader.policy, &needed, &[])
+                        .transpose();
+                } else {
+                    self.stored = Some(state);
+                    return needed.fields(u64::from(reader.policy.buckets()));
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// Takes the values of the bucket fields [`Reading::take_state`] asked for: the buckets
+    /// that left the window (then, if the totals must be counted again, the state is kept
+    /// for a read of every bucket), or every bucket.
+    fn take_buckets(&mut self, now: Timestamp, windows: bool, reply: Value) {
+        let (Some(state), Some(Ok((reader, _, _)))) = (self.stored.take(), &self.read) else {
+            return;
+        };
+        let policy = &reader.policy;
+        let values = match read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's window") {
+            Ok(values) => values,
+            Err(err) => {
+                self.snapshot = Some(Err(err));
+                return;
+            }
+        };
+        // Fewer buckets than the window's left it (see `Stored::needed`).
+        if values.len() < 3 * policy.buckets() as usize {
+            let needed = state.needed(now, policy);
+            match state.snapshot(&self.name, now, policy, &needed, &values) {
+                Ok(Some(snapshot)) => self.snapshot = Some(Ok(snapshot)),
+                Ok(None) => self.stored = Some(state),
+                Err(err) => self.snapshot = Some(Err(err)),
+            }
+            return;
+        }
+        self.snapshot = Some(state.snapshot_from_all(&self.name, now, policy, &values));
+        if windows {
+            self.window = Some(stored::window(now, policy, &values));
+        }
+    }
+
+    /// Every bucket field, when the state is still waiting for them (the totals must be
+    /// counted again).
+    fn every_bucket(&self) -> Option<Vec<String>> {
+        let (Some(_), Some(Ok((reader, _, _)))) = (&self.stored, &self.read) else {
+            return None;
+        };
+        Some(Needed::All.fields(u64::from(reader.policy.buckets())))
+    }
+}
+
+/// The command that reads a breaker's stored state (`stored::FIELDS`).
+fn state_fields(keys: &Keys) -> Cmd {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(&keys.state).arg(&stored::FIELDS[..]);
+    cmd
+}
+
+/// The command that reads `fields` of a breaker's hash.
+fn bucket_fields(keys: &Keys, fields: &[String]) -> Cmd {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(&keys.state).arg(fields);
+    cmd
 }
 
 impl Reading {
@@ -178,16 +260,15 @@ fn policies_of(settings: &Settings, name: &str, reply: Value) -> Option<Result<F
     )))
 }
 
-/// The command that loads the breaker script, so that the `EVALSHA`s after it in a pipeline
-/// find it even in a Redis that was just restarted.
-fn load_script() -> Cmd {
-    let mut cmd = redis::cmd("SCRIPT");
-    cmd.arg("LOAD").arg(include_str!("breaker.lua"));
-    cmd
-}
-
-fn evalsha(pipe: &mut Pipeline, call: &ScriptInvocation<'_>) {
-    pipe.invoke_script(call);
+/// The server's clock from a `TIME` reply (seconds and microseconds), in milliseconds as the
+/// script reads it.
+fn server_time(reply: Value) -> Result<Timestamp, StoreError> {
+    let [seconds, micros]: [u64; 2] = read::<Vec<u64>>(reply, "TIME")?
+        .try_into()
+        .map_err(|_| StoreError::new(StoreErrorKind::Corrupt, "TIME answered another shape"))?;
+    Ok(Timestamp::from_millis(
+        seconds.saturating_mul(1_000).saturating_add(micros / 1_000),
+    ))
 }
 
 impl AsyncRedisStore {
@@ -216,14 +297,33 @@ impl AsyncRedisStore {
                 name,
                 first_seen,
                 read: None,
+                stored: None,
                 snapshot: None,
                 window: None,
             })
             .collect();
-        if self.is_cluster().await {
-            round_trips += self.read_each(&mut readings, request.windows).await;
+        if readings.is_empty() {
+            return Ok(Listing {
+                breakers: Vec::new(),
+                round_trips,
+            });
+        }
+        // The store's clock, as the script would read it.
+        let now = if settings.inject_time {
+            settings.clock.now()
         } else {
-            round_trips += self.read_pipelined(&mut readings, request.windows).await?;
+            round_trips += 1;
+            server_time(
+                self.command("reading the server's time", redis::cmd("TIME"))
+                    .await?,
+            )?
+        };
+        if self.is_cluster().await {
+            round_trips += self.read_each(&mut readings, now, request.windows).await;
+        } else {
+            round_trips += self
+                .read_pipelined(&mut readings, now, request.windows)
+                .await?;
         }
         Ok(Listing {
             breakers: readings.into_iter().filter_map(Reading::finish).collect(),
@@ -239,124 +339,139 @@ impl AsyncRedisStore {
         .unwrap_or(false)
     }
 
-    /// Standalone and Sentinel: pipelines of many breakers. Returns the round trips.
+    /// Standalone and Sentinel: pipelines of many breakers, each reading their policies and
+    /// state, then the buckets those need (and rarely, every bucket of a few). Returns the
+    /// round trips.
     async fn read_pipelined(
         &self,
         readings: &mut [Reading],
+        now: Timestamp,
         windows: bool,
     ) -> Result<usize, StoreError> {
         let settings = self.settings();
         let mut round_trips = 0;
-        for chunk in readings.chunks_mut(POLICIES_PER_TRIP) {
+        for chunk in readings.chunks_mut(BREAKERS_PER_TRIP) {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for reading in chunk.iter() {
                 let keys = Keys::new(&settings.prefix, &reading.name);
                 pipe.hgetall(&keys.policies);
-            }
-            let replies = self.pipeline("reading breakers' policies", pipe).await?;
-            round_trips += 1;
-            for (reading, reply) in chunk.iter_mut().zip(replies) {
-                reading.read = policies_of(settings, &reading.name, reply);
-            }
-        }
-        let mut loaded = false;
-        let readable: Vec<&mut Reading> = readings
-            .iter_mut()
-            .filter(|reading| matches!(reading.read, Some(Ok(_))))
-            .collect();
-        let mut readable = readable.into_iter().peekable();
-        while readable.peek().is_some() {
-            let chunk: Vec<&mut Reading> = readable.by_ref().take(STATES_PER_TRIP).collect();
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            if !loaded {
-                pipe.add_command(load_script()).ignore();
-                loaded = true;
-            }
-            for reading in &chunk {
-                if let Some(Ok((reader, _, _))) = &reading.read {
-                    evalsha(&mut pipe, &reader.call(settings, Op::Snapshot));
-                    if windows {
-                        evalsha(&mut pipe, &reader.call(settings, Op::Window));
-                    }
-                }
+                pipe.add_command(state_fields(&keys));
             }
             let mut replies = self
-                .pipeline("reading breakers' states", pipe)
+                .pipeline("reading breakers' policies and states", pipe)
                 .await?
                 .into_iter();
             round_trips += 1;
-            for reading in chunk {
-                let Some(Ok((reader, _, _))) = &reading.read else {
-                    continue;
-                };
-                let snapshot = replies.next().unwrap_or(Value::Nil);
-                reading.snapshot = Some(
-                    script::values(snapshot, "snapshot").and_then(|reply| reader.snapshot(&reply)),
-                );
-                if windows {
-                    let window = replies.next().unwrap_or(Value::Nil);
-                    reading.window = script::values(window, "window")
-                        .and_then(|reply| reader.window(&reply))
-                        .ok();
+            let mut wanted = Vec::new();
+            for (i, reading) in chunk.iter_mut().enumerate() {
+                let policies = replies.next().unwrap_or(Value::Nil);
+                let state = replies.next().unwrap_or(Value::Nil);
+                reading.read = policies_of(settings, &reading.name, policies);
+                let fields = reading.take_state(now, windows, state);
+                if !fields.is_empty() {
+                    wanted.push((i, fields));
                 }
+            }
+            for pass in 0..2 {
+                if wanted.is_empty() {
+                    break;
+                }
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for (i, fields) in &wanted {
+                    let keys = Keys::new(&settings.prefix, &chunk[*i].name);
+                    pipe.add_command(bucket_fields(&keys, fields));
+                }
+                let replies = self.pipeline("reading breakers' windows", pipe).await?;
+                round_trips += 1;
+                for ((i, _), reply) in wanted.iter().zip(replies) {
+                    chunk[*i].take_buckets(now, windows, reply);
+                }
+                // Those whose totals must be counted again, once.
+                wanted = if pass == 0 {
+                    wanted
+                        .iter()
+                        .filter_map(|(i, _)| Some((*i, chunk[*i].every_bucket()?)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
             }
         }
         Ok(round_trips)
     }
 
     /// A Cluster: each breaker on its own, many at a time. Returns the round trips.
-    async fn read_each(&self, readings: &mut [Reading], windows: bool) -> usize {
-        let names: Vec<String> = readings.iter().map(|r| r.name.clone()).collect();
-        let read = futures_util::stream::iter(names)
-            .map(|name| self.read_one(name, windows))
+    async fn read_each(&self, readings: &mut [Reading], now: Timestamp, windows: bool) -> usize {
+        let taken: Vec<Reading> = readings
+            .iter_mut()
+            .map(|reading| Reading {
+                name: std::mem::take(&mut reading.name),
+                first_seen: reading.first_seen,
+                read: None,
+                stored: None,
+                snapshot: None,
+                window: None,
+            })
+            .collect();
+        let read = futures_util::stream::iter(taken)
+            .map(|reading| self.read_one(reading, now, windows))
             .buffered(CLUSTER_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
         let mut round_trips = 0;
-        for (reading, (read, snapshot, window, trips)) in readings.iter_mut().zip(read) {
-            reading.read = read;
-            reading.snapshot = snapshot;
-            reading.window = window;
+        for (reading, (read, trips)) in readings.iter_mut().zip(read) {
+            *reading = read;
             round_trips += trips;
         }
         round_trips
     }
 
-    /// One breaker, read on its own: its policies, state and window, and the round trips.
-    async fn read_one(&self, name: String, windows: bool) -> ReadOne {
+    /// One breaker, read on its own (its keys share one slot): its policies and state in one
+    /// pipeline, then the buckets it needs. Returns it with the round trips it took.
+    async fn read_one(
+        &self,
+        mut reading: Reading,
+        now: Timestamp,
+        windows: bool,
+    ) -> (Reading, usize) {
         let settings = self.settings();
-        let keys = Keys::new(&settings.prefix, &name);
-        let reply = self
-            .request(
-                "reading a breaker's policies",
-                |mut connection| async move {
-                    Cmd::hgetall(&keys.policies)
-                        .query_async::<Value>(&mut connection)
-                        .await
-                },
-            )
-            .await;
-        let read = match reply {
-            Ok(reply) => policies_of(settings, &name, reply),
-            Err(err) => Some(Err(err)),
+        let keys = Keys::new(&settings.prefix, &reading.name);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.hgetall(&keys.policies);
+        pipe.add_command(state_fields(&keys));
+        let replies = match self.pipeline("reading a breaker", pipe).await {
+            Ok(replies) => replies,
+            Err(err) => {
+                reading.read = Some(Err(err));
+                return (reading, 1);
+            }
         };
-        let Some(Ok((reader, _, _))) = &read else {
-            return (read, None, None, 1);
-        };
-        let snapshot = self
-            .script(reader.call(settings, Op::Snapshot))
-            .await
-            .and_then(|reply| reader.snapshot(&reply));
-        let mut window = None;
-        let mut trips = 2;
-        if windows && snapshot.is_ok() {
-            let reply = self.script(reader.call(settings, Op::Window)).await;
-            window = reply.and_then(|reply| reader.window(&reply)).ok();
+        let mut replies = replies.into_iter();
+        reading.read = policies_of(
+            settings,
+            &reading.name,
+            replies.next().unwrap_or(Value::Nil),
+        );
+        let mut fields = reading.take_state(now, windows, replies.next().unwrap_or(Value::Nil));
+        let mut trips = 1;
+        while !fields.is_empty() && trips < 3 {
+            let reply = self
+                .command("reading a breaker's window", bucket_fields(&keys, &fields))
+                .await;
             trips += 1;
+            match reply {
+                Ok(reply) => reading.take_buckets(now, windows, reply),
+                Err(err) => {
+                    reading.stored = None;
+                    reading.snapshot = Some(Err(err));
+                }
+            }
+            fields = reading.every_bucket().unwrap_or_default();
         }
-        (read, Some(snapshot), window, trips)
+        (reading, trips)
     }
 
     /// Sends one command.
@@ -365,14 +480,6 @@ impl AsyncRedisStore {
             cmd.query_async::<Value>(&mut connection).await
         })
         .await
-    }
-
-    async fn script(&self, call: ScriptInvocation<'static>) -> Result<Vec<i64>, StoreError> {
-        self.request("reading a breaker", |mut connection| async move {
-            call.invoke_async::<Value>(&mut connection).await
-        })
-        .await
-        .and_then(|reply| script::values(reply, "reading a breaker"))
     }
 
     /// Sends `pipe`, whose commands' errors come back as values.

@@ -3,15 +3,14 @@
 mod tls;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use breaker_dashboard::{DEFAULT_METRICS_CAP, Dashboard, RedisBreakers};
+use breaker_dashboard::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_METRICS_CAP, Dashboard, RedisBreakers, Server,
+};
 use breaker_store_redis::AsyncRedisStore;
 use clap::Args;
-
-use axum::serve::ListenerExt as _;
 
 use crate::Failure;
 use crate::operate::{StoreArgs, actor, store_addresses, store_config, store_failure};
@@ -49,6 +48,15 @@ pub(crate) struct DashboardArgs {
     /// The private key of --tls-cert (a PEM file).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The most connections held at once. Past it, a new connection takes the place of one
+    /// that is only waiting (idle, or still to send its request), or is closed at once.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_CONNECTIONS as u32,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_connections: u32,
 }
 
 /// `metrics`.
@@ -91,7 +99,22 @@ async fn connect(store: &StoreArgs, actor_name: &str) -> Result<AsyncRedisStore,
         .map_err(store_failure)
 }
 
+/// The operator token, if one is given: an empty one is none (read-only), one with
+/// whitespace around it a usage error, since no request could ever match it.
+fn token(given: Option<String>) -> Result<Option<String>, Failure> {
+    match given {
+        Some(token) if token.trim() != token => Err(Failure::Usage(
+            "the dashboard token (--token or BREAKER_DASHBOARD_TOKEN) starts or ends with \
+             whitespace, often a newline or \\r left from the file it was read from: no \
+             request's token can match it; remove the whitespace"
+                .to_owned(),
+        )),
+        given => Ok(given.filter(|token| !token.is_empty())),
+    }
+}
+
 pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
+    let token = token(args.token)?;
     let store = connect(&args.store, "breaker dashboard").await?;
     // A store that is down now is not a reason to refuse to start: the page shows the
     // outage, and the connection recovers by itself.
@@ -101,7 +124,6 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
             "warning: the Redis store does not answer yet ({why}); the page shows an outage until it does"
         );
     }
-    let token = args.token.filter(|token| !token.is_empty());
     // Read before listening: a certificate that cannot be used is a usage error, not a
     // server that fails every handshake.
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -148,24 +170,16 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> Result<(), Failure> {
     if let Some(token) = token {
         dashboard = dashboard.token(token);
     }
-    // With each client's address: failed token attempts are limited per address.
-    let app = dashboard
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
+    // The server gives each client's address to the router: failed token attempts are
+    // limited per address.
+    let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    let server = Server::new(dashboard.router()).max_connections(max_connections);
     let served = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(interrupted())
-                .await
-        }
+        None => server.serve(listener, interrupted()).await,
         Some(config) => {
-            let listener = tls::TlsListener::new(listener, config).map_err(|err| {
-                Failure::Failed(format!("cannot listen on {}: {err}", args.listen))
-            })?;
-            // `tap_io` does nothing to the connections: axum gives the client's address to
-            // the router (`ConnectInfo`) for its own listeners and for tapped ones only.
-            axum::serve(listener.tap_io(|_| {}), app)
-                .with_graceful_shutdown(interrupted())
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            server
+                .serve_with_handshake(listener, move |tcp| acceptor.accept(tcp), interrupted())
                 .await
         }
     };

@@ -117,11 +117,27 @@ pub(crate) struct NameArgs {
 pub(crate) struct OverrideArgs {
     /// The breaker's name.
     name: String,
-    /// How long the override lasts (forever if not given).
-    #[arg(long = "for", value_parser = parse_duration)]
+    /// How long the override lasts, at least 1ms (forever if not given).
+    #[arg(long = "for", value_parser = override_duration)]
     duration: Option<Duration>,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// The shortest override: stores keep an override's end in whole milliseconds, so a
+/// shorter one would end as it begins.
+const MIN_OVERRIDE: Duration = Duration::from_millis(1);
+
+/// An override's `--for`: a duration of at least [`MIN_OVERRIDE`].
+fn override_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < MIN_OVERRIDE {
+        return Err(format!(
+            "an override lasts at least 1ms, and {text} would end as it begins (leave out \
+             --for to hold it until `breaker auto`)"
+        ));
+    }
+    Ok(duration)
 }
 
 /// `history`.
@@ -192,7 +208,9 @@ async fn open(config: RedisConfig, addresses: &[String]) -> Result<AsyncRedisSto
     store.ping().await.map_err(|err| {
         // A TLS hello sent to a server that speaks plain TCP gets no answer at all: the
         // server waits for a command. Only a timeout shows, so say what it likely means.
-        let tls = addresses.iter().any(|address| address.starts_with("rediss"));
+        let tls = addresses
+            .iter()
+            .any(|address| address.starts_with("rediss"));
         let hint = if tls && err.kind() == StoreErrorKind::Timeout {
             " (no answer to the TLS handshake: is the server plaintext on that port? use \
              redis:// for a plaintext server, or the port Redis serves TLS on, its tls-port)"

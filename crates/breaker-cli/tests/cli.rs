@@ -241,9 +241,18 @@ fn the_demo_shows_the_share_of_calls_growing_after_the_close() {
 #[test]
 fn inputs_that_do_nothing_useful_are_refused() {
     let cases: [(&[&str], &str); 3] = [
-        (&["run", "--url", "http://127.0.0.1:1/", "--timeout", "0s"], "timeout of 0"),
-        (&["run", "--url", "http://127.0.0.1:1/", "--name", ""], "name cannot be empty"),
-        (&["run", "--url", "http://127.0.0.1:1/", "--name", "  "], "name cannot be empty"),
+        (
+            &["run", "--url", "http://127.0.0.1:1/", "--timeout", "0s"],
+            "timeout of 0",
+        ),
+        (
+            &["run", "--url", "http://127.0.0.1:1/", "--name", ""],
+            "name cannot be empty",
+        ),
+        (
+            &["run", "--url", "http://127.0.0.1:1/", "--name", "  "],
+            "name cannot be empty",
+        ),
     ];
     for (args, message) in cases {
         assert_one_error_line(args, 2, message);
@@ -757,8 +766,30 @@ impl DashboardProcess {
     /// A dashboard listening on `listen`, with these arguments, its standard error going
     /// to `stderr`.
     fn launch(listen: &str, args: &[&str], token: Option<&str>, stderr: Stdio) -> DashboardProcess {
+        let command = Command::new(env!("CARGO_BIN_EXE_breaker"));
+        DashboardProcess::run(command, listen, args, token, stderr)
+    }
+
+    /// A dashboard on a free loopback port, with these arguments, that may open at most
+    /// `files` file descriptors.
+    fn start_with_file_limit(files: u32, args: &[&str]) -> DashboardProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_breaker"));
+        DashboardProcess::run(command, "127.0.0.1:0", args, None, Stdio::inherit())
+    }
+
+    /// `command` (the `breaker` binary, or what runs it) as `breaker dashboard`.
+    fn run(
+        mut command: Command,
+        listen: &str,
+        args: &[&str],
+        token: Option<&str>,
+        stderr: Stdio,
+    ) -> DashboardProcess {
         use std::io::{BufRead, BufReader};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_breaker"));
         command
             .args(["dashboard", "--listen", listen])
             .args(args)
@@ -834,6 +865,209 @@ fn http_get(url: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A GET through a raw socket that must be answered within `limit`: status and body, or
+/// why not.
+fn http_get_within(url: &str, limit: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let began = Instant::now();
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let address: std::net::SocketAddr = host.parse().unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&address, limit)
+        .map_err(|err| format!("cannot connect: {err}"))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|err| format!("cannot send: {err}"))?;
+    let mut answer = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let left = limit
+            .checked_sub(began.elapsed())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| format!("no whole answer within {limit:?}"))?;
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(err) => return Err(format!("no whole answer within {limit:?}: {err}")),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Opens `count` connections to the dashboard at `url` that send nothing.
+fn silent_connections(url: &str, count: usize) -> Vec<std::net::TcpStream> {
+    let address = url.strip_prefix("http://").unwrap();
+    (0..count)
+        .map(|_| std::net::TcpStream::connect(address).unwrap())
+        .collect()
+}
+
+/// Whether the server closed `stream` within `limit` (anything it sent is read and dropped).
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + limit;
+    let mut scratch = [0_u8; 1024];
+    loop {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+        else {
+            return false;
+        };
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_answers_while_silent_clients_hold_more_connections_than_it_has_files() {
+    let store = redis().url();
+    let dashboard = DashboardProcess::start_with_file_limit(64, &["--store", &store]);
+    let silent = silent_connections(&dashboard.url, 100);
+    // Asked several times while the silent connections are held, in case one answer was luck.
+    for attempt in 0..3 {
+        let (status, body) = http_get_within(
+            &format!("{}/api/breakers", dashboard.url),
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|why| panic!("attempt {attempt}: {why}"));
+        assert_eq!(status, 200, "attempt {attempt}: {body}");
+        assert!(body.starts_with('['), "{body}");
+    }
+    drop(silent);
+    let (status, _) =
+        http_get_within(&format!("{}/", dashboard.url), Duration::from_secs(2)).unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_dashboard_holds_at_most_max_connections() {
+    let store = redis().url();
+    let dashboard =
+        DashboardProcess::start_with(&["--store", &store, "--max-connections", "2"], None);
+    let mut held = silent_connections(&dashboard.url, 2);
+    assert!(
+        !closed_within(&mut held[0], Duration::from_millis(300)),
+        "closed below the cap"
+    );
+    // Past the cap, the connection waiting longest makes room: long before the 5s a silent
+    // client has to send its request.
+    let _third = silent_connections(&dashboard.url, 1);
+    assert!(
+        closed_within(&mut held[0], Duration::from_secs(2)),
+        "a third connection did not take the first one's place"
+    );
+    let (status, _) = http_get_within(
+        &format!("{}/api/config", dashboard.url),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_one_error_line(
+        &["dashboard", "--store", &store, "--max-connections", "0"],
+        2,
+        "--max-connections",
+    );
+}
+
+/// `breaker dashboard` with `args` and the environment's token `token`, which must end by
+/// itself within a few seconds (it is refused): its exit code and standard error.
+fn dashboard_refused(args: &[&str], token: Option<&str>) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_breaker"));
+    command
+        .arg("dashboard")
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("BREAKER_DASHBOARD_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = token {
+        command.env("BREAKER_DASHBOARD_TOKEN", token);
+    }
+    let mut child = Background(Some(command.spawn().unwrap()));
+    let limit = Duration::from_secs(10);
+    let began = Instant::now();
+    while child.running() {
+        assert!(
+            began.elapsed() < limit,
+            "{args:?} with {token:?}: started, not refused"
+        );
+        // Polls the process with a deadline.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert!(out.stdout.is_empty(), "{args:?} with {token:?}: it started");
+    (out.status.code(), stderr(&out))
+}
+
+#[test]
+fn a_dashboard_token_with_whitespace_around_it_is_refused_at_start() {
+    const TOKEN: &str = "a-long-enough-operator-token";
+    let store = redis().url();
+    let base = ["--store", &store, "--listen", "127.0.0.1:0"];
+    let tab = format!("{TOKEN}\t");
+    let with_flag = [&base[..], &["--token", &tab]].concat();
+    let cases = [
+        (&base[..], format!("{TOKEN}\r")),
+        (&base[..], format!("{TOKEN}\n")),
+        (&base[..], format!(" {TOKEN}")),
+        (&base[..], "  ".to_owned()),
+        (&with_flag[..], String::new()),
+    ];
+    for (args, token) in cases {
+        let token = Some(token.as_str()).filter(|token| !token.is_empty());
+        let (code, err) = dashboard_refused(args, token);
+        assert_eq!(code, Some(2), "{token:?}: {err}");
+        assert!(
+            err.contains("whitespace") && err.contains("--token or BREAKER_DASHBOARD_TOKEN"),
+            "{token:?}: {err}"
+        );
+        assert_eq!(
+            err.lines().filter(|line| line.starts_with("error")).count(),
+            1,
+            "{err}"
+        );
+        assert!(!err.contains(TOKEN), "the token was printed: {err}");
+    }
+}
+
+#[test]
+fn an_override_shorter_than_a_millisecond_is_refused_naming_for() {
+    let store = redis().url();
+    for command in ["force-open", "force-closed"] {
+        for duration in ["0s", "1ns", "500us", "999us"] {
+            let args = [command, "svc", "--for", duration, "--store", &store];
+            assert_one_error_line(&args, 2, "--for");
+            assert_one_error_line(&args, 2, "at least 1ms");
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //!
 //! [`Dashboard`] builds an [axum](https://docs.rs/axum) router over any [`DashboardStore`];
 //! [`RedisBreakers`] is the one for breakers shared through Redis (the `redis` feature, on by
-//! default), and the `breaker dashboard` command serves it.
+//! default), and the `breaker dashboard` command serves it. [`Server`] serves a router with
+//! limits on what each connection may hold (a few seconds to send a request head, an idle
+//! timeout, a cap on connections), so that silent or numerous clients cannot take the page
+//! from everyone else; `axum::serve` has none of them.
 //!
 //! Read-only by default: without a token every action is refused with `401`, and with one a
 //! request must carry `Authorization: Bearer <token>`. A refused request changes nothing.
@@ -14,7 +17,7 @@
 //! outage until the store is back.
 //!
 //! ```no_run
-//! use breaker_dashboard::{Dashboard, RedisBreakers};
+//! use breaker_dashboard::{Dashboard, RedisBreakers, Server};
 //! use breaker_store_redis::{RedisConfig, AsyncRedisStore};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,7 +27,7 @@
 //!     .token(std::env::var("BREAKER_DASHBOARD_TOKEN").unwrap_or_default())
 //!     .router();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
-//! axum::serve(listener, app).await?;
+//! Server::new(app).serve(listener, std::future::pending()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -39,7 +42,8 @@
 //!   breaker or all, newest first (`count` 1 to 1000, default 100).
 //! - `GET /api/config`: `{"actions": true}` when a token allows actions.
 //! - `POST /api/breakers/{name}/{trip|reset|force-open|force-closed|auto}?for=10m`: the name
-//!   percent-encoded (any UTF-8); `for` only with the overrides.
+//!   percent-encoded (any UTF-8); `for` only with the overrides, and at least `1ms`. Any other
+//!   method is refused with `405` (`Allow: POST`) and counts as no wrong token.
 //! - `GET /metrics`: the fleet's shared state in the Prometheus text format, per breaker
 //!   (`name` label): `breaker_state` (a `state` label, 1 for the current value),
 //!   `breaker_override`, `breaker_open_until_timestamp_seconds`, `breaker_generation`,
@@ -55,6 +59,7 @@
 mod guard;
 mod metrics;
 mod router;
+mod serve;
 mod store;
 
 #[cfg(feature = "redis")]
@@ -65,4 +70,5 @@ pub use metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE, metrics};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakers;
 pub use router::Dashboard;
+pub use serve::{DEFAULT_MAX_CONNECTIONS, Server};
 pub use store::{BreakerView, DashboardStore};

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -27,6 +27,9 @@ use crate::store::DashboardStore;
 const DEFAULT_HISTORY: usize = 100;
 /// The most history entries one request may ask for.
 const MAX_HISTORY: usize = 1_000;
+/// The shortest override `for` may ask: stores keep an override's end in whole milliseconds,
+/// so a shorter one would end as it begins.
+const MIN_OVERRIDE: Duration = Duration::from_millis(1);
 
 /// The dashboard of the breakers in a [`DashboardStore`]: a live page and a JSON API, as an
 /// [axum](https://docs.rs/axum) [`Router`] to serve alone or to nest in a service's own.
@@ -37,6 +40,8 @@ const MAX_HISTORY: usize = 1_000;
 pub struct Dashboard<S> {
     store: S,
     token: Option<Token>,
+    /// A token was given that no request can match (see [`Dashboard::token`]).
+    unusable_token: bool,
     metrics_cap: usize,
     hosts: Hosts,
     log: Log,
@@ -59,6 +64,7 @@ impl<S: DashboardStore> Dashboard<S> {
         Dashboard {
             store,
             token: None,
+            unusable_token: false,
             metrics_cap: DEFAULT_METRICS_CAP,
             hosts: Hosts::default(),
             log: Arc::new(|line: &str| tracing::warn!("{line}")),
@@ -77,7 +83,8 @@ impl<S: DashboardStore> Dashboard<S> {
     }
 
     /// Reports refused requests (a foreign `Host` or `Origin`, a wrong token, too many
-    /// wrong tokens) to `log`, one line each, instead of to `tracing` at level WARN.
+    /// wrong tokens) and a refused [`token`](Dashboard::token) to `log`, one line each,
+    /// instead of to `tracing` at level WARN.
     #[must_use]
     pub fn log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Dashboard<S> {
         self.log = Arc::new(log);
@@ -94,17 +101,30 @@ impl<S: DashboardStore> Dashboard<S> {
 
     /// Allows operator actions to requests that carry `token` as a bearer token. An empty
     /// token allows nothing: the dashboard stays read-only.
+    ///
+    /// So does a token that starts or ends with whitespace (often a newline or `\r` left
+    /// from the file it was read from), and [`router`](Dashboard::router) says so to the
+    /// [`log`](Dashboard::log): a request's credentials are read without surrounding
+    /// whitespace, so no request could ever match it. Check a token read from a file before
+    /// passing it, as the `breaker dashboard` command does (it refuses to start).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Dashboard<S> {
         let token = token.into();
-        self.token = (!token.is_empty()).then(|| Token(token.into_bytes()));
+        self.unusable_token = token.trim() != token;
+        self.token = (!token.is_empty() && !self.unusable_token).then(|| Token(token.into_bytes()));
         self
     }
 
     /// The router: `/` (the page), `GET /api/config`, `GET /api/breakers`,
     /// `GET /api/history?name=&count=`, `GET /metrics` and
-    /// `POST /api/breakers/{name}/{action}?for=`.
+    /// `POST /api/breakers/{name}/{action}?for=` (any other method there: `405`).
     pub fn router(self) -> Router {
+        if self.unusable_token {
+            (self.log)(
+                "the dashboard's token starts or ends with whitespace (a newline or \\r from a \
+                 file?), which no request can match: the dashboard is read-only",
+            );
+        }
         let shared = Arc::new(Shared {
             store: self.store,
             token: self.token,
@@ -113,19 +133,22 @@ impl<S: DashboardStore> Dashboard<S> {
             log: self.log,
             attempts: Attempts::default(),
         });
-        let actions = Router::new()
-            .route("/api/breakers/{name}/{action}", post(act::<S>))
+        // The token is asked of POSTs only: any other method is refused with 405 before it,
+        // and is no failed attempt (a browser or a crawler following the URL locks no one
+        // out). `MethodRouter::route_layer` leaves the method fallback out of the layer.
+        let act = post(act::<S>)
             .route_layer(middleware::from_fn_with_state(
                 shared.clone(),
                 require_token::<S>,
-            ));
+            ))
+            .fallback(only_post);
         Router::new()
             .route("/", get(page))
             .route("/api/config", get(config::<S>))
             .route("/api/breakers", get(breakers::<S>))
             .route("/api/history", get(history::<S>))
             .route("/metrics", get(metrics::<S>))
-            .merge(actions)
+            .route("/api/breakers/{name}/{action}", act)
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(
                 shared.clone(),
@@ -355,6 +378,15 @@ async fn act<S: DashboardStore>(
         Ok(Query(ActionQuery {
             duration: Some(text),
         })) => match humantime::parse_duration(&text) {
+            Ok(duration) if duration < MIN_OVERRIDE => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "for={text:?}: an override lasts at least 1ms, a shorter one would end as \
+                         it begins (leave out `for` to hold it until `auto`)"
+                    ),
+                );
+            }
             Ok(duration) => Some(duration),
             Err(err) => {
                 return error(
@@ -382,6 +414,18 @@ async fn act<S: DashboardStore>(
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such page")
+}
+
+/// Any method but POST on an action's URL.
+async fn only_post() -> Response {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "actions are taken with POST",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 /// The page, built once: its inline script and style are allowed by their hashes in the

@@ -2,14 +2,22 @@
 //! real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing;
 use breaker_core::{Action, AsyncBreaker, Outcome, Policy, call_async};
-use breaker_dashboard::{Dashboard, RedisBreakers};
+use breaker_dashboard::{Dashboard, RedisBreakers, Server};
 use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, ListRequest, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const TOKEN: &str = "s3cret-token";
 
@@ -572,15 +580,17 @@ async fn listing_reads_many_breakers_per_round_trip_and_registers_none() {
         .unwrap();
     assert!(ttl_after <= ttl_before, "listing extended the registry");
 
-    // The registry, then 600 breakers' policies in one pipeline and their states and windows
-    // in pipelines of 250.
+    // The registry, the server's time, then 600 breakers' policies and states in one
+    // pipeline and their windows in another; no script.
     let reader = store(&redis, "reader").await;
+    let scripts = redis.script_calls();
     let listing = reader
         .list_many(&ListRequest::all().windows(true))
         .await
         .unwrap();
+    assert_eq!(redis.script_calls(), scripts, "a listing runs no script");
     assert_eq!(listing.breakers.len(), 600);
-    assert_eq!(listing.round_trips, 1 + 1 + 3, "{}", listing.round_trips);
+    assert_eq!(listing.round_trips, 1 + 1 + 1 + 1, "{}", listing.round_trips);
     let seven = listing.breakers.iter().find(|b| b.name == "svc-7").unwrap();
     let info = seven.info.as_ref().unwrap();
     assert_eq!(info.snapshot.counts.calls, 4);
@@ -678,14 +688,16 @@ async fn history_merges_the_newest_entries_reading_a_page_per_stream() {
     );
 }
 
-/// Serves `dashboard` with each client's address; its base URL.
+/// Serves `dashboard` with each client's address (through [`Server`]); its base URL.
 async fn serve_with_addresses(dashboard: Dashboard<RedisBreakers>) -> String {
+    start(Server::new(dashboard.router())).await
+}
+
+/// Runs `server` on a free loopback port; its base URL.
+async fn start(server: Server) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = dashboard
-        .router()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(server.serve(listener, std::future::pending()));
     url
 }
 
@@ -782,4 +794,319 @@ async fn wrong_tokens_are_limited_per_client_address() {
             .any(|line| line.contains("too many wrong tokens")),
         "{logged:?}"
     );
+    // Counted against the client's own address, which the server gave the router.
+    assert!(
+        logged.iter().all(|line| line.contains("from 127.0.0.1")),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_url_asked_with_get_is_405_and_no_failed_attempt() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _made = fleet(&app, 1).await;
+    let dashboard =
+        Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await)).token(TOKEN);
+    let url = serve_with_addresses(dashboard).await;
+    let trip = format!("{url}/api/breakers/svc-0/trip");
+    let client = reqwest::Client::new();
+    // More than the wrong tokens an address may try: a link followed, a page reloaded.
+    for attempt in 0..10 {
+        let request = match attempt % 3 {
+            0 => client.get(&trip),
+            1 => client.put(&trip).header("authorization", "Bearer wrong"),
+            _ => client.delete(&trip),
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "attempt {attempt}"
+        );
+        assert_eq!(response.headers()["allow"], "POST");
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("POST"), "{body}");
+    }
+    let (status, body) = post(&trip, Some(&format!("Bearer {TOKEN}"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(one(&url, "svc-0").await["state"], "open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_shorter_than_a_millisecond_is_refused_naming_for() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _made = fleet(&app, 1).await;
+    let url = serve(&redis, Some(TOKEN)).await;
+    let bearer = format!("Bearer {TOKEN}");
+    for action in ["force-open", "force-closed"] {
+        for duration in ["0s", "1ns", "500us", "999us"] {
+            let (status, body) = post(
+                &format!("{url}/api/breakers/svc-0/{action}?for={duration}"),
+                Some(&bearer),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{action} for {duration}");
+            let message = body["error"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("for=\"{duration}\"")) && message.contains("1ms"),
+                "{message}"
+            );
+        }
+    }
+    let (_, history) = get(&format!("{url}/api/history")).await;
+    assert_eq!(
+        history,
+        Value::Array(vec![]),
+        "a refused override wrote history"
+    );
+    assert_eq!(one(&url, "svc-0").await["override"], "auto");
+    // A millisecond is an override.
+    let (status, body) = post(
+        &format!("{url}/api/breakers/svc-0/force-open?for=1ms"),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_surrounding_whitespace_leaves_the_dashboard_read_only() {
+    let redis = RedisServer::start();
+    let logged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = logged.clone();
+    let dashboard = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await))
+        .log(move |line| log.lock().unwrap().push(line.to_owned()))
+        .token(format!("{TOKEN}\r"));
+    let url = start(Server::new(dashboard.router())).await;
+    let (_, config) = get(&format!("{url}/api/config")).await;
+    assert_eq!(config["actions"], false);
+    let logged = logged.lock().unwrap();
+    assert!(
+        logged.len() == 1 && logged[0].contains("whitespace") && !logged[0].contains(TOKEN),
+        "{logged:?}"
+    );
+}
+
+/// A router for the server's own tests: `/` answers at once, `/who` with the client's
+/// address, and `/slow` once `gate` lets it (counting the requests that reached it).
+fn slow_router(gate: Arc<tokio::sync::Semaphore>, reached: Arc<AtomicUsize>) -> Router {
+    Router::new()
+        .route("/", routing::get(|| async { "hello" }))
+        .route(
+            "/who",
+            routing::get(|ConnectInfo(client): ConnectInfo<SocketAddr>| async move {
+                client.ip().to_string()
+            }),
+        )
+        .route(
+            "/slow",
+            routing::get(move || async move {
+                reached.fetch_add(1, Ordering::SeqCst);
+                let _permit = gate.acquire().await;
+                "slow"
+            }),
+        )
+}
+
+fn quick_router() -> Router {
+    slow_router(
+        Arc::new(tokio::sync::Semaphore::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    )
+}
+
+async fn connect(url: &str) -> TcpStream {
+    TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Sends a GET of `path`, kept alive.
+async fn send_get(stream: &mut TcpStream, path: &str) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+}
+
+/// Reads one response: its status and body (the server sends `content-length`).
+async fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut read = Vec::new();
+    let mut byte = [0_u8; 1];
+    while !read.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("no response within 5s")
+            .unwrap();
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&read));
+        read.push(byte[0]);
+    }
+    let head = String::from_utf8(read).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
+/// How long after `since` the server closed `stream` (whatever it still sent is read and
+/// dropped), or `None` if it is still open after `limit`.
+async fn closed_after(stream: &mut TcpStream, since: Instant, limit: Duration) -> Option<Duration> {
+    let mut scratch = [0_u8; 1024];
+    let deadline = tokio::time::Instant::from_std(since + limit);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(since.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_or_half_sent_connection_is_closed_after_the_header_read_timeout() {
+    let timeout = Duration::from_millis(400);
+    let url = start(Server::new(quick_router()).header_read_timeout(timeout)).await;
+    let began = Instant::now();
+    let mut silent = connect(&url).await;
+    let mut half = connect(&url).await;
+    half.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    for (what, stream) in [("silent", &mut silent), ("half a head", &mut half)] {
+        let closed = closed_after(stream, began, Duration::from_secs(5)).await;
+        let closed = closed.unwrap_or_else(|| panic!("{what}: still open after 5s"));
+        assert!(
+            closed >= timeout - Duration::from_millis(50)
+                && closed < timeout + Duration::from_secs(2),
+            "{what}: closed after {closed:?}"
+        );
+    }
+    // A client that sends its request is answered, with its own address.
+    let mut prompt = connect(&url).await;
+    send_get(&mut prompt, "/who").await;
+    assert_eq!(
+        read_response(&mut prompt).await,
+        (200, "127.0.0.1".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let head = Duration::from_millis(300);
+    let idle = Duration::from_millis(1_500);
+    let url = start(
+        Server::new(quick_router())
+            .header_read_timeout(head)
+            .idle_timeout(idle),
+    )
+    .await;
+    let mut kept = connect(&url).await;
+    send_get(&mut kept, "/").await;
+    assert_eq!(read_response(&mut kept).await.0, 200);
+    // Stands for a client idle longer than a head may take, and less than the idle timeout:
+    // the connection is still there for its next request.
+    tokio::time::sleep(head * 2).await;
+    send_get(&mut kept, "/").await;
+    assert_eq!(read_response(&mut kept).await.0, 200);
+    let answered = Instant::now();
+    let closed = closed_after(&mut kept, answered, Duration::from_secs(6))
+        .await
+        .expect("a kept-alive connection still open 6s after its last answer");
+    assert!(
+        closed >= idle - Duration::from_millis(50) && closed < idle + Duration::from_secs(2),
+        "closed after {closed:?}"
+    );
+
+    // A head begun after a response has the header-read timeout, not the idle one.
+    let mut slow = connect(&url).await;
+    send_get(&mut slow, "/").await;
+    assert_eq!(read_response(&mut slow).await.0, 200);
+    let begun = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: ").await.unwrap();
+    let closed = closed_after(&mut slow, begun, Duration::from_secs(6))
+        .await
+        .expect("half a head still open 6s after it began");
+    assert!(
+        closed < idle - Duration::from_millis(300),
+        "closed after {closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_a_waiting_connection_makes_room_and_a_busy_one_does_not() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let reached = Arc::new(AtomicUsize::new(0));
+    // Timeouts far away: only the cap closes connections here.
+    let url = start(
+        Server::new(slow_router(gate.clone(), reached.clone()))
+            .header_read_timeout(Duration::from_secs(30))
+            .max_connections(2),
+    )
+    .await;
+    let began = Instant::now();
+    let mut first = connect(&url).await;
+    let mut second = connect(&url).await;
+    // Both held: the cap is not passed yet.
+    assert_eq!(
+        closed_after(&mut first, began, Duration::from_millis(300)).await,
+        None
+    );
+    // A third client is answered; the connection waiting longest made room for it.
+    let mut third = connect(&url).await;
+    send_get(&mut third, "/").await;
+    assert_eq!(read_response(&mut third).await, (200, "hello".to_owned()));
+    assert!(
+        closed_after(&mut first, began, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the oldest waiting connection was not closed"
+    );
+
+    // Two requests being answered fill the cap (each makes room by closing a waiting one).
+    let mut busy = Vec::new();
+    for expected in 1..=2 {
+        let mut stream = connect(&url).await;
+        send_get(&mut stream, "/slow").await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while reached.load(Ordering::SeqCst) < expected {
+            assert!(Instant::now() < deadline, "request {expected} not answered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        busy.push(stream);
+    }
+    for (what, stream) in [("second", &mut second), ("third", &mut third)] {
+        assert!(
+            closed_after(stream, began, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "{what} not closed"
+        );
+    }
+    // Nothing is waiting: a new connection is closed at once, unanswered.
+    let refused_at = Instant::now();
+    let mut refused = connect(&url).await;
+    send_get(&mut refused, "/").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), refused.read_to_end(&mut answer))
+        .await
+        .expect("a connection past the cap was held");
+    assert!(
+        read.is_err() || answer.is_empty(),
+        "answered past the cap: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(refused_at.elapsed() < Duration::from_secs(1));
+    // The requests being answered finish.
+    gate.add_permits(2);
+    for stream in &mut busy {
+        assert_eq!(read_response(stream).await, (200, "slow".to_owned()));
+    }
 }

@@ -60,6 +60,7 @@ fn a_run_through_a_password_rotation_resumes_and_reports_its_store_errors() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Paces the scenario: the run shares state for a while before the rotation.
     std::thread::sleep(Duration::from_millis(1_500));
     // The password changes and every client is cut off; 3 s later it is back.
     set_password(&mut admin, "second");
@@ -67,12 +68,14 @@ fn a_run_through_a_password_rotation_resumes_and_reports_its_store_errors() {
         .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
         .query(&mut admin)
         .unwrap();
+    // Stands for the operator's 3 s between changing the password and changing it back.
     std::thread::sleep(Duration::from_secs(3));
     set_password(&mut admin, "first");
     let mended = Instant::now();
     let before = script_calls(&mut admin);
     // Within 3 s of the password's return, the run writes again.
     let resumed = loop {
+        // Polls until the 3 s deadline asserted below.
         std::thread::sleep(Duration::from_millis(100));
         if script_calls(&mut admin) > before + 10 {
             break mended.elapsed();
@@ -115,6 +118,7 @@ fn a_store_gone_at_the_end_still_prints_the_summary_and_exits_3() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Paces the scenario: the run calls for a while before the store goes.
     std::thread::sleep(Duration::from_millis(1_000));
     redis_server.kill();
     let out = child.wait_with_output().unwrap();

@@ -47,50 +47,6 @@ pub(crate) struct Engine {
     sent: AtomicU64,
 }
 
-/// A breaker as an operator reads it (a listing): the script calls that read its state and
-/// window, and what their replies say, with none of a caller's parts (no cache, fallback,
-/// batch or registration).
-#[derive(Debug)]
-pub(crate) struct Reader {
-    pub(crate) name: String,
-    pub(crate) policy: Policy,
-    keys: Keys,
-}
-
-impl Reader {
-    /// BlockingBreaker `name` of a store with `settings`, read with `policy`.
-    pub(crate) fn new(settings: &Settings, name: &str, policy: Policy) -> Reader {
-        Reader {
-            name: name.to_owned(),
-            keys: Keys::new(&settings.prefix, name),
-            policy,
-        }
-    }
-
-    /// The script call that reads the breaker's state (`Op::Snapshot`) or window
-    /// (`Op::Window`) now.
-    pub(crate) fn call(&self, settings: &Settings, op: Op) -> ScriptInvocation<'static> {
-        invocation(&self.keys, &self.policy, settings, settings.clock.now(), op)
-    }
-
-    /// The reply to a snapshot. A breaker whose stored state holds garbage is listed as unreadable, with how much: a
-    /// read never repairs (the next call does), and its safe values are no state to show.
-    pub(crate) fn snapshot(&self, reply: &[i64]) -> Result<Snapshot, StoreError> {
-        let (_, tail) = script::parse_snapshot(reply)?;
-        if tail.repaired > 0 {
-            return Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!(
-                    "{} value(s) of the breaker's stored state cannot be read (garbage); the \
-                     next call through the breaker repairs them",
-                    tail.repaired
-                ),
-            ));
-        }
-        snapshot_of(&self.policy, &Ramp::default(), reply)
-    }
-}
-
 /// The script call of `op` on the breaker of `keys` at `now` (sent with it when the store
 /// injects time).
 fn invocation(

@@ -16,12 +16,10 @@ use futures_util::StreamExt;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
 
 use crate::asynchronous::{AsyncRedisStore, Connection};
-use crate::engine::Reader;
 use crate::error::store_error;
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
-use crate::settings::Settings;
 use crate::stored::{self, Needed, Stored};
 
 /// Breakers whose policies and state one pipeline reads (and then their buckets): each
@@ -88,9 +86,9 @@ pub struct Listed {
     pub window: Option<Vec<Bucket>>,
 }
 
-/// A breaker's policies, read: the breaker as a listing reads it (with the newest policy),
-/// all its policies newest first, and when a process last registered it.
-type Found = (Reader, Vec<Policy>, Timestamp);
+/// A breaker's policies, read: the newest (what its state is read with), all of them newest
+/// first, and when a process last registered it.
+type Found = (Policy, Vec<Policy>, Timestamp);
 
 /// One breaker on its way through a listing.
 struct Reading {
@@ -108,7 +106,7 @@ impl Reading {
     /// Takes the reply to [`state_fields`]: the snapshot when it needs no bucket, else the
     /// state kept for the bucket fields it returns.
     fn take_state(&mut self, now: Timestamp, windows: bool, reply: Value) -> Vec<String> {
-        let Some(Ok((reader, _, _))) = &self.read else {
+        let Some(Ok((policy, _, _))) = &self.read else {
             return Vec::new();
         };
         let decoded = read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's state")
@@ -123,15 +121,15 @@ impl Reading {
                 let needed = if windows {
                     Needed::All
                 } else {
-                    state.needed(now, &reader.policy)
+                    state.needed(now, policy)
                 };
                 if needed == Needed::Nothing {
                     self.snapshot = state
-                        .snapshot(&self.name, now, &reader.policy, &needed, &[])
+                        .snapshot(&self.name, now, policy, &needed, &[])
                         .transpose();
                 } else {
                     self.stored = Some(state);
-                    return needed.fields(u64::from(reader.policy.buckets()));
+                    return needed.fields(u64::from(policy.buckets()));
                 }
             }
         }
@@ -142,10 +140,10 @@ impl Reading {
     /// that left the window (then, if the totals must be counted again, the state is kept
     /// for a read of every bucket), or every bucket.
     fn take_buckets(&mut self, now: Timestamp, windows: bool, reply: Value) {
-        let (Some(state), Some(Ok((reader, _, _)))) = (self.stored.take(), &self.read) else {
+        let (Some(state), Some(Ok((policy, _, _)))) = (self.stored.take(), &self.read) else {
             return;
         };
-        let policy = &reader.policy;
+        let policy = policy;
         let values = match read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's window") {
             Ok(values) => values,
             Err(err) => {
@@ -172,10 +170,10 @@ impl Reading {
     /// Every bucket field, when the state is still waiting for them (the totals must be
     /// counted again).
     fn every_bucket(&self) -> Option<Vec<String>> {
-        let (Some(_), Some(Ok((reader, _, _)))) = (&self.stored, &self.read) else {
+        let (Some(_), Some(Ok((policy, _, _)))) = (&self.stored, &self.read) else {
             return None;
         };
-        Some(Needed::All.fields(u64::from(reader.policy.buckets())))
+        Some(Needed::All.fields(u64::from(policy.buckets())))
     }
 }
 
@@ -197,9 +195,9 @@ impl Reading {
     fn finish(self) -> Option<Listed> {
         let info = match self.read? {
             Err(err) => Err(err),
-            Ok((reader, policies, last_seen)) => match self.snapshot {
+            Ok((_, policies, last_seen)) => match self.snapshot {
                 Some(Ok(snapshot)) => Ok(BreakerInfo {
-                    name: reader.name.clone(),
+                    name: self.name.clone(),
                     first_seen: self.first_seen,
                     last_seen,
                     policies,
@@ -238,7 +236,7 @@ fn read<T: FromRedisValue>(reply: Value, what: &str) -> Result<T, StoreError> {
 /// The breaker's policies as the registry holds them, or `None` when it has none (its keys
 /// expired: not listed). Policies that do not parse make the breaker unreadable only when
 /// none parses.
-fn policies_of(settings: &Settings, name: &str, reply: Value) -> Option<Result<Found, StoreError>> {
+fn policies_of(name: &str, reply: Value) -> Option<Result<Found, StoreError>> {
     let raw = match read::<HashMap<String, String>>(reply, "policies") {
         Ok(raw) => raw,
         Err(err) => return Some(Err(err)),
@@ -253,22 +251,7 @@ fn policies_of(settings: &Settings, name: &str, reply: Value) -> Option<Result<F
             format!("no policy of breaker {name:?} can be read"),
         )));
     };
-    Some(Ok((
-        Reader::new(settings, name, policy),
-        policies,
-        last_seen,
-    )))
-}
-
-/// The server's clock from a `TIME` reply (seconds and microseconds), in milliseconds as the
-/// script reads it.
-fn server_time(reply: Value) -> Result<Timestamp, StoreError> {
-    let [seconds, micros]: [u64; 2] = read::<Vec<u64>>(reply, "TIME")?
-        .try_into()
-        .map_err(|_| StoreError::new(StoreErrorKind::Corrupt, "TIME answered another shape"))?;
-    Ok(Timestamp::from_millis(
-        seconds.saturating_mul(1_000).saturating_add(micros / 1_000),
-    ))
+    Some(Ok((policy, policies, last_seen)))
 }
 
 impl AsyncRedisStore {
@@ -313,7 +296,7 @@ impl AsyncRedisStore {
             settings.clock.now()
         } else {
             round_trips += 1;
-            server_time(
+            stored::server_time(
                 self.command("reading the server's time", redis::cmd("TIME"))
                     .await?,
             )?
@@ -367,7 +350,7 @@ impl AsyncRedisStore {
             for (i, reading) in chunk.iter_mut().enumerate() {
                 let policies = replies.next().unwrap_or(Value::Nil);
                 let state = replies.next().unwrap_or(Value::Nil);
-                reading.read = policies_of(settings, &reading.name, policies);
+                reading.read = policies_of(&reading.name, policies);
                 let fields = reading.take_state(now, windows, state);
                 if !fields.is_empty() {
                     wanted.push((i, fields));
@@ -450,11 +433,7 @@ impl AsyncRedisStore {
             }
         };
         let mut replies = replies.into_iter();
-        reading.read = policies_of(
-            settings,
-            &reading.name,
-            replies.next().unwrap_or(Value::Nil),
-        );
+        reading.read = policies_of(&reading.name, replies.next().unwrap_or(Value::Nil));
         let mut fields = reading.take_state(now, windows, replies.next().unwrap_or(Value::Nil));
         let mut trips = 1;
         while !fields.is_empty() && trips < 3 {

@@ -220,6 +220,24 @@ pub(crate) fn decode(name: &str, fields: &[Field]) -> Result<Option<Stored>, Sto
     }))
 }
 
+/// The server's clock from a `TIME` reply (seconds and microseconds), in milliseconds as
+/// the script reads it.
+pub(crate) fn server_time(reply: redis::Value) -> Result<Timestamp, StoreError> {
+    let shape = |what: String| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("unexpected reply from redis (TIME): {what}"),
+        )
+    };
+    let parts: Vec<u64> = redis::from_redis_value(reply).map_err(|err| shape(err.to_string()))?;
+    let [seconds, micros] = parts[..] else {
+        return Err(shape(format!("{} values, not 2", parts.len())));
+    };
+    Ok(Timestamp::from_millis(
+        seconds.saturating_mul(1_000).saturating_add(micros / 1_000),
+    ))
+}
+
 /// The bucket of time `at` for `policy`.
 fn bucket_of(at: Timestamp, policy: &Policy) -> u64 {
     at.as_millis() / policy.bucket_millis().max(1)

@@ -85,6 +85,7 @@ impl Stores {
         while started.elapsed() < OUTAGE {
             let (blocking, asynchronous) = self.reach();
             refused = (refused.0 || !blocking, refused.1 || !asynchronous);
+            // Paces the calls through the outage, which stands for a rotation of OUTAGE.
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(refused, (true, true), "the outage refused both stores");
@@ -100,6 +101,7 @@ impl Stores {
                 "still refused {:?} after the credentials work again: {reached:?}",
                 mended.elapsed()
             );
+            // Polls until the RECOVERY deadline asserted above.
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -104,6 +104,7 @@ impl Pinger {
                 let _: String = redis::cmd("PING").query(&mut conn).unwrap();
                 slowest = slowest.max(started.elapsed());
                 pings += 1;
+                // Paces the pings: about one a millisecond.
                 std::thread::sleep(Duration::from_millis(1));
             }
             (slowest, pings)

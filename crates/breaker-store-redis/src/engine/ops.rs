@@ -12,12 +12,13 @@ use breaker_core::{
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
-use super::{Engine, Reader, RecordContext, RecordPlan};
+use super::{Engine, RecordContext, RecordPlan};
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
 use crate::script::{self, Op};
 use crate::settings::Settings;
+use crate::stored::{self, Needed, Stored};
 
 /// What to send.
 pub(crate) enum Request {
@@ -446,14 +447,16 @@ impl Operation for Register<'_> {
     }
 }
 
-/// Every registered breaker with its live state and the policies it was registered with;
-/// breakers whose keys have expired are pruned from the registry.
+/// Every registered breaker with its live state and the policies it was registered with, read
+/// with plain commands and decided by `stored.rs` (no script, nothing written); breakers
+/// whose keys have expired are left out.
 pub(crate) fn list(
     settings: &Settings,
 ) -> impl Operation<Output = Result<Vec<BreakerInfo>, StoreError>> + '_ {
     List {
         settings,
         names: None,
+        now: settings.inject_time.then(|| settings.clock.now()),
         current: None,
         breakers: Vec::new(),
     }
@@ -462,20 +465,25 @@ pub(crate) fn list(
 struct List<'a> {
     settings: &'a Settings,
     names: Option<VecDeque<(String, Timestamp)>>,
+    /// The store's clock, as the script would read it (the server's `TIME`, unless injected).
+    now: Option<Timestamp>,
     current: Option<Listing>,
     breakers: Vec<BreakerInfo>,
+}
+
+/// A breaker's policies, as the registry holds them.
+struct Found {
+    name: String,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    policies: Vec<breaker_core::Policy>,
 }
 
 /// Where the listing of one breaker is.
 enum Listing {
     Policies(String, Timestamp),
-    Pruned,
-    Snapshot {
-        reader: Box<Reader>,
-        first_seen: Timestamp,
-        last_seen: Timestamp,
-        policies: Vec<breaker_core::Policy>,
-    },
+    State(Found),
+    Buckets(Found, Stored),
 }
 
 impl List<'_> {
@@ -491,6 +499,36 @@ impl List<'_> {
             "reading a breaker's policies",
         ))
     }
+
+    /// Lists `found` with `snapshot`, and goes on.
+    fn listed(
+        &mut self,
+        found: Found,
+        snapshot: Snapshot,
+    ) -> Step<Result<Vec<BreakerInfo>, StoreError>> {
+        self.breakers.push(BreakerInfo {
+            name: found.name,
+            first_seen: found.first_seen,
+            last_seen: found.last_seen,
+            policies: found.policies,
+            snapshot,
+        });
+        self.next_breaker()
+    }
+
+    /// Reads `fields` of `found`'s hash, for `stored`.
+    fn read_buckets(
+        &mut self,
+        found: Found,
+        stored: Stored,
+        fields: &[String],
+    ) -> Step<Result<Vec<BreakerInfo>, StoreError>> {
+        let keys = Keys::new(&self.settings.prefix, &found.name);
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&keys.state).arg(fields);
+        self.current = Some(Listing::Buckets(found, stored));
+        Step::Ask(command(cmd, "reading a breaker's window"))
+    }
 }
 
 impl Operation for List<'_> {
@@ -498,6 +536,19 @@ impl Operation for List<'_> {
 
     fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<Self::Output> {
         let Some(reply) = reply else {
+            if self.now.is_none() {
+                return Step::Ask(command(redis::cmd("TIME"), "reading the server's time"));
+            }
+            return Step::Ask(command(
+                registry::names(&self.settings.prefix),
+                "reading the registry",
+            ));
+        };
+        let Some(now) = self.now else {
+            match reply.and_then(stored::server_time) {
+                Ok(now) => self.now = Some(now),
+                Err(err) => return Step::Done(Err(err)),
+            }
             return Step::Ask(command(
                 registry::names(&self.settings.prefix),
                 "reading the registry",
@@ -517,47 +568,64 @@ impl Operation for List<'_> {
                     Err(err) => return Step::Done(Err(err)),
                 };
                 let (policies, last_seen) = registry::parse_policies(raw);
+                if policies.is_empty() {
+                    // Its keys expired: not listed (registration prunes the registry).
+                    return self.next_breaker();
+                }
                 let keys = Keys::new(&self.settings.prefix, &name);
-                let Some(policy) = policies.first().cloned() else {
-                    self.current = Some(Listing::Pruned);
-                    return Step::Ask(command(
-                        Cmd::hdel(&keys.registry, &name),
-                        "pruning the registry",
-                    ));
-                };
-                let reader = Box::new(Reader::new(self.settings, &name, policy));
-                let call = reader.call(self.settings, Op::Snapshot);
-                self.current = Some(Listing::Snapshot {
-                    reader,
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&keys.state).arg(&stored::FIELDS[..]);
+                self.current = Some(Listing::State(Found {
+                    name,
                     first_seen,
                     last_seen,
                     policies,
-                });
-                script(call, "reading a breaker").into_step()
+                }));
+                Step::Ask(command(cmd, "reading a breaker's state"))
             }
-            Some(Listing::Pruned) => match reply {
-                Ok(_) => self.next_breaker(),
-                Err(err) => Step::Done(Err(err)),
-            },
-            Some(Listing::Snapshot {
-                reader,
-                first_seen,
-                last_seen,
-                policies,
-            }) => {
-                let snapshot = reply
-                    .and_then(|r| script::values(r, "snapshot"))
-                    .and_then(|reply| reader.snapshot(&reply));
-                match snapshot {
-                    Ok(snapshot) => {
-                        self.breakers.push(BreakerInfo {
-                            name: reader.name,
-                            first_seen,
-                            last_seen,
-                            policies,
-                            snapshot,
-                        });
-                        self.next_breaker()
+            Some(Listing::State(found)) => {
+                let decoded = read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's state")
+                    .and_then(|fields| stored::decode(&found.name, &fields));
+                let policy = found.policies[0].clone();
+                match decoded {
+                    Err(err) => Step::Done(Err(err)),
+                    Ok(None) => self.listed(found, stored::new_breaker()),
+                    Ok(Some(state)) => {
+                        let needed = state.needed(now, &policy);
+                        if needed == Needed::Nothing {
+                            return match state.snapshot(&found.name, now, &policy, &needed, &[]) {
+                                Ok(Some(snapshot)) => self.listed(found, snapshot),
+                                Ok(None) => {
+                                    let fields = Needed::All.fields(u64::from(policy.buckets()));
+                                    self.read_buckets(found, state, &fields)
+                                }
+                                Err(err) => Step::Done(Err(err)),
+                            };
+                        }
+                        let fields = needed.fields(u64::from(policy.buckets()));
+                        self.read_buckets(found, state, &fields)
+                    }
+                }
+            }
+            Some(Listing::Buckets(found, state)) => {
+                let policy = found.policies[0].clone();
+                let values = match read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's window") {
+                    Ok(values) => values,
+                    Err(err) => return Step::Done(Err(err)),
+                };
+                if values.len() >= 3 * policy.buckets() as usize {
+                    return match state.snapshot_from_all(&found.name, now, &policy, &values) {
+                        Ok(snapshot) => self.listed(found, snapshot),
+                        Err(err) => Step::Done(Err(err)),
+                    };
+                }
+                let needed = state.needed(now, &policy);
+                match state.snapshot(&found.name, now, &policy, &needed, &values) {
+                    Ok(Some(snapshot)) => self.listed(found, snapshot),
+                    // The totals must be counted again from every bucket.
+                    Ok(None) => {
+                        let fields = Needed::All.fields(u64::from(policy.buckets()));
+                        self.read_buckets(found, state, &fields)
                     }
                     Err(err) => Step::Done(Err(err)),
                 }

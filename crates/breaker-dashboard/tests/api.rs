@@ -590,7 +590,12 @@ async fn listing_reads_many_breakers_per_round_trip_and_registers_none() {
         .unwrap();
     assert_eq!(redis.script_calls(), scripts, "a listing runs no script");
     assert_eq!(listing.breakers.len(), 600);
-    assert_eq!(listing.round_trips, 1 + 1 + 1 + 1, "{}", listing.round_trips);
+    assert_eq!(
+        listing.round_trips,
+        1 + 1 + 1 + 1,
+        "{}",
+        listing.round_trips
+    );
     let seven = listing.breakers.iter().find(|b| b.name == "svc-7").unwrap();
     let info = seven.info.as_ref().unwrap();
     assert_eq!(info.snapshot.counts.calls, 4);

@@ -60,6 +60,7 @@ mod guard;
 mod metrics;
 mod router;
 mod serve;
+mod shared;
 mod store;
 
 #[cfg(feature = "redis")]
@@ -69,6 +70,6 @@ pub use breaker_core::{Bucket, HistoryEntry};
 pub use metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE, metrics};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakers;
-pub use router::Dashboard;
+pub use router::{DEFAULT_REFRESH, Dashboard};
 pub use serve::{DEFAULT_MAX_CONNECTIONS, Server};
 pub use store::{BreakerView, DashboardStore};

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use breaker_core::{Action, StoreError, StoreErrorKind};
+use breaker_core::{Action, HistoryEntry, StoreError, StoreErrorKind};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -21,7 +21,8 @@ use subtle::ConstantTimeEq;
 
 use crate::guard::{Attempts, Hosts, client_ip, same_origin};
 use crate::metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE};
-use crate::store::DashboardStore;
+use crate::shared::Latest;
+use crate::store::{BreakerView, DashboardStore};
 
 /// History entries `/api/history` answers when the request does not say.
 const DEFAULT_HISTORY: usize = 100;
@@ -45,7 +46,12 @@ pub struct Dashboard<S> {
     metrics_cap: usize,
     hosts: Hosts,
     log: Log,
+    refresh: Duration,
 }
+
+/// How long one read of the store answers every page and scrape, unless told otherwise: the
+/// page refreshes once a second.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
 
 /// Where refused requests are reported.
 type Log = Arc<dyn Fn(&str) + Send + Sync>;
@@ -68,7 +74,19 @@ impl<S: DashboardStore> Dashboard<S> {
             metrics_cap: DEFAULT_METRICS_CAP,
             hosts: Hosts::default(),
             log: Arc::new(|line: &str| tracing::warn!("{line}")),
+            refresh: DEFAULT_REFRESH,
         }
+    }
+
+    /// How long one read of the store (the listing, a history) answers every request for it
+    /// (default [`DEFAULT_REFRESH`]): every open page and every `/metrics` scrape within it
+    /// share that read, so ten viewers cost the store what one does. An operator's action
+    /// through the dashboard is shown at once (it ends the shared reads). `Duration::ZERO`
+    /// reads the store for each request.
+    #[must_use]
+    pub fn refresh(mut self, refresh: Duration) -> Dashboard<S> {
+        self.refresh = refresh;
+        self
     }
 
     /// Also answers requests whose `Host` names `host` (a name or address, with or without a
@@ -132,6 +150,8 @@ impl<S: DashboardStore> Dashboard<S> {
             hosts: self.hosts,
             log: self.log,
             attempts: Attempts::default(),
+            listing: Latest::new(self.refresh),
+            histories: Latest::new(self.refresh),
         });
         // The token is asked of POSTs only: any other method is refused with 405 before it,
         // and is no failed attempt (a browser or a crawler following the URL locks no one
@@ -175,6 +195,17 @@ struct Shared<S> {
     hosts: Hosts,
     log: Log,
     attempts: Attempts,
+    /// The latest listing, shared by the pages and scrapes that ask within a refresh.
+    listing: Latest<(), Vec<BreakerView>>,
+    /// Likewise each history asked for (by breaker, or merged, and count).
+    histories: Latest<(Option<String>, usize), Vec<HistoryEntry>>,
+}
+
+impl<S: DashboardStore> Shared<S> {
+    /// Every breaker, as the latest read shared by every page and scrape says.
+    async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
+        self.listing.get((), || self.store.breakers()).await
+    }
 }
 
 impl<S> Shared<S> {
@@ -313,14 +344,14 @@ async fn config<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Resp
 }
 
 async fn breakers<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
-    match shared.store.breakers().await {
+    match shared.breakers().await {
         Ok(views) => Json(views).into_response(),
         Err(err) => store_error(&err),
     }
 }
 
 async fn metrics<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
-    let text = crate::metrics::metrics(&shared.store, shared.metrics_cap).await;
+    let text = crate::metrics::render(&shared.breakers().await, shared.metrics_cap);
     (
         [(
             header::CONTENT_TYPE,
@@ -352,7 +383,9 @@ async fn history<S: DashboardStore>(
             format!("count must be from 1 to {MAX_HISTORY}"),
         );
     }
-    match shared.store.history(query.name.as_deref(), count).await {
+    let key = (query.name.clone(), count);
+    let read = || shared.store.history(query.name.as_deref(), count);
+    match shared.histories.get(key, read).await {
         Ok(entries) => Json(entries).into_response(),
         Err(err) => store_error(&err),
     }
@@ -406,7 +439,11 @@ async fn act<S: DashboardStore>(
         }
         Err(message) => return error(StatusCode::NOT_FOUND, message),
     };
-    match shared.store.act(&name, action).await {
+    let acted = shared.store.act(&name, action).await;
+    // The page shows the action at its next refresh, not one shared read later.
+    shared.listing.forget().await;
+    shared.histories.forget().await;
+    match acted {
         Ok(()) => Json(json!({ "name": name, "action": action.to_string() })).into_response(),
         Err(err) => store_error(&err),
     }

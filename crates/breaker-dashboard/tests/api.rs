@@ -29,9 +29,17 @@ async fn store(redis: &RedisServer, actor: &str) -> AsyncRedisStore {
     AsyncRedisStore::connect(config).await.unwrap()
 }
 
-/// Serves a dashboard of `redis` on a free loopback port; its base URL.
+/// Serves a dashboard of `redis` on a free loopback port; its base URL. These tests change
+/// the store between two requests, so each request reads the store (no shared read).
 async fn serve(redis: &RedisServer, token: Option<&str>) -> String {
-    let mut dashboard = Dashboard::new(RedisBreakers::new(store(redis, "dashboard").await));
+    serve_dashboard(
+        Dashboard::new(RedisBreakers::new(store(redis, "dashboard").await)).refresh(Duration::ZERO),
+        token,
+    )
+    .await
+}
+
+async fn serve_dashboard(mut dashboard: Dashboard<RedisBreakers>, token: Option<&str>) -> String {
     if let Some(token) = token {
         dashboard = dashboard.token(token);
     }
@@ -1114,4 +1122,73 @@ async fn past_the_cap_a_waiting_connection_makes_room_and_a_busy_one_does_not() 
     for stream in &mut busy {
         assert_eq!(read_response(stream).await, (200, "slow".to_owned()));
     }
+}
+
+/// Redis's count of commands processed so far (the `INFO` that asks counts once it is
+/// done: a difference of two counts holds the first `INFO`).
+fn commands(redis: &RedisServer) -> u64 {
+    let info = redis.command(&["INFO", "stats"]).unwrap();
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_viewers_and_a_scrape_within_a_refresh_cost_the_store_one_read() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    for i in 0..20 {
+        let breaker = app.breaker(&format!("svc-{i}"), policy(3)).await.unwrap();
+        record(&breaker, 2, 1).await;
+    }
+    // The default refresh (1 s), long enough here for every request to fall within it.
+    let dashboard = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await))
+        .refresh(Duration::from_secs(30));
+    let url = serve_dashboard(dashboard, None).await;
+    let before = commands(&redis);
+    let (status, _) = get(&format!("{url}/api/breakers")).await;
+    assert_eq!(status, StatusCode::OK);
+    let one = commands(&redis) - before - 1;
+    assert!(one > 0);
+    // Ten pages and a scrape at once, then again: no more reads of the store.
+    let before = commands(&redis);
+    let mut asked = Vec::new();
+    for i in 0..11 {
+        let path = if i == 10 { "metrics" } else { "api/breakers" };
+        let url = format!("{url}/{path}");
+        asked.push(tokio::spawn(async move {
+            reqwest::get(&url).await.unwrap().status()
+        }));
+    }
+    for status in asked {
+        assert_eq!(status.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        commands(&redis) - before - 1,
+        0,
+        "shared: one listing answered all"
+    );
+    // Ten viewers from a cold start cost what one did.
+    let cold = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await))
+        .refresh(Duration::from_secs(30));
+    let url = serve_dashboard(cold, None).await;
+    let before = commands(&redis);
+    let mut asked = Vec::new();
+    for _ in 0..10 {
+        let url = format!("{url}/api/breakers");
+        asked.push(tokio::spawn(async move {
+            reqwest::get(&url).await.unwrap().status()
+        }));
+    }
+    for status in asked {
+        assert_eq!(status.await.unwrap(), StatusCode::OK);
+    }
+    // (The first listing above also paid for its store's new connection.)
+    let ten = commands(&redis) - before - 1;
+    assert!(
+        ten <= one,
+        "ten viewers read the store once: {ten} commands, one viewer {one}"
+    );
 }

@@ -2,8 +2,10 @@
 //! on loopback, each with a few calls in its window, listed through the dashboard's router
 //! served on a loopback port and asked over HTTP, one request at a time. Reports the median
 //! and slowest of the timed requests, the answer's size, the Redis round trips of one
-//! listing (`Listing::round_trips`), and the median of the same listing read straight from
-//! the store (`AsyncRedisStore::list_many`), which says how much of the time is Redis's.
+//! listing (`Listing::round_trips`), the median of the same listing read straight from
+//! the store (`AsyncRedisStore::list_many`), which says how much of the time is Redis's,
+//! Redis's CPU per such listing (`INFO cpu` before and after), and Redis's CPU share while
+//! one page, then ten, poll the dashboard once a second as the page does.
 //!
 //! Run by `cargo xtask bench dashboard`, which reads `target/breaker-bench/dashboard.txt`.
 //! `cargo bench -p breaker-dashboard --bench listing` runs it alone; under `cargo test`
@@ -76,6 +78,51 @@ async fn fill(app: &AsyncRedisStore, from: usize, to: usize) {
     }
 }
 
+/// Redis's CPU time so far (user and system, all threads), from `INFO cpu`.
+fn redis_cpu(redis: &RedisServer) -> Duration {
+    let info = redis.command(&["INFO", "cpu"]).unwrap();
+    let seconds: f64 = info
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.trim().split_once(':')?;
+            matches!(key, "used_cpu_sys" | "used_cpu_user").then(|| value.parse::<f64>().ok())?
+        })
+        .sum();
+    Duration::from_secs_f64(seconds)
+}
+
+/// Redis's CPU share (of one core) while `viewers` pages poll `url` once a second, as the
+/// page does, for `seconds`.
+async fn viewers_cost(redis: &RedisServer, url: &str, viewers: usize, seconds: u64) -> f64 {
+    let cpu = redis_cpu(redis);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for viewer in 0..viewers {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            // Pages opened at different moments within the first second.
+            let offset = Duration::from_millis(1_000 * viewer as u64 / viewers as u64);
+            let mut next = tokio::time::Instant::now() + offset;
+            loop {
+                tokio::time::sleep_until(next).await;
+                if Instant::now() >= end {
+                    break;
+                }
+                let response = client.get(&url).send().await.unwrap();
+                assert!(response.status().is_success(), "{}", response.status());
+                let _ = response.bytes().await.unwrap();
+                next += Duration::from_secs(1);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (redis_cpu(redis) - cpu).as_secs_f64() / started.elapsed().as_secs_f64()
+}
+
 struct Figures {
     breakers: usize,
     median: Duration,
@@ -84,9 +131,20 @@ struct Figures {
     round_trips: usize,
     /// The median of the same listing read straight from the store, without HTTP or JSON.
     listing: Duration,
+    /// Redis's CPU per listing read straight from the store.
+    redis_cpu_per_listing: Duration,
+    /// Redis's CPU share while one page, then ten, poll the dashboard once a second.
+    one_viewer: f64,
+    ten_viewers: f64,
 }
 
-async fn measure(url: &str, reader: &AsyncRedisStore, breakers: usize, rounds: usize) -> Figures {
+async fn measure(
+    redis: &RedisServer,
+    url: &str,
+    reader: &AsyncRedisStore,
+    breakers: usize,
+    rounds: usize,
+) -> Figures {
     let client = reqwest::Client::new();
     let mut times = Vec::with_capacity(rounds);
     let mut bytes = 0;
@@ -108,6 +166,7 @@ async fn measure(url: &str, reader: &AsyncRedisStore, breakers: usize, rounds: u
     times.sort();
     let mut direct = Vec::with_capacity(rounds);
     let mut listing = None;
+    let cpu = redis_cpu(redis);
     for _ in 0..rounds {
         let started = Instant::now();
         let listed = reader
@@ -117,9 +176,14 @@ async fn measure(url: &str, reader: &AsyncRedisStore, breakers: usize, rounds: u
         direct.push(started.elapsed());
         listing = Some(listed);
     }
+    let redis_cpu_per_listing = (redis_cpu(redis) - cpu) / rounds as u32;
     direct.sort();
     let listing = listing.unwrap();
     assert_eq!(listing.breakers.len(), breakers);
+    // Viewers: long enough for a few refreshes each (a check under `cargo test`: one).
+    let seconds = if rounds > 1 { 6 } else { 1 };
+    let one_viewer = viewers_cost(redis, url, 1, seconds).await;
+    let ten_viewers = viewers_cost(redis, url, 10, seconds).await;
     Figures {
         breakers,
         median: times[times.len() / 2],
@@ -127,6 +191,9 @@ async fn measure(url: &str, reader: &AsyncRedisStore, breakers: usize, rounds: u
         bytes,
         round_trips: listing.round_trips,
         listing: direct[direct.len() / 2],
+        redis_cpu_per_listing,
+        one_viewer,
+        ten_viewers,
     }
 }
 
@@ -153,7 +220,7 @@ fn main() {
         for &size in sizes {
             fill(&app, registered, size).await;
             registered = size;
-            figures.push(measure(&url, &reader, size, rounds).await);
+            figures.push(measure(&redis, &url, &reader, size, rounds).await);
         }
         figures
     });
@@ -165,6 +232,21 @@ fn main() {
         let _ = writeln!(text, "breakers_{n}_bytes={}", f.bytes);
         let _ = writeln!(text, "breakers_{n}_round_trips={}", f.round_trips);
         let _ = writeln!(text, "breakers_{n}_list_many_ms={:.1}", ms(f.listing));
+        let _ = writeln!(
+            text,
+            "breakers_{n}_redis_cpu_per_listing_ms={:.2}",
+            ms(f.redis_cpu_per_listing)
+        );
+        let _ = writeln!(
+            text,
+            "breakers_{n}_one_viewer_cpu_pct={:.1}",
+            f.one_viewer * 100.0
+        );
+        let _ = writeln!(
+            text,
+            "breakers_{n}_ten_viewers_cpu_pct={:.1}",
+            f.ten_viewers * 100.0
+        );
     }
     let _ = writeln!(text, "rounds={rounds}");
     print!("{text}");

@@ -37,13 +37,28 @@ pub(super) fn start(
         Ok(runtime) if !push_clients.is_empty() => {
             let (stop, stopped) = oneshot::channel();
             let channel = format!("{}:changes", settings.prefix);
-            runtime.spawn(listen(push_clients, channel, changes.clone(), stopped));
+            // A process subscribes once it has lived long enough to profit from it: before
+            // `max_staleness` has passed, polling gives the same bound, so a short-lived
+            // process (a function that makes one call and exits) never opens the second
+            // connection or sends the SUBSCRIBE.
+            let wait = settings.max_staleness.min(LONGEST_WAIT_TO_SUBSCRIBE);
+            runtime.spawn(listen(
+                push_clients,
+                channel,
+                changes.clone(),
+                wait,
+                stopped,
+            ));
             Some(stop)
         }
         _ => None,
     };
     (changes, stop_listening)
 }
+
+/// The longest a store waits before it subscribes to pushed changes (it waits its
+/// `max_staleness` when shorter).
+const LONGEST_WAIT_TO_SUBSCRIBE: Duration = Duration::from_secs(1);
 
 /// The breakers this store made, by state key, so a change Redis pushes reaches them.
 #[derive(Default)]
@@ -116,8 +131,9 @@ impl Changes {
     }
 }
 
-/// Listens for the changes the breaker script publishes (transitions and operator actions) on
-/// `<prefix>:changes` and makes the changed breakers' caches stale, so a running process
+/// After `wait`, listens for the changes the breaker script publishes (transitions and
+/// operator actions) on `<prefix>:changes` and makes the changed breakers' caches stale
+/// (all of them when the subscription starts: changes before it were missed), so a running process
 /// follows them within milliseconds; when the connection drops, reconnects a second later to
 /// the next of `clients` (a Cluster's node may be gone for good after a failover, while any
 /// other node hears every message), and ends when the store is dropped. Polling within
@@ -126,8 +142,15 @@ async fn listen(
     clients: Vec<redis::Client>,
     channel: String,
     changes: Arc<Changes>,
+    wait: Duration,
     mut stop: oneshot::Receiver<()>,
 ) {
+    if !wait.is_zero() {
+        let pause = Box::pin(tokio::time::sleep(wait));
+        if let Either::Right(_) = future::select(pause, &mut stop).await {
+            return;
+        }
+    }
     for client in clients.iter().cycle() {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;

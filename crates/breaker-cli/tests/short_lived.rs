@@ -1,0 +1,60 @@
+//! A short-lived process (a function that starts, makes one call and exits), as `breaker run
+//! --requests 1` is: what it costs the Redis its fleet shares, counted by Redis itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use breaker_testkit::http_server::TestServer;
+use breaker_testkit::redis_server::RedisServer;
+
+/// Redis's count of connections received (the `INFO` that asks comes on a connection of its
+/// own, counted).
+fn connections(redis: &RedisServer) -> u64 {
+    let info = redis.command(&["INFO", "stats"]).unwrap();
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("total_connections_received:"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Calls of `command` since the server started (commands run inside a script included).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    redis.command_calls().get(command).copied().unwrap_or(0)
+}
+
+#[test]
+fn a_process_that_makes_one_call_uses_one_connection_and_registers_once() {
+    let backend = TestServer::start();
+    let redis = RedisServer::start();
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_breaker"))
+            .args(["run", "--url", &backend.url("/"), "--requests", "1"])
+            .args(["--store", &redis.url(), "--name", "function"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The first process makes the breaker's key.
+    run();
+    let counted = ["hsetnx", "subscribe", "evalsha", "ping"];
+    let before: Vec<u64> = counted.iter().map(|c| calls(&redis, c)).collect();
+    let opened = connections(&redis);
+    run();
+    // One connection of the process, and the one `connections` asks on: none to subscribe
+    // to pushed changes.
+    assert_eq!(connections(&redis) - opened, 2, "connections");
+    let sent: Vec<u64> = counted
+        .iter()
+        .zip(&before)
+        .map(|(command, before)| calls(&redis, command) - before)
+        .collect();
+    // Registered once (the name in the registry is the one HSETNX, which the script never
+    // sends), no SUBSCRIBE, three script calls (acquire, record, and the run's final read),
+    // and the PING with which the command checks that the store answers.
+    assert_eq!(sent, [1, 0, 3, 1], "{counted:?}");
+}

@@ -12,6 +12,9 @@ use crate::Failure;
 enum Cause {
     /// The server's certificate was signed by a CA the command does not trust.
     Untrusted,
+    /// The server's certificate is itself a CA certificate (often a self-signed one given
+    /// as `--store-ca` too), which TLS refuses as a server's.
+    CaAsServer,
     /// The server's certificate does not name the host in the address.
     NameMismatch,
     /// The server asks for a client certificate and none (or an unknown one) was given.
@@ -53,6 +56,11 @@ fn cause_of(err: &StoreError) -> Cause {
                     rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. },
                 ) => Cause::NameMismatch,
+                rustls::Error::InvalidCertificate(other)
+                    if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+                {
+                    Cause::CaAsServer
+                }
                 rustls::Error::InvalidCertificate(_) => Cause::Untrusted,
                 rustls::Error::AlertReceived(
                     rustls::AlertDescription::CertificateRequired
@@ -90,7 +98,9 @@ fn cause_of(err: &StoreError) -> Cause {
         .map(|err| err.to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    if text.contains("NotValidForName") || text.contains("not valid for name") {
+    if text.contains("CaUsedAsEndEntity") {
+        Cause::CaAsServer
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
         Cause::NameMismatch
     } else if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
         Cause::Untrusted
@@ -133,6 +143,12 @@ pub(crate) fn failure(err: StoreError) -> Failure {
              Give the CA that signed it with --store-ca FILE (or BREAKER_STORE_CA)"
                 .to_owned()
         }
+        Cause::CaAsServer => "the Redis server's TLS certificate is itself a CA certificate \
+             (basicConstraints CA:TRUE, as `openssl req -x509` makes a self-signed one by \
+             default), which TLS refuses as a server's, even when it is the one given with \
+             --store-ca: give Redis a certificate signed by a CA (and that CA with \
+             --store-ca), or make the self-signed one without CA:TRUE"
+            .to_owned(),
         Cause::NameMismatch => "the Redis server's TLS certificate does not name the host in \
              --store: connect by a name (or IP address) the certificate lists"
             .to_owned(),

@@ -2077,6 +2077,17 @@ fn a_server_certificate_from_an_unknown_ca_is_refused() {
 }
 
 #[test]
+fn a_self_signed_server_certificate_given_as_the_ca_is_named() {
+    let certs = certificates();
+    let own = RedisServer::start_tls(certs.self_signed(), certs.ca(), false, &[]);
+    let given = path(&certs.self_signed().cert);
+    fails_with(
+        &["status", "--store", &own.tls_url(), "--store-ca", given],
+        &["is itself a CA certificate"],
+    );
+}
+
+#[test]
 fn a_server_certificate_for_another_name_is_refused() {
     let certs = certificates();
     let ca = path(certs.ca());

@@ -32,6 +32,7 @@ pub struct TestCertificates {
     client: CertFiles,
     stranger: CertFiles,
     misnamed: CertFiles,
+    self_signed: CertFiles,
 }
 
 /// Distinguishes the directories of several sets made by one test process.
@@ -69,6 +70,7 @@ impl TestCertificates {
         );
         let unknown = ca("a CA nobody trusts");
         let stranger = leaf(&dir, "stranger", &loopback, Role::Server, &unknown);
+        let self_signed = self_signed_ca(&dir, &loopback);
         TestCertificates {
             dir,
             ca: ca_file,
@@ -76,6 +78,7 @@ impl TestCertificates {
             client,
             stranger,
             misnamed,
+            self_signed,
         }
     }
 
@@ -108,6 +111,13 @@ impl TestCertificates {
     pub fn misnamed(&self) -> &CertFiles {
         &self.misnamed
     }
+
+    /// A self-signed server certificate for 127.0.0.1 that is also a CA certificate
+    /// (`basicConstraints CA:TRUE`, as `openssl req -x509` makes by default): what an
+    /// operator may give a Redis and then its clients as their CA.
+    pub fn self_signed(&self) -> &CertFiles {
+        &self.self_signed
+    }
 }
 
 impl Default for TestCertificates {
@@ -135,6 +145,19 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a CA key"))
         .expect("a self-signed CA")
+}
+
+fn self_signed_ca(dir: &Path, names: &[&str]) -> CertFiles {
+    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    let mut params = CertificateParams::new(names.clone()).expect("certificate parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, &names[0]);
+    let key = KeyPair::generate().expect("a key");
+    let cert = params.self_signed(&key).expect("a self-signed certificate");
+    CertFiles {
+        cert: write(dir, "self-signed.pem", &cert.pem()),
+        key: write(dir, "self-signed.key", &key.serialize_pem()),
+    }
 }
 
 fn leaf(

@@ -2,8 +2,9 @@
 // Every name, message and detail comes from the store and may hold markup: text goes into
 // the page only through textContent and attribute setters, never as HTML.
 //
-// Built for fleets of thousands of breakers: each second the page reads the list once,
-// counts it, and updates in place only what is on screen. The table draws only the rows in
+// Built for fleets of thousands of breakers: each second the page reads the list once
+// (with windows only for a few breakers; the detail view reads its breaker's own), counts it,
+// and updates in place only what is on screen. The table draws only the rows in
 // view (a fixed row height places them), the cards view draws at most CARD_LIMIT cards, and
 // the order of names is worked out again only when the set of names changes.
 (function () {
@@ -671,11 +672,16 @@
       const name = detailName;
       const historyPath = name === null ? 'api/history?count=200'
         : 'api/history?count=50&name=' + encodeURIComponent(name);
-      const [listed, entries] = await Promise.all([getJson('api/breakers'), getJson(historyPath)]);
+      // The breaker in the detail view is read on its own too, with its window (a listing
+      // of many breakers leaves windows out).
+      const detailPath = name === null ? null : 'api/breakers?name=' + encodeURIComponent(name);
+      const [listed, entries, detail] = await Promise.all([
+        getJson('api/breakers'), getJson(historyPath), detailPath ? getJson(detailPath) : null]);
       // A later refresh (the view changed meanwhile) has the newer answer.
       if (mine !== generation) return;
       breakers = listed;
       byName = new Map(listed.map((b) => [b.name, b]));
+      for (const b of detail || []) if (byName.has(b.name)) byName.set(b.name, b);
       if (name === null) history = entries; else detailHistory = entries;
       outage(null);
       render();

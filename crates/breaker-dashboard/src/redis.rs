@@ -118,16 +118,28 @@ impl From<BreakerInfo> for BreakerView {
     }
 }
 
+/// Up to this many breakers, a listing reads their windows too (the page draws them as
+/// cards); beyond, only their states, and a breaker's window is read in its detail view.
+pub const WINDOWS_UP_TO: usize = 60;
+
 impl DashboardStore for RedisBreakers {
     async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
         let listing = self
             .store
-            .list_many(&ListRequest::all().windows(true))
+            .list_many(&ListRequest::all().windows_up_to(WINDOWS_UP_TO))
             .await?;
         // Handles are made only for actions; those of breakers gone from the registry go.
         self.handles()
             .retain(|name, _| listing.breakers.iter().any(|listed| &listed.name == name));
         Ok(listing.breakers.into_iter().map(view).collect())
+    }
+
+    async fn breaker(&self, name: &str) -> Result<Option<BreakerView>, StoreError> {
+        let listing = self
+            .store
+            .list_many(&ListRequest::names([name]).windows(true))
+            .await?;
+        Ok(listing.breakers.into_iter().map(view).next())
     }
 
     async fn history(

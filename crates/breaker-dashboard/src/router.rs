@@ -133,7 +133,7 @@ impl<S: DashboardStore> Dashboard<S> {
         self
     }
 
-    /// The router: `/` (the page), `GET /api/config`, `GET /api/breakers`,
+    /// The router: `/` (the page), `GET /api/config`, `GET /api/breakers[?name=]`,
     /// `GET /api/history?name=&count=`, `GET /metrics` and
     /// `POST /api/breakers/{name}/{action}?for=` (any other method there: `405`).
     pub fn router(self) -> Router {
@@ -152,6 +152,7 @@ impl<S: DashboardStore> Dashboard<S> {
             attempts: Attempts::default(),
             listing: Latest::new(self.refresh),
             histories: Latest::new(self.refresh),
+            details: Latest::new(self.refresh),
         });
         // The token is asked of POSTs only: any other method is refused with 405 before it,
         // and is no failed attempt (a browser or a crawler following the URL locks no one
@@ -199,6 +200,8 @@ struct Shared<S> {
     listing: Latest<(), Vec<BreakerView>>,
     /// Likewise each history asked for (by breaker, or merged, and count).
     histories: Latest<(Option<String>, usize), Vec<HistoryEntry>>,
+    /// Likewise each breaker asked for on its own, with its window.
+    details: Latest<String, Option<BreakerView>>,
 }
 
 impl<S: DashboardStore> Shared<S> {
@@ -343,8 +346,29 @@ async fn config<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Resp
     Json(json!({ "actions": shared.token.is_some() })).into_response()
 }
 
-async fn breakers<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
-    match shared.breakers().await {
+#[derive(Deserialize)]
+struct BreakersQuery {
+    name: Option<String>,
+}
+
+/// Every breaker; or with `?name=`, that one alone with its window (a list of one, or none).
+async fn breakers<S: DashboardStore>(
+    State(shared): State<Arc<Shared<S>>>,
+    query: Result<Query<BreakersQuery>, QueryRejection>,
+) -> Response {
+    let name = match query {
+        Ok(Query(query)) => query.name,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let listed = match name {
+        None => shared.breakers().await,
+        Some(name) => {
+            let read = || shared.store.breaker(&name);
+            let one = shared.details.get(name.clone(), read).await;
+            one.map(|view| view.into_iter().collect())
+        }
+    };
+    match listed {
         Ok(views) => Json(views).into_response(),
         Err(err) => store_error(&err),
     }
@@ -443,6 +467,7 @@ async fn act<S: DashboardStore>(
     // The page shows the action at its next refresh, not one shared read later.
     shared.listing.forget().await;
     shared.histories.forget().await;
+    shared.details.forget().await;
     match acted {
         Ok(()) => Json(json!({ "name": name, "action": action.to_string() })).into_response(),
         Err(err) => store_error(&err),

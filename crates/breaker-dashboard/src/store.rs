@@ -13,9 +13,22 @@ use serde::ser::{SerializeMap, Serializer};
 /// Implemented for Redis by [`RedisBreakers`](crate::RedisBreakers); a service can implement
 /// it over its own in-process breakers to show them with the same page.
 pub trait DashboardStore: Send + Sync + 'static {
-    /// Every breaker the store knows, with its live state and, where the store can tell,
-    /// its window's buckets.
+    /// Every breaker the store knows, with its live state and, where the store can tell
+    /// at little cost, its window's buckets.
     fn breakers(&self) -> impl Future<Output = Result<Vec<BreakerView>, StoreError>> + Send;
+
+    /// Breaker `name` with its live state and, where the store can tell, its window's
+    /// buckets (`None`: the store does not know it). By default, found in
+    /// [`breakers`](DashboardStore::breakers).
+    fn breaker(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BreakerView>, StoreError>> + Send {
+        async move {
+            let views = self.breakers().await?;
+            Ok(views.into_iter().find(|view| view.name == name))
+        }
+    }
 
     /// The newest `count` entries of breaker `name`'s history, or of every breaker's merged,
     /// newest first. `count` is at least 1.

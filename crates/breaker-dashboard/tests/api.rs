@@ -1192,3 +1192,36 @@ async fn ten_viewers_and_a_scrape_within_a_refresh_cost_the_store_one_read() {
         "ten viewers read the store once: {ten} commands, one viewer {one}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_fleet_is_listed_without_windows_and_a_breaker_alone_with_its_own() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let count = breaker_dashboard::WINDOWS_UP_TO + 1;
+    for i in 0..count {
+        let breaker = app.breaker(&format!("svc-{i}"), policy(3)).await.unwrap();
+        record(&breaker, 1, 1).await;
+    }
+    let url = serve(&redis, None).await;
+    let listed = breakers(&url).await;
+    assert_eq!(listed.len(), count);
+    assert!(
+        listed.iter().all(|b| b.get("buckets").is_none()),
+        "a fleet past WINDOWS_UP_TO is listed without windows"
+    );
+    let (status, one) = get(&format!("{url}/api/breakers?name=svc-7")).await;
+    assert_eq!(status, StatusCode::OK);
+    let one = one.as_array().unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["name"], "svc-7");
+    let buckets = one[0]["buckets"].as_array().expect("its window");
+    assert_eq!(
+        buckets
+            .iter()
+            .map(|b| b["failures"].as_u64().unwrap())
+            .sum::<u64>(),
+        1
+    );
+    let (status, none) = get(&format!("{url}/api/breakers?name=nobody")).await;
+    assert_eq!((status, none), (StatusCode::OK, Value::Array(vec![])));
+}

@@ -37,6 +37,7 @@ const CLUSTER_CONCURRENCY: usize = 64;
 pub struct ListRequest {
     names: Option<Vec<String>>,
     windows: bool,
+    windows_up_to: Option<usize>,
 }
 
 impl ListRequest {
@@ -50,6 +51,7 @@ impl ListRequest {
         ListRequest {
             names: Some(names.into_iter().map(Into::into).collect()),
             windows: false,
+            windows_up_to: None,
         }
     }
 
@@ -57,6 +59,16 @@ impl ListRequest {
     #[must_use]
     pub fn windows(mut self, windows: bool) -> ListRequest {
         self.windows = windows;
+        self
+    }
+
+    /// Reads the windows only when the listing holds at most `breakers` breakers: a window
+    /// costs Redis every bucket of the breaker, a page that shows a few breakers draws them,
+    /// and one of thousands shows a table.
+    #[must_use]
+    pub fn windows_up_to(mut self, breakers: usize) -> ListRequest {
+        self.windows = true;
+        self.windows_up_to = Some(breakers);
         self
     }
 }
@@ -285,6 +297,10 @@ impl AsyncRedisStore {
                 window: None,
             })
             .collect();
+        let windows = request.windows
+            && request
+                .windows_up_to
+                .is_none_or(|most| readings.len() <= most);
         if readings.is_empty() {
             return Ok(Listing {
                 breakers: Vec::new(),
@@ -302,11 +318,9 @@ impl AsyncRedisStore {
             )?
         };
         if self.is_cluster().await {
-            round_trips += self.read_each(&mut readings, now, request.windows).await;
+            round_trips += self.read_each(&mut readings, now, windows).await;
         } else {
-            round_trips += self
-                .read_pipelined(&mut readings, now, request.windows)
-                .await?;
+            round_trips += self.read_pipelined(&mut readings, now, windows).await?;
         }
         Ok(Listing {
             breakers: readings.into_iter().filter_map(Reading::finish).collect(),

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use breaker_core::{Policy, call_async};
-use breaker_dashboard::{Dashboard, RedisBreakers};
+use breaker_dashboard::{Dashboard, RedisBreakers, WINDOWS_UP_TO};
 use breaker_store_redis::{AsyncRedisStore, ListRequest, RedisConfig};
 use breaker_testkit::latency::write_figures;
 use breaker_testkit::redis_server::RedisServer;
@@ -141,6 +141,7 @@ struct Figures {
 async fn measure(
     redis: &RedisServer,
     url: &str,
+    shared_url: &str,
     reader: &AsyncRedisStore,
     breakers: usize,
     rounds: usize,
@@ -170,7 +171,7 @@ async fn measure(
     for _ in 0..rounds {
         let started = Instant::now();
         let listed = reader
-            .list_many(&ListRequest::all().windows(true))
+            .list_many(&ListRequest::all().windows_up_to(WINDOWS_UP_TO))
             .await
             .unwrap();
         direct.push(started.elapsed());
@@ -182,8 +183,8 @@ async fn measure(
     assert_eq!(listing.breakers.len(), breakers);
     // Viewers: long enough for a few refreshes each (a check under `cargo test`: one).
     let seconds = if rounds > 1 { 6 } else { 1 };
-    let one_viewer = viewers_cost(redis, url, 1, seconds).await;
-    let ten_viewers = viewers_cost(redis, url, 10, seconds).await;
+    let one_viewer = viewers_cost(redis, shared_url, 1, seconds).await;
+    let ten_viewers = viewers_cost(redis, shared_url, 10, seconds).await;
     Figures {
         breakers,
         median: times[times.len() / 2],
@@ -211,16 +212,19 @@ fn main() {
         let redis = RedisServer::start();
         let app = store(&redis, "app").await;
         let reader = store(&redis, "reader").await;
-        let dashboard = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/breakers", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, dashboard.router()).await });
+        // Timed requests each read the store (no shared read); the viewers poll a dashboard
+        // as `breaker dashboard` serves it (one read per refresh, shared).
+        let each = Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await))
+            .refresh(Duration::ZERO);
+        let url = serve(each).await;
+        let shared = Dashboard::new(RedisBreakers::new(store(&redis, "viewers").await));
+        let shared_url = serve(shared).await;
         let mut figures = Vec::new();
         let mut registered = 0;
         for &size in sizes {
             fill(&app, registered, size).await;
             registered = size;
-            figures.push(measure(&redis, &url, &reader, size, rounds).await);
+            figures.push(measure(&redis, &url, &shared_url, &reader, size, rounds).await);
         }
         figures
     });
@@ -253,6 +257,14 @@ fn main() {
     if measuring {
         write_figures("dashboard", &text);
     }
+}
+
+/// Serves `dashboard` on a loopback port: the URL of its listing.
+async fn serve(dashboard: Dashboard<RedisBreakers>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/breakers", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, dashboard.router()).await });
+    url
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -112,6 +112,8 @@ const RANDOM_TESTS: &[(&str, &str)] = &[
     ("breaker-testkit", "cas_store"),
     ("breaker-store-redis", "redis"),
     ("breaker-store-redis", "fleet"),
+    ("breaker-store-redis", "hostile"),
+    ("breaker-store-redis", "reads"),
 ];
 
 /// How many times CI's cases `soak` runs.

@@ -2168,6 +2168,52 @@ fn a_user_limited_to_the_prefix_runs_everything() {
 }
 
 #[test]
+fn a_running_dashboard_reads_again_within_seconds_of_a_password_coming_back() {
+    let server = RedisServer::start();
+    let config = |password: &str| {
+        server
+            .command(&["CONFIG", "SET", "requirepass", password])
+            .unwrap()
+    };
+    config("first");
+    let store = format!("redis://:first@127.0.0.1:{}", server.port());
+    let dashboard = DashboardProcess::start(&store, None);
+    let listing = format!("{}/api/breakers", dashboard.url);
+    assert_eq!(http_get(&listing).0, 200);
+    // The password changes and every client is cut off (the test's own commands authenticate
+    // with the password of the moment).
+    let admin = |password: &str, args: &[&str]| {
+        let url = format!("redis://:{password}@127.0.0.1:{}", server.port());
+        let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let _: redis::Value = cmd.query(&mut conn).unwrap();
+    };
+    admin("first", &["CONFIG", "SET", "requirepass", "second"]);
+    admin("second", &["CLIENT", "KILL", "TYPE", "normal"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http_get(&listing).0 == 200 {
+        assert!(Instant::now() < deadline, "the dashboard still read the store");
+        // Polls until the deadline above.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stands for the operator's 3 s between changing the password and changing it back.
+    std::thread::sleep(Duration::from_secs(3));
+    admin("second", &["CONFIG", "SET", "requirepass", "first"]);
+    let back = Instant::now();
+    while http_get(&listing).0 != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "the dashboard did not read again within 3 s of the password's return"
+        );
+        // Polls until the 3 s deadline above.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn a_wrong_password_or_a_denied_command_is_named() {
     let server = server_with_user(&["~breaker:*", "&breaker:changes", "+@all", "-evalsha"]);
     let wrong = format!("redis://app:wrong@127.0.0.1:{}", server.port());

@@ -2195,7 +2195,10 @@ fn a_running_dashboard_reads_again_within_seconds_of_a_password_coming_back() {
     admin("second", &["CLIENT", "KILL", "TYPE", "normal"]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while http_get(&listing).0 == 200 {
-        assert!(Instant::now() < deadline, "the dashboard still read the store");
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard still read the store"
+        );
         // Polls until the deadline above.
         std::thread::sleep(Duration::from_millis(100));
     }

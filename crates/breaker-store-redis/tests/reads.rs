@@ -50,11 +50,19 @@ async fn listed(store: &AsyncRedisStore, name: &str, windows: bool) -> (Snapshot
     (listed.info.expect("readable").snapshot, ran_a_script)
 }
 
-async fn scenario(policy: breaker_core::Policy, steps: &[Step]) -> Result<(), TestCaseError> {
+/// A clock, a breaker `d` that makes the calls, and a store and breaker that only read: one
+/// that never calls asks the script for the state as any process that only reads would (its
+/// ramp follows no close of its own).
+async fn fixture(
+    policy: breaker_core::Policy,
+) -> (
+    ManualClock,
+    AsyncRedisBreaker,
+    AsyncRedisStore,
+    AsyncRedisBreaker,
+) {
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let prefix = unique_prefix();
-    // One store makes the calls; another, which never calls, asks the script for the state
-    // as any process that only reads would (its ramp follows no close of its own).
     let caller: AsyncRedisBreaker = store(&prefix, &clock)
         .await
         .breaker("d", policy.clone())
@@ -62,33 +70,51 @@ async fn scenario(policy: breaker_core::Policy, steps: &[Step]) -> Result<(), Te
         .unwrap();
     let reader = store(&prefix, &clock).await;
     let script_view = reader.breaker("d", policy).await.unwrap();
-    let mut held: Vec<Permit> = Vec::new();
-    for (index, step) in steps.iter().enumerate() {
-        match step {
-            Step::Advance(ms) => clock.advance(Duration::from_millis(*ms)),
-            Step::StepBack(_) => continue,
-            Step::Acquire => {
-                if let Ok(permit) = caller.acquire().await {
-                    held.push(permit);
-                }
-            }
-            Step::Record(which, outcome) => {
-                if !held.is_empty() {
-                    let permit = held.swap_remove(which % held.len());
-                    caller.record(permit, (*outcome).into()).await;
-                }
-            }
-            Step::RecordRetryAfter(which, outcome, ms) => {
-                if !held.is_empty() {
-                    let permit = held.swap_remove(which % held.len());
-                    let report = Report::new(*outcome).with_retry_after(Duration::from_millis(*ms));
-                    caller.record(permit, report).await;
-                }
-            }
-            Step::Operate(action) => {
-                caller.operate(*action).await.unwrap();
+    (clock, caller, reader, script_view)
+}
+
+/// Takes `step` through `caller`, holding its permits in `held`.
+async fn apply(
+    clock: &ManualClock,
+    caller: &AsyncRedisBreaker,
+    held: &mut Vec<Permit>,
+    step: &Step,
+) {
+    match step {
+        Step::Advance(ms) => clock.advance(Duration::from_millis(*ms)),
+        Step::StepBack(_) => {}
+        Step::Acquire => {
+            if let Ok(permit) = caller.acquire().await {
+                held.push(permit);
             }
         }
+        Step::Record(which, outcome) => {
+            if !held.is_empty() {
+                let permit = held.swap_remove(which % held.len());
+                caller.record(permit, (*outcome).into()).await;
+            }
+        }
+        Step::RecordRetryAfter(which, outcome, ms) => {
+            if !held.is_empty() {
+                let permit = held.swap_remove(which % held.len());
+                let report = Report::new(*outcome).with_retry_after(Duration::from_millis(*ms));
+                caller.record(permit, report).await;
+            }
+        }
+        Step::Operate(action) => {
+            caller.operate(*action).await.unwrap();
+        }
+    }
+}
+
+async fn scenario(policy: breaker_core::Policy, steps: &[Step]) -> Result<(), TestCaseError> {
+    let (clock, caller, reader, script_view) = fixture(policy).await;
+    let mut held: Vec<Permit> = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        if matches!(step, Step::StepBack(_)) {
+            continue;
+        }
+        apply(&clock, &caller, &mut held, step).await;
         let windows = index % 2 == 0;
         let (plain, ran_a_script) = listed(&reader, "d", windows).await;
         prop_assert!(!ran_a_script, "the listing ran a script");
@@ -151,5 +177,56 @@ fn many_breakers_in_few_round_trips_and_no_script() {
             .filter(|b| b.info.as_ref().unwrap().snapshot.counts.failures == 1)
             .count();
         assert_eq!(failed, 500);
+    });
+}
+
+/// The ramp after a close by probes, with and without an override over it: the listing says
+/// what the script says at each step.
+#[test]
+fn the_ramp_reads_as_the_script_says_under_an_override() {
+    use breaker_core::{Action, Outcome, Override};
+    let policy = breaker_core::Policy::builder()
+        .minimum_failures(1)
+        .failure_rate(50.0)
+        .open_for(Duration::from_secs(10))
+        .ramp_up(Some(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let steps = [
+        Step::Acquire,
+        Step::Record(0, Outcome::Failure),
+        Step::Advance(10_000),
+        Step::Acquire,
+        Step::Record(0, Outcome::Success),
+        Step::Advance(5_000),
+        Step::Operate(Action::Override {
+            mode: Override::ForcedClosed,
+            duration: Some(Duration::from_secs(5)),
+        }),
+        Step::Advance(1_000),
+        Step::Operate(Action::Override {
+            mode: Override::ForcedOpen,
+            duration: None,
+        }),
+        Step::Operate(Action::Override {
+            mode: Override::Auto,
+            duration: None,
+        }),
+        Step::Advance(10_000),
+        Step::Advance(20_000),
+    ];
+    runtime().block_on(async {
+        let (clock, caller, reader, script_view) = fixture(policy).await;
+        let mut held = Vec::new();
+        let mut ramping = 0;
+        for (index, step) in steps.iter().enumerate() {
+            apply(&clock, &caller, &mut held, step).await;
+            let (plain, ran_a_script) = listed(&reader, "d", false).await;
+            assert!(!ran_a_script);
+            let by_script = script_view.snapshot().await.unwrap();
+            assert_eq!(by_script, plain, "after step {index}: {step:?}");
+            ramping += usize::from(plain.ramping_until.is_some());
+        }
+        assert!(ramping >= 2, "the ramp ran ({ramping} steps)");
     });
 }

@@ -155,7 +155,6 @@ impl Reading {
         let (Some(state), Some(Ok((policy, _, _)))) = (self.stored.take(), &self.read) else {
             return;
         };
-        let policy = policy;
         let values = match read::<Vec<Option<Vec<u8>>>>(reply, "a breaker's window") {
             Ok(values) => values,
             Err(err) => {

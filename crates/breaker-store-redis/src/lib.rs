@@ -59,7 +59,6 @@ mod listing;
 mod registry;
 mod script;
 mod settings;
-#[cfg(feature = "tokio")]
 mod stored;
 
 #[cfg(feature = "tokio")]

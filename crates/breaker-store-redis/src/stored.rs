@@ -12,7 +12,7 @@
 
 use breaker_core::store::PolicyMillis;
 use breaker_core::{
-    Bucket, Counts, Override, Policy, Snapshot, State, StoreError, StoreErrorKind, Timestamp,
+    Counts, Override, Policy, Snapshot, State, StoreError, StoreErrorKind, Timestamp,
 };
 
 /// The fields the first step reads, in this order: the packed state (`s`, `x`), the probe
@@ -410,7 +410,13 @@ fn read_bucket(name: &str, slot: &[Field]) -> Result<(u64, u64, u64), StoreError
 
 /// The live buckets at `now`, oldest first, from every slot's fields (`Needed::All`'s), as
 /// the script's `window` answers (a slot holding garbage is left out).
-pub(crate) fn window(now: Timestamp, policy: &Policy, values: &[Field]) -> Vec<Bucket> {
+#[cfg(feature = "tokio")]
+pub(crate) fn window(
+    now: Timestamp,
+    policy: &Policy,
+    values: &[Field],
+) -> Vec<breaker_core::Bucket> {
+    use breaker_core::Bucket;
     let oldest = bucket_of(now, policy).saturating_sub(u64::from(policy.buckets()));
     let width = policy.bucket_millis();
     let mut live: Vec<Bucket> = values

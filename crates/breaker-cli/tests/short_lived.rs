@@ -24,7 +24,7 @@ fn calls(redis: &RedisServer, command: &str) -> u64 {
 }
 
 #[test]
-fn a_process_that_makes_one_call_uses_one_connection_and_registers_once() {
+fn a_process_that_makes_one_call_uses_one_connection() {
     let backend = TestServer::start();
     let redis = RedisServer::start();
     let run = || {
@@ -53,8 +53,11 @@ fn a_process_that_makes_one_call_uses_one_connection_and_registers_once() {
         .zip(&before)
         .map(|(command, before)| calls(&redis, command) - before)
         .collect();
-    // Registered once (the name in the registry is the one HSETNX, which the script never
-    // sends), no SUBSCRIBE, three script calls (acquire, record, and the run's final read),
-    // and the PING with which the command checks that the store answers.
-    assert_eq!(sent, [1, 0, 3, 1], "{counted:?}");
+    // No SUBSCRIBE, three script calls (acquire, record, and the run's final read), the PING
+    // with which the command checks that the store answers, and the registration twice (the
+    // name in the registry is the one HSETNX, which the script never sends): when the
+    // breaker is made, and again once the first reply names the key's epoch, since Redis may
+    // have lost the registry between the two. Riding the registration on the script is what
+    // would bring this to one.
+    assert_eq!(sent, [2, 0, 3, 1], "{counted:?}");
 }

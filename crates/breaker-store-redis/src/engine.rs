@@ -180,7 +180,7 @@ impl Engine {
                 ),
             ));
         }
-        lock(&self.registration).follow_epoch(tail.epoch, tail.sequence);
+        lock(&self.registration).follow_epoch(tail.epoch);
         let issued = self.sent.load(Ordering::SeqCst);
         let lost = lock(&self.cache).take(sent, issued, now, tail);
         if lost.is_some() {
@@ -416,9 +416,6 @@ impl Engine {
                 let mut fresh =
                     Engine::new(&engine.name, engine.policy.clone(), engine.settings.clone());
                 fresh.listeners = listeners;
-                // The breaker was registered when it was made: the new handle does not do it
-                // again (a short-lived process registers once).
-                fresh.registration = Mutex::new(lock(&engine.registration).clone());
                 *engine = Arc::new(fresh);
             }
         }

@@ -151,7 +151,9 @@ fn self_signed_ca(dir: &Path, names: &[&str]) -> CertFiles {
     let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     let mut params = CertificateParams::new(names.clone()).expect("certificate parameters");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, &names[0]);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, &names[0]);
     let key = KeyPair::generate().expect("a key");
     let cert = params.self_signed(&key).expect("a self-signed certificate");
     CertFiles {

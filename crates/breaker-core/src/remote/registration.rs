@@ -10,7 +10,7 @@ use crate::Timestamp;
 const RETRY: Duration = Duration::from_secs(5);
 
 /// When this process last wrote the breaker into the registry, and when it should next.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Registration {
     attempted: Timestamp,
     /// `None`: due now.
@@ -42,20 +42,10 @@ impl Registration {
         self.next = Some(now.saturating_add(wait));
     }
 
-    /// A reply named the key's `epoch` and its write `sequence`: another epoch than before
-    /// makes the registration due (the key was made again: the registry may have gone with
-    /// it). The first epoch this process learns of is taken as it is when the key had been
-    /// written before (`sequence` above 1): the key outlived the registration this process
-    /// made when it started, so it needs no second one (a short-lived process registers
-    /// once). A key the reply's own step made (sequence 1) may have been lost after that
-    /// registration, so the registration is due again.
-    pub fn follow_epoch(&mut self, epoch: u64, sequence: u64) {
-        if self.epoch == epoch {
-            return;
-        }
-        let first = self.epoch == 0;
-        self.epoch = epoch;
-        if !(first && sequence > 1) {
+    /// A reply named the key's `epoch`: another one than before makes the registration due.
+    pub fn follow_epoch(&mut self, epoch: u64) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
             self.next = None;
         }
     }
@@ -79,31 +69,9 @@ mod tests {
         assert!(!registration.due(at(35_999)));
         assert!(registration.due(at(36_000)), "half the idle TTL");
         registration.went(at(36_000), true, ttl);
-        registration.follow_epoch(9, 1);
+        registration.follow_epoch(9);
         assert!(registration.due(at(36_001)), "the key was made again");
         registration.went(at(36_001), true, ttl);
         assert!(registration.due(at(100)), "the clock stepped back");
-    }
-
-    #[test]
-    fn a_key_that_outlived_the_first_registration_needs_no_second() {
-        let ttl = Duration::from_secs(60);
-        let at = Timestamp::from_millis;
-        let mut registration = Registration::default();
-        assert!(registration.due(at(1_000)));
-        registration.went(at(1_000), true, ttl);
-        // The first reply: a key written before (sequence 7).
-        registration.follow_epoch(5, 7);
-        assert!(!registration.due(at(1_001)), "registered once");
-        // Made again later: due.
-        registration.follow_epoch(6, 9);
-        assert!(registration.due(at(1_002)), "the key was made again");
-
-        // The first reply names a key its own step made: lost since the registration?
-        let mut registration = Registration::default();
-        assert!(registration.due(at(1_000)));
-        registration.went(at(1_000), true, ttl);
-        registration.follow_epoch(5, 1);
-        assert!(registration.due(at(1_001)), "registered again");
     }
 }

@@ -615,6 +615,8 @@ local function history(event, s, fields)
   for _, value in ipairs(fields or {}) do table.insert(args, value) end
   local added = redis.pcall(unpack(args))
   if type(added) == 'table' and added.err then
+    -- Any other failure (out of memory) fails the step as a failed command would.
+    if not string.find(added.err, 'WRONGTYPE', 1, true) then error(added) end
     -- The history's key holds something else than a stream: it is garbage, dropped and
     -- written again (the breaker's own state is kept).
     repaired = repaired + 1

@@ -120,10 +120,10 @@ fn probes(text: &[u8]) -> Option<Vec<u64>> {
         return None;
     }
     let mut ends = Vec::new();
-    for entry in text
-        .split(|&byte| byte == b',')
-        .filter(|entry| !entry.is_empty())
-    {
+    // As the script splits it: entries between commas, the last one possibly followed by a
+    // comma; an empty entry anywhere else is garbage.
+    let text = text.strip_suffix(b",").unwrap_or(text);
+    for entry in text.split(|&byte| byte == b',') {
         let mut parts = entry.split(|&byte| byte == b':');
         let (Some(ticket), Some(until), None) = (parts.next(), parts.next(), parts.next()) else {
             return None;
@@ -483,6 +483,8 @@ mod tests {
             ],
             [Some(good.clone()), None, Some(b"A".repeat(40_000)), None],
             [Some(good.clone()), None, Some(b"1:z".to_vec()), None],
+            [Some(good.clone()), None, Some(b"1:2,,3:4".to_vec()), None],
+            [Some(good.clone()), None, Some(b",1:2".to_vec()), None],
             [None, None, None, Some(b"0".to_vec())],
         ];
         for fields in cases {
@@ -490,6 +492,14 @@ mod tests {
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{fields:?}");
         }
         assert_eq!(decode("b", &[None, None, None, None]).unwrap(), None);
+        let probes = |pr: &[u8]| {
+            decode("b", &[Some(good.clone()), None, Some(pr.to_vec()), None])
+                .unwrap()
+                .unwrap()
+                .probes
+        };
+        assert_eq!(probes(b"1:20,2:30,"), [20, 30]);
+        assert_eq!(probes(b""), Vec::<u64>::new());
         assert_eq!(whole(&Some(b"12345678901234567".to_vec())), None);
         assert_eq!(whole(&Some(b"1e3".to_vec())), Some(1_000));
         assert_eq!(whole(&None), Some(0));

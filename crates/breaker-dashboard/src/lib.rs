@@ -69,7 +69,7 @@ mod redis;
 pub use breaker_core::{Bucket, HistoryEntry};
 pub use metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE, metrics};
 #[cfg(feature = "redis")]
-pub use redis::{RedisBreakers, WINDOWS_UP_TO};
+pub use redis::{DEFAULT_REUSE_POLICIES, RedisBreakers, WINDOWS_UP_TO};
 pub use router::{DEFAULT_REFRESH, Dashboard};
 pub use serve::{DEFAULT_MAX_CONNECTIONS, Server};
 pub use store::{BreakerView, DashboardStore};

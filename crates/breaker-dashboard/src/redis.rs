@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use breaker_core::{Action, HistoryEntry, Policy, StoreError, StoreErrorKind};
 use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, BreakerInfo, ListRequest, Listed};
@@ -22,7 +23,11 @@ use crate::store::{BreakerView, DashboardStore};
 pub struct RedisBreakers {
     store: AsyncRedisStore,
     handles: Arc<Mutex<HashMap<String, (Policy, AsyncRedisBreaker)>>>,
+    reuse_policies: Duration,
 }
+
+/// How long a listing reuses the policies an earlier one read, unless told otherwise.
+pub const DEFAULT_REUSE_POLICIES: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for RedisBreakers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -39,7 +44,19 @@ impl RedisBreakers {
         RedisBreakers {
             store,
             handles: Arc::new(Mutex::new(HashMap::new())),
+            reuse_policies: DEFAULT_REUSE_POLICIES,
         }
+    }
+
+    /// How long a listing of every breaker reuses the policies an earlier listing read
+    /// (default [`DEFAULT_REUSE_POLICIES`]): policies change rarely and are most of what a
+    /// listing reads of a breaker, so a dashboard of thousands reads them once in a while,
+    /// not at each refresh. A policy conflict, and last-seen times, show up to this late.
+    /// `Duration::ZERO` reads them at each listing.
+    #[must_use]
+    pub fn reuse_policies(mut self, fresh_for: Duration) -> RedisBreakers {
+        self.reuse_policies = fresh_for;
+        self
     }
 
     /// The store.
@@ -126,7 +143,11 @@ impl DashboardStore for RedisBreakers {
     async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
         let listing = self
             .store
-            .list_many(&ListRequest::all().windows_up_to(WINDOWS_UP_TO))
+            .list_many(
+                &ListRequest::all()
+                    .windows_up_to(WINDOWS_UP_TO)
+                    .reuse_policies(self.reuse_policies),
+            )
             .await?;
         // Handles are made only for actions; those of breakers gone from the registry go.
         self.handles()

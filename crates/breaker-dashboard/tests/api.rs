@@ -30,10 +30,14 @@ async fn store(redis: &RedisServer, actor: &str) -> AsyncRedisStore {
 }
 
 /// Serves a dashboard of `redis` on a free loopback port; its base URL. These tests change
-/// the store between two requests, so each request reads the store (no shared read).
+/// the store between two requests, so each request reads the store (no shared read, no
+/// policies reused).
 async fn serve(redis: &RedisServer, token: Option<&str>) -> String {
     serve_dashboard(
-        Dashboard::new(RedisBreakers::new(store(redis, "dashboard").await)).refresh(Duration::ZERO),
+        Dashboard::new(
+            RedisBreakers::new(store(redis, "dashboard").await).reuse_policies(Duration::ZERO),
+        )
+        .refresh(Duration::ZERO),
         token,
     )
     .await
@@ -1224,4 +1228,35 @@ async fn a_large_fleet_is_listed_without_windows_and_a_breaker_alone_with_its_ow
     );
     let (status, none) = get(&format!("{url}/api/breakers?name=nobody")).await;
     assert_eq!((status, none), (StatusCode::OK, Value::Array(vec![])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reuses_the_policies_an_earlier_one_read_for_a_while() {
+    let redis = RedisServer::start();
+    let app = store(&redis, "app").await;
+    let _search = app.breaker("search", policy(3)).await.unwrap();
+    let reused = Duration::from_millis(500);
+    let dashboard =
+        Dashboard::new(RedisBreakers::new(store(&redis, "dashboard").await).reuse_policies(reused))
+            .refresh(Duration::ZERO);
+    let url = serve_dashboard(dashboard, None).await;
+    let listed = Instant::now();
+    assert_eq!(one(&url, "search").await["policy_conflict"], false);
+    // Another process registers another policy: the next listing within the reuse still
+    // shows the policies read before, and reads no policies hash.
+    let other = store(&redis, "other app").await;
+    let _conflicting = other.breaker("search", policy(9)).await.unwrap();
+    let before = redis.command_calls().get("hgetall").copied().unwrap_or(0);
+    let view = one(&url, "search").await;
+    if listed.elapsed() < reused {
+        assert_eq!(view["policy_conflict"], false, "reused");
+        let after = redis.command_calls().get("hgetall").copied().unwrap_or(0);
+        // The registry is an HGETALL too; the breaker's policies are not read.
+        assert_eq!(after, before + 1, "no policies read");
+    }
+    // Past the reuse, read again: the conflict shows.
+    eventually(Duration::from_secs(5), "the conflict shows", || async {
+        one(&url, "search").await["policy_conflict"] == true
+    })
+    .await;
 }

@@ -154,6 +154,8 @@ struct Inner {
     settings: Settings,
     description: String,
     changes: Arc<Changes>,
+    /// Policies earlier listings read, for those that reuse them.
+    known_policies: crate::listing::KnownPolicies,
     /// Dropped with the store: ends the task that listens for changes Redis pushes.
     _stop_listening: Option<oneshot::Sender<()>>,
 }
@@ -244,6 +246,7 @@ impl AsyncRedisStore {
                 settings,
                 description,
                 changes,
+                known_policies: crate::listing::KnownPolicies::default(),
                 _stop_listening: stop_listening,
             }),
         })
@@ -359,6 +362,11 @@ impl AsyncRedisStore {
     /// The store's settings (for reads of many breakers per round trip, in `listing.rs`).
     pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The policies earlier listings read (in `listing.rs`).
+    pub(crate) fn known_policies(&self) -> &crate::listing::KnownPolicies {
+        &self.inner.known_policies
     }
 
     /// Makes `engine` hear the changes Redis pushes.

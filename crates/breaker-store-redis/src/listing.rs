@@ -10,6 +10,7 @@
 //! own, so there each breaker is read on its own, many at a time over the one connection.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use breaker_core::{Bucket, HistoryEntry, Policy, StoreError, StoreErrorKind, Timestamp};
 use futures_util::StreamExt;
@@ -38,6 +39,7 @@ pub struct ListRequest {
     names: Option<Vec<String>>,
     windows: bool,
     windows_up_to: Option<usize>,
+    reuse_policies: Duration,
 }
 
 impl ListRequest {
@@ -52,6 +54,7 @@ impl ListRequest {
             names: Some(names.into_iter().map(Into::into).collect()),
             windows: false,
             windows_up_to: None,
+            reuse_policies: Duration::ZERO,
         }
     }
 
@@ -59,6 +62,16 @@ impl ListRequest {
     #[must_use]
     pub fn windows(mut self, windows: bool) -> ListRequest {
         self.windows = windows;
+        self
+    }
+
+    /// Reuses the policies an earlier listing of this store read within `fresh_for`, instead
+    /// of reading them again: policies change rarely, and they are most of what a listing
+    /// reads (and decodes) of a breaker. A policy a process registers meanwhile (a conflict),
+    /// and last-seen times, then show up to `fresh_for` late. Default: read every time.
+    #[must_use]
+    pub fn reuse_policies(mut self, fresh_for: Duration) -> ListRequest {
+        self.reuse_policies = fresh_for;
         self
     }
 
@@ -101,6 +114,42 @@ pub struct Listed {
 /// A breaker's policies, read: the newest (what its state is read with), all of them newest
 /// first, and when a process last registered it.
 type Found = (Policy, Vec<Policy>, Timestamp);
+
+/// The policies earlier listings of a store read, by breaker name, with when: reused by
+/// listings that ask for it ([`ListRequest::reuse_policies`]). Holds only the names of the
+/// last listing that used it.
+#[derive(Default)]
+pub(crate) struct KnownPolicies(std::sync::Mutex<HashMap<String, (Instant, Found)>>);
+
+impl KnownPolicies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Found)>> {
+        // Entries are inserted and removed whole: a panic elsewhere leaves none half-made.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `name`'s policies, if read within `fresh_for`.
+    fn fresh(&self, name: &str, fresh_for: Duration) -> Option<Found> {
+        let known = self.lock();
+        let (at, found) = known.get(name)?;
+        (at.elapsed() < fresh_for).then(|| found.clone())
+    }
+
+    fn remember(&self, name: &str, found: &Found) {
+        self.lock()
+            .insert(name.to_owned(), (Instant::now(), found.clone()));
+    }
+
+    /// Forgets every name but those of `readings`.
+    fn keep_only(&self, readings: &[Reading]) {
+        let names: std::collections::HashSet<&str> = readings
+            .iter()
+            .map(|reading| reading.name.as_str())
+            .collect();
+        self.lock().retain(|name, _| names.contains(name.as_str()));
+    }
+}
 
 /// One breaker on its way through a listing.
 struct Reading {
@@ -316,10 +365,16 @@ impl AsyncRedisStore {
                     .await?,
             )?
         };
+        let reuse = request.reuse_policies;
         if self.is_cluster().await {
-            round_trips += self.read_each(&mut readings, now, windows).await;
+            round_trips += self.read_each(&mut readings, now, windows, reuse).await;
         } else {
-            round_trips += self.read_pipelined(&mut readings, now, windows).await?;
+            round_trips += self
+                .read_pipelined(&mut readings, now, windows, reuse)
+                .await?;
+        }
+        if !reuse.is_zero() && request.names.is_none() {
+            self.known_policies().keep_only(&readings);
         }
         Ok(Listing {
             breakers: readings.into_iter().filter_map(Reading::finish).collect(),
@@ -343,15 +398,19 @@ impl AsyncRedisStore {
         readings: &mut [Reading],
         now: Timestamp,
         windows: bool,
+        reuse: Duration,
     ) -> Result<usize, StoreError> {
         let settings = self.settings();
         let mut round_trips = 0;
         for chunk in readings.chunks_mut(BREAKERS_PER_TRIP) {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            for reading in chunk.iter() {
+            for reading in chunk.iter_mut() {
                 let keys = Keys::new(&settings.prefix, &reading.name);
-                pipe.hgetall(&keys.policies);
+                reading.read = self.reused_policies(&reading.name, reuse);
+                if reading.read.is_none() {
+                    pipe.hgetall(&keys.policies);
+                }
                 pipe.add_command(state_fields(&keys));
             }
             let mut replies = self
@@ -361,9 +420,11 @@ impl AsyncRedisStore {
             round_trips += 1;
             let mut wanted = Vec::new();
             for (i, reading) in chunk.iter_mut().enumerate() {
-                let policies = replies.next().unwrap_or(Value::Nil);
+                if reading.read.is_none() {
+                    let policies = replies.next().unwrap_or(Value::Nil);
+                    reading.read = self.read_policies(&reading.name, policies, reuse);
+                }
                 let state = replies.next().unwrap_or(Value::Nil);
-                reading.read = policies_of(&reading.name, policies);
                 let fields = reading.take_state(now, windows, state);
                 if !fields.is_empty() {
                     wanted.push((i, fields));
@@ -399,7 +460,13 @@ impl AsyncRedisStore {
     }
 
     /// A Cluster: each breaker on its own, many at a time. Returns the round trips.
-    async fn read_each(&self, readings: &mut [Reading], now: Timestamp, windows: bool) -> usize {
+    async fn read_each(
+        &self,
+        readings: &mut [Reading],
+        now: Timestamp,
+        windows: bool,
+        reuse: Duration,
+    ) -> usize {
         let taken: Vec<Reading> = readings
             .iter_mut()
             .map(|reading| Reading {
@@ -412,7 +479,7 @@ impl AsyncRedisStore {
             })
             .collect();
         let read = futures_util::stream::iter(taken)
-            .map(|reading| self.read_one(reading, now, windows))
+            .map(|reading| self.read_one(reading, now, windows, reuse))
             .buffered(CLUSTER_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
@@ -431,12 +498,16 @@ impl AsyncRedisStore {
         mut reading: Reading,
         now: Timestamp,
         windows: bool,
+        reuse: Duration,
     ) -> (Reading, usize) {
         let settings = self.settings();
         let keys = Keys::new(&settings.prefix, &reading.name);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        pipe.hgetall(&keys.policies);
+        reading.read = self.reused_policies(&reading.name, reuse);
+        if reading.read.is_none() {
+            pipe.hgetall(&keys.policies);
+        }
         pipe.add_command(state_fields(&keys));
         let replies = match self.pipeline("reading a breaker", pipe).await {
             Ok(replies) => replies,
@@ -446,7 +517,10 @@ impl AsyncRedisStore {
             }
         };
         let mut replies = replies.into_iter();
-        reading.read = policies_of(&reading.name, replies.next().unwrap_or(Value::Nil));
+        if reading.read.is_none() {
+            let policies = replies.next().unwrap_or(Value::Nil);
+            reading.read = self.read_policies(&reading.name, policies, reuse);
+        }
         let mut fields = reading.take_state(now, windows, replies.next().unwrap_or(Value::Nil));
         let mut trips = 1;
         while !fields.is_empty() && trips < 3 {
@@ -464,6 +538,28 @@ impl AsyncRedisStore {
             fields = reading.every_bucket().unwrap_or_default();
         }
         (reading, trips)
+    }
+
+    /// `name`'s policies as an earlier listing read them, when `reuse` allows.
+    fn reused_policies(&self, name: &str, reuse: Duration) -> Option<Result<Found, StoreError>> {
+        if reuse.is_zero() {
+            return None;
+        }
+        self.known_policies().fresh(name, reuse).map(Ok)
+    }
+
+    /// `name`'s policies from `reply`, kept for later listings when `reuse` asks.
+    fn read_policies(
+        &self,
+        name: &str,
+        reply: Value,
+        reuse: Duration,
+    ) -> Option<Result<Found, StoreError>> {
+        let read = policies_of(name, reply);
+        if let (Some(Ok(found)), false) = (&read, reuse.is_zero()) {
+            self.known_policies().remember(name, found);
+        }
+        read
     }
 
     /// Sends one command.

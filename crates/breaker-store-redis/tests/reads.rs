@@ -25,10 +25,6 @@ fn unique_prefix() -> String {
     format!("reads{}", NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
-async fn store(prefix: &str, clock: &ManualClock) -> AsyncRedisStore {
-    store_at(server(), prefix, clock).await
-}
-
 async fn store_at(server: &RedisServer, prefix: &str, clock: &ManualClock) -> AsyncRedisStore {
     let config = RedisConfig::standalone(server.url())
         .prefix(prefix)
@@ -39,21 +35,28 @@ async fn store_at(server: &RedisServer, prefix: &str, clock: &ManualClock) -> As
 }
 
 /// The listing's snapshot of breaker `name`, and whether the listing ran a script.
-async fn listed(store: &AsyncRedisStore, name: &str, windows: bool) -> (Snapshot, bool) {
-    let scripts = server().script_calls();
+async fn listed(
+    server: &RedisServer,
+    store: &AsyncRedisStore,
+    name: &str,
+    windows: bool,
+) -> (Snapshot, bool) {
+    let scripts = server.script_calls();
     let listing = store
         .list_many(&ListRequest::names([name]).windows(windows))
         .await
         .unwrap();
-    let ran_a_script = server().script_calls() != scripts;
+    let ran_a_script = server.script_calls() != scripts;
     let listed = listing.breakers.into_iter().next().expect("listed");
     (listed.info.expect("readable").snapshot, ran_a_script)
 }
 
-/// A clock, a breaker `d` that makes the calls, and a store and breaker that only read: one
-/// that never calls asks the script for the state as any process that only reads would (its
-/// ramp follows no close of its own).
+/// A clock, a breaker `d` on `server` that makes the calls, and a store and breaker that only
+/// read: one that never calls asks the script for the state as any process that only reads
+/// would (its ramp follows no close of its own). Each test counts the scripts its server
+/// runs, so tests that run at once use servers of their own.
 async fn fixture(
+    server: &RedisServer,
     policy: breaker_core::Policy,
 ) -> (
     ManualClock,
@@ -63,12 +66,12 @@ async fn fixture(
 ) {
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let prefix = unique_prefix();
-    let caller: AsyncRedisBreaker = store(&prefix, &clock)
+    let caller: AsyncRedisBreaker = store_at(server, &prefix, &clock)
         .await
         .breaker("d", policy.clone())
         .await
         .unwrap();
-    let reader = store(&prefix, &clock).await;
+    let reader = store_at(server, &prefix, &clock).await;
     let script_view = reader.breaker("d", policy).await.unwrap();
     (clock, caller, reader, script_view)
 }
@@ -108,7 +111,7 @@ async fn apply(
 }
 
 async fn scenario(policy: breaker_core::Policy, steps: &[Step]) -> Result<(), TestCaseError> {
-    let (clock, caller, reader, script_view) = fixture(policy).await;
+    let (clock, caller, reader, script_view) = fixture(server(), policy).await;
     let mut held: Vec<Permit> = Vec::new();
     for (index, step) in steps.iter().enumerate() {
         if matches!(step, Step::StepBack(_)) {
@@ -116,7 +119,7 @@ async fn scenario(policy: breaker_core::Policy, steps: &[Step]) -> Result<(), Te
         }
         apply(&clock, &caller, &mut held, step).await;
         let windows = index % 2 == 0;
-        let (plain, ran_a_script) = listed(&reader, "d", windows).await;
+        let (plain, ran_a_script) = listed(server(), &reader, "d", windows).await;
         prop_assert!(!ran_a_script, "the listing ran a script");
         let by_script = script_view.snapshot().await.unwrap();
         prop_assert_eq!(
@@ -215,13 +218,15 @@ fn the_ramp_reads_as_the_script_says_under_an_override() {
         Step::Advance(10_000),
         Step::Advance(20_000),
     ];
+    // A server of its own: the random test counts the scripts its server runs.
+    let server = RedisServer::start();
     runtime().block_on(async {
-        let (clock, caller, reader, script_view) = fixture(policy).await;
+        let (clock, caller, reader, script_view) = fixture(&server, policy).await;
         let mut held = Vec::new();
         let mut ramping = 0;
         for (index, step) in steps.iter().enumerate() {
             apply(&clock, &caller, &mut held, step).await;
-            let (plain, ran_a_script) = listed(&reader, "d", false).await;
+            let (plain, ran_a_script) = listed(&server, &reader, "d", false).await;
             assert!(!ran_a_script);
             let by_script = script_view.snapshot().await.unwrap();
             assert_eq!(by_script, plain, "after step {index}: {step:?}");

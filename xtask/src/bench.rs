@@ -744,9 +744,10 @@ fn dashboard() -> Result {
          warm-up requests, then {} timed ones, each reading the store (a dashboard made with \
          `refresh(Duration::ZERO)`). A listing runs no script: plain reads of each \
          breaker's policies and state, and its window's buckets only up to `WINDOWS_UP_TO` \
-         (60) breakers, as the dashboard asks (so 500 and 5,000 are listed without windows; \
-         a breaker's window is read in its detail view). Round trips: `Listing::round_trips` \
-         of one such listing.\n",
+         (60) breakers, and reusing the policies an earlier listing read within 10 s, as the \
+         dashboard asks (so 500 and 5,000 are listed without windows, a breaker's window is \
+         read in its detail view, and after the first listing each breaker costs one \
+         command). Round trips: `Listing::round_trips` of one such listing.\n",
         3,
         figures.text("rounds")?
     );

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use breaker_core::{Policy, call_async};
-use breaker_dashboard::{Dashboard, RedisBreakers, WINDOWS_UP_TO};
+use breaker_dashboard::{DEFAULT_REUSE_POLICIES, Dashboard, RedisBreakers, WINDOWS_UP_TO};
 use breaker_store_redis::{AsyncRedisStore, ListRequest, RedisConfig};
 use breaker_testkit::latency::write_figures;
 use breaker_testkit::redis_server::RedisServer;
@@ -171,7 +171,11 @@ async fn measure(
     for _ in 0..rounds {
         let started = Instant::now();
         let listed = reader
-            .list_many(&ListRequest::all().windows_up_to(WINDOWS_UP_TO))
+            .list_many(
+                &ListRequest::all()
+                    .windows_up_to(WINDOWS_UP_TO)
+                    .reuse_policies(DEFAULT_REUSE_POLICIES),
+            )
             .await
             .unwrap();
         direct.push(started.elapsed());

@@ -155,7 +155,7 @@ struct Inner {
     description: String,
     changes: Arc<Changes>,
     /// Policies earlier listings read, for those that reuse them.
-    known_policies: crate::listing::KnownPolicies,
+    known_policies: crate::registry::KnownPolicies,
     /// Dropped with the store: ends the task that listens for changes Redis pushes.
     _stop_listening: Option<oneshot::Sender<()>>,
 }
@@ -246,7 +246,7 @@ impl AsyncRedisStore {
                 settings,
                 description,
                 changes,
-                known_policies: crate::listing::KnownPolicies::default(),
+                known_policies: crate::registry::KnownPolicies::default(),
                 _stop_listening: stop_listening,
             }),
         })
@@ -365,7 +365,7 @@ impl AsyncRedisStore {
     }
 
     /// The policies earlier listings read (in `listing.rs`).
-    pub(crate) fn known_policies(&self) -> &crate::listing::KnownPolicies {
+    pub(crate) fn known_policies(&self) -> &crate::registry::KnownPolicies {
         &self.inner.known_policies
     }
 

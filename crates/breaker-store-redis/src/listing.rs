@@ -10,9 +10,9 @@
 //! own, so there each breaker is read on its own, many at a time over the one connection.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use breaker_core::{Bucket, HistoryEntry, Policy, StoreError, StoreErrorKind, Timestamp};
+use breaker_core::{Bucket, HistoryEntry, StoreError, StoreErrorKind, Timestamp};
 use futures_util::StreamExt;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
 
@@ -20,7 +20,7 @@ use crate::asynchronous::{AsyncRedisStore, Connection};
 use crate::error::store_error;
 use crate::history;
 use crate::keys::Keys;
-use crate::registry::{self, BreakerInfo};
+use crate::registry::{self, BreakerInfo, Found};
 use crate::stored::{self, Needed, Stored};
 
 /// Breakers whose policies and state one pipeline reads (and then their buckets): each
@@ -109,46 +109,6 @@ pub struct Listed {
     pub info: Result<BreakerInfo, StoreError>,
     /// Its window's live buckets, oldest first, when asked for and readable.
     pub window: Option<Vec<Bucket>>,
-}
-
-/// A breaker's policies, read: the newest (what its state is read with), all of them newest
-/// first, and when a process last registered it.
-type Found = (Policy, Vec<Policy>, Timestamp);
-
-/// The policies earlier listings of a store read, by breaker name, with when: reused by
-/// listings that ask for it ([`ListRequest::reuse_policies`]). Holds only the names of the
-/// last listing that used it.
-#[derive(Default)]
-pub(crate) struct KnownPolicies(std::sync::Mutex<HashMap<String, (Instant, Found)>>);
-
-impl KnownPolicies {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Found)>> {
-        // Entries are inserted and removed whole: a panic elsewhere leaves none half-made.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// `name`'s policies, if read within `fresh_for`.
-    fn fresh(&self, name: &str, fresh_for: Duration) -> Option<Found> {
-        let known = self.lock();
-        let (at, found) = known.get(name)?;
-        (at.elapsed() < fresh_for).then(|| found.clone())
-    }
-
-    fn remember(&self, name: &str, found: &Found) {
-        self.lock()
-            .insert(name.to_owned(), (Instant::now(), found.clone()));
-    }
-
-    /// Forgets every name but those of `readings`.
-    fn keep_only(&self, readings: &[Reading]) {
-        let names: std::collections::HashSet<&str> = readings
-            .iter()
-            .map(|reading| reading.name.as_str())
-            .collect();
-        self.lock().retain(|name, _| names.contains(name.as_str()));
-    }
 }
 
 /// One breaker on its way through a listing.
@@ -374,7 +334,8 @@ impl AsyncRedisStore {
                 .await?;
         }
         if !reuse.is_zero() && request.names.is_none() {
-            self.known_policies().keep_only(&readings);
+            self.known_policies()
+                .keep_only(readings.iter().map(|reading| reading.name.as_str()));
         }
         Ok(Listing {
             breakers: readings.into_iter().filter_map(Reading::finish).collect(),

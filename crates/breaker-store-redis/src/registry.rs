@@ -33,6 +33,43 @@ impl BreakerInfo {
     }
 }
 
+/// A breaker's policies, read: the newest (what its state is read with), all of them newest
+/// first, and when a process last registered it.
+pub(crate) type Found = (Policy, Vec<Policy>, Timestamp);
+
+/// The policies earlier listings of a store read, by breaker name, with when: reused by
+/// listings that ask for it ([`ListRequest::reuse_policies`]). Holds only the names of the
+/// last listing that used it.
+#[derive(Default)]
+pub(crate) struct KnownPolicies(std::sync::Mutex<HashMap<String, (std::time::Instant, Found)>>);
+
+impl KnownPolicies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, Found)>> {
+        // Entries are inserted and removed whole: a panic elsewhere leaves none half-made.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `name`'s policies, if read within `fresh_for`.
+    pub(crate) fn fresh(&self, name: &str, fresh_for: std::time::Duration) -> Option<Found> {
+        let known = self.lock();
+        let (at, found) = known.get(name)?;
+        (at.elapsed() < fresh_for).then(|| found.clone())
+    }
+
+    pub(crate) fn remember(&self, name: &str, found: &Found) {
+        self.lock()
+            .insert(name.to_owned(), (std::time::Instant::now(), found.clone()));
+    }
+
+    /// Forgets every name but `names`.
+    pub(crate) fn keep_only<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let names: std::collections::HashSet<&str> = names.collect();
+        self.lock().retain(|name, _| names.contains(name.as_str()));
+    }
+}
+
 /// Registration: the name in the registry (first-seen kept), the policy in the breaker's
 /// policies hash, both with a TTL that only ever grows. Plain commands, one key each: in a Cluster the registry
 /// and the breaker live in different slots, and the blocking cluster client has no pipelines.

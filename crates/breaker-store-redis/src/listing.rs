@@ -136,7 +136,9 @@ impl Reading {
             Err(err) => self.snapshot = Some(Err(err)),
             Ok(None) => {
                 self.snapshot = Some(Ok(stored::new_breaker()));
-                self.window = Some(Vec::new());
+                if windows {
+                    self.window = Some(Vec::new());
+                }
             }
             Ok(Some(state)) => {
                 let needed = if windows {

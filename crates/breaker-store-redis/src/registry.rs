@@ -35,14 +35,17 @@ impl BreakerInfo {
 
 /// A breaker's policies, read: the newest (what its state is read with), all of them newest
 /// first, and when a process last registered it.
+#[cfg(feature = "tokio")]
 pub(crate) type Found = (Policy, Vec<Policy>, Timestamp);
 
 /// The policies earlier listings of a store read, by breaker name, with when: reused by
 /// listings that ask for it ([`ListRequest::reuse_policies`]). Holds only the names of the
 /// last listing that used it.
+#[cfg(feature = "tokio")]
 #[derive(Default)]
 pub(crate) struct KnownPolicies(std::sync::Mutex<HashMap<String, (std::time::Instant, Found)>>);
 
+#[cfg(feature = "tokio")]
 impl KnownPolicies {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, Found)>> {
         // Entries are inserted and removed whole: a panic elsewhere leaves none half-made.

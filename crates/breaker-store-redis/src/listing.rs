@@ -173,18 +173,15 @@ impl Reading {
                 return;
             }
         };
-        // Fewer buckets than the window's left it (see `Stored::needed`).
-        if values.len() < 3 * policy.buckets() as usize {
-            let needed = state.needed(now, policy);
-            match state.snapshot(&self.name, now, policy, &needed, &values) {
-                Ok(Some(snapshot)) => self.snapshot = Some(Ok(snapshot)),
-                Ok(None) => self.stored = Some(state),
-                Err(err) => self.snapshot = Some(Err(err)),
+        match state.snapshot_from_buckets(&self.name, now, policy, &values) {
+            Ok(Some(snapshot)) => self.snapshot = Some(Ok(snapshot)),
+            Ok(None) => {
+                self.stored = Some(state);
+                return;
             }
-            return;
+            Err(err) => self.snapshot = Some(Err(err)),
         }
-        self.snapshot = Some(state.snapshot_from_all(&self.name, now, policy, &values));
-        if windows {
+        if windows && values.len() >= 3 * policy.buckets() as usize {
             self.window = Some(stored::window(now, policy, &values));
         }
     }

@@ -397,6 +397,25 @@ impl Stored {
     }
 }
 
+impl Stored {
+    /// The snapshot at `now` from the values of the bucket fields [`Stored::needed`] named
+    /// (the buckets that left the window) or of every bucket; `None` when the totals must be
+    /// counted again, from every bucket (read them, then call again).
+    pub(crate) fn snapshot_from_buckets(
+        &self,
+        name: &str,
+        now: Timestamp,
+        policy: &Policy,
+        values: &[Field],
+    ) -> Result<Option<Snapshot>, StoreError> {
+        // Fewer buckets than the window's left it since the last write.
+        if values.len() < 3 * policy.buckets() as usize {
+            return self.snapshot(name, now, policy, &self.needed(now, policy), values);
+        }
+        self.snapshot_from_all(name, now, policy, values).map(Some)
+    }
+}
+
 /// One slot's tag, calls and failures; garbage makes the breaker unreadable.
 fn read_bucket(name: &str, slot: &[Field]) -> Result<(u64, u64, u64), StoreError> {
     let [t, c, f] = slot else {

@@ -613,14 +613,7 @@ impl Operation for List<'_> {
                     Ok(values) => values,
                     Err(err) => return Step::Done(Err(err)),
                 };
-                if values.len() >= 3 * policy.buckets() as usize {
-                    return match state.snapshot_from_all(&found.name, now, &policy, &values) {
-                        Ok(snapshot) => self.listed(found, snapshot),
-                        Err(err) => Step::Done(Err(err)),
-                    };
-                }
-                let needed = state.needed(now, &policy);
-                match state.snapshot(&found.name, now, &policy, &needed, &values) {
+                match state.snapshot_from_buckets(&found.name, now, &policy, &values) {
                     Ok(Some(snapshot)) => self.listed(found, snapshot),
                     // The totals must be counted again from every bucket.
                     Ok(None) => {

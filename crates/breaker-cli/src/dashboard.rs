@@ -89,7 +89,7 @@ async fn store_answers(breakers: &RedisBreakers) -> Result<(), Failure> {
 }
 
 async fn connect(store: &StoreArgs, actor_name: &str) -> Result<AsyncRedisStore, Failure> {
-    let config = store_config(store_addresses(store)?, &store.prefix, &store.tls)?
+    let config = store_config(store_addresses(store)?, &store.prefix, &store.access)?
         .actor(actor(actor_name))
         // A listing of thousands of breakers takes several pipelines, each answered within
         // this; an operator's page can wait longer than a call on the hot path.

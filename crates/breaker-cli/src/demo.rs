@@ -14,7 +14,7 @@ use breaker_store_memory::MemoryStore;
 use clap::Args;
 
 use crate::backend::{Backend, Script};
-use crate::operate::{TlsArgs, connect, store_failure};
+use crate::operate::{AccessArgs, connect, store_failure};
 use crate::run::{Recording, state_after};
 use crate::{Failure, PolicyArgs, parse_duration};
 
@@ -323,7 +323,7 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), Failure> {
             let store = connect(
                 std::slice::from_ref(url),
                 "breaker",
-                &TlsArgs::default(),
+                &AccessArgs::default(),
                 None,
                 args.batch,
             )

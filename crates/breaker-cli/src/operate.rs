@@ -20,7 +20,7 @@ A Cluster: --store once per node (--store redis://10.0.0.1:7000 --store redis://
 or redis+cluster://[user:password@]host:port[,host:port...].
 Sentinel: redis+sentinel://[user:password@]host:port[,host:port...]/MASTER (the Sentinels' \
 addresses, port 26379 by default, then the master's name; the user and password are the \
-Sentinels').
+Sentinels'; a master's own go in --store-master-password and --store-master-user).
 rediss+cluster:// and rediss+sentinel:// use TLS. Percent-encode #, /, ? and @ in a password \
 (%23, %2F, %3F, %40)."
     };
@@ -33,9 +33,10 @@ const STORE_HELP: &str = concat!(
     store_syntax!()
 );
 
-/// TLS settings for a `rediss://` store beyond its address.
+/// How to reach the store beyond its address: TLS settings for `rediss://`, and the
+/// credentials of a master behind Sentinels.
 #[derive(Debug, Clone, Default, Args)]
-pub(crate) struct TlsArgs {
+pub(crate) struct AccessArgs {
     /// Trust this CA (a PEM file) for the store's TLS certificate, instead of the public
     /// CAs: for a Redis whose certificate a private CA signed.
     #[arg(long = "store-ca", env = "BREAKER_STORE_CA", value_name = "FILE")]
@@ -57,9 +58,27 @@ pub(crate) struct TlsArgs {
         requires = "cert"
     )]
     key: Option<PathBuf>,
+    /// The password of the master behind `redis+sentinel://` Sentinels (the address's
+    /// password is the Sentinels').
+    // The environment's value is never shown in `--help`: it is a password.
+    #[arg(
+        long = "store-master-password",
+        env = "BREAKER_STORE_MASTER_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    master_password: Option<String>,
+    /// The ACL user of the master behind Sentinels; needs --store-master-password.
+    #[arg(
+        long = "store-master-user",
+        env = "BREAKER_STORE_MASTER_USER",
+        value_name = "USER",
+        requires = "master_password"
+    )]
+    master_user: Option<String>,
 }
 
-impl TlsArgs {
+impl AccessArgs {
     /// `config` with these settings.
     fn apply(&self, mut config: RedisConfig) -> RedisConfig {
         if let Some(ca) = &self.ca {
@@ -67,6 +86,12 @@ impl TlsArgs {
         }
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             config = config.tls_client_cert_files(cert, key);
+        }
+        if let Some(password) = &self.master_password {
+            config = config.master_password(password);
+        }
+        if let Some(user) = &self.master_user {
+            config = config.master_username(user);
         }
         config
     }
@@ -90,7 +115,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, default_value = "breaker")]
     pub(crate) prefix: String,
     #[command(flatten)]
-    pub(crate) tls: TlsArgs,
+    pub(crate) access: AccessArgs,
 }
 
 /// `status`.
@@ -160,9 +185,9 @@ pub(crate) struct HistoryArgs {
 pub(crate) fn store_config(
     addresses: &[String],
     prefix: &str,
-    tls: &TlsArgs,
+    access: &AccessArgs,
 ) -> Result<RedisConfig, Failure> {
-    let config = tls.apply(
+    let config = access.apply(
         RedisConfig::from_addresses(addresses)
             .map_err(store_failure)?
             .prefix(prefix)
@@ -186,11 +211,11 @@ pub(crate) fn actor(role: &str) -> String {
 pub(crate) async fn connect(
     addresses: &[String],
     prefix: &str,
-    tls: &TlsArgs,
+    access: &AccessArgs,
     max_staleness: Option<Duration>,
     batch: Option<Duration>,
 ) -> Result<AsyncRedisStore, Failure> {
-    let mut config = store_config(addresses, prefix, tls)?;
+    let mut config = store_config(addresses, prefix, access)?;
     if let Some(staleness) = max_staleness {
         config = config.max_staleness(staleness);
     }
@@ -245,13 +270,20 @@ pub(crate) fn store_addresses(args: &StoreArgs) -> Result<&[String], Failure> {
 }
 
 async fn store_of(args: &StoreArgs) -> Result<AsyncRedisStore, Failure> {
-    connect(store_addresses(args)?, &args.prefix, &args.tls, None, None).await
+    connect(
+        store_addresses(args)?,
+        &args.prefix,
+        &args.access,
+        None,
+        None,
+    )
+    .await
 }
 
 /// Applies `action` to breaker `name` as the dashboard does, recorded as asked by this user.
 async fn act(args: &StoreArgs, name: &str, action: Action) -> Result<(), Failure> {
     let addresses = store_addresses(args)?;
-    let config = store_config(addresses, &args.prefix, &args.tls)?.actor(actor("breaker"));
+    let config = store_config(addresses, &args.prefix, &args.access)?.actor(actor("breaker"));
     let breakers = RedisBreakers::new(open(config, addresses).await?);
     breakers
         .act(name, action)

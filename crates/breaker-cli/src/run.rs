@@ -16,7 +16,7 @@ use breaker_store_redis::AsyncRedisBreaker;
 use clap::Args;
 use serde_json::json;
 
-use crate::operate::{TlsArgs, connect, store_failure};
+use crate::operate::{AccessArgs, connect, store_failure};
 use crate::{Failure, PolicyArgs, parse_duration};
 
 /// `run`.
@@ -49,7 +49,7 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "breaker")]
     prefix: String,
     #[command(flatten)]
-    tls: TlsArgs,
+    access: AccessArgs,
     /// How long the state from Redis may answer the pre-call check (0s: ask every time).
     #[arg(long, value_parser = parse_duration)]
     max_staleness: Option<Duration>,
@@ -496,7 +496,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
     let store = connect(
         &args.store,
         &args.prefix,
-        &args.tls,
+        &args.access,
         args.max_staleness,
         args.batch,
     )

@@ -1791,10 +1791,18 @@ fn operate_through(store: &[&str], name: &str) {
 #[test]
 fn every_command_reaches_a_sentinel_deployment() {
     let deployment = RedisSentinel::start();
+    // The master asks for a password of its own; the Sentinels ask for none.
+    deployment.require_master_password("m4ster");
     let address = deployment.address();
-    operate_through(&["--store", &address], "through-sentinel");
+    operate_through(
+        &["--store", &address, "--store-master-password", "m4ster"],
+        "through-sentinel",
+    );
     // The state lives on the primary the Sentinels name.
-    let info = deployment.primary().command(&["INFO", "keyspace"]).unwrap();
+    let info = deployment
+        .primary()
+        .command_with_password("m4ster", &["INFO", "keyspace"])
+        .unwrap();
     assert!(info.contains("db0:keys="), "no keys on the primary: {info}");
 }
 

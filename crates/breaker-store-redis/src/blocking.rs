@@ -15,7 +15,7 @@ use redis::{ConnectionLike, RedisError, RedisResult};
 use crate::config::{Deployment, RedisConfig};
 use crate::engine::Engine;
 use crate::engine::ops::{self, Ask, Operation, Request, Run};
-use crate::error::{config_error, store_error};
+use crate::error::{config_error, sentinel_hint, store_error};
 use crate::handle::breaker_handle;
 use crate::registry::BreakerInfo;
 use crate::settings::Settings;
@@ -175,9 +175,11 @@ impl BlockingRedisStore {
         let timeout = self.inner.settings.timeout;
         let started = Instant::now();
         let mut conn = self.inner.pool.get_timeout(timeout).map_err(|err| {
+            let text = err.to_string();
+            let hint = sentinel_hint(&text);
             StoreError::new(
                 StoreErrorKind::Unavailable,
-                format!("no connection to redis within {timeout:?} ({what}): {err}"),
+                format!("no connection to redis within {timeout:?} ({what}): {text}{hint}"),
             )
         })?;
         let remaining = timeout

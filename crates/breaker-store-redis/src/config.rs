@@ -51,6 +51,14 @@ pub struct RedisConfig {
     pub(crate) push: bool,
     tls: Tls,
     reporter: String,
+    master_auth: MasterAuth,
+}
+
+/// The credentials of the master that Sentinels name, when it asks for them. Never shown.
+#[derive(Clone, Default)]
+struct MasterAuth {
+    username: Option<String>,
+    password: Option<String>,
 }
 
 /// PEM text, or the file that holds it (read when the store connects). Only a build with
@@ -120,6 +128,7 @@ impl RedisConfig {
             push: true,
             tls: Tls::default(),
             reporter: random_reporter(),
+            master_auth: MasterAuth::default(),
         }
     }
 
@@ -305,6 +314,34 @@ impl RedisConfig {
         self
     }
 
+    /// The password of the master that Sentinels name, and of its replicas, which become
+    /// the master after a failover: for a master with `requirepass` or an ACL user. The
+    /// password in a `redis+sentinel://` address is the Sentinels' own, not the master's.
+    /// Only a Sentinel deployment takes it ([`RedisConfig::check`] refuses it otherwise).
+    ///
+    /// ```
+    /// use breaker_store_redis::RedisConfig;
+    ///
+    /// let config = RedisConfig::sentinel(["redis://s1:26379"], "mymaster")
+    ///     .master_username("app")
+    ///     .master_password("s3cret");
+    /// config.check().unwrap();
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    /// ```
+    #[must_use]
+    pub fn master_password(mut self, password: impl Into<String>) -> RedisConfig {
+        self.master_auth.password = Some(password.into());
+        self
+    }
+
+    /// The ACL user of the master that Sentinels name (with
+    /// [`RedisConfig::master_password`]); the default user if not given.
+    #[must_use]
+    pub fn master_username(mut self, username: impl Into<String>) -> RedisConfig {
+        self.master_auth.username = Some(username.into());
+        self
+    }
+
     /// Trusts the certificate authorities in this PEM file (one certificate or more) for
     /// TLS (`rediss://`), instead of the default roots (the public CAs of webpki-roots): for
     /// a Redis whose certificate a private CA signed. The file is read when the store
@@ -435,6 +472,22 @@ impl RedisConfig {
     /// operator's tool calls it to refuse a bad configuration before anything else.
     pub fn check(&self) -> Result<(), StoreError> {
         self.settings()?;
+        let master_auth = &self.master_auth;
+        if !matches!(self.deployment, Deployment::Sentinel { .. })
+            && (master_auth.username.is_some() || master_auth.password.is_some())
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "a master password or user is given, but the store is not behind Sentinels; \
+                 put the credentials in the address (redis://user:password@host)",
+            ));
+        }
+        if master_auth.username.is_some() && master_auth.password.is_none() {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "a master user is given without its password (RedisConfig::master_password)",
+            ));
+        }
         match &self.deployment {
             Deployment::Standalone(url) => self.client(url).map(drop),
             Deployment::Cluster(urls) => self
@@ -530,15 +583,17 @@ impl RedisConfig {
         Ok(builder)
     }
 
-    /// A client of the master named `master`, found through the Sentinels at `sentinels`.
-    /// With TLS (`rediss://` Sentinels) the master is reached over TLS too, with the same
-    /// settings.
+    /// A client of the master named `master`, found through the Sentinels at `sentinels`
+    /// (with the credentials of the first address that has some), and reached with the
+    /// master's credentials. With TLS (`rediss://` Sentinels) the master is reached over TLS
+    /// too, with the same settings.
     pub(crate) fn sentinel_client(
         &self,
         sentinels: &[String],
         master: &str,
     ) -> Result<redis::sentinel::SentinelClient, StoreError> {
-        use redis::sentinel::{SentinelClient, SentinelServerType};
+        use redis::IntoConnectionInfo;
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
         self.check_tls(sentinels)?;
         let shown = || {
             sentinels
@@ -548,67 +603,59 @@ impl RedisConfig {
                 .join(",")
         };
         let tls = sentinels.iter().any(|url| url.starts_with("rediss://"));
-        if !tls {
-            // The redis crate takes the master's name as a `String` without TLS, and as any
-            // `AsRef<str>` with it.
-            #[allow(clippy::unnecessary_to_owned)]
-            return SentinelClient::build(
-                sentinels.iter().map(String::as_str).collect(),
-                master.to_owned(),
-                None,
-                SentinelServerType::Master,
-            )
-            .map_err(|err| config_error(&shown(), err));
-        }
         #[cfg(not(feature = "tls-rustls"))]
-        {
-            Err(address_error(format!(
+        if tls {
+            return Err(address_error(format!(
                 "{}: rediss:// needs breaker-store-redis's `tls-rustls` feature",
                 shown()
-            )))
+            )));
+        }
+        let mut addresses = Vec::new();
+        let mut credentials = None;
+        for url in sentinels {
+            let info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(|err| config_error(url, err))?;
+            let settings = info.redis_settings();
+            if credentials.is_none()
+                && (settings.username().is_some() || settings.password().is_some())
+            {
+                credentials = Some((
+                    settings.username().map(str::to_owned),
+                    settings.password().map(str::to_owned),
+                ));
+            }
+            addresses.push(info.addr().clone());
+        }
+        let mut builder = SentinelClientBuilder::new(addresses, master, SentinelServerType::Master)
+            .map_err(|err| config_error(&shown(), err))?;
+        if let Some((username, password)) = credentials {
+            if let Some(username) = username {
+                builder = builder.set_client_to_sentinel_username(username);
+            }
+            if let Some(password) = password {
+                builder = builder.set_client_to_sentinel_password(password);
+            }
+        }
+        if let Some(username) = &self.master_auth.username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = &self.master_auth.password {
+            builder = builder.set_client_to_redis_password(password);
         }
         #[cfg(feature = "tls-rustls")]
-        {
-            use redis::IntoConnectionInfo;
-            let mut addresses = Vec::new();
-            let mut credentials = None;
-            for url in sentinels {
-                let info = url
-                    .as_str()
-                    .into_connection_info()
-                    .map_err(|err| config_error(url, err))?;
-                let settings = info.redis_settings();
-                if credentials.is_none() {
-                    credentials = Some((
-                        settings.username().map(str::to_owned),
-                        settings.password().map(str::to_owned),
-                    ));
-                }
-                addresses.push(info.addr().clone());
-            }
-            let mut builder = redis::sentinel::SentinelClientBuilder::new(
-                addresses,
-                master,
-                SentinelServerType::Master,
-            )
-            .map_err(|err| config_error(&shown(), err))?
-            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
-            .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-            if let Some((username, password)) = credentials {
-                if let Some(username) = username {
-                    builder = builder.set_client_to_sentinel_username(username);
-                }
-                if let Some(password) = password {
-                    builder = builder.set_client_to_sentinel_password(password);
-                }
-            }
+        if tls {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
             if let Some(certificates) = self.certificates()? {
                 builder = builder
                     .set_client_to_sentinel_certificates(certificates.clone())
                     .set_client_to_redis_certificates(certificates);
             }
-            builder.build().map_err(|err| config_error(&shown(), err))
         }
+        builder.build().map_err(|err| config_error(&shown(), err))
     }
 }
 
@@ -910,6 +957,12 @@ mod tests {
                 .to_string()
                 .contains("idle_ttl")
         );
+        let master = RedisConfig::standalone("redis://h").master_password("pw");
+        let refused = master.check().unwrap_err().to_string();
+        assert!(refused.contains("not behind Sentinels"), "{refused}");
+        let user_only = RedisConfig::sentinel(["redis://s:1"], "m").master_username("app");
+        let refused = user_only.check().unwrap_err().to_string();
+        assert!(refused.contains("without its password"), "{refused}");
         let zero = RedisConfig::standalone("redis://h").timeout(Duration::ZERO);
         assert!(zero.settings().unwrap_err().to_string().contains("timeout"));
     }

@@ -28,17 +28,32 @@ fn kind_of(err: &RedisError) -> StoreErrorKind {
     }
 }
 
+/// What to check when `error` (a Redis client's message) says that no master was found
+/// behind the Sentinels: redis-rs says so too when the master refused its connection.
+pub(crate) fn sentinel_hint(error: &str) -> &'static str {
+    if error.contains("MasterNameNotFoundBySentinel") {
+        " (check the master's name, and that the master answers: a master that asks for a \
+         password needs it in RedisConfig::master_password, or --store-master-password)"
+    } else {
+        ""
+    }
+}
+
 /// A failed Redis request.
 pub(crate) fn store_error(err: RedisError) -> StoreError {
     let kind = kind_of(&err);
-    StoreError::new(kind, format!("redis request failed: {err}")).with_source(err)
+    let text = err.to_string();
+    let hint = sentinel_hint(&text);
+    StoreError::new(kind, format!("redis request failed: {text}{hint}")).with_source(err)
 }
 
 /// A failed Redis request, with what was being done.
 #[cfg(feature = "tokio")]
 pub(crate) fn store_error_in(context: &str, err: RedisError) -> StoreError {
     let kind = kind_of(&err);
-    StoreError::new(kind, format!("{context}: {err}")).with_source(err)
+    let text = err.to_string();
+    let hint = sentinel_hint(&text);
+    StoreError::new(kind, format!("{context}: {text}{hint}")).with_source(err)
 }
 
 /// A URL or client setting Redis's client refused.

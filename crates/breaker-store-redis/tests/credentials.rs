@@ -9,6 +9,7 @@ use breaker_core::{BlockingBreaker, BlockingOperate, Outcome, Policy};
 use breaker_store_redis::{AsyncRedisStore, BlockingRedisStore, RedisConfig};
 use breaker_testkit::redis_server::RedisServer;
 use breaker_testkit::runtime;
+use breaker_testkit::sentinel::RedisSentinel;
 
 /// How long the credentials stay wrong.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -28,8 +29,13 @@ struct Stores {
 
 impl Stores {
     fn connect(url: &str, prefix: &str) -> Stores {
+        Stores::connect_to(|| RedisConfig::standalone(url), prefix)
+    }
+
+    /// Both stores on the deployment `deployment` names, with `prefix`.
+    fn connect_to(deployment: impl Fn() -> RedisConfig, prefix: &str) -> Stores {
         let config = || {
-            RedisConfig::standalone(url)
+            deployment()
                 .prefix(prefix)
                 .max_staleness(Duration::ZERO)
                 .timeout(Duration::from_millis(500))
@@ -180,4 +186,54 @@ fn an_acl_user_switched_off_and_on_stops_sharing_only_while_it_lasts() {
         },
         |conn| acl(conn, "on"),
     );
+}
+
+fn require_pass(conn: &mut redis::Connection, password: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query(conn)
+        .unwrap();
+}
+
+#[test]
+fn a_sentinel_masters_password_changed_and_changed_back_stops_sharing_only_while_it_lasts() {
+    let deployment = RedisSentinel::start();
+    deployment.require_master_password("first");
+    let mut primary = admin(&format!(
+        "redis://:first@127.0.0.1:{}",
+        deployment.primary_port()
+    ));
+    let sentinels = deployment.sentinel_urls();
+    let master = deployment.master_name().to_owned();
+    let stores = Stores::connect_to(
+        || RedisConfig::sentinel(sentinels.clone(), master.clone()).master_password("first"),
+        "sentinel",
+    );
+    stores.through(
+        &mut primary,
+        |conn| {
+            require_pass(conn, "second");
+            kill_clients(conn);
+        },
+        |conn| require_pass(conn, "first"),
+    );
+}
+
+#[test]
+fn a_sentinel_master_refuses_a_store_without_its_password_and_names_it() {
+    let deployment = RedisSentinel::start();
+    deployment.require_master_password("first");
+    let config = RedisConfig::sentinel(deployment.sentinel_urls(), deployment.master_name())
+        .timeout(Duration::from_millis(500));
+    let read = BlockingRedisStore::connect(config).and_then(|store| {
+        let breaker = store.breaker("unauthenticated", Policy::default())?;
+        BlockingOperate::snapshot(&breaker)
+    });
+    let Err(err) = read else {
+        panic!("a master with a password accepted a store without one");
+    };
+    let message = err.to_string();
+    assert!(message.contains("master_password"), "{message}");
 }

@@ -292,6 +292,12 @@ impl RedisServer {
         command(self.port, args)
     }
 
+    /// Sends `AUTH password`, then `args`, on one connection: for a server that asks for a
+    /// password.
+    pub fn command_with_password(&self, password: &str, args: &[&str]) -> Result<String, String> {
+        commands(self.port, &[&["AUTH", password], args])
+    }
+
     /// Sends `READONLY`, then `args`, on one connection: a Cluster replica then answers a
     /// read of a key its master serves (instead of redirecting it), from its own copy.
     pub fn command_readonly(&self, args: &[&str]) -> Result<String, String> {

@@ -177,6 +177,27 @@ impl RedisSentinel {
         format!("{scheme}+sentinel://{}/{MASTER_NAME}", hosts.join(","))
     }
 
+    /// Makes the primary and the replica ask for `password` (`requirepass`, and `masterauth`
+    /// so that either follows the other), and tells the Sentinels (`auth-pass`); the
+    /// Sentinels themselves ask for none. From then on the two servers answer
+    /// [`RedisServer::command_with_password`] only.
+    pub fn require_master_password(&self, password: &str) {
+        for server in [&self.replica, &self.primary] {
+            let set = |name: &str| {
+                server
+                    .command(&["CONFIG", "SET", name, password])
+                    .unwrap_or_else(|err| panic!("CONFIG SET {name} on {}: {err}", server.port()))
+            };
+            set("masterauth");
+            set("requirepass");
+        }
+        for sentinel in &self.sentinels {
+            sentinel
+                .command(&["SENTINEL", "SET", MASTER_NAME, "auth-pass", password])
+                .unwrap_or_else(|err| panic!("SENTINEL SET auth-pass: {err}"));
+        }
+    }
+
     /// The Sentinels.
     pub fn sentinels(&self) -> &[RedisServer] {
         &self.sentinels

@@ -17,7 +17,7 @@ mod fallback;
 mod ramp;
 mod registration;
 
-pub use batch::{Batch, BatchDue, InFlight};
+pub use batch::{Batch, BatchDue, InFlight, Pace};
 pub use cache::{Answer, Cache};
 pub use fallback::Fallback;
 pub use ramp::Ramp;

@@ -18,6 +18,6 @@ pub use crate::window::{BucketWindow, Window, bucket_is_live, bucket_of, slot_of
 /// from what the last reply said (the Redis store is built from them): see each part.
 pub mod remote {
     pub use crate::remote::{
-        Answer, Batch, BatchDue, Cache, Fallback, InFlight, Ramp, Registration, RemoteState,
+        Answer, Batch, BatchDue, Cache, Fallback, InFlight, Pace, Ramp, Registration, RemoteState,
     };
 }

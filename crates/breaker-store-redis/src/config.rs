@@ -11,6 +11,9 @@ use crate::error::{config_error, redact};
 use crate::keys::check_prefix;
 use crate::settings::Settings;
 
+/// Script calls a second one breaker's fleet sends in batched mode, by default.
+const DEFAULT_FLEET_BUDGET: u32 = 1_000;
+
 /// Which Redis deployment to use.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Deployment {
@@ -48,6 +51,7 @@ pub struct RedisConfig {
     history_len: u32,
     actor: String,
     batch: Option<Duration>,
+    fleet_budget: u32,
     pub(crate) push: bool,
     tls: Tls,
     reporter: String,
@@ -125,6 +129,7 @@ impl RedisConfig {
             history_len: 1_000,
             actor: format!("process {}", std::process::id()),
             batch: None,
+            fleet_budget: DEFAULT_FLEET_BUDGET,
             push: true,
             tls: Tls::default(),
             reporter: random_reporter(),
@@ -269,10 +274,25 @@ impl RedisConfig {
     /// served from the cached state, so on the closed path a caller never waits for Redis.
     /// Half-open probes are still granted and reported one by one. Pending outcomes are sent
     /// by `flush()`, which a serverless function calls before its handler returns, and
-    /// (best effort) when the last handle of a breaker is dropped.
+    /// (best effort) when the last handle of a breaker is dropped. Batches of successes are
+    /// spaced further apart when the fleet would otherwise send more than its budget
+    /// ([`RedisConfig::fleet_budget`]).
     #[must_use]
     pub fn batch(mut self, interval: Duration) -> RedisConfig {
         self.batch = Some(interval);
+        self
+    }
+
+    /// In batched mode ([`RedisConfig::batch`]), the script calls a second that one
+    /// breaker's whole fleet may send, shared out among its processes by their share of the
+    /// fleet's calls (1 000 by default). Each process learns the fleet's call rate from the
+    /// replies it receives, and spaces its batches of successes to its share: from the batch
+    /// interval up to 1 s. A batch whose failures reach the policy's failure rate always goes
+    /// after the batch interval, so a failing backend trips the breaker as soon as without
+    /// the budget. docs/redis.md explains the choice of default and the bounds.
+    #[must_use]
+    pub fn fleet_budget(mut self, calls_per_second: u32) -> RedisConfig {
+        self.fleet_budget = calls_per_second;
         self
     }
 
@@ -411,6 +431,12 @@ impl RedisConfig {
                 "batch interval must be at least 1 ms",
             ));
         }
+        if self.fleet_budget == 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "fleet_budget = 0: the fleet needs at least 1 script call a second per breaker",
+            ));
+        }
         if self.idle_ttl < Duration::from_millis(1) || self.idle_ttl > MAX_DURATION {
             return Err(StoreError::new(
                 StoreErrorKind::Config,
@@ -430,6 +456,7 @@ impl RedisConfig {
             history_len: self.history_len,
             actor: self.actor.clone(),
             batch: self.batch,
+            fleet_budget: self.fleet_budget,
             reporter: check_reporter(&self.reporter)?,
         })
     }

@@ -9,6 +9,7 @@
 //! operation asks and hand back the reply.
 
 pub(crate) mod ops;
+mod spacing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +27,7 @@ use crate::script::{self, Op};
 use crate::settings::Settings;
 
 use breaker_core::store::remote::{
-    Answer, Batch, BatchDue, Cache, Fallback, InFlight, Ramp, Registration, RemoteState,
+    Answer, Batch, BatchDue, Cache, Fallback, InFlight, Pace, Ramp, Registration, RemoteState,
 };
 
 /// One breaker's logic.
@@ -41,6 +42,7 @@ pub(crate) struct Engine {
     fallback: Mutex<Fallback>,
     registration: Mutex<Registration>,
     batch: Mutex<Batch>,
+    spacing: Mutex<spacing::Spacing>,
     in_flight: InFlight,
     ramp: Mutex<Ramp>,
     /// Requests sent so far (the cache's `issued`).
@@ -125,6 +127,7 @@ impl Engine {
             cache: Mutex::default(),
             registration: Mutex::default(),
             batch: Mutex::default(),
+            spacing: Mutex::default(),
             in_flight: InFlight::default(),
             ramp: Mutex::default(),
             sent: AtomicU64::new(0),
@@ -280,7 +283,8 @@ impl Engine {
 
     /// Adds an ordinary call's outcome to the batch; says when the batch should go. A failure
     /// that could trip the breaker, by the last totals the store sent plus what is pending,
-    /// goes at once.
+    /// goes at once; a batch whose failures reach the policy's failure rate goes after
+    /// `interval`, and any other after this process's share of the fleet's budget.
     fn add_to_batch(
         &self,
         generation: u64,
@@ -288,8 +292,26 @@ impl Engine {
         now: Timestamp,
         interval: std::time::Duration,
     ) -> BatchDue {
+        let fleet_calls = lock(&self.cache)
+            .free_counts(generation)
+            .map(|counts| counts.calls);
+        let spaced = {
+            let mut spacing = lock(&self.spacing);
+            spacing.count(now);
+            spacing.spaced(
+                interval,
+                self.settings.fleet_budget,
+                fleet_calls,
+                self.policy.window(),
+            )
+        };
+        let pace = Pace {
+            interval,
+            spaced,
+            failure_rate: self.policy.failure_rate(),
+        };
         let current = || lock(&self.cache).generation();
-        lock(&self.batch).add(generation, outcome, now, interval, current, |pending| {
+        lock(&self.batch).add(generation, outcome, now, pace, current, |pending| {
             lock(&self.cache)
                 .free_counts(generation)
                 .is_some_and(|counts| {

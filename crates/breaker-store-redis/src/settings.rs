@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) actor: String,
     /// Add outcomes up in the process and send them together, once per this interval.
     pub(crate) batch: Option<Duration>,
+    /// Script calls a second one breaker's whole fleet may send in batched mode.
+    pub(crate) fleet_budget: u32,
     /// Who this process is among the reporters of failures (policy `minimum_reporters`).
     pub(crate) reporter: String,
 }
@@ -50,6 +52,7 @@ impl Settings {
             history_len: 10,
             actor: "test".to_owned(),
             batch: None,
+            fleet_budget: 1_000,
             reporter: "test".to_owned(),
         }
     }

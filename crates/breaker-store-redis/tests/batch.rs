@@ -283,3 +283,118 @@ fn a_batched_process_keeps_counting_after_redis_loses_the_key() {
     );
     assert!(sent <= 6, "{sent} calls passed before the trip");
 }
+
+/// A fleet of 20 batched processes, each with a store and connection of its own, each
+/// calling every 20 ms (1 000 calls a second in all) on one breaker, on one clock stepped a
+/// millisecond at a time. Blocking stores send a batch from the call that finds it due, so
+/// the run is the same every time.
+struct Fleet {
+    processes: Vec<breaker_store_redis::BlockingRedisBreaker>,
+    clock: ManualClock,
+    start: Timestamp,
+}
+
+/// Processes in the fleet, each calling every `FLEET_STEP_MS`.
+const FLEET: u64 = 20;
+const FLEET_STEP_MS: u64 = 20;
+
+impl Fleet {
+    fn start(url: &str, budget: u32) -> Fleet {
+        let clock = start_clock();
+        let prefix = unique_prefix();
+        let policy = Policy::builder()
+            .window(Duration::from_secs(2))
+            .buckets(20)
+            .minimum_failures(5)
+            .failure_rate(50.0)
+            .build()
+            .unwrap();
+        let processes = (0..FLEET)
+            .map(|_| {
+                let config = RedisConfig::standalone(url)
+                    .prefix(&prefix)
+                    .timeout(Duration::from_secs(2))
+                    .batch(Duration::from_millis(5))
+                    .fleet_budget(budget)
+                    .injected_clock(clock.clone());
+                BlockingRedisStore::connect(config)
+                    .unwrap()
+                    .breaker("fleet", policy.clone())
+                    .unwrap()
+            })
+            .collect();
+        let start = Timestamp::from_millis(1_700_000_000_000);
+        Fleet {
+            processes,
+            clock,
+            start,
+        }
+    }
+
+    /// Runs from `from` to `to` ms after the start, every process calling on its beat with
+    /// `outcome`; returns when each process was first rejected (ms after the start).
+    fn run(&self, from: u64, to: u64, outcome: Outcome) -> Vec<Option<u64>> {
+        let mut rejected = vec![None; self.processes.len()];
+        for t in from..to {
+            self.clock
+                .set(self.start.saturating_add(Duration::from_millis(t)));
+            for (i, process) in self.processes.iter().enumerate() {
+                if (t + i as u64) % FLEET_STEP_MS != 0 {
+                    continue;
+                }
+                match process.acquire() {
+                    Ok(permit) => {
+                        process.record(permit, outcome.into());
+                    }
+                    Err(_) => {
+                        rejected[i].get_or_insert(t);
+                    }
+                }
+            }
+        }
+        rejected
+    }
+}
+
+#[test]
+fn a_fleet_stays_within_its_budget_and_a_failing_backend_still_trips_it_at_once() {
+    // A server of its own: its script calls are this test's only.
+    let server = RedisServer::start();
+    let fleet = Fleet::start(&server.url(), 40);
+    // Each process learns its own rate and the fleet's (a full window).
+    fleet.run(0, 3_000, Outcome::Success);
+    let before = server.script_calls();
+    fleet.run(3_000, 5_000, Outcome::Success);
+    let sent = server.script_calls() - before;
+    // Two seconds at 40 a second (79 measured); without the spacing each process sends a
+    // batch every other call (the call that finds the 5 ms passed), 1 000 in all.
+    assert!(
+        sent <= 2 * 40 * 3 / 2,
+        "{sent} script calls in 2 s for a budget of 40 a second"
+    );
+    // The backend fails from 5 s on. A window of 2 s full of successes reaches the failure
+    // rate (50 %) after about 1 s of failures (1 019 ms measured without a budget). The
+    // successes a spaced batch held (up to 0.5 s here) count when it goes, so later (1 125
+    // ms measured); failures go after the 5 ms interval, never the spacing (were they
+    // spaced too: 1 302 ms, and the last process 438 ms after the first).
+    let rejected = fleet.run(5_000, 7_000, Outcome::Failure);
+    let first = rejected.iter().flatten().min().copied();
+    let last = rejected.iter().flatten().max().copied();
+    let (Some(first), Some(last)) = (first, last) else {
+        panic!("the fleet never tripped: {rejected:?}");
+    };
+    assert!(
+        rejected.iter().all(Option::is_some),
+        "some processes never rejected: {rejected:?}"
+    );
+    assert!(
+        first - 5_000 <= 1_200,
+        "the fleet tripped {} ms after the failures began",
+        first - 5_000
+    );
+    assert!(
+        last - first <= 200,
+        "the last process rejected {} ms after the first",
+        last - first
+    );
+}

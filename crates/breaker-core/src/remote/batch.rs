@@ -24,6 +24,19 @@ pub struct Batch {
     since: Timestamp,
 }
 
+/// How long a batch waits before it goes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace {
+    /// The shortest wait: that of a batch whose failures reach `failure_rate` percent of
+    /// its outcomes, so that a failing backend's failures never wait for a longer one.
+    pub interval: Duration,
+    /// The wait of any other batch (at least `interval`): the longer, the fewer requests
+    /// the process sends.
+    pub spaced: Duration,
+    /// The policy's failure rate, in percent.
+    pub failure_rate: f64,
+}
+
 /// Whether a batched outcome asks for the batch to be sent.
 #[allow(clippy::exhaustive_enums)] // Each store must say what it does with each: a new one is a compile error there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +59,17 @@ impl Batch {
         self.successes + self.failures
     }
 
+    /// How long it waits after its first outcome, by `pace`.
+    fn wait(&self, pace: Pace) -> Duration {
+        let failing = self.failures > 0
+            && (self.failures as f64) * 100.0 >= pace.failure_rate * (self.calls() as f64);
+        if failing {
+            pace.interval
+        } else {
+            pace.spaced.max(pace.interval)
+        }
+    }
+
     /// What it holds as window totals.
     fn counts(&self) -> Counts {
         Counts {
@@ -55,20 +79,20 @@ impl Batch {
     }
 
     /// Adds an ordinary call's `outcome` of `generation` at `now`; says when the batch should
-    /// go, sent every `interval`. `current` reads the generation the store's last reply named
-    /// (only when two cycles meet); `could_trip` says whether the store's last totals plus
-    /// these would trip the breaker (only asked for a failure).
+    /// go, by `pace`. `current` reads the generation the store's last reply named (only when
+    /// two cycles meet); `could_trip` says whether the store's last totals plus these would
+    /// trip the breaker (only asked for a failure).
     pub fn add(
         &mut self,
         generation: u64,
         outcome: Outcome,
         now: Timestamp,
-        interval: Duration,
+        pace: Pace,
         current: impl FnOnce() -> u64,
         could_trip: impl FnOnce(Counts) -> bool,
     ) -> BatchDue {
         let due = |batch: &Batch| {
-            now.saturating_since(batch.since) >= interval
+            now.saturating_since(batch.since) >= batch.wait(pace)
                 || now < batch.since
                 || batch.calls() >= MAX_PENDING
         };
@@ -105,12 +129,14 @@ impl Batch {
                 ..Batch::default()
             };
         }
+        let waited = self.wait(pace);
         let failure = outcome == Outcome::Failure;
         if failure {
             self.failures += 1;
         } else {
             self.successes += 1;
         }
+        let wait = self.wait(pace);
         // A failure that could trip the breaker goes at once: the trip is not held back for
         // the interval.
         if failure && could_trip(self.counts()) {
@@ -118,7 +144,10 @@ impl Batch {
         } else if due(self) {
             BatchDue::Now
         } else if first {
-            BatchDue::Later(interval)
+            BatchDue::Later(wait)
+        } else if wait < waited {
+            // Its failures now reach the failure rate: it goes after the shorter wait.
+            BatchDue::Later(wait.saturating_sub(now.saturating_since(self.since)))
         } else {
             BatchDue::No
         }
@@ -175,6 +204,11 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
+    const EVEN: Pace = Pace {
+        interval: SECOND,
+        spaced: SECOND,
+        failure_rate: 0.0,
+    };
 
     fn at(millis: u64) -> Timestamp {
         Timestamp::from_millis(millis)
@@ -185,20 +219,20 @@ mod tests {
         let mut batch = Batch::default();
         let never = |_: Counts| false;
         assert_eq!(
-            batch.add(1, Outcome::Success, at(0), SECOND, || 1, never),
+            batch.add(1, Outcome::Success, at(0), EVEN, || 1, never),
             BatchDue::Later(SECOND)
         );
         assert_eq!(
-            batch.add(1, Outcome::Failure, at(10), SECOND, || 1, never),
+            batch.add(1, Outcome::Failure, at(10), EVEN, || 1, never),
             BatchDue::No
         );
         let trips = |counts: Counts| counts.failures >= 2;
         assert_eq!(
-            batch.add(1, Outcome::Failure, at(20), SECOND, || 1, trips),
+            batch.add(1, Outcome::Failure, at(20), EVEN, || 1, trips),
             BatchDue::Trip
         );
         assert_eq!(
-            batch.add(1, Outcome::Success, at(1_000), SECOND, || 1, never),
+            batch.add(1, Outcome::Success, at(1_000), EVEN, || 1, never),
             BatchDue::Now
         );
         let taken = batch.take().expect("four outcomes");
@@ -213,18 +247,66 @@ mod tests {
     fn outcomes_of_an_ended_cycle_are_left_out() {
         let mut batch = Batch::default();
         let never = |_: Counts| false;
-        batch.add(5, Outcome::Failure, at(0), SECOND, || 5, never);
+        batch.add(5, Outcome::Failure, at(0), EVEN, || 5, never);
         // The store's last reply names generation 5: a late outcome of 4 is not counted.
         assert_eq!(
-            batch.add(4, Outcome::Failure, at(1), SECOND, || 5, never),
+            batch.add(4, Outcome::Failure, at(1), EVEN, || 5, never),
             BatchDue::No
         );
         assert_eq!(batch.calls(), 1);
         // After a lost key the store's cycle is 2: its outcomes replace those of 5.
         assert_eq!(
-            batch.add(2, Outcome::Success, at(2), SECOND, || 2, never),
+            batch.add(2, Outcome::Success, at(2), EVEN, || 2, never),
             BatchDue::Later(SECOND)
         );
         assert_eq!((batch.generation, batch.calls()), (2, 1));
+    }
+
+    #[test]
+    fn a_spaced_batch_of_successes_waits_longer_and_failures_go_after_the_interval() {
+        let pace = Pace {
+            interval: Duration::from_millis(10),
+            spaced: SECOND,
+            failure_rate: 50.0,
+        };
+        let never = |_: Counts| false;
+        let mut batch = Batch::default();
+        assert_eq!(
+            batch.add(1, Outcome::Success, at(0), pace, || 1, never),
+            BatchDue::Later(SECOND)
+        );
+        assert_eq!(
+            batch.add(1, Outcome::Success, at(500), pace, || 1, never),
+            BatchDue::No
+        );
+        // One failure in three: below the failure rate, the batch still waits.
+        assert_eq!(
+            batch.add(1, Outcome::Failure, at(501), pace, || 1, never),
+            BatchDue::No
+        );
+        // Two in four reach it: the batch is already past the shorter wait.
+        assert_eq!(
+            batch.add(1, Outcome::Failure, at(502), pace, || 1, never),
+            BatchDue::Now
+        );
+        batch.take();
+        // A batch whose first outcome is a failure waits the interval only.
+        assert_eq!(
+            batch.add(1, Outcome::Failure, at(600), pace, || 1, never),
+            BatchDue::Later(Duration::from_millis(10))
+        );
+        batch.take();
+        batch.add(1, Outcome::Success, at(700), pace, || 1, never);
+        // A failure 4 ms in makes half of it failures: it goes 6 ms later.
+        assert_eq!(
+            batch.add(1, Outcome::Failure, at(704), pace, || 1, never),
+            BatchDue::Later(Duration::from_millis(6))
+        );
+        // A success after it makes them a third again: it waits its longer wait (the
+        // flush already due goes all the same).
+        assert_eq!(
+            batch.add(1, Outcome::Success, at(999), pace, || 1, never),
+            BatchDue::No
+        );
     }
 }

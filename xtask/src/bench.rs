@@ -45,6 +45,10 @@ const INSTRUCTIONS_BEFORE: [(u32, u64, u64); 3] = [
     (60, 158_161, 444_308),
     (1000, 158_503, 446_901),
 ];
+const FLEET_COST: (&str, &str) = (
+    "<!-- fleet-cost:begin (written by cargo xtask bench fleet-cost) -->",
+    "<!-- fleet-cost:end -->",
+);
 const ASYNC_PATH: (&str, &str) = (
     "<!-- async-path:begin (written by cargo xtask bench async) -->",
     "<!-- async-path:end -->",
@@ -118,7 +122,7 @@ fn run_bench_with(package: &str, bench: &str, args: &[&str]) -> Result {
 }
 
 /// `cargo xtask bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|
-/// instructions|all]`.
+/// instructions|fleet-cost|all]`.
 pub(crate) fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str).unwrap_or("all") {
         "memory" => memory(),
@@ -130,6 +134,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "in-process" => in_process(),
         "async" => async_path(),
         "instructions" => instructions(),
+        "fleet-cost" => fleet_cost(),
         "all" => memory()
             .and_then(|()| redis())
             .and_then(|()| adapters())
@@ -138,10 +143,11 @@ pub(crate) fn run(args: &[String]) -> Result {
             .and_then(|()| dashboard())
             .and_then(|()| in_process())
             .and_then(|()| async_path())
-            .and_then(|()| instructions()),
+            .and_then(|()| instructions())
+            .and_then(|()| fleet_cost()),
         other => Err(format!(
             "unknown bench {other:?}: use memory, redis, adapters, recovery, quorum, dashboard, \
-             in-process, async, instructions or all"
+             in-process, async, instructions, fleet-cost or all"
         )),
     }
 }
@@ -1093,6 +1099,112 @@ fn instructions() -> Result {
         count.number("memory_1000_calls_later")?,
         verdict(count.number("memory_all_buckets")? == count.number("memory_1000_calls_later")?)
     );
+    hostile_lines(&mut section, &count)?;
     let _ = writeln!(section, "{}", INSTRUCTIONS.1);
     write_section(INSTRUCTIONS, &section)
+}
+
+/// The instructions of calls that meet hostile stored bytes, from `count`.
+fn hostile_lines(section: &mut String, count: &Figures) -> Result {
+    let worst = |names: &[&str]| -> Result<u64> {
+        let mut worst = 0;
+        for name in names {
+            for buckets in [60, 1000] {
+                worst = worst.max(count.number(&format!("hostile_{name}_{buckets}"))? as u64);
+            }
+        }
+        Ok(worst)
+    };
+    let longest = worst(&["pr_longest", "rp_longest"])?;
+    let fields = worst(&["x_1mb", "pr_1mb", "rp_1mb", "bucket_1mb"])?;
+    let state = worst(&["s_1mb"])?;
+    let _ = writeln!(
+        section,
+        "- Hostile stored bytes (`hostile_values` in the bench: each value written again \
+         before each of 5 calls, 60 and 1 000 buckets, counted around the call alone, the \
+         costliest of a success, a failure and an `acquire`, which reads every field): the \
+         longest `pr` and `rp` the script parses, every entry read and the last one garbage, \
+         at most {longest} instructions; 1 MB in `x`, `pr`, `rp` or the bucket's counter at \
+         most {fields}; 1 MB in `s` {state} (about {:.0} per byte: each read of a value \
+         copies it into a Lua string, which Redis's Lua hashes byte by byte, and garbage in \
+         `s` is read twice, by the closed path and then the general one). Each is paid once: \
+         that call repairs the value.",
+        state as f64 / f64::from(1u32 << 20)
+    );
+    let _ = writeln!(
+        section,
+        "- Bar: a call that meets the longest lists at most 250 000 instructions: {}",
+        verdict(longest <= 250_000)
+    );
+    Ok(())
+}
+
+fn fleet_cost() -> Result {
+    run_bench("breaker-store-redis", "fleet_cost")?;
+    let figures = Figures::read("fleet_cost.txt")?;
+    let table_path = root().join("target/breaker-bench/fleet_cost_table.txt");
+    let table = fs::read_to_string(&table_path)
+        .map_err(|err| format!("no fleet cost table at {}: {err}", table_path.display()))?;
+    let mut section = String::new();
+    header(
+        &mut section,
+        FLEET_COST,
+        "The fleet's cost to Redis",
+        "cargo xtask bench fleet-cost",
+    );
+    let _ = writeln!(
+        section,
+        "- What runs: `crates/breaker-store-redis/benches/fleet_cost.rs` on a `redis-server` of \
+         its own. 10, 100 and 1 000 simulated processes, each with an async store and a \
+         connection of its own (pushed changes on), call one breaker at 10 000 calls a second \
+         in all, each on its own beat; Redis CPU from `INFO cpu` and script calls from `INFO \
+         commandstats` over 5 s after 4 s of warm-up. Then the backend fails every call: when \
+         the first and the last process first reject (after the failures began), and the \
+         calls that reached the failing backend before each process rejected. Policy: a 2 s \
+         window in 20 buckets, 50 %, at least 20 failures (counted exactly, the rule is met \
+         about 1 s after the failures begin). The load generator shares the machine's 2 cores \
+         with Redis, so \"calls/s reached\" says what each fleet really sent.\n"
+    );
+    let _ = writeln!(section, "{}", table.trim_end());
+    let _ = writeln!(section);
+    let cpu = figures.number("batched_100_cpu")?;
+    let _ = writeln!(
+        section,
+        "- Bar: 100 batched processes at 10 000 calls/s cost Redis at most 5 % of a core: {} \
+         ({:.1} %; unbatched {:.1} %, the original layout {:.1} %, in the same run)",
+        verdict(cpu <= 0.05),
+        cpu * 100.0,
+        figures.number("unbatched_100_cpu")? * 100.0,
+        figures.number("original_100_cpu")? * 100.0,
+    );
+    let first = figures.optional("batched_100_first_ms")?;
+    let last = figures.optional("batched_100_last_ms")?;
+    let trip_met = matches!((first, last), (Some(first), Some(last)) if last <= 1_500.0 && last - first <= 200.0);
+    let shown = |ms: Option<f64>| ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms"));
+    let _ = writeln!(
+        section,
+        "- Bar: when the backend fails, every one of the 100 batched processes rejects within \
+         1.5 s, and the last within 200 ms of the first: {} (first {}, last {})",
+        verdict(trip_met),
+        shown(first),
+        shown(last),
+    );
+    let (short, bare) = (
+        figures.number("short_cpu_us")?,
+        figures.number("bare_cpu_us")?,
+    );
+    let _ = writeln!(
+        section,
+        "- Short-lived processes, one after the other (each connects a store, makes one call, \
+         flushes and reads the state, as `breaker run --requests 1` does): {short:.0} µs of \
+         Redis CPU and {:.2} connections each, against {bare:.0} µs and {:.2} for a bare \
+         connect, `PING` and quit: {:.1}x. Bar: at most 3x: {}. The requests such a process \
+         sends are counted by `crates/breaker-cli/tests/short_lived.rs`.",
+        figures.number("short_connections")?,
+        figures.number("bare_connections")?,
+        short / bare,
+        verdict(short <= 3.0 * bare),
+    );
+    let _ = writeln!(section, "{}", FLEET_COST.1);
+    write_section(FLEET_COST, &section)
 }

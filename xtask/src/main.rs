@@ -7,7 +7,7 @@
 //! - `ci`: formatting check, clippy with `-D warnings` on all targets, the core's dependency
 //!   check, each Redis transport built alone (the blocking one without an async runtime), a
 //!   build of the Redis store's TLS feature, `test`, and rustdoc with `-D warnings`.
-//! - `bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|instructions|all]`:
+//! - `bench [memory|redis|adapters|recovery|quorum|dashboard|in-process|async|instructions|fleet-cost|all]`:
 //!   the benchmarks (criterion, side-by-side latency, the recovery and quorum scenarios with a
 //!   fleet of `breaker run` processes, Redis under callgrind: `instructions` needs `valgrind`),
 //!   then `docs/benchmarks.md` written from their results, each bar met or not.

@@ -387,8 +387,15 @@ async fn drive<B: AsyncBreaker + 'static>(
 }
 
 /// Prints what the run did: one JSON object with `--json`, a few lines of text otherwise.
-/// The state is `None` when the store could not say it at the end.
-fn report(args: &RunArgs, name: &str, run: &Run, state: Option<State>) {
+/// The state is `None` when the store could not say it at the end; `redis_requests`, the
+/// requests a Redis store sent, `None` with the memory store.
+fn report(
+    args: &RunArgs,
+    name: &str,
+    run: &Run,
+    state: Option<State>,
+    redis_requests: Option<u64>,
+) {
     let load = |n: &AtomicU64| n.load(Ordering::SeqCst);
     let tally = &run.tally;
     let state = state.map_or_else(|| "unknown".to_owned(), |state| state.to_string());
@@ -404,7 +411,7 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: Option<State>) {
                 None => json!({"at_ms": at.as_millis() as u64, "to": state_after(t)}),
             })
             .collect();
-        let object = json!({
+        let mut object = json!({
             "name": name,
             "sent": load(&tally.sent),
             "rejected": load(&tally.rejected),
@@ -417,6 +424,9 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: Option<State>) {
             "elapsed_ms": run.elapsed.as_millis() as u64,
             "transitions": transitions,
         });
+        if let Some(requests) = redis_requests {
+            object["redis_requests"] = json!(requests);
+        }
         println!("{object}");
         return;
     }
@@ -438,6 +448,9 @@ fn report(args: &RunArgs, name: &str, run: &Run, state: Option<State>) {
     println!("  state     {state}");
     if store_errors > 0 {
         println!("  store errors {store_errors} ({corrupt} found garbage, repaired)");
+    }
+    if let Some(requests) = redis_requests {
+        println!("  redis requests {requests}");
     }
     println!("  elapsed   {:.3} s", run.elapsed.as_secs_f64());
     for (at, transition) in &run.transitions {
@@ -490,7 +503,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         let state = BlockingOperate::snapshot(&breaker)
             .map_err(store_failure)?
             .state;
-        report(&args, &name, &run, Some(state));
+        report(&args, &name, &run, Some(state), None);
         return Ok(());
     }
     let store = connect(
@@ -520,11 +533,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
     let _ = heard.await;
     match state {
         Ok(state) => {
-            report(&args, &name, &run, Some(state));
+            report(&args, &name, &run, Some(state), Some(store.requests_sent()));
             Ok(())
         }
         Err(err) => {
-            report(&args, &name, &run, None);
+            report(&args, &name, &run, None, Some(store.requests_sent()));
             Err(store_failure(err))
         }
     }

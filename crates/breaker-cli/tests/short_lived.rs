@@ -30,7 +30,7 @@ fn a_process_that_makes_one_call_uses_one_connection() {
     let run = || {
         let out = Command::new(env!("CARGO_BIN_EXE_breaker"))
             .args(["run", "--url", &backend.url("/"), "--requests", "1"])
-            .args(["--store", &redis.url(), "--name", "function"])
+            .args(["--store", &redis.url(), "--name", "function", "--json"])
             .output()
             .unwrap();
         assert!(
@@ -38,13 +38,15 @@ fn a_process_that_makes_one_call_uses_one_connection() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        summary["redis_requests"].as_u64().unwrap()
     };
     // The first process makes the breaker's key.
     run();
     let counted = ["hsetnx", "subscribe", "evalsha", "ping"];
     let before: Vec<u64> = counted.iter().map(|c| calls(&redis, c)).collect();
     let opened = connections(&redis);
-    run();
+    let requests = run();
     // One connection of the process, and the one `connections` asks on: none to subscribe
     // to pushed changes.
     assert_eq!(connections(&redis) - opened, 2, "connections");
@@ -60,4 +62,8 @@ fn a_process_that_makes_one_call_uses_one_connection() {
     // have lost the registry between the two. Riding the registration on the script is what
     // would bring this to one.
     assert_eq!(sent, [2, 0, 3, 1], "{counted:?}");
+    // The process counts them itself: the three script calls, the PING and the two
+    // registrations, each two requests (the policy, then the name with names drawn at
+    // random to check), where each command was a request of its own before (20 in all).
+    assert_eq!(requests, 8, "the requests the process says it sent");
 }

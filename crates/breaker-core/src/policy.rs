@@ -22,7 +22,7 @@ pub const MAX_BUCKETS: u32 = 1_000;
 
 /// The most probes a half-open breaker admits at once (`half_open_probes`): what a store keeps
 /// of the probes in flight stays bounded, so reading it has a bounded cost.
-pub(crate) const MAX_HALF_OPEN_PROBES: u32 = 1_000;
+pub(crate) const MAX_HALF_OPEN_PROBES: u32 = 100;
 
 /// The largest quorum of reporters a policy may ask for (`minimum_reporters`): what a store
 /// keeps to count them stays this small.
@@ -527,7 +527,7 @@ impl PolicyConfig {
             return Err(PolicyError::new(
                 "half_open_probes",
                 self.half_open_probes,
-                "must be between 1 and 1000",
+                "must be between 1 and 100",
             ));
         }
         let probe_lease_ms = positive_millis("probe_lease", self.probe_lease)?;
@@ -659,7 +659,7 @@ mod tests {
                 "",
             ),
             (b().half_open_probes(0), "half_open_probes", "0"),
-            (b().half_open_probes(1_001), "half_open_probes", "1001"),
+            (b().half_open_probes(101), "half_open_probes", "101"),
             (b().successes_to_close(0), "successes_to_close", "0"),
             (b().probe_lease(Duration::ZERO), "probe_lease", "0s"),
             (

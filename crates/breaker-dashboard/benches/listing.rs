@@ -78,23 +78,10 @@ async fn fill(app: &AsyncRedisStore, from: usize, to: usize) {
     }
 }
 
-/// Redis's CPU time so far (user and system, all threads), from `INFO cpu`.
-fn redis_cpu(redis: &RedisServer) -> Duration {
-    let info = redis.command(&["INFO", "cpu"]).unwrap();
-    let seconds: f64 = info
-        .lines()
-        .filter_map(|line| {
-            let (key, value) = line.trim().split_once(':')?;
-            matches!(key, "used_cpu_sys" | "used_cpu_user").then(|| value.parse::<f64>().ok())?
-        })
-        .sum();
-    Duration::from_secs_f64(seconds)
-}
-
 /// Redis's CPU share (of one core) while `viewers` pages poll `url` once a second, as the
 /// page does, for `seconds`.
 async fn viewers_cost(redis: &RedisServer, url: &str, viewers: usize, seconds: u64) -> f64 {
-    let cpu = redis_cpu(redis);
+    let cpu = redis.cpu_time();
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -120,7 +107,7 @@ async fn viewers_cost(redis: &RedisServer, url: &str, viewers: usize, seconds: u
     for task in tasks {
         task.await.unwrap();
     }
-    (redis_cpu(redis) - cpu).as_secs_f64() / started.elapsed().as_secs_f64()
+    (redis.cpu_time() - cpu).as_secs_f64() / started.elapsed().as_secs_f64()
 }
 
 struct Figures {
@@ -167,7 +154,7 @@ async fn measure(
     times.sort();
     let mut direct = Vec::with_capacity(rounds);
     let mut listing = None;
-    let cpu = redis_cpu(redis);
+    let cpu = redis.cpu_time();
     for _ in 0..rounds {
         let started = Instant::now();
         let listed = reader
@@ -181,7 +168,7 @@ async fn measure(
         direct.push(started.elapsed());
         listing = Some(listed);
     }
-    let redis_cpu_per_listing = (redis_cpu(redis) - cpu) / rounds as u32;
+    let redis_cpu_per_listing = (redis.cpu_time() - cpu) / rounds as u32;
     direct.sort();
     let listing = listing.unwrap();
     assert_eq!(listing.breakers.len(), breakers);

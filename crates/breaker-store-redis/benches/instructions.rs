@@ -141,13 +141,27 @@ fn record(
     now: u64,
     outcome: u64,
 ) {
+    step(script, connection, key, policy, now, "record", outcome);
+}
+
+/// The script's `op` on a closed breaker under `policy` at `now`; `outcome` as in
+/// [`record`].
+fn step(
+    script: &Script,
+    connection: &mut Connection,
+    key: &str,
+    policy: &Policy,
+    now: u64,
+    op: &str,
+    outcome: u64,
+) {
     let mut numbers = argv::Numbers::new(policy, 86_400_000, 1_000);
     numbers
         .set(argv::Num::Now, argv::number(now))
         .set(argv::Num::Op4, argv::number(outcome));
     let mut invocation = script.prepare_invoke();
     invocation.key(key).key(format!("{key}:history"));
-    for arg in argv::argv("record", numbers, "r1") {
+    for arg in argv::argv(op, numbers, "r1") {
         invocation.arg(arg);
     }
     let reply: Value = invocation.invoke(connection).unwrap();
@@ -155,6 +169,104 @@ fn record(
         !matches!(reply, Value::ServerError(_)),
         "the script failed: {reply:?}"
     );
+}
+
+/// The hostile values the script is measured on: each replaces one stored value before every
+/// call, which the call must repair. The longest list each field may hold (every entry
+/// parsed, the last one garbage), and 1 MB of one byte; `c@` is the counter of the bucket
+/// the calls land in.
+fn hostile_values() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let list = |entries: usize, entry: &str| {
+        let mut text = vec![entry; entries - 1].join(",");
+        text.push_str(",x:y");
+        text.into_bytes()
+    };
+    let megabyte = vec![b'A'; 1 << 20];
+    vec![
+        (
+            "pr_longest",
+            "pr",
+            list(1_000, "9007199254740991:9007199254740991"),
+        ),
+        (
+            "rp_longest",
+            "rp",
+            list(16, &format!("{}:9007199254740991", "r".repeat(64))),
+        ),
+        ("s_1mb", "s", megabyte.clone()),
+        ("x_1mb", "x", megabyte.clone()),
+        ("pr_1mb", "pr", megabyte.clone()),
+        ("rp_1mb", "rp", megabyte.clone()),
+        ("bucket_1mb", "c@", megabyte),
+    ]
+}
+
+/// Calls measured per hostile value.
+const HOSTILE_ROUNDS: u64 = 5;
+
+/// Instructions of the costliest step (a success, a failure, or an `acquire`, which reads
+/// every field) that meets each hostile value, for `buckets` buckets, each value written
+/// again before each call.
+fn hostile(
+    server: &Server,
+    script: &Script,
+    connection: &mut Connection,
+    buckets: u32,
+    figures: &mut String,
+) -> u64 {
+    let policy = Policy::builder()
+        .window(Duration::from_secs(60))
+        .buckets(buckets)
+        .minimum_failures(1 << 40)
+        .build()
+        .unwrap();
+    let mut worst = 0;
+    for (name, field, value) in hostile_values() {
+        let key = format!("breaker:{{=hostile_{name}_{buckets}}}");
+        // Every bucket written, so that a state repaired counts the whole window again.
+        let bucket_ms = policy.bucket_millis();
+        for bucket in 0..u64::from(buckets) {
+            record(
+                script,
+                connection,
+                &key,
+                &policy,
+                NOW + bucket * bucket_ms,
+                1,
+            );
+        }
+        let last = NOW + (u64::from(buckets) - 1) * bucket_ms;
+        let field = if field == "c@" {
+            format!("c{}", (last / bucket_ms) % u64::from(buckets))
+        } else {
+            field.to_owned()
+        };
+        let write = |connection: &mut Connection| {
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg(&field)
+                .arg(&value)
+                .query(connection)
+                .unwrap();
+        };
+        // Counted around the call alone: the write of a megabyte costs Redis more than
+        // the call, and by as much as the value it replaces.
+        let mut per_call = 0;
+        for (op, outcome) in [("record", 0), ("record", 1), ("acquire", 0)] {
+            let mut total = 0;
+            for _ in 0..HOSTILE_ROUNDS {
+                write(connection);
+                server.control("-z");
+                step(script, connection, &key, &policy, last, op, outcome);
+                server.control("-d");
+                total += server.last_dump();
+            }
+            per_call = per_call.max(total / HOSTILE_ROUNDS);
+        }
+        let _ = writeln!(figures, "hostile_{name}_{buckets}={per_call}");
+        worst = worst.max(per_call);
+    }
+    worst
 }
 
 fn main() {
@@ -196,6 +308,18 @@ fn main() {
             let _ = writeln!(figures, "{name}_{buckets}={per_call}");
         }
     }
+
+    let mut worst = 0;
+    for buckets in [60u32, 1000] {
+        worst = worst.max(hostile(
+            &server,
+            &script,
+            &mut connection,
+            buckets,
+            &mut figures,
+        ));
+    }
+    let _ = writeln!(figures, "hostile_worst={worst}");
 
     // One breaker at the default policy (never tripping) with every bucket of its window
     // written.

@@ -80,17 +80,6 @@ impl Variant {
     }
 }
 
-fn cpu_seconds(server: &RedisServer) -> f64 {
-    let info = server.command(&["INFO", "cpu"]).unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.trim().parse::<f64>())
-        })
-        .map(Result::unwrap)
-        .sum()
-}
-
 fn policy(buckets: u32, features: bool) -> Policy {
     // Never trips, so every call takes the closed path; the default 60 s window.
     let builder = Policy::builder().buckets(buckets).minimum_failures(1 << 40);
@@ -247,9 +236,9 @@ fn main() {
         let round = round as u64;
         // Warm up (script loaded, connections made), then measure.
         runtime.block_on(run(variant, &server.url(), 2_000, round));
-        let before = cpu_seconds(&server);
+        let before = server.cpu_time().as_secs_f64();
         runtime.block_on(run(variant, &server.url(), CPU_CALLS, round));
-        let cpu = (cpu_seconds(&server) - before) / CPU_CALLS as f64 * 1e6;
+        let cpu = (server.cpu_time().as_secs_f64() - before) / CPU_CALLS as f64 * 1e6;
         let requests = requests(&server, runtime, variant, round);
         let row = format!("| {} | {cpu:.1} µs | {requests:.2} |", variant.label());
         println!("{row}");

@@ -24,8 +24,8 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::config::{Deployment, RedisConfig};
-use crate::engine::Engine;
 use crate::engine::ops::{self, Ask, Operation, Request, Run};
+use crate::engine::{Engine, Take};
 use crate::error::{config_error, redact, store_error, store_error_in, timed_out};
 use crate::handle::breaker_handle;
 use crate::registry::BreakerInfo;
@@ -156,6 +156,7 @@ struct Inner {
     changes: Arc<Changes>,
     /// Policies earlier listings read, for those that reuse them.
     known_policies: crate::registry::KnownPolicies,
+    requests: crate::requests::Requests,
     /// Dropped with the store: ends the task that listens for changes Redis pushes.
     _stop_listening: Option<oneshot::Sender<()>>,
 }
@@ -247,6 +248,7 @@ impl AsyncRedisStore {
                 description,
                 changes,
                 known_policies: crate::registry::KnownPolicies::default(),
+                requests: crate::requests::Requests::default(),
                 _stop_listening: stop_listening,
             }),
         })
@@ -289,6 +291,7 @@ impl AsyncRedisStore {
     {
         let attempt = async {
             let connection = self.connection().await?;
+            self.inner.requests.count();
             request(connection).await.map_err(|err| {
                 if let (Connector::Standalone(standalone), true) =
                     (&self.inner.connector, refused(&err))
@@ -324,10 +327,20 @@ impl AsyncRedisStore {
                 match request {
                     Request::Script(call) => call.invoke_async(&mut connection).await,
                     Request::Command(cmd) => cmd.query_async(&mut connection).await,
+                    Request::Pipeline(pipe) => pipe.query_async(&mut connection).await,
                 }
             });
             run.reply(reply.await);
         }
+    }
+
+    /// The requests this store has sent to Redis so far: script calls, commands and
+    /// pipelines of reads, each one round trip (the subscription to pushed changes aside).
+    /// Every store of the process also counts them in the `metrics` counter
+    /// `breaker_redis_requests_total`. A script call that finds the script not yet loaded
+    /// (once per server) makes two more round trips, counted as one.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.so_far()
     }
 
     /// Checks that Redis answers (one `PING`), within the timeout.
@@ -426,7 +439,7 @@ impl AsyncRedisBreaker {
     /// error is returned; the outcomes are not kept for a retry.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let on_their_way = self.engine.batches_taken();
-        let result = self.store.flush_engine(&self.engine).await;
+        let result = self.store.flush_engine(&self.engine, Take::All).await;
         // Batches sent in the background before this one may still await their reply.
         let deadline = tokio::time::Instant::now() + self.engine.settings.timeout;
         while !self.engine.batches_done(on_their_way) && tokio::time::Instant::now() < deadline {
@@ -463,7 +476,7 @@ impl Drop for AsyncRedisBreaker {
     /// [`flush`](AsyncRedisBreaker::flush) to be sure).
     fn drop(&mut self) {
         if self.engine.settings.batch.is_some() && Arc::strong_count(&self.engine) == 1 {
-            self.store.schedule_flush(&self.engine, BatchDue::Now);
+            self.store.schedule_flush(&self.engine, BatchDue::Trip);
         }
     }
 }
@@ -483,7 +496,7 @@ impl AsyncBreaker for AsyncRedisBreaker {
         match due {
             // The caller whose failure could trip the breaker waits for the batch.
             BatchDue::Trip => {
-                let _ = self.store.flush_engine(&self.engine).await;
+                let _ = self.store.flush_engine(&self.engine, Take::All).await;
             }
             due => self.store.schedule_flush(&self.engine, due),
         }

@@ -10,11 +10,11 @@ use breaker_core::{
     Recorded, Rejected, Report, Snapshot, StoreError, StoreErrorKind, Transition,
 };
 use redis::sentinel::SentinelClient;
-use redis::{ConnectionLike, RedisError, RedisResult};
+use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 use crate::config::{Deployment, RedisConfig};
-use crate::engine::Engine;
 use crate::engine::ops::{self, Ask, Operation, Request, Run};
+use crate::engine::{Engine, Take};
 use crate::error::{config_error, sentinel_hint, store_error};
 use crate::handle::breaker_handle;
 use crate::registry::BreakerInfo;
@@ -107,6 +107,7 @@ struct Inner {
     pool: r2d2::Pool<Manager>,
     settings: Settings,
     description: String,
+    requests: crate::requests::Requests,
 }
 
 /// A Redis store for blocking callers: a pool of connections shared by many breakers.
@@ -161,6 +162,7 @@ impl BlockingRedisStore {
                 pool,
                 description: format!("{:?}", config.deployment),
                 settings,
+                requests: crate::requests::Requests::default(),
             }),
         })
     }
@@ -185,6 +187,7 @@ impl BlockingRedisStore {
         let remaining = timeout
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1));
+        self.inner.requests.count();
         let result = conn
             .set_timeout(remaining)
             .and_then(|()| request(conn.as_dyn()));
@@ -206,8 +209,23 @@ impl BlockingRedisStore {
             run.reply(self.request(what, |conn| match &request {
                 Request::Script(call) => call.invoke(conn),
                 Request::Command(cmd) => cmd.query(conn),
+                // A blocking Cluster connection takes no pipeline: one command at a time.
+                Request::Pipeline(pipe) if !conn.supports_pipelining() => pipe
+                    .cmd_iter()
+                    .map(|cmd| cmd.query::<Value>(conn))
+                    .collect::<RedisResult<Vec<Value>>>()
+                    .map(Value::Array),
+                Request::Pipeline(pipe) => pipe.query(conn),
             }));
         }
+    }
+
+    /// The requests this store has sent to Redis so far: script calls and commands, each
+    /// one round trip. Every store of the process also counts them in the `metrics` counter
+    /// `breaker_redis_requests_total`. A script call that finds the script not yet loaded
+    /// (once per server) makes two more round trips, counted as one.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.so_far()
     }
 
     /// Checks that Redis answers (one `PING`), within the timeout.
@@ -231,9 +249,9 @@ impl BlockingRedisStore {
     /// Nothing is pushed to the blocking store: it polls within `max_staleness`.
     fn follow(&self, _engine: &Arc<Engine>) {}
 
-    /// Sends `engine`'s pending outcomes, if any, in one script call.
-    fn flush_engine(&self, engine: &Engine) -> Result<(), StoreError> {
-        let (result, answered) = self.run(ops::flush(engine));
+    /// Sends `engine`'s pending outcomes (as `take` says), if any, in one script call.
+    fn flush_engine(&self, engine: &Engine, take: Take) -> Result<(), StoreError> {
+        let (result, answered) = self.run(ops::flush(engine, take));
         if answered {
             self.refresh_registration(engine);
         }
@@ -281,7 +299,7 @@ impl BlockingRedisBreaker {
     /// outcomes are not kept for a retry.
     pub fn flush(&self) -> Result<(), StoreError> {
         let on_their_way = self.engine.batches_taken();
-        let result = self.store.flush_engine(&self.engine);
+        let result = self.store.flush_engine(&self.engine, Take::All);
         // Batches other threads' calls are sending may still await their reply.
         let deadline = Instant::now() + self.engine.settings.timeout;
         while !self.engine.batches_done(on_their_way) && Instant::now() < deadline {
@@ -306,7 +324,7 @@ impl Drop for BlockingRedisBreaker {
     /// The last handle of a breaker sends what its batch holds.
     fn drop(&mut self) {
         if self.engine.settings.batch.is_some() && Arc::strong_count(&self.engine) == 1 {
-            let _ = self.store.flush_engine(&self.engine);
+            let _ = self.store.flush_engine(&self.engine, Take::All);
         }
     }
 }
@@ -324,8 +342,14 @@ impl BlockingBreaker for BlockingRedisBreaker {
         let op = ops::record(&self.engine, permit, report);
         let ((recorded, due), answered) = self.store.run(op);
         // No timer here: the call that finds the interval passed sends the batch.
-        if matches!(due, BatchDue::Now | BatchDue::Trip) {
-            let _ = self.store.flush_engine(&self.engine);
+        match due {
+            BatchDue::Now => {
+                let _ = self.store.flush_engine(&self.engine, Take::Due);
+            }
+            BatchDue::Trip => {
+                let _ = self.store.flush_engine(&self.engine, Take::All);
+            }
+            BatchDue::No | BatchDue::Later(_) => {}
         }
         if answered {
             self.store.refresh_registration(&self.engine);

@@ -198,11 +198,11 @@ end
 
 local function bucket_of(ms) return floor(ms / bucket_ms) end
 
--- The longest lists the state keeps: `pr` holds at most 1 000 probes (the policy's bound on
+-- The longest lists the state keeps: `pr` holds at most 100 probes (the policy's bound on
 -- half_open_probes), `rp` at most 16 reporters (on minimum_reporters), each entry two parts
 -- of at most 64 bytes (a reporter id) or 16 digits (a whole number below 2^53), a separator
 -- and a comma.
-local PROBES_MOST, PROBES_BYTES = 1000, 1000 * 34
+local PROBES_MOST, PROBES_BYTES = 100, 100 * 34
 local REPORTERS_MOST, REPORTERS_BYTES = 16, 16 * 82
 
 -- The entries of a list `a:b,a:b,...` as {a, b} pairs, or nil when it holds more than `most`

@@ -12,7 +12,7 @@ use crate::keys::check_prefix;
 use crate::settings::Settings;
 
 /// Script calls a second one breaker's fleet sends in batched mode, by default.
-const DEFAULT_FLEET_BUDGET: u32 = 1_000;
+const DEFAULT_FLEET_BUDGET: u32 = 500;
 
 /// Which Redis deployment to use.
 #[derive(Clone, PartialEq, Eq)]
@@ -285,7 +285,7 @@ impl RedisConfig {
 
     /// In batched mode ([`RedisConfig::batch`]), the script calls a second that one
     /// breaker's whole fleet may send, shared out among its processes by their share of the
-    /// fleet's calls (1 000 by default). Each process learns the fleet's call rate from the
+    /// fleet's calls (500 by default). Each process learns the fleet's call rate from the
     /// replies it receives, and spaces its batches of successes to its share: from the batch
     /// interval up to 1 s. A batch whose failures reach the policy's failure rate always goes
     /// after the batch interval, so a failing backend trips the breaker as soon as without

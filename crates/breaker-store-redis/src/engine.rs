@@ -19,7 +19,7 @@ use breaker_core::{
     Action, Bucket, Clock, EventKind, LaterEvent, Listeners, Outcome, Permit, PermitKind, Policy,
     Recorded, Rejected, Report, Snapshot, State, StoreError, StoreErrorKind, Timestamp, Transition,
 };
-use redis::{Cmd, ScriptInvocation};
+use redis::ScriptInvocation;
 
 use crate::keys::Keys;
 use crate::registry;
@@ -43,6 +43,8 @@ pub(crate) struct Engine {
     registration: Mutex<Registration>,
     batch: Mutex<Batch>,
     spacing: Mutex<spacing::Spacing>,
+    /// Whether a task of the async store keeps time for the pending batch.
+    timer_armed: std::sync::atomic::AtomicBool,
     in_flight: InFlight,
     ramp: Mutex<Ramp>,
     /// Requests sent so far (the cache's `issued`).
@@ -94,6 +96,16 @@ enum RecordPlan {
     Batched(Recorded, BatchDue),
 }
 
+/// Which pending outcomes a flush sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// All of them: `flush()`, a batch that could trip the breaker, a breaker dropped.
+    All,
+    /// The batch only if it is due: a timer, or a call that found it due (a timer set for a
+    /// batch that already went never sends the next one early).
+    Due,
+}
+
 /// What `finish_batch` needs to know about the batch it finishes.
 struct BatchContext {
     successes: u64,
@@ -128,6 +140,7 @@ impl Engine {
             registration: Mutex::default(),
             batch: Mutex::default(),
             spacing: Mutex::default(),
+            timer_armed: std::sync::atomic::AtomicBool::new(false),
             in_flight: InFlight::default(),
             ramp: Mutex::default(),
             sent: AtomicU64::new(0),
@@ -323,9 +336,13 @@ impl Engine {
         })
     }
 
-    /// Takes what is pending, as the script call that counts it; `None` if nothing is.
-    fn take_batch(&self) -> Option<(ScriptInvocation<'static>, BatchContext)> {
-        let batch = lock(&self.batch).take()?;
+    /// Takes what is pending (all of it, or only a batch that is due), as the script call
+    /// that counts it; `None` if nothing is.
+    fn take_batch(&self, take: Take) -> Option<(ScriptInvocation<'static>, BatchContext)> {
+        let batch = match take {
+            Take::All => lock(&self.batch).take()?,
+            Take::Due => lock(&self.batch).take_due(self.now())?,
+        };
         let op = Op::Batch {
             generation: batch.generation,
             successes: batch.successes,
@@ -338,6 +355,25 @@ impl Engine {
         };
         self.in_flight.taken();
         Some((self.invocation(self.now(), op), context))
+    }
+
+    /// How long until the pending batch is due (zero: it is); `None` if nothing is pending.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn batch_due_in(&self) -> Option<std::time::Duration> {
+        lock(&self.batch).due_in(self.now())
+    }
+
+    /// Arms the one timer that sends this breaker's batches when due: `true` if it was not
+    /// armed, and the caller now runs it.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn arm_timer(&self) -> bool {
+        !self.timer_armed.swap(true, Ordering::SeqCst)
+    }
+
+    /// The timer stops: nothing is pending.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn disarm_timer(&self) {
+        self.timer_armed.store(false, Ordering::SeqCst);
     }
 
     /// How many batches have been taken to be sent so far.
@@ -517,8 +553,9 @@ impl Engine {
         lock(&self.registration).went(now, ok, self.settings.idle_ttl);
     }
 
-    /// The commands that write this breaker into the registry, with its last use now.
-    pub(crate) fn registration(&self) -> Result<[Cmd; 6], StoreError> {
+    /// The two requests that write this breaker into the registry, with its last use now:
+    /// its policy, then its name.
+    pub(crate) fn registration(&self) -> Result<[redis::Pipeline; 2], StoreError> {
         let ttl_ms = u64::try_from(self.settings.idle_ttl.as_millis()).unwrap_or(u64::MAX);
         registry::register(
             &self.keys,

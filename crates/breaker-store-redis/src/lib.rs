@@ -17,6 +17,8 @@
 //! - Counters live in fixed buckets (hash fields): memory per breaker is bounded by the
 //!   policy's `buckets`. All keys of a breaker share a hash tag (Cluster works), every key has
 //!   a TTL, any UTF-8 name works.
+//! - Each store counts the requests it sends (`requests_sent()`, and the `metrics` counter
+//!   `breaker_redis_requests_total` of the whole process).
 //! - Every call has a timeout (default 50 ms); when Redis fails, the breaker's
 //!   [`StoreFailurePolicy`](breaker_core::StoreFailurePolicy) decides (allow, reject, or an
 //!   in-process breaker), listeners and `tracing` are told, and connections recover by
@@ -57,6 +59,7 @@ mod keys;
 #[cfg(feature = "tokio")]
 mod listing;
 mod registry;
+mod requests;
 mod script;
 mod settings;
 mod stored;

@@ -82,7 +82,7 @@ pub(crate) fn register(
     policy: &Policy,
     now: Timestamp,
     ttl_ms: u64,
-) -> Result<[Cmd; 6], StoreError> {
+) -> Result<[redis::Pipeline; 2], StoreError> {
     let policy_json = serde_json::to_string(policy).map_err(|err| {
         StoreError::new(
             StoreErrorKind::Config,
@@ -91,18 +91,20 @@ pub(crate) fn register(
         .with_source(err)
     })?;
     let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
-    let [registry_new, registry_longer] = extend(&keys.registry, ttl_ms);
-    let [policies_new, policies_longer] = extend(&keys.policies, ttl_ms);
-    // The policy first: a listing that meets a name without policies prunes it, so the name
-    // goes in only once its policy is there.
-    Ok([
-        Cmd::hset(&keys.policies, policy_json, now.as_millis()),
-        policies_new,
-        policies_longer,
-        Cmd::hset_nx(&keys.registry, name, now.as_millis()),
-        registry_new,
-        registry_longer,
-    ])
+    // Two requests, each on one key (one Cluster slot), the policy first: a listing that
+    // meets a name without policies prunes it, so the name goes in only once its policy is
+    // there.
+    let mut policies = redis::pipe();
+    policies.add_command(Cmd::hset(&keys.policies, policy_json, now.as_millis()));
+    for cmd in extend(&keys.policies, ttl_ms) {
+        policies.add_command(cmd);
+    }
+    let mut registry = redis::pipe();
+    registry.add_command(Cmd::hset_nx(&keys.registry, name, now.as_millis()));
+    for cmd in extend(&keys.registry, ttl_ms) {
+        registry.add_command(cmd);
+    }
+    Ok([policies, registry])
 }
 
 /// Sets `key` to expire in `ttl_ms` unless it already lives longer: a key without an expiry

@@ -52,7 +52,7 @@ impl Settings {
             history_len: 10,
             actor: "test".to_owned(),
             batch: None,
-            fleet_budget: 1_000,
+            fleet_budget: 500,
             reporter: "test".to_owned(),
         }
     }

@@ -287,6 +287,21 @@ impl RedisServer {
         self.command_calls().get("evalsha").copied().unwrap_or(0)
     }
 
+    /// The CPU time the server has used so far, user and system, all threads (`INFO cpu`):
+    /// what a bench divides by the time it ran to give Redis's share of a core.
+    pub fn cpu_time(&self) -> Duration {
+        let info = self.command(&["INFO", "cpu"]).unwrap_or_default();
+        let seconds: f64 = info
+            .lines()
+            .filter_map(|line| {
+                let (key, value) = line.trim().split_once(':')?;
+                matches!(key, "used_cpu_sys" | "used_cpu_user")
+                    .then(|| value.parse::<f64>().ok())?
+            })
+            .sum();
+        Duration::from_secs_f64(seconds)
+    }
+
     /// Sends one command and returns the reply as text (errors as `Err`).
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         command(self.port, args)

@@ -22,9 +22,12 @@ pub struct Batch {
     pub failures: u64,
     /// When the first of them was added.
     since: Timestamp,
+    /// How long it waits after `since`, as the last outcome added decided.
+    wait: Duration,
 }
 
 /// How long a batch waits before it goes.
+#[allow(clippy::exhaustive_structs)] // Each store builds it field by field: a new one is a compile error there.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pace {
     /// The shortest wait: that of a batch whose failures reach `failure_rate` percent of
@@ -137,6 +140,7 @@ impl Batch {
             self.successes += 1;
         }
         let wait = self.wait(pace);
+        self.wait = wait;
         // A failure that could trip the breaker goes at once: the trip is not held back for
         // the interval.
         if failure && could_trip(self.counts()) {
@@ -157,6 +161,27 @@ impl Batch {
     pub fn take(&mut self) -> Option<Batch> {
         let batch = std::mem::take(self);
         (batch.calls() > 0).then_some(batch)
+    }
+
+    /// How long until it is due at `now` (zero: it is); `None` if it holds nothing.
+    pub fn due_in(&self, now: Timestamp) -> Option<Duration> {
+        if self.calls() == 0 {
+            return None;
+        }
+        if now < self.since || self.calls() >= MAX_PENDING {
+            return Some(Duration::ZERO);
+        }
+        Some(self.wait.saturating_sub(now.saturating_since(self.since)))
+    }
+
+    /// Takes what it holds if it is due at `now`: a timer set for a batch that has already
+    /// gone does not send the next one early.
+    pub fn take_due(&mut self, now: Timestamp) -> Option<Batch> {
+        if self.due_in(now) == Some(Duration::ZERO) {
+            self.take()
+        } else {
+            None
+        }
     }
 }
 
@@ -308,5 +333,28 @@ mod tests {
             batch.add(1, Outcome::Success, at(999), pace, || 1, never),
             BatchDue::No
         );
+    }
+
+    #[test]
+    fn only_a_due_batch_is_taken_by_a_timer() {
+        let pace = Pace {
+            interval: Duration::from_millis(10),
+            spaced: SECOND,
+            failure_rate: 50.0,
+        };
+        let never = |_: Counts| false;
+        let mut batch = Batch::default();
+        assert_eq!(batch.due_in(at(0)), None);
+        batch.add(1, Outcome::Success, at(0), pace, || 1, never);
+        assert_eq!(batch.due_in(at(400)), Some(Duration::from_millis(600)));
+        assert_eq!(batch.take_due(at(400)), None);
+        assert_eq!(batch.calls(), 1);
+        // Half failures: due after the interval.
+        batch.add(1, Outcome::Failure, at(401), pace, || 1, never);
+        assert_eq!(batch.due_in(at(401)), Some(Duration::ZERO));
+        assert_eq!(batch.take_due(at(401)).map(|b| b.calls()), Some(2));
+        // A clock stepped back makes it due at once.
+        batch.add(1, Outcome::Success, at(500), pace, || 1, never);
+        assert_eq!(batch.due_in(at(499)), Some(Duration::ZERO));
     }
 }

@@ -12,7 +12,7 @@ use breaker_core::{
 };
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
-use super::{Engine, RecordContext, RecordPlan};
+use super::{Engine, RecordContext, RecordPlan, Take};
 use crate::history;
 use crate::keys::Keys;
 use crate::registry::{self, BreakerInfo};
@@ -26,6 +26,9 @@ pub(crate) enum Request {
     Script(ScriptInvocation<'static>),
     /// A plain command.
     Command(Cmd),
+    /// Plain commands on one key (one Cluster slot), sent together; the reply is an array
+    /// of their replies.
+    Pipeline(redis::Pipeline),
 }
 
 /// A request, with what it is for (for errors and logs).
@@ -266,9 +269,12 @@ impl Operation for Record<'_> {
     }
 }
 
-/// Sending what the batch holds, if anything.
-pub(crate) fn flush(engine: &Engine) -> impl Operation<Output = Result<(), StoreError>> + '_ {
-    match engine.take_batch() {
+/// Sending what the batch holds (as `take` says), if anything.
+pub(crate) fn flush(
+    engine: &Engine,
+    take: Take,
+) -> impl Operation<Output = Result<(), StoreError>> + '_ {
+    match engine.take_batch(take) {
         Some((call, context)) => ReadyOr::Ask(one_call(call, "sending a batch", move |reply| {
             let result = match &reply {
                 Ok(_) => Ok(()),
@@ -322,17 +328,26 @@ pub(crate) fn operate(
 /// pruned, so the registry does not grow with every name ever used (breakers on demand) even
 /// when nobody lists it. A failed check leaves the registration as it went.
 pub(crate) fn register(engine: &Engine) -> impl Operation<Output = bool> + '_ {
-    let commands = match engine.registration() {
-        Ok(commands) => VecDeque::from(commands),
+    let requests = match engine.registration() {
+        Ok([policies, mut name]) => {
+            // Names at random, to check that their breakers still have policies.
+            name.add_command(
+                redis::cmd("HRANDFIELD")
+                    .arg(&engine.keys.registry)
+                    .arg(PRUNE_SAMPLE)
+                    .clone(),
+            );
+            VecDeque::from([policies, name])
+        }
         Err(err) => {
             tracing::warn!(breaker = %engine.name, error = %err, "breaker registration failed");
             VecDeque::new()
         }
     };
-    let ok = !commands.is_empty();
+    let ok = !requests.is_empty();
     Register {
         engine,
-        commands,
+        requests,
         ok,
         pruning: Prune::NotYet,
     }
@@ -343,16 +358,16 @@ const PRUNE_SAMPLE: usize = 8;
 
 struct Register<'a> {
     engine: &'a Engine,
-    commands: VecDeque<Cmd>,
+    /// The policy's request, then the name's (with the names drawn at random).
+    requests: VecDeque<redis::Pipeline>,
     ok: bool,
     pruning: Prune,
 }
 
 /// Where a registration's check of other names is.
 enum Prune {
+    /// Writing the policy, then the name with names drawn at random.
     NotYet,
-    /// Asked for names at random.
-    Drawing,
     /// Asked whether `0`'s breaker still has its policies; the rest to check after it.
     Checking(String, Vec<String>),
     /// Asked to prune `0`'s name; the rest to check after it.
@@ -384,30 +399,40 @@ impl Operation for Register<'_> {
 
     fn step(&mut self, reply: Option<Result<Value, StoreError>>) -> Step<bool> {
         if let Prune::NotYet = self.pruning {
-            if let Some(Err(err)) = reply {
-                tracing::warn!(breaker = %self.engine.name, error = %err, "breaker registration failed");
+            let reply = match reply {
+                Some(Err(err)) => {
+                    tracing::warn!(breaker = %self.engine.name, error = %err, "breaker registration failed");
+                    return Step::Done(false);
+                }
+                Some(Ok(reply)) => Some(reply),
+                None => None,
+            };
+            if !self.ok {
                 return Step::Done(false);
             }
-            return match self.commands.pop_front() {
-                Some(cmd) if self.ok => Step::Ask(command(cmd, "registering the breaker")),
-                _ if self.ok => {
-                    self.pruning = Prune::Drawing;
-                    let mut draw = redis::cmd("HRANDFIELD");
-                    draw.arg(&self.engine.keys.registry).arg(PRUNE_SAMPLE);
-                    Step::Ask(command(draw, "checking the registry"))
-                }
-                _ => Step::Done(false),
+            if let Some(pipeline) = self.requests.pop_front() {
+                return Step::Ask(Ask {
+                    request: Request::Pipeline(pipeline),
+                    what: "registering the breaker",
+                });
+            }
+            // The name's request answered: its last reply holds the names drawn.
+            let names = match reply {
+                Some(Value::Array(mut replies)) => replies
+                    .pop()
+                    .and_then(|names| read::<Vec<String>>(Ok(names), "registry names").ok())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
             };
+            let own = self.engine.name.to_string();
+            let names = names.into_iter().filter(|name| *name != own).collect();
+            return self.check_next(names);
         }
         let Some(Ok(reply)) = reply else {
             // The registration itself went through; the check is for another time.
             return Step::Done(self.ok);
         };
-        match std::mem::replace(&mut self.pruning, Prune::Drawing) {
-            Prune::Drawing => {
-                let names = read::<Vec<String>>(Ok(reply), "registry names").unwrap_or_default();
-                self.check_next(names)
-            }
+        match std::mem::replace(&mut self.pruning, Prune::NotYet) {
             Prune::Checking(name, rest) => {
                 if matches!(read::<i64>(Ok(reply), "exists"), Ok(0)) {
                     let keys = Keys::new(&self.engine.settings.prefix, &name);
@@ -740,13 +765,24 @@ mod tests {
     fn a_name_registered_while_it_was_pruned_goes_back() {
         let engine = engine();
         let mut op = register(&engine);
-        let mut step = op.step(None);
-        for _ in 0..6 {
-            step = op.step(Some(Ok(Value::Okay)));
+        // The policy, then the name with names drawn at random: two requests.
+        for _ in 0..2 {
+            let step = op.step(Some(Ok(Value::Okay)));
+            assert!(matches!(
+                step,
+                Step::Ask(Ask {
+                    request: Request::Pipeline(_),
+                    ..
+                })
+            ));
         }
-        assert_eq!(asked(step).0, "HRANDFIELD");
-        let drawn = Value::Array(vec![Value::BulkString(b"elsewhere".to_vec())]);
-        assert_eq!(asked(op.step(Some(Ok(drawn)))).0, "EXISTS");
+        // Its own name drawn is not checked.
+        let drawn = Value::Array(vec![
+            Value::BulkString(b"registering".to_vec()),
+            Value::BulkString(b"elsewhere".to_vec()),
+        ]);
+        let replies = Value::Array(vec![Value::Int(1), Value::Int(1), Value::Int(0), drawn]);
+        assert_eq!(asked(op.step(Some(Ok(replies)))).0, "EXISTS");
         assert_eq!(
             asked(op.step(Some(Ok(Value::Int(0))))),
             ("HDEL".to_owned(), "elsewhere".to_owned())

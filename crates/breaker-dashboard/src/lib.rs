@@ -41,6 +41,10 @@
 //! - `GET /api/history?name=&count=`: the newest transitions and operator actions, of one
 //!   breaker or all, newest first (`count` 1 to 1000, default 100).
 //! - `GET /api/config`: `{"actions": true}` when a token allows actions.
+//! - `GET /api/cost`: what the store's server spent per second since the previous sample
+//!   (one per refresh): `cpu_share` (of one core), `script_calls_per_second`,
+//!   `commands_per_second` and `over_ms`; `{"measuring": true}` until a second sample;
+//!   `{"unavailable": "..."}` when the store cannot say (an ACL without `INFO`).
 //! - `POST /api/breakers/{name}/{trip|reset|force-open|force-closed|auto}?for=10m`: the name
 //!   percent-encoded (any UTF-8); `for` only with the overrides, and at least `1ms`. Any other
 //!   method is refused with `405` (`Allow: POST`) and counts as no wrong token.
@@ -72,4 +76,4 @@ pub use metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE, metrics};
 pub use redis::{DEFAULT_REUSE_POLICIES, RedisBreakers, WINDOWS_UP_TO};
 pub use router::{DEFAULT_REFRESH, Dashboard};
 pub use serve::{DEFAULT_MAX_CONNECTIONS, Server};
-pub use store::{BreakerView, DashboardStore};
+pub use store::{BreakerView, DashboardStore, StoreUsage};

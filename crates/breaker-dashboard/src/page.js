@@ -653,6 +653,22 @@
     refresh();
   }
 
+  function showCost(cost) {
+    const line = $('cost');
+    if (!cost) {
+      line.textContent = '';
+    } else if (cost.unavailable) {
+      line.textContent = 'Redis cost: unavailable';
+      line.title = cost.unavailable;
+    } else if (cost.measuring) {
+      line.textContent = 'Redis cost: measuring…';
+    } else {
+      line.textContent = 'Redis: ' + (cost.cpu_share * 100).toFixed(1) + ' % of a core · '
+        + Math.round(cost.script_calls_per_second) + ' script calls/s · '
+        + Math.round(cost.commands_per_second) + ' commands/s';
+    }
+  }
+
   async function loadConfig() {
     const config = await getJson('api/config');
     actions = Boolean(config.actions);
@@ -675,8 +691,10 @@
       // The breaker in the detail view is read on its own too, with its window (a listing
       // of many breakers leaves windows out).
       const detailPath = name === null ? null : 'api/breakers?name=' + encodeURIComponent(name);
-      const [listed, entries, detail] = await Promise.all([
-        getJson('api/breakers'), getJson(historyPath), detailPath ? getJson(detailPath) : null]);
+      // What the store costs Redis: a line of its own, never an outage.
+      const [listed, entries, detail, cost] = await Promise.all([
+        getJson('api/breakers'), getJson(historyPath), detailPath ? getJson(detailPath) : null,
+        getJson('api/cost').catch(() => null)]);
       // A later refresh (the view changed meanwhile) has the newer answer.
       if (mine !== generation) return;
       breakers = listed;
@@ -684,6 +702,7 @@
       for (const b of detail || []) if (byName.has(b.name)) byName.set(b.name, b);
       if (name === null) history = entries; else detailHistory = entries;
       outage(null);
+      showCost(cost);
       render();
       $('updated').textContent = 'updated ' + clock(Date.now());
     } catch (err) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use breaker_core::{Action, HistoryEntry, Policy, StoreError, StoreErrorKind};
 use breaker_store_redis::{AsyncRedisBreaker, AsyncRedisStore, BreakerInfo, ListRequest, Listed};
 
-use crate::store::{BreakerView, DashboardStore};
+use crate::store::{BreakerView, DashboardStore, StoreUsage};
 
 /// The breakers registered in a [`AsyncRedisStore`], as operators see them: listed with their
 /// windows, their history, and operator actions by name. Cheap to clone.
@@ -176,5 +176,14 @@ impl DashboardStore for RedisBreakers {
 
     async fn act(&self, name: &str, action: Action) -> Result<(), StoreError> {
         self.breaker(name).await?.operate(action).await.map(drop)
+    }
+
+    async fn usage(&self) -> Result<Option<StoreUsage>, StoreError> {
+        let usage = self.store.redis_usage().await?;
+        Ok(Some(StoreUsage::new(
+            usage.cpu,
+            usage.script_calls,
+            usage.commands,
+        )))
     }
 }

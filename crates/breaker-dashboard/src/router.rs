@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 use crate::guard::{Attempts, Hosts, client_ip, same_origin};
 use crate::metrics::{DEFAULT_METRICS_CAP, METRICS_CONTENT_TYPE};
 use crate::shared::Latest;
-use crate::store::{BreakerView, DashboardStore};
+use crate::store::{BreakerView, DashboardStore, StoreUsage};
 
 /// History entries `/api/history` answers when the request does not say.
 const DEFAULT_HISTORY: usize = 100;
@@ -134,7 +134,7 @@ impl<S: DashboardStore> Dashboard<S> {
     }
 
     /// The router: `/` (the page), `GET /api/config`, `GET /api/breakers[?name=]`,
-    /// `GET /api/history?name=&count=`, `GET /metrics` and
+    /// `GET /api/history?name=&count=`, `GET /api/cost`, `GET /metrics` and
     /// `POST /api/breakers/{name}/{action}?for=` (any other method there: `405`).
     pub fn router(self) -> Router {
         if self.unusable_token {
@@ -153,6 +153,8 @@ impl<S: DashboardStore> Dashboard<S> {
             listing: Latest::new(self.refresh),
             histories: Latest::new(self.refresh),
             details: Latest::new(self.refresh),
+            cost: Latest::new(self.refresh),
+            usage: std::sync::Mutex::new(None),
         });
         // The token is asked of POSTs only: any other method is refused with 405 before it,
         // and is no failed attempt (a browser or a crawler following the URL locks no one
@@ -168,6 +170,7 @@ impl<S: DashboardStore> Dashboard<S> {
             .route("/api/config", get(config::<S>))
             .route("/api/breakers", get(breakers::<S>))
             .route("/api/history", get(history::<S>))
+            .route("/api/cost", get(cost::<S>))
             .route("/metrics", get(metrics::<S>))
             .route("/api/breakers/{name}/{action}", act)
             .fallback(not_found)
@@ -202,12 +205,57 @@ struct Shared<S> {
     histories: Latest<(Option<String>, usize), Vec<HistoryEntry>>,
     /// Likewise each breaker asked for on its own, with its window.
     details: Latest<String, Option<BreakerView>>,
+    /// Likewise what the store's server spent, from the last two samples.
+    cost: Latest<(), serde_json::Value>,
+    /// The last sample of the server's usage, and when it was taken.
+    usage: std::sync::Mutex<Option<(Instant, StoreUsage)>>,
 }
 
 impl<S: DashboardStore> Shared<S> {
     /// Every breaker, as the latest read shared by every page and scrape says.
     async fn breakers(&self) -> Result<Vec<BreakerView>, StoreError> {
         self.listing.get((), || self.store.breakers()).await
+    }
+
+    /// What the store's server spent a second since the previous sample, as `/api/cost`
+    /// answers it.
+    async fn cost(&self) -> Result<serde_json::Value, StoreError> {
+        let usage = match self.store.usage().await {
+            Ok(Some(usage)) => usage,
+            Ok(None) => {
+                return Ok(json!({ "unavailable": "this store does not say what it costs" }));
+            }
+            Err(err) if err.kind() == StoreErrorKind::Config => {
+                return Ok(json!({
+                    "unavailable": format!(
+                        "the store's user may not read INFO ({err}); allow it (+info) to see \
+                         what the fleet costs Redis"
+                    )
+                }));
+            }
+            Err(err) => return Err(err),
+        };
+        let now = Instant::now();
+        let previous = self
+            .usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace((now, usage));
+        let Some((then, before)) = previous else {
+            return Ok(json!({ "measuring": true }));
+        };
+        let seconds = now.duration_since(then).as_secs_f64();
+        // A server that restarted counts from zero again: measure from this sample on.
+        if seconds <= 0.0 || usage.commands < before.commands || usage.cpu < before.cpu {
+            return Ok(json!({ "measuring": true }));
+        }
+        let per_second = |now: u64, before: u64| now.saturating_sub(before) as f64 / seconds;
+        Ok(json!({
+            "cpu_share": (usage.cpu - before.cpu).as_secs_f64() / seconds,
+            "script_calls_per_second": per_second(usage.script_calls, before.script_calls),
+            "commands_per_second": per_second(usage.commands, before.commands),
+            "over_ms": (seconds * 1e3).round() as u64,
+        }))
     }
 }
 
@@ -370,6 +418,14 @@ async fn breakers<S: DashboardStore>(
     };
     match listed {
         Ok(views) => Json(views).into_response(),
+        Err(err) => store_error(&err),
+    }
+}
+
+/// What the store's server spent a second, shared by every page within a refresh.
+async fn cost<S: DashboardStore>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    match shared.cost.get((), || shared.cost()).await {
+        Ok(cost) => Json(cost).into_response(),
         Err(err) => store_error(&err),
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use breaker_core::{Action, Bucket, HistoryEntry, Policy, Snapshot, StoreError, Timestamp};
 use serde::Serialize;
@@ -46,6 +47,38 @@ pub trait DashboardStore: Send + Sync + 'static {
         name: &str,
         action: Action,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What the store's server has spent so far, for the page's cost line: counters the
+    /// dashboard samples at each refresh. `None` (the default): the store cannot say. An
+    /// error of kind [`Config`](breaker_core::StoreErrorKind::Config) means the store's
+    /// credentials may not ask (an ACL without `INFO`), which the page says.
+    fn usage(&self) -> impl Future<Output = Result<Option<StoreUsage>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// What a store's server has spent since it started: the dashboard divides the change
+/// between two samples by the time between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreUsage {
+    /// CPU time, all threads.
+    pub cpu: Duration,
+    /// Script calls (for Redis, `EVALSHA` and `EVAL`).
+    pub script_calls: u64,
+    /// Commands processed (those that scripts run included).
+    pub commands: u64,
+}
+
+impl StoreUsage {
+    /// Usage counters as the store's server reports them.
+    pub fn new(cpu: Duration, script_calls: u64, commands: u64) -> StoreUsage {
+        StoreUsage {
+            cpu,
+            script_calls,
+            commands,
+        }
+    }
 }
 
 /// One breaker as the dashboard shows it. Serialized as `breaker status --json` prints each

@@ -1260,3 +1260,55 @@ async fn a_listing_reuses_the_policies_an_earlier_one_read_for_a_while() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_fleet_costs_redis_is_shown_and_an_acl_without_info_is_named() {
+    let redis = RedisServer::start();
+    let url = serve(&redis, None).await;
+    let (status, first) = get(&format!("{url}/api/cost")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(
+        first["measuring"], true,
+        "one sample says no rate yet: {first}"
+    );
+    let app = store(&redis, "app").await;
+    let breaker = app.breaker("costly", policy(1_000)).await.unwrap();
+    record(&breaker, 50, 0).await;
+    let (status, cost) = get(&format!("{url}/api/cost")).await;
+    assert_eq!(status, StatusCode::OK, "{cost}");
+    let rate = |field: &str| {
+        cost[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {field}: {cost}"))
+    };
+    // At least the 50 script calls that recorded the 50 calls (their checks answered from
+    // the cached state), over the time since the first sample.
+    let over = rate("over_ms") / 1e3;
+    assert!(rate("script_calls_per_second") * over >= 49.5, "{cost}");
+    assert!(
+        rate("commands_per_second") >= rate("script_calls_per_second"),
+        "{cost}"
+    );
+    assert!((0.0..=2.0).contains(&rate("cpu_share")), "{cost}");
+
+    // A dashboard whose user may not read INFO says so, and lists breakers all the same.
+    redis
+        .command(&[
+            "ACL", "SETUSER", "viewer", "on", ">pw", "~*", "&*", "+@all", "-info",
+        ])
+        .unwrap();
+    let config = RedisConfig::standalone(format!("redis://viewer:pw@127.0.0.1:{}", redis.port()))
+        .prefix("api-test")
+        .timeout(Duration::from_secs(1));
+    let viewer = AsyncRedisStore::connect(config).await.unwrap();
+    let limited = serve_dashboard(
+        Dashboard::new(RedisBreakers::new(viewer)).refresh(Duration::ZERO),
+        None,
+    )
+    .await;
+    let (status, cost) = get(&format!("{limited}/api/cost")).await;
+    assert_eq!(status, StatusCode::OK, "{cost}");
+    let unavailable = cost["unavailable"].as_str().unwrap_or_default();
+    assert!(unavailable.contains("INFO"), "{cost}");
+    assert_eq!(breakers(&limited).await.len(), 1);
+}

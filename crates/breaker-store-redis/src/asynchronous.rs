@@ -343,6 +343,29 @@ impl AsyncRedisStore {
         self.inner.requests.so_far()
     }
 
+    /// What Redis has spent so far (`INFO cpu commandstats stats`, one request): sampled
+    /// twice, the fleet's cost per second. Behind a Cluster, the sum over its nodes. An ACL
+    /// that forbids `INFO` makes this an error of kind
+    /// [`Config`](breaker_core::StoreErrorKind::Config) (`NOPERM`).
+    pub async fn redis_usage(&self) -> Result<crate::RedisUsage, StoreError> {
+        let info: redis::Value = self
+            .request("reading INFO", |mut connection| async move {
+                redis::cmd("INFO")
+                    .arg("cpu")
+                    .arg("commandstats")
+                    .arg("stats")
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        crate::RedisUsage::from_reply(&info).ok_or_else(|| {
+            StoreError::new(
+                breaker_core::StoreErrorKind::Corrupt,
+                "Redis's INFO lacks the cpu or stats section",
+            )
+        })
+    }
+
     /// Checks that Redis answers (one `PING`), within the timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(ops::ping()).await.0

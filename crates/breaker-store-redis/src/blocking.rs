@@ -206,16 +206,18 @@ impl BlockingRedisStore {
                 Ok(ask) => ask,
                 Err(done) => return done,
             };
-            run.reply(self.request(what, |conn| match &request {
-                Request::Script(call) => call.invoke(conn),
-                Request::Command(cmd) => cmd.query(conn),
-                // A blocking Cluster connection takes no pipeline: one command at a time.
-                Request::Pipeline(pipe) if !conn.supports_pipelining() => pipe
-                    .cmd_iter()
-                    .map(|cmd| cmd.query::<Value>(conn))
-                    .collect::<RedisResult<Vec<Value>>>()
-                    .map(Value::Array),
-                Request::Pipeline(pipe) => pipe.query(conn),
+            run.reply(self.request(what, |conn| {
+                match &request {
+                    Request::Script(call) => call.invoke(conn),
+                    Request::Command(cmd) => cmd.query(conn),
+                    // A blocking Cluster connection takes no pipeline: one command at a time.
+                    Request::Pipeline(pipe) if !conn.supports_pipelining() => pipe
+                        .cmd_iter()
+                        .map(|cmd| cmd.query::<Value>(conn))
+                        .collect::<RedisResult<Vec<Value>>>()
+                        .map(Value::Array),
+                    Request::Pipeline(pipe) => pipe.query(conn),
+                }
             }));
         }
     }

@@ -287,7 +287,7 @@ impl RedisConfig {
     /// breaker's whole fleet may send, shared out among its processes by their share of the
     /// fleet's calls (500 by default). Each process learns the fleet's call rate from the
     /// replies it receives, and spaces its batches of successes to its share: from the batch
-    /// interval up to 1 s. A batch whose failures reach the policy's failure rate always goes
+    /// interval up to 1 s (and four fifths of `max_staleness`). A batch whose failures reach the policy's failure rate always goes
     /// after the batch interval, so a failing backend trips the breaker as soon as without
     /// the budget. docs/redis.md explains the choice of default and the bounds.
     #[must_use]

@@ -316,6 +316,7 @@ impl Engine {
                 self.settings.fleet_budget,
                 fleet_calls,
                 self.policy.window(),
+                spacing::longest_spacing(self.settings.max_staleness),
             )
         };
         let pace = Pace {

@@ -73,3 +73,4 @@ pub use config::RedisConfig;
 #[cfg(feature = "tokio")]
 pub use listing::{ListRequest, Listed, Listing};
 pub use registry::BreakerInfo;
+pub use requests::RedisUsage;

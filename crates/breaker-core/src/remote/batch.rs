@@ -229,6 +229,12 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
+    /// Successes wait a second; a batch half failures or more, 10 ms.
+    const SPACED: Pace = Pace {
+        interval: Duration::from_millis(10),
+        spaced: SECOND,
+        failure_rate: 50.0,
+    };
     const EVEN: Pace = Pace {
         interval: SECOND,
         spaced: SECOND,
@@ -289,11 +295,7 @@ mod tests {
 
     #[test]
     fn a_spaced_batch_of_successes_waits_longer_and_failures_go_after_the_interval() {
-        let pace = Pace {
-            interval: Duration::from_millis(10),
-            spaced: SECOND,
-            failure_rate: 50.0,
-        };
+        let pace = SPACED;
         let never = |_: Counts| false;
         let mut batch = Batch::default();
         assert_eq!(
@@ -337,11 +339,7 @@ mod tests {
 
     #[test]
     fn only_a_due_batch_is_taken_by_a_timer() {
-        let pace = Pace {
-            interval: Duration::from_millis(10),
-            spaced: SECOND,
-            failure_rate: 50.0,
-        };
+        let pace = SPACED;
         let never = |_: Counts| false;
         let mut batch = Batch::default();
         assert_eq!(batch.due_in(at(0)), None);

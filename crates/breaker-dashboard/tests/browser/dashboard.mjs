@@ -166,6 +166,9 @@ try {
   const updated = await page.locator('#updated').textContent();
   await page.waitForFunction((before) => document.getElementById('updated').textContent !== before,
     updated, { timeout: 10_000 });
+  step('the page says what the fleet costs Redis');
+  await page.waitForFunction(() => /^Redis: [0-9.]+ % of a core · [0-9]+ script calls\/s · [0-9]+ commands\/s$/
+    .test(document.getElementById('cost').textContent), null, { timeout: 10_000 });
   await page.screenshot({ path: screenshot, fullPage: true });
   step('screenshot saved to ' + screenshot);
 

@@ -22,6 +22,13 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// for at most this long.
 pub(crate) const LONGEST_SPACING: Duration = Duration::from_secs(1);
 
+/// The longest spacing for a store whose cached state serves calls for `max_staleness`:
+/// [`LONGEST_SPACING`], and short enough that each batch's reply refreshes the cache before
+/// it goes stale (four fifths of it), so that no call runs the script only to refresh it.
+pub(crate) fn longest_spacing(max_staleness: Duration) -> Duration {
+    LONGEST_SPACING.min(max_staleness.mul_f64(0.8))
+}
+
 /// This process's calls a second on one breaker, measured over whole periods.
 #[derive(Debug, Default)]
 pub(crate) struct Spacing {
@@ -56,21 +63,22 @@ impl Spacing {
 
     /// How long a batch of successes waits: this process's share of `budget` batches a
     /// second, with the fleet making `fleet_calls` calls in `window`; at least `interval`
-    /// and at most [`LONGEST_SPACING`] (or `interval`, if longer). `interval` while either
-    /// rate is unknown.
+    /// and at most `longest` (or `interval`, if longer). `interval` while either rate is
+    /// unknown.
     pub(crate) fn spaced(
         &self,
         interval: Duration,
         budget: u32,
         fleet_calls: Option<u64>,
         window: Duration,
+        longest: Duration,
     ) -> Duration {
         let fleet = fleet_calls.map_or(0.0, |calls| calls as f64 / window.as_secs_f64());
         if self.rate <= 0.0 || fleet <= 0.0 || budget == 0 {
             return interval;
         }
         let seconds = fleet / (f64::from(budget) * self.rate);
-        let longest = LONGEST_SPACING.max(interval);
+        let longest = longest.max(interval);
         Duration::try_from_secs_f64(seconds)
             .unwrap_or(longest)
             .clamp(interval, longest)
@@ -98,18 +106,25 @@ mod tests {
     fn each_process_takes_its_share_of_the_budget() {
         // 100 processes at 100 calls a second: 10 000 a second, 600 000 in the window.
         let spacing = measured(100);
-        let spaced = spacing.spaced(INTERVAL, 1_000, Some(600_000), WINDOW);
+        let spaced = spacing.spaced(INTERVAL, 1_000, Some(600_000), WINDOW, LONGEST_SPACING);
         // A tenth of a second each: 10 batches a second each, 1 000 for the fleet.
         assert!((spaced.as_secs_f64() - 0.1).abs() < 0.005, "{spaced:?}");
         // A fleet within the budget keeps the configured interval.
         assert_eq!(
-            spacing.spaced(INTERVAL, 1_000, Some(6_000), WINDOW),
+            spacing.spaced(INTERVAL, 1_000, Some(6_000), WINDOW, LONGEST_SPACING),
             INTERVAL
         );
-        // A fleet far over it waits at most the longest spacing.
+        // A fleet far over it waits at most the longest spacing, shorter than the cache's
+        // life.
         assert_eq!(
-            spacing.spaced(INTERVAL, 1, Some(600_000_000), WINDOW),
+            spacing.spaced(INTERVAL, 1, Some(600_000_000), WINDOW, LONGEST_SPACING),
             LONGEST_SPACING
+        );
+        let longest = longest_spacing(Duration::from_millis(500));
+        assert_eq!(longest, Duration::from_millis(400));
+        assert_eq!(
+            spacing.spaced(INTERVAL, 1, Some(600_000_000), WINDOW, longest),
+            longest
         );
     }
 
@@ -118,16 +133,16 @@ mod tests {
         let mut spacing = Spacing::default();
         spacing.count(Timestamp::from_millis(0));
         assert_eq!(
-            spacing.spaced(INTERVAL, 1_000, Some(600_000), WINDOW),
+            spacing.spaced(INTERVAL, 1_000, Some(600_000), WINDOW, LONGEST_SPACING),
             INTERVAL
         );
         assert_eq!(
-            measured(100).spaced(INTERVAL, 1_000, None, WINDOW),
+            measured(100).spaced(INTERVAL, 1_000, None, WINDOW, LONGEST_SPACING),
             INTERVAL
         );
         // A clock stepped back starts a new period and keeps the last rate.
         let mut stepped = measured(100);
         stepped.count(Timestamp::from_millis(0));
-        assert!(stepped.spaced(INTERVAL, 1_000, Some(600_000), WINDOW) > INTERVAL);
+        assert!(stepped.spaced(INTERVAL, 1_000, Some(600_000), WINDOW, LONGEST_SPACING) > INTERVAL);
     }
 }

@@ -255,7 +255,7 @@ impl LaterEvent {
         }
     }
 
-    /// BlockingBreaker `breaker`'s store failed: an event the store made itself.
+    /// The store of the breaker named `breaker` failed: an event the store made itself.
     pub fn store_error(breaker: &Arc<str>, err: StoreError) -> LaterEvent {
         LaterEvent {
             kind: OwnedKind::StoreError(err),

@@ -405,3 +405,62 @@ fn a_fleet_stays_within_its_budget_and_a_failing_backend_still_trips_it_at_once(
         last - first
     );
 }
+
+/// Five async processes (stores of their own) on the real clock, each calling every 2 ms:
+/// their batches' timers send each batch once it is due, never the next one early, so the
+/// fleet stays within its budget.
+#[test]
+fn an_async_fleet_stays_within_its_budget() {
+    // A server of its own: its script calls are this test's only.
+    let server = RedisServer::start();
+    let url = server.url();
+    let budget = 50;
+    let policy = Policy::builder()
+        .window(Duration::from_secs(1))
+        .buckets(10)
+        .minimum_failures(1 << 40)
+        .build()
+        .unwrap();
+    let runtime = breaker_testkit::runtime();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prefix = unique_prefix();
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let (url, policy, stop, prefix) =
+                (url.clone(), policy.clone(), stop.clone(), prefix.clone());
+            runtime.spawn(async move {
+                let config = RedisConfig::standalone(&url)
+                    .prefix(prefix)
+                    .timeout(Duration::from_secs(2))
+                    .batch(Duration::from_millis(5))
+                    .fleet_budget(budget);
+                let store = AsyncRedisStore::connect(config).await.unwrap();
+                let breaker = store.breaker("async-fleet", policy).await.unwrap();
+                let mut beat = tokio::time::interval(Duration::from_millis(2));
+                while !stop.load(Ordering::Relaxed) {
+                    beat.tick().await;
+                    let permit = breaker.acquire().await.unwrap();
+                    breaker.record(permit, Outcome::Success.into()).await;
+                }
+                breaker.flush().await.unwrap();
+            })
+        })
+        .collect();
+    // Paces the fleet: each process learns its own rate and the fleet's (a full window).
+    std::thread::sleep(Duration::from_secs(3));
+    let before = server.script_calls();
+    // Paces the measurement: three seconds of the fleet's steady state.
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = server.script_calls() - before;
+    stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    // 150 at the budget (152 measured); timers that took the next batch early sent 199.
+    assert!(
+        sent <= 3 * u64::from(budget) * 115 / 100,
+        "{sent} script calls in 3 s for a budget of {budget} a second"
+    );
+}

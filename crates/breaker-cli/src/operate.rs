@@ -149,19 +149,13 @@ pub(crate) struct OverrideArgs {
     store: StoreArgs,
 }
 
-/// The shortest override: stores keep an override's end in whole milliseconds, so a
-/// shorter one would end as it begins.
-const MIN_OVERRIDE: Duration = Duration::from_millis(1);
-
-/// An override's `--for`: a duration of at least [`MIN_OVERRIDE`].
+/// An override's `--for`: a duration the core allows an override
+/// ([`Action::check_override`]).
 fn override_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
-    if duration < MIN_OVERRIDE {
-        return Err(format!(
-            "an override lasts at least 1ms, and {text} would end as it begins (leave out \
-             --for to hold it until `breaker auto`)"
-        ));
-    }
+    Action::check_override(duration).map_err(|refused| {
+        format!("{refused} (leave out --for to hold it until `breaker auto`)")
+    })?;
     Ok(duration)
 }
 

@@ -28,9 +28,6 @@ use crate::store::{BreakerView, DashboardStore, StoreUsage};
 const DEFAULT_HISTORY: usize = 100;
 /// The most history entries one request may ask for.
 const MAX_HISTORY: usize = 1_000;
-/// The shortest override `for` may ask: stores keep an override's end in whole milliseconds,
-/// so a shorter one would end as it begins.
-const MIN_OVERRIDE: Duration = Duration::from_millis(1);
 
 /// The dashboard of the breakers in a [`DashboardStore`]: a live page and a JSON API, as an
 /// [axum](https://docs.rs/axum) [`Router`] to serve alone or to nest in a service's own.
@@ -486,21 +483,12 @@ async fn act<S: DashboardStore>(
         Ok(Path(path)) => path,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
-    let duration = match query {
-        Ok(Query(ActionQuery { duration: None })) => None,
+    let (duration, text) = match query {
+        Ok(Query(ActionQuery { duration: None })) => (None, None),
         Ok(Query(ActionQuery {
             duration: Some(text),
         })) => match humantime::parse_duration(&text) {
-            Ok(duration) if duration < MIN_OVERRIDE => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "for={text:?}: an override lasts at least 1ms, a shorter one would end as \
-                         it begins (leave out `for` to hold it until `auto`)"
-                    ),
-                );
-            }
-            Ok(duration) => Some(duration),
+            Ok(duration) => (Some(duration), Some(text)),
             Err(err) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -513,8 +501,16 @@ async fn act<S: DashboardStore>(
     let action = match Action::parse(&action, duration) {
         Ok(action) => action,
         // An action that does not exist is a page that does not exist; one that exists but
-        // was asked wrongly (a duration on a trip) is a bad request.
+        // was asked wrongly (a duration on a trip, or too short an override) is a bad
+        // request, which names the `for` it was given.
         Err(message) if Action::NAMES.contains(&action.as_str()) => {
+            let message = match text {
+                Some(text) if action.starts_with("force-") => {
+                    format!("for={text:?}: {message} (leave out `for` to hold it until `auto`)")
+                }
+                Some(text) => format!("for={text:?}: {message}"),
+                None => message,
+            };
             return error(StatusCode::BAD_REQUEST, message);
         }
         Err(message) => return error(StatusCode::NOT_FOUND, message),

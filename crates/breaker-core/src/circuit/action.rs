@@ -40,10 +40,36 @@ impl Action {
     /// The actions' names, as [`parse`](Action::parse) takes them.
     pub const NAMES: [&'static str; 5] = ["trip", "reset", "force-open", "force-closed", "auto"];
 
+    /// Whether an override may last `duration`: at least a millisecond, since stores keep an
+    /// override's end in whole milliseconds and a shorter one would end as it begins. The
+    /// one place the rule lives: [`parse`](Action::parse), the dashboard and the `breaker`
+    /// command all ask it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use breaker_core::Action;
+    ///
+    /// assert!(Action::check_override(Duration::from_millis(1)).is_ok());
+    /// let refused = Action::check_override(Duration::from_micros(999)).unwrap_err();
+    /// assert!(refused.contains("at least 1ms"));
+    /// ```
+    pub fn check_override(duration: Duration) -> Result<(), String> {
+        if duration < Duration::from_millis(1) {
+            return Err(format!(
+                "an override lasts at least 1ms: {} would end as it begins",
+                humantime::format_duration(duration)
+            ));
+        }
+        Ok(())
+    }
+
     /// The action named as in the dashboard's API paths and the `breaker` command (`trip`,
     /// `reset`, `force-open`, `force-closed`, `auto`), with an optional duration for the
-    /// overrides that hold one.
+    /// overrides that hold one (at least a millisecond: [`check_override`](Action::check_override)).
     pub fn parse(name: &str, duration: Option<Duration>) -> Result<Action, String> {
+        if let (Some(duration), "force-open" | "force-closed") = (duration, name) {
+            Action::check_override(duration)?;
+        }
         let action = match name {
             "trip" => Action::Trip,
             "reset" => Action::Reset,
@@ -129,6 +155,15 @@ mod tests {
         );
         assert!(Action::parse("reset", ten).is_err());
         assert!(Action::parse("explode", None).is_err());
+        // An override shorter than a millisecond would end as it begins.
+        for name in ["force-open", "force-closed"] {
+            let refused = Action::parse(name, Some(Duration::from_micros(999))).unwrap_err();
+            assert!(
+                refused.contains("at least 1ms") && refused.contains("999us"),
+                "{refused}"
+            );
+            assert!(Action::parse(name, Some(Duration::from_millis(1))).is_ok());
+        }
         assert_eq!(
             Action::Override {
                 mode: Override::ForcedClosed,

@@ -7,17 +7,6 @@ use std::process::Command;
 use breaker_testkit::http_server::TestServer;
 use breaker_testkit::redis_server::RedisServer;
 
-/// Redis's count of connections received (the `INFO` that asks comes on a connection of its
-/// own, counted).
-fn connections(redis: &RedisServer) -> u64 {
-    let info = redis.command(&["INFO", "stats"]).unwrap();
-    info.lines()
-        .find_map(|line| line.trim().strip_prefix("total_connections_received:"))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Calls of `command` since the server started (commands run inside a script included).
 fn calls(redis: &RedisServer, command: &str) -> u64 {
     redis.command_calls().get(command).copied().unwrap_or(0)
@@ -45,11 +34,11 @@ fn a_process_that_makes_one_call_uses_one_connection() {
     run();
     let counted = ["hsetnx", "subscribe", "evalsha", "ping"];
     let before: Vec<u64> = counted.iter().map(|c| calls(&redis, c)).collect();
-    let opened = connections(&redis);
+    let opened = redis.connections_received();
     let requests = run();
-    // One connection of the process, and the one `connections` asks on: none to subscribe
+    // One connection of the process, and the one the count asks on: none to subscribe
     // to pushed changes.
-    assert_eq!(connections(&redis) - opened, 2, "connections");
+    assert_eq!(redis.connections_received() - opened, 2, "connections");
     let sent: Vec<u64> = counted
         .iter()
         .zip(&before)

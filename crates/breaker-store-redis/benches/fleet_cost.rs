@@ -223,15 +223,8 @@ fn run_fleet(server: &RedisServer, mode: Mode, processes: u64, round: usize) -> 
 /// Redis CPU and connections per short-lived process (or per bare connect, `PING` and quit).
 fn short_lived(server: &RedisServer, bare: bool) -> (Duration, f64) {
     let runtime = breaker_testkit::runtime();
-    let connections = || -> u64 {
-        let info = server.command(&["INFO", "stats"]).unwrap();
-        info.lines()
-            .find_map(|line| line.strip_prefix("total_connections_received:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap()
-    };
     let url = server.url();
-    let (cpu, before) = (server.cpu_time(), connections());
+    let (cpu, before) = (server.cpu_time(), server.connections_received());
     for _ in 0..SHORT_LIVED {
         runtime.block_on(async {
             if bare {
@@ -257,7 +250,7 @@ fn short_lived(server: &RedisServer, bare: bool) -> (Duration, f64) {
         });
     }
     let per_process = (server.cpu_time() - cpu) / SHORT_LIVED as u32;
-    let connections = (connections() - before) as f64 / SHORT_LIVED as f64;
+    let connections = (server.connections_received() - before) as f64 / SHORT_LIVED as f64;
     (per_process, connections)
 }
 

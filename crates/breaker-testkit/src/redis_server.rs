@@ -302,6 +302,16 @@ impl RedisServer {
         Duration::from_secs_f64(seconds)
     }
 
+    /// How many connections the server has received since it started
+    /// (`total_connections_received`; the one that asks is counted too).
+    pub fn connections_received(&self) -> u64 {
+        let info = self.command(&["INFO", "stats"]).unwrap_or_default();
+        info.lines()
+            .find_map(|line| line.trim().strip_prefix("total_connections_received:"))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no total_connections_received in INFO stats: {info}"))
+    }
+
     /// Sends one command and returns the reply as text (errors as `Err`).
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         command(self.port, args)
